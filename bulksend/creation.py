@@ -1,0 +1,181 @@
+"""Accepting a bulk send: validate against the template, store every message, enqueue the wake-up.
+
+The send and all its messages are written in one transaction, the messages with COPY (a 100,000
+recipient send is one round trip, not 100,000 INSERTs), so a request either leaves a complete
+send behind or nothing at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+
+import orjson
+from django.contrib.auth.models import User
+from django.db import connection, transaction
+from django.utils import timezone
+from rest_framework import status
+from rest_framework.exceptions import ValidationError
+
+from bulksend.models import BulkSend
+from bulksend.quota import QuotaInfo, estimate_minutes, queued_ahead, quota_for_send
+from bulksend.recipients import (
+    Recipient,
+    check_against_template,
+    deduplicate,
+    raise_for_recipient_errors,
+)
+from messaging.models import Message
+from mindo.celery import app as celery_app
+from mindo.exceptions import ContractError
+from mindo.models import Organization
+from templates_app.models import MessageTemplate, PhoneNumber
+
+logger = logging.getLogger(__name__)
+
+# The delivery worker's entry point. Enqueued by name: the task is only a wake-up, the database
+# says what is left to send, so a lost one costs latency, never a message.
+DRAIN_TASK_NAME = "bulksend.drain"
+
+_MESSAGE_COLUMNS = (
+    "bulk_send_id",
+    "business_account_id",
+    "recipient_phone",
+    "variables",
+    "button_variables",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class BulkSendAccepted:
+    bulk_send: BulkSend
+    quota: QuotaInfo
+
+
+def _phone_number_get(*, organization: Organization, phone_number_id: str) -> PhoneNumber:
+    number = (
+        PhoneNumber.objects.select_related("business_account")
+        .filter(business_account__organization=organization, phone_number_id=phone_number_id)
+        .first()
+    )
+    if number is None:
+        raise ContractError(
+            f"Numero de WhatsApp con ID '{phone_number_id}' no encontrado",
+            status.HTTP_404_NOT_FOUND,
+        )
+    return number
+
+
+def _template_get(*, number: PhoneNumber, name: str, language: str) -> MessageTemplate:
+    template = MessageTemplate.objects.filter(
+        business_account=number.business_account, name=name, language=language
+    ).first()
+    if template is None:
+        raise ContractError(
+            f"Template '{name}' (language: {language}) no encontrado en este business account",
+            status.HTTP_404_NOT_FOUND,
+        )
+    if not template.is_approved:
+        raise ValidationError(
+            {
+                "template_name": [
+                    f"Template '{name}' (language: {language}) is {template.status}: "
+                    "only APPROVED templates can be sent."
+                ]
+            }
+        )
+    return template
+
+
+def _copy_messages(bulk_send: BulkSend, recipients: list[Recipient]) -> None:
+    columns = ", ".join(_MESSAGE_COLUMNS)
+    account_id = bulk_send.phone_number.business_account_id
+    with connection.cursor() as cursor:
+        raw_cursor = cursor.cursor  # psycopg's own cursor: Django's wrapper has no COPY
+        with raw_cursor.copy(f"COPY {Message._meta.db_table} ({columns}) FROM STDIN") as copy:
+            for recipient in recipients:
+                copy.write_row(
+                    (
+                        bulk_send.pk,
+                        account_id,
+                        recipient.phone,
+                        orjson.dumps(recipient.variables).decode(),
+                        orjson.dumps(recipient.button_variables).decode(),
+                    )
+                )
+
+
+def bulk_send_enqueue(bulk_send: BulkSend) -> None:
+    """Publish the wake-up. Called after commit: a broker failure must not undo an accepted send."""
+    try:
+        celery_app.send_task(
+            DRAIN_TASK_NAME,
+            args=[str(bulk_send.pk)],
+            task_id=bulk_send.task_id,
+            retry=True,
+            retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2},
+        )
+    except Exception:
+        # The send is committed and QUEUED; the reaper finds sends whose wake-up was lost.
+        logger.exception("Could not enqueue the wake-up of bulk send %s", bulk_send.pk)
+
+
+def bulk_send_create(
+    *,
+    organization: Organization,
+    created_by: User | None,
+    phone_number_id: str,
+    template_name: str,
+    language: str,
+    recipients: list[Recipient],
+) -> BulkSendAccepted:
+    """Accept a send of `template_name` to `recipients` (already checked for shape).
+
+    1. Resolve the number and the template within the caller's organization (404s, 400).
+    2. Check every recipient's variables against the template, by the client's index.
+    3. Deduplicate by phone, keeping the first occurrence.
+    4. In one transaction: the send, its messages, its quota figures and its estimate.
+    5. After commit, enqueue the wake-up for the workers.
+    """
+    number = _phone_number_get(organization=organization, phone_number_id=phone_number_id)
+    template = _template_get(number=number, name=template_name, language=language)
+    raise_for_recipient_errors(
+        check_against_template(
+            recipients,
+            variables=list(template.variables),
+            buttons=template.button_specs,
+            template=template.name,
+        )
+    )
+    unique = deduplicate(recipients)
+    now = timezone.now()
+    with transaction.atomic():
+        bulk_send = BulkSend.objects.create(
+            organization=organization,
+            phone_number=number,
+            template=template,
+            created_by=created_by,
+            task_id=str(uuid.uuid4()),
+            submitted_recipients=len(recipients),
+            total_recipients=len(unique),
+            pending_count=len(unique),
+        )
+        _copy_messages(bulk_send, unique)
+        # Concurrent sends of one portfolio take their quota figures one after the other.
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [number.business_account_id])
+        quota = quota_for_send(bulk_send=bulk_send, account=number.business_account, now=now)
+        bulk_send.quota_overflow = quota.overflow
+        bulk_send.quota_frees_at = quota.room_frees_at
+        bulk_send.estimated_time_minutes = estimate_minutes(
+            pending=len(unique),
+            ahead=queued_ahead(bulk_send),
+            rate_per_second=number.throughput_per_second,
+            overflow=quota.overflow,
+            room_frees_at=quota.room_frees_at,
+            now=now,
+        )
+        bulk_send.save(update_fields=["quota_overflow", "quota_frees_at", "estimated_time_minutes"])
+        transaction.on_commit(lambda: bulk_send_enqueue(bulk_send))
+    return BulkSendAccepted(bulk_send=bulk_send, quota=quota)

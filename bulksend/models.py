@@ -1,0 +1,131 @@
+"""A bulk send: one template to many recipients, with counters that are exact at all times."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+
+
+class BulkSendStatus(models.TextChoices):
+    QUEUED = "QUEUED"
+    PROCESSING = "PROCESSING"
+    COMPLETED = "COMPLETED"
+    PARTIAL = "PARTIAL"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+
+ACTIVE_STATUSES = (BulkSendStatus.QUEUED, BulkSendStatus.PROCESSING)
+
+
+class BulkSendQuerySet(models.QuerySet["BulkSend"]):
+    def for_organization(self, organization_id: int) -> BulkSendQuerySet:
+        return self.filter(organization_id=organization_id)
+
+    def with_api_relations(self) -> BulkSendQuerySet:
+        return self.select_related("template", "phone_number", "created_by")
+
+
+class BulkSend(models.Model):
+    """Counters move by deltas in the statements that move messages (DESIGN: exact counters).
+
+    `total_recipients` is the number of messages (unique recipients);
+    `submitted_recipients` is the length of the list the client sent.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    organization = models.ForeignKey(
+        "mindo.Organization", on_delete=models.CASCADE, related_name="bulk_sends"
+    )
+    phone_number = models.ForeignKey(
+        "templates_app.PhoneNumber", on_delete=models.PROTECT, related_name="bulk_sends"
+    )
+    template = models.ForeignKey(
+        "templates_app.MessageTemplate", on_delete=models.PROTECT, related_name="bulk_sends"
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="bulk_sends",
+    )
+    status = models.CharField(
+        max_length=16, choices=BulkSendStatus.choices, default=BulkSendStatus.QUEUED
+    )
+    task_id = models.CharField(max_length=64, blank=True)
+    submitted_recipients = models.PositiveIntegerField(default=0)
+    total_recipients = models.PositiveIntegerField(default=0)
+    pending_count = models.PositiveIntegerField(default=0)
+    sent_count = models.PositiveIntegerField(default=0)
+    delivered_count = models.PositiveIntegerField(default=0)
+    read_count = models.PositiveIntegerField(default=0)
+    failed_count = models.PositiveIntegerField(default=0)
+    cancelled_count = models.PositiveIntegerField(default=0)
+    # The estimate given when the send was accepted; the status endpoint recomputes it while
+    # the send is active and shows this one once it is over.
+    estimated_time_minutes = models.FloatField(default=0.0)
+    # Recipients that did not fit the portfolio's 24 h quota when the send was accepted, and when
+    # the window starts to free room for them (see bulksend.quota).
+    quota_overflow = models.PositiveIntegerField(default=0)
+    quota_frees_at = models.DateTimeField(null=True, blank=True)
+    # Why a send stopped before its end (a halted token, a cancellation), for clients and operators.
+    status_reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    objects = BulkSendQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["organization", "-created_at"], name="bulksend_org_created"),
+            models.Index(fields=["organization", "status"], name="bulksend_org_status"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(
+                    total_recipients=F("pending_count")
+                    + F("sent_count")
+                    + F("failed_count")
+                    + F("cancelled_count")
+                ),
+                name="bulksend_counters_add_up",
+            ),
+            models.CheckConstraint(
+                condition=Q(sent_count__gte=F("delivered_count"))
+                & Q(delivered_count__gte=F("read_count")),
+                name="bulksend_sent_delivered_read_nested",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.id} {self.status}"
+
+    @property
+    def progress_percentage(self) -> float:
+        if not self.total_recipients:
+            return 0.0
+        return round((self.sent_count + self.failed_count) / self.total_recipients * 100, 2)
+
+    def message_count(self, public_status: str | None = None) -> int:
+        """How many messages are in `public_status` (all when None), read off the exact counters
+        rather than counted, so a page of a million-message send needs no COUNT(*)."""
+        counts = {
+            None: self.total_recipients,
+            "pending": self.pending_count,
+            "sent": self.sent_count - self.delivered_count,
+            "delivered": self.delivered_count - self.read_count,
+            "read": self.read_count,
+            "failed": self.failed_count,
+            "cancelled": self.cancelled_count,
+        }
+        return counts[public_status]
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_STATUSES

@@ -1,0 +1,179 @@
+"""The portfolio's 24 h unique-recipient quota and the time a send will take.
+
+A business portfolio may message at most its tier's number of unique recipients in any moving
+24 h window, shared by all its numbers. A recipient holds a place in the window when a message
+to them was sent in the last 24 h, or when a message to them still waits in an active send (it
+will be sent, so its place is already spoken for). A recipient who already holds a place costs
+no new quota.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import connection
+from django.db.models import Sum
+from django.utils import timezone
+
+from bulksend.models import ACTIVE_STATUSES, BulkSend
+from messaging.models import Message
+from templates_app.models import WhatsAppBusinessAccount
+
+WINDOW = timedelta(hours=24)
+
+_HELD_RECIPIENTS = """
+    SELECT recipient_phone FROM {table}
+     WHERE business_account_id = %(account)s AND sent_at >= %(since)s
+       AND bulk_send_id <> %(send)s
+    UNION
+    SELECT recipient_phone FROM {table}
+     WHERE business_account_id = %(account)s AND status IN ('pending', 'sending')
+       AND bulk_send_id <> %(send)s
+"""
+
+_QUOTA_SQL = f"""
+    WITH held AS ({_HELD_RECIPIENTS})
+    SELECT (SELECT count(*) FROM held),
+           (SELECT count(*) FROM {{table}} m
+             WHERE m.bulk_send_id = %(send)s
+               AND m.status IN ('pending', 'sending')
+               AND NOT EXISTS (SELECT 1 FROM held h WHERE h.recipient_phone = m.recipient_phone))
+"""
+
+# When the n-th oldest place in the window frees up: 24 h after that recipient's last send.
+_NTH_EXPIRY_SQL = """
+    SELECT last_sent_at FROM (
+        SELECT max(sent_at) AS last_sent_at FROM {table}
+         WHERE business_account_id = %(account)s AND sent_at >= %(since)s
+         GROUP BY recipient_phone
+    ) AS window_recipients
+    ORDER BY last_sent_at OFFSET %(offset)s LIMIT 1
+"""
+
+_WINDOW_SIZE_SQL = """
+    SELECT count(DISTINCT recipient_phone) FROM {table}
+     WHERE business_account_id = %(account)s AND sent_at >= %(since)s
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaInfo:
+    """The contract's `quota_info`. `quota_available` is the room left once this send is counted,
+    so a fresh 1,000 tier sending to 3 shows 997; `quota_total` and `quota_available` are None on
+    an unlimited tier."""
+
+    can_send: bool
+    quota_needed: int
+    quota_available: int | None
+    quota_total: int | None
+    tier: str
+    # Recipients of this send that must wait for the window to free room, and when it starts to.
+    overflow: int
+    room_frees_at: datetime | None
+
+
+def _table() -> str:
+    return Message._meta.db_table
+
+
+def quota_for_send(
+    *, bulk_send: BulkSend, account: WhatsAppBusinessAccount, now: datetime
+) -> QuotaInfo:
+    """Quota figures for `bulk_send`'s unsent messages against all else its portfolio holds."""
+    params: dict[str, Any] = {"account": account.pk, "send": bulk_send.pk, "since": now - WINDOW}
+    with connection.cursor() as cursor:
+        cursor.execute(_QUOTA_SQL.format(table=_table()), params)
+        held, needed = cursor.fetchone()
+    total = account.quota_total
+    if total is None:
+        return QuotaInfo(True, needed, None, None, account.messaging_limit_tier, 0, None)
+    room = max(total - held, 0)
+    overflow = max(needed - room, 0)
+    return QuotaInfo(
+        can_send=overflow == 0,
+        quota_needed=needed,
+        quota_available=max(room - needed, 0),
+        quota_total=total,
+        tier=account.messaging_limit_tier,
+        overflow=overflow,
+        room_frees_at=_room_frees_at(account, overflow, total, now) if overflow else None,
+    )
+
+
+def _room_frees_at(
+    account: WhatsAppBusinessAccount, overflow: int, total: int, now: datetime
+) -> datetime:
+    """When the window will have room for `overflow` more recipients.
+
+    Places held by sent messages free up 24 h after each recipient's last send. Beyond those, each
+    further `total` recipients need another full window (an approximation: places held by waiting
+    messages free up 24 h after they go out, which is soon after now).
+    """
+    params: dict[str, Any] = {
+        "account": account.pk,
+        "since": now - WINDOW,
+        "offset": overflow - 1,
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(_NTH_EXPIRY_SQL.format(table=_table()), params)
+        row = cursor.fetchone()
+        if row is not None:
+            return row[0] + WINDOW
+        cursor.execute(_WINDOW_SIZE_SQL.format(table=_table()), params)
+        (expiring,) = cursor.fetchone()
+    windows = math.ceil((overflow - expiring) / total)
+    return now + WINDOW * windows
+
+
+def queued_ahead(bulk_send: BulkSend) -> int:
+    """Messages of earlier active sends on the same number: they share its throughput first."""
+    ahead = (
+        BulkSend.objects.filter(
+            phone_number_id=bulk_send.phone_number_id,
+            status__in=ACTIVE_STATUSES,
+            created_at__lt=bulk_send.created_at,
+        )
+        .exclude(pk=bulk_send.pk)
+        .aggregate(pending=Sum("pending_count"))["pending"]
+    )
+    return int(ahead or 0)
+
+
+def estimate_minutes(
+    *,
+    pending: int,
+    ahead: int,
+    rate_per_second: int,
+    overflow: int = 0,
+    room_frees_at: datetime | None = None,
+    now: datetime,
+) -> float:
+    """Minutes until the last pending message goes out, rounded up to a tenth of a minute.
+
+    1. Everything queued on the number before this send goes first, at the number's rate.
+    2. Recipients beyond the quota cannot start before the window frees room for them.
+    """
+    seconds = (ahead + pending) / rate_per_second
+    if overflow and room_frees_at is not None:
+        wait = max((room_frees_at - now).total_seconds(), 0.0)
+        seconds = max(seconds, wait + min(overflow, pending) / rate_per_second)
+    if pending == 0:
+        return 0.0
+    return math.ceil(seconds / 60 * 10) / 10
+
+
+def bulk_send_estimate_minutes(bulk_send: BulkSend) -> float:
+    """The estimate shown on the status endpoint: recomputed from what is left while active."""
+    if not bulk_send.is_active:
+        return bulk_send.estimated_time_minutes
+    return estimate_minutes(
+        pending=bulk_send.pending_count,
+        ahead=queued_ahead(bulk_send),
+        rate_per_second=bulk_send.phone_number.throughput_per_second,
+        overflow=bulk_send.quota_overflow,
+        room_frees_at=bulk_send.quota_frees_at,
+        now=timezone.now(),
+    )

@@ -1,0 +1,179 @@
+"""Request and response shapes of the bulk-send endpoints, exactly as the contract shows them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from bulksend.models import BulkSend
+from bulksend.quota import bulk_send_estimate_minutes
+from bulksend.recipients import Recipient, parse_recipients
+from messaging.models import Message, in_template_order
+
+EMPTY_RECIPIENTS = "recipients es requerido y no puede estar vacio"
+
+
+class RecipientSerializer(serializers.Serializer):
+    """Documents one recipient; validation is `bulksend.recipients.parse_recipients`."""
+
+    phone = serializers.CharField(help_text="International E.164, no spaces: +5491112345678")
+    variables = serializers.DictField(
+        child=serializers.CharField(), required=False, help_text="Exactly the template's variables."
+    )
+    button_variables = serializers.DictField(
+        child=serializers.CharField(),
+        required=False,
+        help_text="`button_<index>` to the button's one variable (URL suffix, payload, code).",
+    )
+
+
+@extend_schema_field(RecipientSerializer(many=True))
+class RecipientsField(serializers.Field):
+    default_error_messages = {
+        "not_a_list": 'Expected a list of items but got type "{input_type}".',
+        "empty": EMPTY_RECIPIENTS,
+        "max_length": "Ensure this field has no more than {max_length} elements.",
+    }
+
+    def to_internal_value(self, data: Any) -> list[Recipient]:
+        if not isinstance(data, list):
+            self.fail("not_a_list", input_type=type(data).__name__)
+        if not data:
+            self.fail("empty")
+        if len(data) > settings.BULK_SEND_MAX_RECIPIENTS:
+            self.fail("max_length", max_length=settings.BULK_SEND_MAX_RECIPIENTS)
+        recipients, errors = parse_recipients(data)
+        if errors:
+            raise serializers.ValidationError(errors)
+        return recipients
+
+
+class SendBulkRequestSerializer(serializers.Serializer):
+    phone_number_id = serializers.CharField(max_length=64)
+    template_name = serializers.CharField(max_length=512)
+    language = serializers.CharField(max_length=16, default="es")
+    recipients = RecipientsField(
+        help_text=f"1 to {settings.BULK_SEND_MAX_RECIPIENTS} recipients; duplicates by phone "
+        "are sent once (the first one's variables)."
+    )
+
+
+class WhatsAppPhoneNumberSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    phone_number_id = serializers.CharField()
+    display_phone_number = serializers.CharField()
+    verified_name = serializers.CharField()
+    quality_rating = serializers.CharField()
+    messaging_limit_tier = serializers.CharField()
+
+
+class QuotaInfoSerializer(serializers.Serializer):
+    can_send = serializers.BooleanField()
+    quota_needed = serializers.IntegerField()
+    quota_available = serializers.IntegerField(allow_null=True)
+    quota_total = serializers.IntegerField(allow_null=True)
+    tier = serializers.CharField()
+
+
+class SendBulkAcceptedSerializer(serializers.Serializer):
+    bulk_send_id = serializers.UUIDField(source="bulk_send.id")
+    task_id = serializers.CharField(source="bulk_send.task_id")
+    status = serializers.SerializerMethodField()
+    template_name = serializers.CharField(source="bulk_send.template.name")
+    total_recipients = serializers.IntegerField(source="bulk_send.submitted_recipients")
+    unique_recipients = serializers.IntegerField(source="bulk_send.total_recipients")
+    estimated_time_minutes = serializers.FloatField(source="bulk_send.estimated_time_minutes")
+    created_at = serializers.DateTimeField(source="bulk_send.created_at")
+    whatsapp_phone_number = WhatsAppPhoneNumberSerializer(source="bulk_send.phone_number")
+    quota_info = QuotaInfoSerializer(source="quota")
+
+    def get_status(self, accepted: Any) -> str:
+        return "queued"
+
+
+class BulkSendTemplateSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    template_name = serializers.CharField(source="name")
+    language = serializers.CharField()
+    status = serializers.CharField()
+
+
+class BulkSendPhoneNumberSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    display_phone_number = serializers.CharField()
+    verified_name = serializers.CharField()
+
+
+class CreatedBySerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    email = serializers.EmailField()
+    first_name = serializers.CharField()
+    last_name = serializers.CharField()
+
+
+class BulkSendListItemSerializer(serializers.ModelSerializer[BulkSend]):
+    template = BulkSendTemplateSerializer()
+    phone_number = BulkSendPhoneNumberSerializer()
+    progress_percentage = serializers.FloatField()
+
+    class Meta:
+        model = BulkSend
+        fields = [
+            "id",
+            "status",
+            "template",
+            "phone_number",
+            "total_recipients",
+            "sent_count",
+            "delivered_count",
+            "read_count",
+            "failed_count",
+            "pending_count",
+            "progress_percentage",
+            "created_at",
+            "completed_at",
+        ]
+
+
+class BulkSendDetailSerializer(BulkSendListItemSerializer):
+    estimated_time_minutes = serializers.SerializerMethodField()
+    created_by = CreatedBySerializer(allow_null=True)
+
+    class Meta(BulkSendListItemSerializer.Meta):
+        fields = [
+            *BulkSendListItemSerializer.Meta.fields[:-2],
+            "estimated_time_minutes",
+            "started_at",
+            "completed_at",
+            "created_at",
+            "created_by",
+        ]
+
+    def get_estimated_time_minutes(self, bulk_send: BulkSend) -> float:
+        return bulk_send_estimate_minutes(bulk_send)
+
+
+class BulkSendMessageSerializer(serializers.ModelSerializer[Message]):
+    status = serializers.CharField(source="public_status")
+    meta_message_id = serializers.CharField(source="wamid", allow_null=True)
+    variables_used = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Message
+        fields = [
+            "id",
+            "recipient_phone",
+            "status",
+            "meta_message_id",
+            "variables_used",
+            "sent_at",
+            "delivered_at",
+            "read_at",
+            "error_message",
+        ]
+
+    def get_variables_used(self, message: Message) -> dict[str, str]:
+        return in_template_order(message.variables, self.context.get("template_variables", []))

@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from bulksend import views
+
+urlpatterns = [
+    path("send-bulk/", views.SendBulkView.as_view(), name="send-bulk"),
+    path("bulk-sends/", views.BulkSendListView.as_view(), name="bulk-send-list"),
+    path(
+        "bulk-sends/<str:bulk_send_id>/",
+        views.BulkSendDetailView.as_view(),
+        name="bulk-send-detail",
+    ),
+    path(
+        "bulk-sends/<str:bulk_send_id>/messages/",
+        views.BulkSendMessagesView.as_view(),
+        name="bulk-send-messages",
+    ),
+]

@@ -1,0 +1,137 @@
+"""The bulk-send endpoints: parse, call one function, serialize."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.core.paginator import Paginator
+from django.db.models import QuerySet
+from django.utils.functional import cached_property
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import generics, status
+from rest_framework.exceptions import NotFound
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from bulksend.creation import bulk_send_create
+from bulksend.filters import BulkSendFilter, MessageFilter
+from bulksend.models import BulkSend
+from bulksend.serializers import (
+    EMPTY_RECIPIENTS,
+    BulkSendDetailSerializer,
+    BulkSendListItemSerializer,
+    BulkSendMessageSerializer,
+    SendBulkAcceptedSerializer,
+    SendBulkRequestSerializer,
+)
+from messaging.models import Message
+from mindo.exceptions import ContractError
+from mindo.pagination import PageNumberPagination
+from mindo.schema import DETAIL_BODY, ERROR_BODY
+from mindo.tenancy import request_api_key, request_organization
+
+
+class SendBulkView(APIView):
+    @extend_schema(
+        operation_id="send_bulk",
+        request=SendBulkRequestSerializer,
+        responses={
+            202: SendBulkAcceptedSerializer,
+            400: OpenApiResponse(description="Field errors by name (and recipient index)."),
+            401: ERROR_BODY,
+            404: ERROR_BODY,
+            413: DETAIL_BODY,
+        },
+    )
+    def post(self, request: Request) -> Response:
+        serializer = SendBulkRequestSerializer(data=request.data)
+        if not serializer.is_valid():
+            if serializer.errors == {"recipients": [EMPTY_RECIPIENTS]}:
+                raise ContractError(EMPTY_RECIPIENTS, status.HTTP_400_BAD_REQUEST)
+            return Response(serializer.errors, status=status.HTTP_400_BAD_REQUEST)
+        data = serializer.validated_data
+        api_key = request_api_key(request)
+        accepted = bulk_send_create(
+            organization=api_key.organization,
+            created_by=api_key.user,
+            phone_number_id=data["phone_number_id"],
+            template_name=data["template_name"],
+            language=data["language"],
+            recipients=data["recipients"],
+        )
+        return Response(SendBulkAcceptedSerializer(accepted).data, status=status.HTTP_202_ACCEPTED)
+
+
+def _bulk_send_get(request: Request, bulk_send_id: str) -> BulkSend:
+    """The caller's send, or 404 alike for a malformed id, an unknown one or another's."""
+    try:
+        key = uuid.UUID(bulk_send_id)
+    except ValueError:
+        raise NotFound() from None
+    bulk_send = (
+        BulkSend.objects.for_organization(request_organization(request).pk)
+        .with_api_relations()
+        .filter(pk=key)
+        .first()
+    )
+    if bulk_send is None:
+        raise NotFound()
+    return bulk_send
+
+
+class BulkSendListView(generics.ListAPIView[BulkSend]):
+    serializer_class = BulkSendListItemSerializer
+    filterset_class = BulkSendFilter
+
+    def get_queryset(self) -> QuerySet[BulkSend]:
+        organization = request_organization(self.request)
+        return BulkSend.objects.for_organization(organization.pk).with_api_relations()
+
+
+class BulkSendDetailView(APIView):
+    @extend_schema(responses={200: BulkSendDetailSerializer, 401: ERROR_BODY, 404: DETAIL_BODY})
+    def get(self, request: Request, bulk_send_id: str) -> Response:
+        return Response(BulkSendDetailSerializer(_bulk_send_get(request, bulk_send_id)).data)
+
+
+class CountedPagination(PageNumberPagination):
+    """Takes the total from the view instead of running COUNT(*) over a send's messages."""
+
+    def paginate_queryset(
+        self, queryset: Any, request: Request, view: Any = None
+    ) -> list[Any] | None:
+        known_count = view.known_count if view is not None else None
+
+        class KnownCountPaginator(Paginator):
+            @cached_property
+            def count(self) -> int:
+                return known_count if known_count is not None else super().count
+
+        self.django_paginator_class = KnownCountPaginator
+        return super().paginate_queryset(queryset, request, view)
+
+
+class BulkSendMessagesView(generics.ListAPIView[Message]):
+    serializer_class = BulkSendMessageSerializer
+    filterset_class = MessageFilter
+    pagination_class = CountedPagination
+    known_count: int | None = None
+
+    def get_queryset(self) -> QuerySet[Message]:
+        self.bulk_send = _bulk_send_get(self.request, self.kwargs["bulk_send_id"])
+        return Message.objects.filter(bulk_send=self.bulk_send).order_by("id")
+
+    def get_serializer_context(self) -> dict[str, Any]:
+        context = super().get_serializer_context()
+        bulk_send = getattr(self, "bulk_send", None)
+        if bulk_send is not None:
+            context["template_variables"] = bulk_send.template.variables
+        return context
+
+    def filter_queryset(self, queryset: QuerySet[Message]) -> QuerySet[Message]:
+        filtered = super().filter_queryset(queryset)
+        # The filter has validated `status` by now, so the counters can answer for it.
+        self.known_count = self.bulk_send.message_count(self.request.query_params.get("status"))
+        return filtered

@@ -1,0 +1,35 @@
+"""Finding one message by its WhatsApp id for a client."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rest_framework import status
+
+from messaging.models import Contact, Message
+from mindo.exceptions import ContractError
+from mindo.models import Organization
+
+
+@dataclass(frozen=True, slots=True)
+class MessageLookup:
+    message: Message
+    # The organization's contact with the recipient's phone, when there is one.
+    contact: Contact | None
+
+
+def message_get_by_wamid(*, organization: Organization, wamid: str) -> MessageLookup:
+    """The message with `wamid`: 404 when nobody has it, 403 when another organization does."""
+    message = (
+        Message.objects.select_related("bulk_send", "bulk_send__template")
+        .filter(wamid=wamid)
+        .first()
+    )
+    if message is None:
+        raise ContractError("Mensaje no encontrado", status.HTTP_404_NOT_FOUND)
+    if message.bulk_send.organization_id != organization.pk:
+        raise ContractError("No tienes acceso a este mensaje", status.HTTP_403_FORBIDDEN)
+    contact = Contact.objects.filter(
+        organization=organization, phone=message.recipient_phone
+    ).first()
+    return MessageLookup(message=message, contact=contact)

@@ -1,0 +1,116 @@
+"""One template message per unique recipient of a send, and the organization's contacts."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models.functions import Now
+
+
+class Contact(models.Model):
+    organization = models.ForeignKey(
+        "mindo.Organization", on_delete=models.CASCADE, related_name="contacts"
+    )
+    phone = models.CharField(max_length=20, help_text="E.164, e.g. +5491112345678")
+    name = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "phone"], name="contact_unique_phone_per_organization"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.phone}".strip()
+
+
+class MessageStatus(models.TextChoices):
+    """The message state machine; see DESIGN: status only moves forward.
+
+    pending -> sending -> sent -> delivered -> read; failed ends any step before delivery;
+    cancelled ends a pending message of a cancelled send.
+    """
+
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    READ = "read"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+# Statuses a client sees: a message claimed by a worker is still pending to them.
+PUBLIC_STATUS = {MessageStatus.SENDING: MessageStatus.PENDING}
+UNSENT_STATUSES = (MessageStatus.PENDING, MessageStatus.SENDING)
+
+
+def in_template_order(variables: dict[str, str], names: list[str]) -> dict[str, str]:
+    """`variables` in the template's order: jsonb keeps keys sorted, clients expect theirs."""
+    ordered = {name: variables[name] for name in names if name in variables}
+    ordered.update((name, value) for name, value in variables.items() if name not in ordered)
+    return ordered
+
+
+class Message(models.Model):
+    """Rows are written in bulk with COPY when a send is accepted (bulksend.creation)."""
+
+    bulk_send = models.ForeignKey(
+        "bulksend.BulkSend", on_delete=models.CASCADE, related_name="messages"
+    )
+    # Denormalized from the send's number so the 24 h quota window is one index range scan.
+    business_account = models.ForeignKey(
+        "templates_app.WhatsAppBusinessAccount", on_delete=models.CASCADE, related_name="+"
+    )
+    recipient_phone = models.CharField(max_length=20)
+    variables = models.JSONField(default=dict, db_default={})
+    button_variables = models.JSONField(default=dict, db_default={})
+    status = models.CharField(
+        max_length=16,
+        choices=MessageStatus.choices,
+        default=MessageStatus.PENDING,
+        db_default=MessageStatus.PENDING,
+    )
+    wamid = models.CharField(max_length=255, null=True, blank=True, unique=True)
+    attempts = models.PositiveSmallIntegerField(default=0, db_default=0)
+    created_at = models.DateTimeField(db_default=Now())
+    sent_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    read_at = models.DateTimeField(null=True, blank=True)
+    failed_at = models.DateTimeField(null=True, blank=True)
+    error_code = models.CharField(max_length=32, null=True, blank=True)
+    error_message = models.TextField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            # A send holds each normalized phone once: deduplication is a database fact.
+            models.UniqueConstraint(
+                fields=["bulk_send", "recipient_phone"], name="message_unique_recipient_per_send"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["bulk_send", "status"], name="message_send_status"),
+            # The quota window: recipients a business account messaged since a moment.
+            models.Index(
+                fields=["business_account", "sent_at"],
+                include=["recipient_phone"],
+                name="message_account_sent_at",
+                condition=models.Q(sent_at__isnull=False),
+            ),
+            # Recipients still waiting in some send hold their quota too.
+            models.Index(
+                fields=["business_account"],
+                include=["recipient_phone"],
+                name="message_account_unsent",
+                condition=models.Q(status__in=UNSENT_STATUSES),
+            ),
+            models.Index(fields=["recipient_phone"], name="message_recipient_phone"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.recipient_phone} {self.status}"
+
+    @property
+    def public_status(self) -> str:
+        return str(PUBLIC_STATUS.get(MessageStatus(self.status), self.status))

@@ -1,0 +1,64 @@
+"""The wamid lookup's body, exactly as the contract shows it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from messaging.lookup import MessageLookup
+from messaging.models import in_template_order
+
+
+class MessageTemplateSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    language = serializers.CharField()
+    category = serializers.CharField()
+
+
+class RecipientSerializer(serializers.Serializer):
+    phone = serializers.CharField(source="message.recipient_phone")
+    contact_name = serializers.CharField(source="contact.name", allow_null=True, default=None)
+    contact_id = serializers.IntegerField(source="contact.id", allow_null=True, default=None)
+
+
+class DeliveryStatusSerializer(serializers.Serializer):
+    current = serializers.CharField(source="public_status")
+    sent_at = serializers.DateTimeField(allow_null=True)
+    delivered_at = serializers.DateTimeField(allow_null=True)
+    read_at = serializers.DateTimeField(allow_null=True)
+    failed_at = serializers.DateTimeField(allow_null=True)
+    error_code = serializers.CharField(allow_null=True)
+    error_message = serializers.CharField(allow_null=True)
+
+
+class MessageLookupSerializer(serializers.Serializer):
+    id = serializers.IntegerField(source="message.id")
+    template = MessageTemplateSerializer(source="message.bulk_send.template")
+    recipient = serializers.SerializerMethodField()
+    variables_used = serializers.SerializerMethodField()
+    delivery_status = DeliveryStatusSerializer(source="message")
+    meta_message_id = serializers.CharField(source="message.wamid", allow_null=True)
+    was_successful = serializers.SerializerMethodField()
+    error_message = serializers.SerializerMethodField()
+    sent_at = serializers.SerializerMethodField()
+
+    def get_recipient(self, lookup: MessageLookup) -> dict[str, Any]:
+        return RecipientSerializer(lookup).data
+
+    def get_variables_used(self, lookup: MessageLookup) -> dict[str, str]:
+        message = lookup.message
+        return in_template_order(message.variables, message.bulk_send.template.variables)
+
+    def get_was_successful(self, lookup: MessageLookup) -> bool:
+        # Meta gave a wamid, so Meta accepted the initial send.
+        return lookup.message.wamid is not None
+
+    def get_error_message(self, lookup: MessageLookup) -> str | None:
+        """The initial send's error; a later delivery failure is in `delivery_status`."""
+        return None if lookup.message.wamid is not None else lookup.message.error_message
+
+    def get_sent_at(self, lookup: MessageLookup) -> str:
+        moment = lookup.message.sent_at or lookup.message.created_at
+        return serializers.DateTimeField().to_representation(moment)

@@ -1,0 +1,37 @@
+"""Error bodies of the contract that DRF does not produce by itself."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+UNAUTHENTICATED_BODY = {
+    "error": "Este endpoint requiere autenticacion con API Key (header X-API-Key)"
+}
+
+
+class ContractError(exceptions.APIException):
+    """An error whose body the contract fixes as `{"error": "..."}`."""
+
+    def __init__(self, message: str, status_code: int) -> None:
+        super().__init__(detail=message)
+        self.status_code = status_code
+        self.message = message
+
+
+class RequestTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "request_too_large"
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
+        response = Response(UNAUTHENTICATED_BODY, status=status.HTTP_401_UNAUTHORIZED)
+        response["WWW-Authenticate"] = "X-API-Key"
+        return response
+    if isinstance(exc, ContractError):
+        return Response({"error": exc.message}, status=exc.status_code)
+    return drf_exception_handler(exc, context)

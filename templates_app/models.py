@@ -1,0 +1,155 @@
+"""Meta assets: business accounts, their phone numbers and their message templates."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+
+from templates_app.components import (
+    NAMED,
+    POSITIONAL,
+    TemplateButton,
+    template_buttons,
+    template_parameter_format,
+    template_variables,
+)
+from templates_app.tiers import tier_limit
+
+
+def default_throughput() -> int:
+    return int(settings.DEFAULT_THROUGHPUT_PER_SECOND)
+
+
+class WhatsAppBusinessAccount(models.Model):
+    """A WABA. Its messaging-limit tier is the portfolio's: every number of it shares the quota."""
+
+    organization = models.ForeignKey(
+        "mindo.Organization", on_delete=models.CASCADE, related_name="business_accounts"
+    )
+    waba_id = models.CharField("WABA id", max_length=64, unique=True)
+    name = models.CharField(max_length=200, blank=True)
+    # Kept in clear because every Graph call needs it; protect the database accordingly.
+    access_token = models.TextField(blank=True)
+    messaging_limit_tier = models.CharField(max_length=32, default="TIER_1000")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "WhatsApp business account"
+
+    def __str__(self) -> str:
+        return self.name or self.waba_id
+
+    @property
+    def quota_total(self) -> int | None:
+        return tier_limit(self.messaging_limit_tier)
+
+
+class QualityRating(models.TextChoices):
+    GREEN = "GREEN"
+    YELLOW = "YELLOW"
+    RED = "RED"
+    UNKNOWN = "UNKNOWN"
+
+
+class PhoneNumber(models.Model):
+    business_account = models.ForeignKey(
+        WhatsAppBusinessAccount, on_delete=models.CASCADE, related_name="phone_numbers"
+    )
+    # Meta's id, unique across Meta, so one number belongs to one organization.
+    phone_number_id = models.CharField(max_length=64, unique=True)
+    display_phone_number = models.CharField(max_length=32)
+    verified_name = models.CharField(max_length=200, blank=True)
+    quality_rating = models.CharField(
+        max_length=16, choices=QualityRating.choices, default=QualityRating.GREEN
+    )
+    messaging_limit_tier = models.CharField(max_length=32, default="TIER_1000")
+    throughput_per_second = models.PositiveIntegerField(
+        default=default_throughput, validators=[MinValueValidator(1), MaxValueValidator(1000)]
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(throughput_per_second__gte=1, throughput_per_second__lte=1000),
+                name="phone_number_throughput_between_1_and_1000",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.display_phone_number} ({self.phone_number_id})"
+
+
+class TemplateStatus(models.TextChoices):
+    APPROVED = "APPROVED"
+    PENDING = "PENDING"
+    REJECTED = "REJECTED"
+    PAUSED = "PAUSED"
+    DISABLED = "DISABLED"
+    IN_APPEAL = "IN_APPEAL"
+    PENDING_DELETION = "PENDING_DELETION"
+    DELETED = "DELETED"
+
+
+class TemplateCategory(models.TextChoices):
+    MARKETING = "MARKETING"
+    UTILITY = "UTILITY"
+    AUTHENTICATION = "AUTHENTICATION"
+
+
+class ParameterFormat(models.TextChoices):
+    NAMED = NAMED
+    POSITIONAL = POSITIONAL
+
+
+class MessageTemplate(models.Model):
+    business_account = models.ForeignKey(
+        WhatsAppBusinessAccount, on_delete=models.CASCADE, related_name="templates"
+    )
+    meta_template_id = models.CharField(max_length=64, blank=True)
+    name = models.CharField(max_length=512)
+    language = models.CharField(max_length=16, default="es")
+    category = models.CharField(
+        max_length=32, choices=TemplateCategory.choices, default=TemplateCategory.MARKETING
+    )
+    status = models.CharField(
+        max_length=32, choices=TemplateStatus.choices, default=TemplateStatus.PENDING
+    )
+    components = models.JSONField(default=list, blank=True)
+    parameter_format = models.CharField(
+        max_length=16, choices=ParameterFormat.choices, default=ParameterFormat.POSITIONAL
+    )
+    # Derived from `components` whenever they are set (see `set_components`), so a send validates
+    # its recipients without parsing Meta's structure again.
+    variables = models.JSONField(default=list, blank=True, editable=False)
+    buttons = models.JSONField(default=list, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["business_account", "name", "language"],
+                name="template_unique_name_language_per_account",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.language})"
+
+    def set_components(self, components: list[dict[str, Any]]) -> None:
+        self.components = components
+        self.variables = template_variables(components)
+        self.buttons = list(template_buttons(components))
+        self.parameter_format = template_parameter_format(components)
+
+    @property
+    def button_specs(self) -> dict[int, TemplateButton]:
+        return {int(button["index"]): button for button in self.buttons}
+
+    @property
+    def is_approved(self) -> bool:
+        return self.status == TemplateStatus.APPROVED

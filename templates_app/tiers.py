@@ -1,0 +1,34 @@
+"""Meta's messaging-limit tiers: how many unique recipients a portfolio may message in 24 h."""
+
+from __future__ import annotations
+
+import re
+
+# Meta spells tiers `TIER_250`, `TIER_1K`, `TIER_10K`, `TIER_100K`, `TIER_UNLIMITED`; the
+# contract's examples spell the 1,000 tier `TIER_1000`. Both spellings are read the same way.
+TIER_PATTERN = re.compile(r"^TIER_(\d+)(K?)$")
+TIER_UNLIMITED = "TIER_UNLIMITED"
+KNOWN_TIERS = [
+    "TIER_50",
+    "TIER_250",
+    "TIER_1000",
+    "TIER_1K",
+    "TIER_2K",
+    "TIER_10K",
+    "TIER_100K",
+    TIER_UNLIMITED,
+]
+
+
+def tier_limit(tier: str) -> int | None:
+    """Unique recipients per moving 24 h window for `tier`; None when unlimited.
+
+    An unknown spelling raises ValueError: guessing a quota would risk the number's quality.
+    """
+    if tier == TIER_UNLIMITED:
+        return None
+    match = TIER_PATTERN.match(tier)
+    if match is None:
+        raise ValueError(f"Unknown messaging limit tier {tier!r}")
+    count, thousands = match.groups()
+    return int(count) * (1000 if thousands else 1)

@@ -1,0 +1,10 @@
+"""Settings for the test suite: the real services, with Redis on a database of its own."""
+
+from __future__ import annotations
+
+import os
+
+os.environ["REDIS_URL"] = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+os.environ["CELERY_BROKER_URL"] = os.environ["REDIS_URL"]
+
+from mindo.settings import *  # noqa: F403
