@@ -10,19 +10,19 @@ import os
 import environ
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 
 def main() -> None:
     url = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/mindo")
     config = environ.Env.db_url_config(url)
-    connection_args = {
-        "host": config.get("HOST") or None,
-        "port": config.get("PORT") or None,
-        "user": config.get("USER") or None,
-        "password": config.get("PASSWORD") or None,
-    }
+    parts = {"HOST": "host", "PORT": "port", "USER": "user", "PASSWORD": "password"}
+    conninfo = make_conninfo(
+        dbname="postgres",
+        **{key: str(config[name]) for name, key in parts.items() if config.get(name)},
+    )
     name = config["NAME"]
-    with psycopg.connect(dbname="postgres", autocommit=True, **connection_args) as connection:
+    with psycopg.connect(conninfo, autocommit=True) as connection:
         exists = connection.execute(
             "SELECT 1 FROM pg_database WHERE datname = %s", [name]
         ).fetchone()
