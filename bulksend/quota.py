@@ -20,27 +20,34 @@ from django.utils import timezone
 
 from bulksend.models import ACTIVE_STATUSES, BulkSend
 from messaging.models import Message
-from templates_app.models import WhatsAppBusinessAccount
+from templates_app.models import PhoneNumber, WhatsAppBusinessAccount
 
 WINDOW = timedelta(hours=24)
 
+# Waiting messages are found through the portfolio's active sends, so that no index on all
+# messages has to cover them (each index costs every COPY of a large send).
 _HELD_RECIPIENTS = """
     SELECT recipient_phone FROM {table}
      WHERE business_account_id = %(account)s AND sent_at >= %(since)s
        AND bulk_send_id <> %(send)s
     UNION
-    SELECT recipient_phone FROM {table}
-     WHERE business_account_id = %(account)s AND status IN ('pending', 'sending')
-       AND bulk_send_id <> %(send)s
+    SELECT m.recipient_phone FROM {table} m
+      JOIN {send_table} s ON s.id = m.bulk_send_id
+      JOIN {number_table} n ON n.id = s.phone_number_id
+     WHERE n.business_account_id = %(account)s AND s.status IN ('QUEUED', 'PROCESSING')
+       AND m.status IN ('pending', 'sending') AND m.bulk_send_id <> %(send)s
 """
 
+# EXCEPT is a hashed set difference: linear in both sides, whatever their sizes.
 _QUOTA_SQL = f"""
-    WITH held AS ({_HELD_RECIPIENTS})
+    WITH held AS MATERIALIZED ({_HELD_RECIPIENTS})
     SELECT (SELECT count(*) FROM held),
-           (SELECT count(*) FROM {{table}} m
-             WHERE m.bulk_send_id = %(send)s
-               AND m.status IN ('pending', 'sending')
-               AND NOT EXISTS (SELECT 1 FROM held h WHERE h.recipient_phone = m.recipient_phone))
+           (SELECT count(*) FROM (
+                SELECT recipient_phone FROM {{table}}
+                 WHERE bulk_send_id = %(send)s AND status IN ('pending', 'sending')
+                EXCEPT
+                SELECT recipient_phone FROM held
+           ) AS needing_quota)
 """
 
 # When the n-th oldest place in the window frees up: 24 h after that recipient's last send.
@@ -75,8 +82,12 @@ class QuotaInfo:
     room_frees_at: datetime | None
 
 
-def _table() -> str:
-    return Message._meta.db_table
+def _tables() -> dict[str, str]:
+    return {
+        "table": Message._meta.db_table,
+        "send_table": BulkSend._meta.db_table,
+        "number_table": PhoneNumber._meta.db_table,
+    }
 
 
 def quota_for_send(
@@ -85,7 +96,7 @@ def quota_for_send(
     """Quota figures for `bulk_send`'s unsent messages against all else its portfolio holds."""
     params: dict[str, Any] = {"account": account.pk, "send": bulk_send.pk, "since": now - WINDOW}
     with connection.cursor() as cursor:
-        cursor.execute(_QUOTA_SQL.format(table=_table()), params)
+        cursor.execute(_QUOTA_SQL.format(**_tables()), params)
         held, needed = cursor.fetchone()
     total = account.quota_total
     if total is None:
@@ -118,11 +129,11 @@ def _room_frees_at(
         "offset": overflow - 1,
     }
     with connection.cursor() as cursor:
-        cursor.execute(_NTH_EXPIRY_SQL.format(table=_table()), params)
+        cursor.execute(_NTH_EXPIRY_SQL.format(**_tables()), params)
         row = cursor.fetchone()
         if row is not None:
             return row[0] + WINDOW
-        cursor.execute(_WINDOW_SIZE_SQL.format(table=_table()), params)
+        cursor.execute(_WINDOW_SIZE_SQL.format(**_tables()), params)
         (expiring,) = cursor.fetchone()
     windows = math.ceil((overflow - expiring) / total)
     return now + WINDOW * windows

@@ -83,10 +83,33 @@ def _string_map(
 
 
 def _is_valid_number(phone: str) -> bool:
+    """Whether `phone` (already `+` and digits) is a valid number written exactly in E.164.
+
+    Building the number from its country code skips `phonenumbers.parse`, three quarters of the
+    cost of a 100,000-recipient send. Country codes are prefix-free, so the first match is the one.
+    A national part starting with 0 goes the slow way: only some countries (Italy) keep the 0 in
+    E.164, and a trunk prefix (+49 0...) is not E.164 even when `parse` would forgive it.
+    """
+    digits = phone[1:]
+    for length in (1, 2, 3):
+        country_code = int(digits[:length])
+        if country_code not in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
+            continue
+        national = digits[length:]
+        if not national or national.startswith("0"):
+            return _is_exact_e164(phone)
+        number = phonenumbers.PhoneNumber(country_code=country_code, national_number=int(national))
+        return bool(phonenumbers.is_valid_number(number))
+    return False
+
+
+def _is_exact_e164(phone: str) -> bool:
     try:
-        return bool(phonenumbers.is_valid_number(phonenumbers.parse(phone, None)))
+        number = phonenumbers.parse(phone, None)
     except phonenumbers.NumberParseException:
         return False
+    canonical = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    return bool(phonenumbers.is_valid_number(number)) and canonical == phone
 
 
 def _phone_problem(phone: Any, checked: dict[str, bool]) -> str | None:

@@ -86,6 +86,8 @@ class BulkSendListView(generics.ListAPIView[BulkSend]):
     filterset_class = BulkSendFilter
 
     def get_queryset(self) -> QuerySet[BulkSend]:
+        if getattr(self, "swagger_fake_view", False):  # schema generation has no request
+            return BulkSend.objects.none()
         organization = request_organization(self.request)
         return BulkSend.objects.for_organization(organization.pk).with_api_relations()
 
@@ -120,6 +122,8 @@ class BulkSendMessagesView(generics.ListAPIView[Message]):
     known_count: int | None = None
 
     def get_queryset(self) -> QuerySet[Message]:
+        if getattr(self, "swagger_fake_view", False):  # schema generation has no request
+            return Message.objects.none()
         self.bulk_send = _bulk_send_get(self.request, self.kwargs["bulk_send_id"])
         return Message.objects.filter(bulk_send=self.bulk_send).order_by("id")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.db import models
+from django.db.models import Q
 from django.db.models.functions import Now
 
 
@@ -60,8 +61,13 @@ class Message(models.Model):
         "bulksend.BulkSend", on_delete=models.CASCADE, related_name="messages"
     )
     # Denormalized from the send's number so the 24 h quota window is one index range scan.
+    # No database constraint: the send's own key already guarantees it, and a second foreign-key
+    # check per row would add a third to the COPY of a 100,000-recipient send.
     business_account = models.ForeignKey(
-        "templates_app.WhatsAppBusinessAccount", on_delete=models.CASCADE, related_name="+"
+        "templates_app.WhatsAppBusinessAccount",
+        on_delete=models.CASCADE,
+        related_name="+",
+        db_constraint=False,
     )
     recipient_phone = models.CharField(max_length=20)
     variables = models.JSONField(default=dict, db_default={})
@@ -72,7 +78,7 @@ class Message(models.Model):
         default=MessageStatus.PENDING,
         db_default=MessageStatus.PENDING,
     )
-    wamid = models.CharField(max_length=255, null=True, blank=True, unique=True)
+    wamid = models.CharField(max_length=255, null=True, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0, db_default=0)
     created_at = models.DateTimeField(db_default=Now())
     sent_at = models.DateTimeField(null=True, blank=True)
@@ -88,6 +94,10 @@ class Message(models.Model):
             models.UniqueConstraint(
                 fields=["bulk_send", "recipient_phone"], name="message_unique_recipient_per_send"
             ),
+            # Partial: unsent messages have no wamid and cost this index nothing when inserted.
+            models.UniqueConstraint(
+                fields=["wamid"], condition=Q(wamid__isnull=False), name="message_unique_wamid"
+            ),
         ]
         indexes = [
             models.Index(fields=["bulk_send", "status"], name="message_send_status"),
@@ -96,14 +106,7 @@ class Message(models.Model):
                 fields=["business_account", "sent_at"],
                 include=["recipient_phone"],
                 name="message_account_sent_at",
-                condition=models.Q(sent_at__isnull=False),
-            ),
-            # Recipients still waiting in some send hold their quota too.
-            models.Index(
-                fields=["business_account"],
-                include=["recipient_phone"],
-                name="message_account_unsent",
-                condition=models.Q(status__in=UNSENT_STATUSES),
+                condition=Q(sent_at__isnull=False),
             ),
             models.Index(fields=["recipient_phone"], name="message_recipient_phone"),
         ]

@@ -6,7 +6,6 @@ from typing import Any
 
 from rest_framework import exceptions, status
 from rest_framework.response import Response
-from rest_framework.views import exception_handler as drf_exception_handler
 
 UNAUTHENTICATED_BODY = {
     "error": "Este endpoint requiere autenticacion con API Key (header X-API-Key)"
@@ -34,4 +33,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         return response
     if isinstance(exc, ContractError):
         return Response({"error": exc.message}, status=exc.status_code)
+    # Imported here: rest_framework.views loads the parser classes, and mindo.parsers needs this
+    # module, so a module-level import would be circular for whoever imports this module first.
+    from rest_framework.views import exception_handler as drf_exception_handler
+
     return drf_exception_handler(exc, context)
