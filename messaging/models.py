@@ -117,3 +117,38 @@ class Message(models.Model):
     @property
     def public_status(self) -> str:
         return str(PUBLIC_STATUS.get(MessageStatus(self.status), self.status))
+
+
+# Every request to Meta carries this naming our message, and Meta echoes it in status webhooks,
+# so a status can find its message even before the message's wamid is recorded.
+CALLBACK_DATA_PREFIX = "mindo-message:"
+
+
+def callback_data_for(message_id: int) -> str:
+    return f"{CALLBACK_DATA_PREFIX}{message_id}"
+
+
+def message_id_from_callback_data(data: str | None) -> int | None:
+    if not data or not data.startswith(CALLBACK_DATA_PREFIX):
+        return None
+    suffix = data[len(CALLBACK_DATA_PREFIX) :]
+    return int(suffix) if suffix.isdigit() else None
+
+
+class DeferredStatus(models.Model):
+    """A status event for a wamid no message has yet: the sender may commit the wamid after Meta's
+    first webhook arrives. Applied and deleted as soon as that wamid is recorded."""
+
+    wamid = models.CharField(max_length=255, db_index=True)
+    status = models.CharField(max_length=16, choices=MessageStatus.choices)
+    occurred_at = models.DateTimeField()
+    error_code = models.CharField(max_length=32, null=True, blank=True)
+    error_message = models.TextField(null=True, blank=True)
+    message_ref = models.BigIntegerField(null=True, blank=True)
+    received_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        verbose_name_plural = "deferred statuses"
+
+    def __str__(self) -> str:
+        return f"{self.wamid} {self.status}"

@@ -7,7 +7,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import django_stubs_ext
 import environ
+
+# Lets classes such as ModelAdmin take type parameters at run time, as the type checker wants.
+django_stubs_ext.monkeypatch()
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -125,6 +129,12 @@ API_KEY_LAST_USED_RESOLUTION_SECONDS = env.int("API_KEY_LAST_USED_RESOLUTION_SEC
 # A number's messages per second unless its own row says otherwise (Meta's default is 80).
 DEFAULT_THROUGHPUT_PER_SECOND = env.int("DEFAULT_THROUGHPUT_PER_SECOND", default=80)
 
+# Meta's webhooks: the token of the subscription handshake and the app secret that signs bodies.
+META_VERIFY_TOKEN = env.str("META_VERIFY_TOKEN", default="mindo-dev-verify-token")
+META_APP_SECRET = env.str("META_APP_SECRET", default="mindo-dev-app-secret")
+# Received webhook bodies are kept for operators this many days, then purged by beat.
+WEBHOOK_EVENT_RETENTION_DAYS = env.int("WEBHOOK_EVENT_RETENTION_DAYS", default=14)
+
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
 CELERY_RESULT_BACKEND = None
@@ -142,6 +152,10 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Publishing must not hang a request when Redis is away: the send is already committed.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2}
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+# https://docs.celeryq.dev/en/stable/userguide/periodic-tasks.html
+CELERY_BEAT_SCHEDULE = {
+    "purge-webhook-events": {"task": "webhooks.purge_events", "schedule": 60 * 60},
+}
 
 LOGGING = {
     "version": 1,

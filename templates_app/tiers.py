@@ -32,3 +32,10 @@ def tier_limit(tier: str) -> int | None:
         raise ValueError(f"Unknown messaging limit tier {tier!r}")
     count, thousands = match.groups()
     return int(count) * (1000 if thousands else 1)
+
+
+def tier_for_limit(limit: int | None) -> str:
+    """The tier name Meta uses for a daily limit of `limit` unique recipients (None: unlimited)."""
+    if limit is None or limit < 0:
+        return TIER_UNLIMITED
+    return f"TIER_{limit // 1000}K" if limit >= 1000 and limit % 1000 == 0 else f"TIER_{limit}"

@@ -1,0 +1,283 @@
+"""Applying Meta's status events to messages, and to their sends' counters by exact deltas.
+
+The rules (DESIGN, the message state machine):
+- status only moves forward: sent < delivered < read; a late or duplicated event changes nothing;
+- `read` without `delivered` sets both; `failed` ends a message that was not delivered yet and
+  keeps Meta's error; failed and cancelled are final;
+- each transition's time is Meta's timestamp, and the first one recorded stays;
+- an event for a wamid no message has yet is kept (`DeferredStatus`) and applied when the wamid is
+  recorded; an event carrying our `biz_opaque_callback_data` finds its message without the wamid.
+
+A batch is three statements whatever its size: one UPDATE of the messages that returns what
+changed, one lock of the touched sends in id order (so concurrent batches cannot deadlock), one
+UPDATE of their counters by the deltas of the rows that really changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+from django.db import connection, transaction
+
+from messaging.models import DeferredStatus, Message, MessageStatus
+
+APPLICABLE = (MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.READ, MessageStatus.FAILED)
+COUNTERS = ("sent", "delivered", "read", "failed", "pending")
+
+
+@dataclass(frozen=True, slots=True)
+class StatusEvent:
+    wamid: str
+    status: str
+    occurred_at: datetime
+    error_code: str | None = None
+    error_message: str | None = None
+    # Our message id, from `biz_opaque_callback_data`, when the event carries it.
+    message_ref: int | None = None
+
+
+@dataclass(slots=True)
+class StatusOutcome:
+    events: int = 0
+    messages_changed: int = 0
+    deferred: int = 0
+    counters: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "events": self.events,
+            "messages_changed": self.messages_changed,
+            "deferred": self.deferred,
+            "counters": self.counters,
+        }
+
+
+@dataclass(slots=True)
+class _Merged:
+    """All the events of one wamid in a batch: the earliest time of each kind."""
+
+    wamid: str
+    message_ref: int | None = None
+    times: dict[str, datetime] = field(default_factory=dict)
+    error_code: str | None = None
+    error_message: str | None = None
+
+    def add(self, event: StatusEvent) -> None:
+        current = self.times.get(event.status)
+        if current is None or event.occurred_at < current:
+            self.times[event.status] = event.occurred_at
+            if event.status == MessageStatus.FAILED:
+                self.error_code, self.error_message = event.error_code, event.error_message
+        self.message_ref = self.message_ref or event.message_ref
+
+
+_MESSAGES_SQL = """
+WITH ev AS (
+    SELECT * FROM unnest(
+        %(wamids)s::text[], %(refs)s::bigint[], %(sent)s::timestamptz[],
+        %(delivered)s::timestamptz[], %(read)s::timestamptz[], %(failed)s::timestamptz[],
+        %(codes)s::text[], %(errors)s::text[]
+    ) AS e(wamid, ref, sent_ts, delivered_ts, read_ts, failed_ts, error_code, error_message)
+),
+matched AS (
+    SELECT DISTINCT ON (id) * FROM (
+        SELECT m.id, 0 AS via_ref, e.* FROM ev e JOIN {messages} m ON m.wamid = e.wamid
+        UNION ALL
+        SELECT m.id, 1 AS via_ref, e.* FROM ev e JOIN {messages} m ON m.id = e.ref
+         WHERE m.wamid IS NULL
+           AND NOT EXISTS (SELECT 1 FROM {messages} x WHERE x.wamid = e.wamid)
+    ) AS candidates
+    ORDER BY id, via_ref
+),
+locked AS (
+    -- FOR UPDATE returns each row's latest committed version, so `old_status` is what the
+    -- UPDATE below really changes, even when another batch changed it a moment ago.
+    SELECT m.id, m.status AS old_status FROM {messages} m
+     WHERE m.id IN (SELECT id FROM matched)
+     ORDER BY m.id
+       FOR UPDATE
+),
+decided AS (
+    SELECT mt.*, l.old_status,
+        CASE
+            WHEN l.old_status IN ('failed', 'cancelled') THEN l.old_status
+            WHEN mt.read_ts IS NOT NULL THEN 'read'
+            WHEN mt.delivered_ts IS NOT NULL THEN
+                CASE WHEN l.old_status = 'read' THEN l.old_status ELSE 'delivered' END
+            WHEN mt.failed_ts IS NOT NULL THEN
+                CASE WHEN l.old_status IN ('delivered', 'read') THEN l.old_status ELSE 'failed' END
+            WHEN mt.sent_ts IS NOT NULL THEN
+                CASE WHEN l.old_status IN ('pending', 'sending') THEN 'sent' ELSE l.old_status END
+            ELSE l.old_status
+        END AS new_status
+    FROM matched mt JOIN locked l ON l.id = mt.id
+),
+changed AS (
+    UPDATE {messages} m SET
+        status = d.new_status,
+        wamid = COALESCE(m.wamid, d.wamid),
+        sent_at = CASE WHEN d.new_status IN ('sent', 'delivered', 'read')
+            THEN COALESCE(m.sent_at, d.sent_ts, d.delivered_ts, d.read_ts) ELSE m.sent_at END,
+        delivered_at = CASE WHEN d.new_status IN ('delivered', 'read')
+            THEN COALESCE(m.delivered_at, d.delivered_ts, d.read_ts) ELSE m.delivered_at END,
+        read_at = CASE WHEN d.new_status = 'read'
+            THEN COALESCE(m.read_at, d.read_ts) ELSE m.read_at END,
+        failed_at = CASE WHEN d.new_status = 'failed' AND d.old_status <> 'failed'
+            THEN d.failed_ts ELSE m.failed_at END,
+        error_code = CASE WHEN d.new_status = 'failed' AND d.old_status <> 'failed'
+            THEN d.error_code ELSE m.error_code END,
+        error_message = CASE WHEN d.new_status = 'failed' AND d.old_status <> 'failed'
+            THEN d.error_message ELSE m.error_message END
+    FROM decided d
+    WHERE m.id = d.id AND (d.new_status <> d.old_status OR m.wamid IS NULL)
+    RETURNING m.bulk_send_id, d.old_status, m.status AS new_status
+),
+deltas AS (
+    SELECT bulk_send_id,
+        count(*) AS changed,
+        sum((new_status IN ('sent', 'delivered', 'read'))::int
+            - (old_status IN ('sent', 'delivered', 'read'))::int) AS sent,
+        sum((new_status IN ('delivered', 'read'))::int
+            - (old_status IN ('delivered', 'read'))::int) AS delivered,
+        sum((new_status = 'read')::int - (old_status = 'read')::int) AS read,
+        sum((new_status = 'failed')::int - (old_status = 'failed')::int) AS failed,
+        sum((new_status IN ('pending', 'sending'))::int
+            - (old_status IN ('pending', 'sending'))::int) AS pending
+    FROM changed GROUP BY bulk_send_id
+)
+SELECT
+    (SELECT COALESCE(json_agg(DISTINCT wamid), '[]') FROM matched),
+    (SELECT COALESCE(json_agg(DISTINCT wamid), '[]') FROM matched WHERE via_ref = 1),
+    (SELECT COALESCE(json_agg(deltas), '[]') FROM deltas)
+"""
+
+_LOCK_SENDS_SQL = "SELECT id FROM {sends} WHERE id = ANY(%s::uuid[]) ORDER BY id FOR UPDATE"
+
+# A send that had finished turns PARTIAL when a failure arrives late, FAILED when none went out.
+_COUNTERS_SQL = """
+UPDATE {sends} b SET
+    sent_count = b.sent_count + d.sent,
+    delivered_count = b.delivered_count + d.delivered,
+    read_count = b.read_count + d.read,
+    failed_count = b.failed_count + d.failed,
+    pending_count = b.pending_count + d.pending,
+    status = CASE
+        WHEN b.status IN ('COMPLETED', 'PARTIAL') AND b.failed_count + d.failed > 0
+             AND b.sent_count + d.sent = 0 AND b.pending_count + d.pending = 0 THEN 'FAILED'
+        WHEN b.status = 'COMPLETED' AND b.failed_count + d.failed > 0 THEN 'PARTIAL'
+        ELSE b.status
+    END
+FROM unnest(%s::uuid[], %s::int[], %s::int[], %s::int[], %s::int[], %s::int[])
+    AS d(id, sent, delivered, read, failed, pending)
+WHERE b.id = d.id
+"""
+
+
+def _tables() -> dict[str, str]:
+    # The send's table through the foreign key: messaging sits below bulksend, imports none of it.
+    send_model = Message._meta.get_field("bulk_send").related_model
+    assert send_model is not None
+    assert not isinstance(send_model, str)
+    return {"messages": Message._meta.db_table, "sends": send_model._meta.db_table}
+
+
+def _merge(events: Iterable[StatusEvent]) -> dict[str, _Merged]:
+    merged: dict[str, _Merged] = {}
+    for event in events:
+        if event.status in APPLICABLE:
+            merged.setdefault(event.wamid, _Merged(event.wamid)).add(event)
+    return merged
+
+
+def _batch_params(merged: dict[str, _Merged]) -> dict[str, list[Any]]:
+    rows = list(merged.values())
+    return {
+        "wamids": [row.wamid for row in rows],
+        "refs": [row.message_ref for row in rows],
+        "sent": [row.times.get(MessageStatus.SENT) for row in rows],
+        "delivered": [row.times.get(MessageStatus.DELIVERED) for row in rows],
+        "read": [row.times.get(MessageStatus.READ) for row in rows],
+        "failed": [row.times.get(MessageStatus.FAILED) for row in rows],
+        "codes": [row.error_code for row in rows],
+        "errors": [row.error_message for row in rows],
+    }
+
+
+def statuses_apply(events: list[StatusEvent]) -> StatusOutcome:
+    """Apply a batch of status events in one transaction; keep the ones for unknown wamids."""
+    outcome = StatusOutcome(events=len(events))
+    merged = _merge(events)
+    if not merged:
+        return outcome
+    tables = _tables()
+    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
+        cursor.execute(_MESSAGES_SQL.format(**tables), _batch_params(merged))
+        matched_json, recorded_json, deltas_json = cursor.fetchone()
+        matched = set(_json(matched_json))
+        deltas = _json(deltas_json)
+        if deltas:
+            ids = sorted(str(delta["bulk_send_id"]) for delta in deltas)
+            cursor.execute(_LOCK_SENDS_SQL.format(**tables), [ids])
+            cursor.execute(
+                _COUNTERS_SQL.format(**tables),
+                [[str(delta["bulk_send_id"]) for delta in deltas]]
+                + [[int(delta[column]) for delta in deltas] for column in COUNTERS],
+            )
+        unknown = [e for e in events if e.status in APPLICABLE and e.wamid not in matched]
+        DeferredStatus.objects.bulk_create(
+            DeferredStatus(
+                wamid=event.wamid,
+                status=event.status,
+                occurred_at=event.occurred_at,
+                error_code=event.error_code,
+                error_message=event.error_message,
+                message_ref=event.message_ref,
+            )
+            for event in unknown
+        )
+        # Messages that just got their wamid from `biz_opaque_callback_data` may have events
+        # kept from before, when that wamid was still unknown.
+        recorded = _json(recorded_json)
+        earlier = statuses_apply_deferred(recorded) if recorded else StatusOutcome()
+    outcome.messages_changed = sum(int(delta["changed"]) for delta in deltas)
+    outcome.messages_changed += earlier.messages_changed
+    outcome.deferred = len(unknown)
+    outcome.counters = {
+        str(delta["bulk_send_id"]): {column: int(delta[column]) for column in COUNTERS}
+        for delta in deltas
+    }
+    return outcome
+
+
+def statuses_apply_deferred(wamids: list[str]) -> StatusOutcome:
+    """Apply the kept events of `wamids`, now that their messages have them. Call it in the
+    transaction that records the wamids, so no event can slip between the two."""
+    with transaction.atomic():
+        kept = list(
+            DeferredStatus.objects.select_for_update(skip_locked=True).filter(wamid__in=wamids)
+        )
+        if not kept:
+            return StatusOutcome()
+        DeferredStatus.objects.filter(pk__in=[row.pk for row in kept]).delete()
+        return statuses_apply(
+            [
+                StatusEvent(
+                    wamid=row.wamid,
+                    status=row.status,
+                    occurred_at=row.occurred_at,
+                    error_code=row.error_code,
+                    error_message=row.error_message,
+                    message_ref=row.message_ref,
+                )
+                for row in kept
+            ]
+        )
+
+
+def _json(value: Any) -> Any:
+    # psycopg returns json columns already decoded; text when the driver is told otherwise.
+    return orjson.loads(value) if isinstance(value, str | bytes) else value

@@ -1,0 +1,88 @@
+"""Changes Meta announces by webhook to templates, numbers and business accounts."""
+
+from __future__ import annotations
+
+from django.db.models import Q
+
+from templates_app.models import (
+    MessageTemplate,
+    PhoneNumber,
+    QualityRating,
+    TemplateStatus,
+    WhatsAppBusinessAccount,
+)
+from templates_app.tiers import tier_for_limit, tier_limit
+
+# The quality webhook says only that the rating fell low or recovered; the exact colour comes
+# with the next listing of the account's numbers (`GET /{waba_id}/phone_numbers`).
+QUALITY_BY_EVENT = {"FLAGGED": QualityRating.RED, "UNFLAGGED": QualityRating.GREEN}
+
+
+def _digits(text: str) -> str:
+    return "".join(character for character in text if character.isdigit())
+
+
+def _known_tier(tier: str | None) -> str | None:
+    try:
+        tier_limit(tier or "")
+    except ValueError:
+        return None  # TIER_NOT_SET and spellings we do not know change nothing
+    return tier
+
+
+def template_status_update(
+    *, waba_id: str, meta_template_id: str, name: str, language: str, status: str
+) -> int:
+    """Set the status of the template Meta names; returns how many rows changed."""
+    if status not in TemplateStatus.values:
+        return 0
+    matches = MessageTemplate.objects.filter(business_account__waba_id=waba_id).filter(
+        Q(meta_template_id=meta_template_id) | Q(name=name, language=language)
+        if meta_template_id
+        else Q(name=name, language=language)
+    )
+    return matches.exclude(status=status).update(status=status)
+
+
+def phone_number_quality_update(
+    *,
+    waba_id: str,
+    display_phone_number: str,
+    event: str,
+    current_limit: str | None,
+    portfolio_limit: int | None,
+) -> int:
+    """Apply a number's quality or limit change; the portfolio limit goes to its account."""
+    changes: dict[str, str] = {}
+    if event in QUALITY_BY_EVENT:
+        changes["quality_rating"] = QUALITY_BY_EVENT[event]
+    if (tier := _known_tier(current_limit)) is not None:
+        changes["messaging_limit_tier"] = tier
+    changed = 0
+    if changes:
+        digits = _digits(display_phone_number)
+        numbers = PhoneNumber.objects.filter(business_account__waba_id=waba_id)
+        ids = [n.pk for n in numbers if _digits(n.display_phone_number) == digits]
+        changed += PhoneNumber.objects.filter(pk__in=ids).update(**changes)
+    if portfolio_limit is not None:
+        changed += account_limit_update(waba_id=waba_id, daily_limit=portfolio_limit)
+    return changed
+
+
+def account_limit_update(*, waba_id: str, daily_limit: int) -> int:
+    tier = tier_for_limit(daily_limit)
+    accounts = WhatsAppBusinessAccount.objects.filter(waba_id=waba_id)
+    return accounts.exclude(messaging_limit_tier=tier).update(messaging_limit_tier=tier)
+
+
+def business_capability_update(
+    *, waba_id: str, per_phone_limit: int | None, portfolio_limit: int | None
+) -> int:
+    changed = 0
+    if per_phone_limit is not None:
+        tier = tier_for_limit(per_phone_limit)
+        numbers = PhoneNumber.objects.filter(business_account__waba_id=waba_id)
+        changed += numbers.exclude(messaging_limit_tier=tier).update(messaging_limit_tier=tier)
+    if portfolio_limit is not None:
+        changed += account_limit_update(waba_id=waba_id, daily_limit=portfolio_limit)
+    return changed

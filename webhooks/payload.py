@@ -1,0 +1,150 @@
+"""Reading Meta's webhook payload into plain events.
+
+`{"object": "whatsapp_business_account", "entry": [{"id": WABA_ID, "changes": [{"field": ...,
+"value": {...}}]}]}`. Whatever we do not handle (other objects, fields, statuses, malformed parts
+of a signed body) is skipped, never an error: Meta would only retry it forever.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from messaging.models import message_id_from_callback_data
+from messaging.status import APPLICABLE, StatusEvent
+
+OBJECT_TYPE = "whatsapp_business_account"
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateStatusChange:
+    waba_id: str
+    meta_template_id: str
+    name: str
+    language: str
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class NumberQualityChange:
+    waba_id: str
+    display_phone_number: str
+    event: str
+    current_limit: str | None
+    portfolio_limit: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class CapabilityChange:
+    waba_id: str
+    per_phone_limit: int | None
+    portfolio_limit: int | None
+
+
+@dataclass(slots=True)
+class Payload:
+    object_type: str = ""
+    fields: list[str] = field(default_factory=list)
+    statuses: list[StatusEvent] = field(default_factory=list)
+    inbound_messages: int = 0
+    templates: list[TemplateStatusChange] = field(default_factory=list)
+    numbers: list[NumberQualityChange] = field(default_factory=list)
+    capabilities: list[CapabilityChange] = field(default_factory=list)
+
+
+def _dicts(value: Any) -> list[dict[str, Any]]:
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lstrip("-").isdigit():
+        return int(value)
+    return None
+
+
+def _error(errors: list[dict[str, Any]]) -> tuple[str | None, str | None]:
+    """Meta's first error: its code and the most telling text it gives."""
+    if not errors:
+        return None, None
+    first = errors[0]
+    code = first.get("code")
+    details = (
+        (first.get("error_data") or {}).get("details")
+        if isinstance(first.get("error_data"), dict)
+        else None
+    )
+    title = first.get("message") or first.get("title")
+    text = f"{title}: {details}" if title and details and details != title else title or details
+    return (str(code) if code is not None else None), (str(text) if text else None)
+
+
+def _status_event(raw: dict[str, Any]) -> StatusEvent | None:
+    wamid, status, timestamp = raw.get("id"), raw.get("status"), _int(raw.get("timestamp"))
+    if not isinstance(wamid, str) or status not in APPLICABLE or timestamp is None:
+        return None
+    code, message = _error(_dicts(raw.get("errors"))) if status == "failed" else (None, None)
+    callback = raw.get("biz_opaque_callback_data")
+    return StatusEvent(
+        wamid=wamid,
+        status=status,
+        occurred_at=datetime.fromtimestamp(timestamp, tz=UTC),
+        error_code=code,
+        error_message=message,
+        message_ref=message_id_from_callback_data(callback if isinstance(callback, str) else None),
+    )
+
+
+def _read_change(payload: Payload, waba_id: str, kind: str, value: dict[str, Any]) -> None:
+    if kind == "messages":
+        payload.statuses.extend(
+            event for raw in _dicts(value.get("statuses")) if (event := _status_event(raw))
+        )
+        payload.inbound_messages += len(_dicts(value.get("messages")))
+    elif kind == "message_template_status_update":
+        payload.templates.append(
+            TemplateStatusChange(
+                waba_id=waba_id,
+                meta_template_id=str(value.get("message_template_id") or ""),
+                name=str(value.get("message_template_name") or ""),
+                language=str(value.get("message_template_language") or ""),
+                status=str(value.get("event") or ""),
+            )
+        )
+    elif kind == "phone_number_quality_update":
+        payload.numbers.append(
+            NumberQualityChange(
+                waba_id=waba_id,
+                display_phone_number=str(value.get("display_phone_number") or ""),
+                event=str(value.get("event") or ""),
+                current_limit=value.get("current_limit") or None,
+                portfolio_limit=_int(value.get("max_daily_conversations_per_business")),
+            )
+        )
+    elif kind == "business_capability_update":
+        payload.capabilities.append(
+            CapabilityChange(
+                waba_id=waba_id,
+                per_phone_limit=_int(value.get("max_daily_conversation_per_phone")),
+                portfolio_limit=_int(value.get("max_daily_conversations_per_business")),
+            )
+        )
+
+
+def payload_read(document: Any) -> Payload:
+    payload = Payload()
+    if not isinstance(document, dict):
+        return payload
+    payload.object_type = str(document.get("object") or "")
+    if payload.object_type != OBJECT_TYPE:
+        return payload
+    for entry in _dicts(document.get("entry")):
+        waba_id = str(entry.get("id") or "")
+        for change in _dicts(entry.get("changes")):
+            kind, value = str(change.get("field") or ""), change.get("value")
+            payload.fields.append(kind)
+            if isinstance(value, dict):
+                _read_change(payload, waba_id, kind, value)
+    return payload

@@ -1,0 +1,11 @@
+from __future__ import annotations
+
+from celery import shared_task
+from django.conf import settings
+
+from webhooks.retention import webhook_events_purge
+
+
+@shared_task(name="webhooks.purge_events", ignore_result=True)
+def purge_webhook_events() -> int:
+    return webhook_events_purge(older_than_days=settings.WEBHOOK_EVENT_RETENTION_DAYS)
