@@ -76,6 +76,15 @@ def _template_get(*, number: PhoneNumber, name: str, language: str) -> MessageTe
             f"Template '{name}' (language: {language}) no encontrado en este business account",
             status.HTTP_404_NOT_FOUND,
         )
+    if template.media_header is not None:
+        raise ValidationError(
+            {
+                "template_name": [
+                    f"Template '{name}' (language: {language}) has a {template.media_header} "
+                    "header, which bulk sends cannot fill: use a template with a text header."
+                ]
+            }
+        )
     if not template.is_approved:
         raise ValidationError(
             {

@@ -151,5 +151,14 @@ class MessageTemplate(models.Model):
         return {int(button["index"]): button for button in self.buttons}
 
     @property
+    def media_header(self) -> str | None:
+        """IMAGE, VIDEO, DOCUMENT or LOCATION when the header needs media the API cannot carry."""
+        for component in self.components:
+            if str(component.get("type", "")).upper() == "HEADER":
+                header_format = str(component.get("format", "TEXT")).upper()
+                return None if header_format == "TEXT" else header_format
+        return None
+
+    @property
     def is_approved(self) -> bool:
         return self.status == TemplateStatus.APPROVED
