@@ -137,5 +137,7 @@ class BulkSendMessagesView(generics.ListAPIView[Message]):
     def filter_queryset(self, queryset: QuerySet[Message]) -> QuerySet[Message]:
         filtered = super().filter_queryset(queryset)
         # The filter has validated `status` by now, so the counters can answer for it.
-        self.known_count = self.bulk_send.message_count(self.request.query_params.get("status"))
+        # An empty `?status=` filters nothing, as django-filter reads it.
+        status_filter = self.request.query_params.get("status") or None
+        self.known_count = self.bulk_send.message_count(status_filter)
         return filtered

@@ -80,6 +80,11 @@ class Message(models.Model):
     )
     wamid = models.CharField(max_length=255, null=True, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0, db_default=0)
+    # A claimed (`sending`) message belongs to its worker until this moment; past it (and a grace
+    # period for Meta's `sent` webhook) the reaper hands it back.
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    # A message to retry later (backoff, Meta's "try again in hours") is not claimed before this.
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(db_default=Now())
     sent_at = models.DateTimeField(null=True, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
@@ -100,7 +105,8 @@ class Message(models.Model):
             ),
         ]
         indexes = [
-            models.Index(fields=["bulk_send", "status"], name="message_send_status"),
+            # Claiming `pending` messages of a send in id order is one ordered range scan.
+            models.Index(fields=["bulk_send", "status", "id"], name="message_send_status_id"),
             # The quota window: recipients a business account messaged since a moment.
             models.Index(
                 fields=["business_account", "sent_at"],
@@ -109,6 +115,12 @@ class Message(models.Model):
                 condition=Q(sent_at__isnull=False),
             ),
             models.Index(fields=["recipient_phone"], name="message_recipient_phone"),
+            # The reaper's look-up: only messages in flight are in it, so it stays tiny.
+            models.Index(
+                fields=["lease_expires_at"],
+                name="message_sending_lease",
+                condition=Q(status="sending"),
+            ),
         ]
 
     def __str__(self) -> str:

@@ -185,6 +185,22 @@ def _tables() -> dict[str, str]:
     return {"messages": Message._meta.db_table, "sends": send_model._meta.db_table}
 
 
+def counters_add(cursor: Any, deltas: list[dict[str, Any]]) -> None:
+    """Add each delta (`bulk_send_id` and one int per name of COUNTERS) to its send's counters.
+
+    The sends are locked in id order first, so batches touching several sends cannot deadlock.
+    """
+    if not deltas:
+        return
+    tables = _tables()
+    ids = [str(delta["bulk_send_id"]) for delta in deltas]
+    cursor.execute(_LOCK_SENDS_SQL.format(**tables), [sorted(ids)])
+    cursor.execute(
+        _COUNTERS_SQL.format(**tables),
+        [ids] + [[int(delta.get(column, 0)) for delta in deltas] for column in COUNTERS],
+    )
+
+
 def _merge(events: Iterable[StatusEvent]) -> dict[str, _Merged]:
     merged: dict[str, _Merged] = {}
     for event in events:
@@ -219,14 +235,7 @@ def statuses_apply(events: list[StatusEvent]) -> StatusOutcome:
         matched_json, recorded_json, deltas_json = cursor.fetchone()
         matched = set(_json(matched_json))
         deltas = _json(deltas_json)
-        if deltas:
-            ids = sorted(str(delta["bulk_send_id"]) for delta in deltas)
-            cursor.execute(_LOCK_SENDS_SQL.format(**tables), [ids])
-            cursor.execute(
-                _COUNTERS_SQL.format(**tables),
-                [[str(delta["bulk_send_id"]) for delta in deltas]]
-                + [[int(delta[column]) for delta in deltas] for column in COUNTERS],
-            )
+        counters_add(cursor, deltas)
         unknown = [e for e in events if e.status in APPLICABLE and e.wamid not in matched]
         DeferredStatus.objects.bulk_create(
             DeferredStatus(

@@ -48,6 +48,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Serves the admin's static files from gunicorn itself, with no web server in front.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -133,6 +135,22 @@ API_KEY_LAST_USED_RESOLUTION_SECONDS = env.int("API_KEY_LAST_USED_RESOLUTION_SEC
 # A number's messages per second unless its own row says otherwise (Meta's default is 80).
 DEFAULT_THROUGHPUT_PER_SECOND = env.int("DEFAULT_THROUGHPUT_PER_SECOND", default=80)
 
+# Delivery to Meta (bulksend.drain): see the README's configuration table for each one.
+META_GRAPH_URL = env.str("META_GRAPH_URL", default="https://graph.facebook.com")
+META_GRAPH_VERSION = env.str("META_GRAPH_VERSION", default="v21.0")
+META_HTTP_TIMEOUT_SECONDS = env.float("META_HTTP_TIMEOUT_SECONDS", default=10.0)
+META_HTTP_CONNECT_TIMEOUT_SECONDS = env.float("META_HTTP_CONNECT_TIMEOUT_SECONDS", default=3.0)
+META_MAX_CONNECTIONS = env.int("META_MAX_CONNECTIONS", default=200)
+DELIVERY_BATCH_SIZE = env.int("DELIVERY_BATCH_SIZE", default=500)
+DELIVERY_CONCURRENCY = env.int("DELIVERY_CONCURRENCY", default=64)
+DELIVERY_LEASE_SECONDS = env.int("DELIVERY_LEASE_SECONDS", default=120)
+DELIVERY_CALLBACK_GRACE_SECONDS = env.int("DELIVERY_CALLBACK_GRACE_SECONDS", default=60)
+DELIVERY_DRAIN_SECONDS = env.int("DELIVERY_DRAIN_SECONDS", default=60)
+DELIVERY_MAX_ATTEMPTS = env.int("DELIVERY_MAX_ATTEMPTS", default=5)
+DELIVERY_RETRY_BASE_SECONDS = env.float("DELIVERY_RETRY_BASE_SECONDS", default=2.0)
+DELIVERY_RETRY_MAX_SECONDS = env.float("DELIVERY_RETRY_MAX_SECONDS", default=300.0)
+DELIVERY_DEFER_SECONDS = env.int("DELIVERY_DEFER_SECONDS", default=4 * 60 * 60)
+
 # Meta's webhooks: the token of the subscription handshake and the app secret that signs bodies.
 META_VERIFY_TOKEN = env.str("META_VERIFY_TOKEN", default="mindo-dev-verify-token")
 META_APP_SECRET = env.str("META_APP_SECRET", default="mindo-dev-app-secret")
@@ -158,6 +176,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"max_retries": 2, "interval_start": 0, "inter
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 # https://docs.celeryq.dev/en/stable/userguide/periodic-tasks.html
 CELERY_BEAT_SCHEDULE = {
+    "reap-bulk-sends": {
+        "task": "bulksend.reap",
+        "schedule": env.float("REAPER_INTERVAL_SECONDS", default=10.0),
+    },
     "purge-webhook-events": {"task": "webhooks.purge_events", "schedule": 60 * 60},
 }
 

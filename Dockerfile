@@ -1,0 +1,27 @@
+# The service's image: web (gunicorn), worker and beat all run it with another command.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    DJANGO_STATIC_ROOT=/app/staticfiles
+
+# Every dependency ships a wheel for this platform (psycopg[binary], orjson), so no compiler.
+RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin mindo
+WORKDIR /app
+
+# Dependencies first, from pyproject alone, so that a code change does not reinstall them.
+COPY pyproject.toml README.md ./
+RUN python -c "import tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; open('/tmp/requirements.txt', 'w').write('\n'.join(deps))" \
+    && pip install -r /tmp/requirements.txt \
+    && rm /tmp/requirements.txt
+
+COPY . .
+RUN pip install --no-deps . \
+    && python manage.py collectstatic --no-input -v0 \
+    && chown -R mindo:mindo /app
+
+USER mindo
+EXPOSE 8000
+CMD ["gunicorn", "mindo.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3", "--access-logfile", "-"]

@@ -1,0 +1,152 @@
+"""Admin for bulk sends: a window on progress, not a way to change it.
+
+Sends are created through the API, and their status and counters move only in the statements that
+move their messages (DESIGN: exact counters). An edit or a delete here would break that, so the
+admin shows sends and lets nobody add, change or delete one.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+
+from bulksend.models import BulkSend
+
+COUNTERS = [
+    "total_recipients",
+    "sent_count",
+    "delivered_count",
+    "read_count",
+    "failed_count",
+    "pending_count",
+]
+
+
+@admin.register(BulkSend)
+class BulkSendAdmin(admin.ModelAdmin):
+    list_display = [
+        "id",
+        "organization",
+        "template",
+        "phone_number",
+        "status",
+        "progress",
+        *COUNTERS,
+        "created_at",
+        "started_at",
+        "completed_at",
+    ]
+    list_filter = ["status", "created_at", "organization"]
+    list_select_related = ["organization", "template", "phone_number"]
+    date_hierarchy = "created_at"
+    search_fields = ["id"]
+    search_help_text = "A bulk send id (or part of it)."
+    raw_id_fields = ["organization", "phone_number", "template", "created_by"]
+    fieldsets = [
+        (
+            None,
+            {
+                "fields": [
+                    "id",
+                    "organization",
+                    "template",
+                    "phone_number",
+                    "created_by",
+                    "status",
+                    "status_reason",
+                    "task_id",
+                    "message_list",
+                ]
+            },
+        ),
+        (
+            "Progress",
+            {
+                "fields": [
+                    "progress",
+                    "submitted_recipients",
+                    *COUNTERS,
+                    "cancelled_count",
+                ]
+            },
+        ),
+        (
+            "Timing",
+            {
+                "fields": [
+                    "estimated_time_minutes",
+                    "quota_overflow",
+                    "quota_frees_at",
+                    "created_at",
+                    "started_at",
+                    "completed_at",
+                ]
+            },
+        ),
+    ]
+    readonly_fields = [
+        "id",
+        "organization",
+        "template",
+        "phone_number",
+        "created_by",
+        "status",
+        "status_reason",
+        "task_id",
+        "message_list",
+        "progress",
+        "submitted_recipients",
+        *COUNTERS,
+        "cancelled_count",
+        "estimated_time_minutes",
+        "quota_overflow",
+        "quota_frees_at",
+        "created_at",
+        "started_at",
+        "completed_at",
+    ]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: BulkSend | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: BulkSend | None = None) -> bool:
+        return False
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[BulkSend], search_term: str
+    ) -> tuple[QuerySet[BulkSend], bool]:
+        try:
+            # A whole id goes straight to the primary key rather than through a text search.
+            return queryset.filter(pk=uuid.UUID(search_term.strip())), False
+        except ValueError:
+            return super().get_search_results(request, queryset, search_term)
+
+    @admin.display(description="progress")
+    def progress(self, bulk_send: BulkSend) -> SafeString:
+        percentage = bulk_send.progress_percentage
+        return format_html(
+            '<progress value="{}" max="100" title="{}%" style="width: 6em">{}%</progress> {}%',
+            percentage,
+            percentage,
+            percentage,
+            percentage,
+        )
+
+    @admin.display(description="messages")
+    def message_list(self, bulk_send: BulkSend) -> SafeString:
+        url = reverse("admin:messaging_message_changelist")
+        return format_html(
+            '<a href="{}?bulk_send__id__exact={}">{} messages</a>',
+            url,
+            bulk_send.pk,
+            bulk_send.total_recipients,
+        )

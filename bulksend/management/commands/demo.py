@@ -1,0 +1,219 @@
+"""`manage.py demo [--json] [--org NAME]`: everything a client needs to try the API locally."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import transaction
+from django.utils.text import slugify
+
+from mindo.api_keys import api_key_create
+from mindo.members import member_ensure
+from mindo.models import Organization
+from templates_app.models import (
+    MessageTemplate,
+    QualityRating,
+    TemplateCategory,
+    TemplateStatus,
+)
+from templates_app.services import (
+    business_account_register,
+    phone_number_register,
+    template_register,
+)
+
+DEFAULT_ORG = "Mindo Demo"
+DEMO_TIER = "TIER_1000"
+# Placeholders: the sandbox accepts any token, and the real Graph API needs the operator's own.
+DEMO_ACCESS_TOKEN = "demo-access-token"
+
+
+@dataclass(frozen=True)
+class DemoNumber:
+    waba_id: str
+    phone_number_id: str
+    display_phone_number: str
+    verified_name: str
+
+
+# The default organization's number is the one of the contract's examples, so they run as written.
+DEFAULT_NUMBER = DemoNumber(
+    waba_id="102290129340398",
+    phone_number_id="813497231850626",
+    display_phone_number="+54 9 223 675-0780",
+    verified_name="Mindo Software",
+)
+
+
+def _body(text: str) -> list[dict[str, Any]]:
+    return [{"type": "BODY", "text": text}]
+
+
+# Every template the contract's examples send, with NAMED placeholders.
+DEMO_TEMPLATES: list[tuple[str, str, list[dict[str, Any]]]] = [
+    (
+        "welcome_message",
+        TemplateCategory.MARKETING,
+        [
+            *_body("Hola {{name}}, tu codigo es {{code}}."),
+            {
+                "type": "BUTTONS",
+                "buttons": [{"type": "URL", "text": "Ver", "url": "https://mindo.example/w/{{1}}"}],
+            },
+        ],
+    ),
+    (
+        "order_confirmation",
+        TemplateCategory.UTILITY,
+        _body("Hola {{name}}, recibimos tu pedido {{order_id}}. Te avisamos cuando salga."),
+    ),
+    (
+        "verification_code",
+        TemplateCategory.UTILITY,
+        _body("Hola {{name}}, tu codigo de verificacion es {{code}}. No lo compartas."),
+    ),
+    (
+        "order_update",
+        TemplateCategory.UTILITY,
+        _body("Tu pedido {{order_id}} cambio de estado: {{status}}."),
+    ),
+    (
+        "event_reminder",
+        TemplateCategory.MARKETING,
+        _body("Hola {{name}}, te esperamos en {{event_name}} el {{event_date}}."),
+    ),
+]
+
+
+def _digits(org_name: str, salt: str, length: int) -> str:
+    """`length` digits, the first not 0, that depend only on the organization's name."""
+    value = int(hashlib.sha256(f"{salt}:{org_name}".encode()).hexdigest(), 16)
+    low = 10 ** (length - 1)
+    return str(low + value % (9 * low))
+
+
+def demo_number(org_name: str) -> DemoNumber:
+    """The default organization's number, or a stable one of its own for any other.
+
+    Meta's ids are unique, so another organization cannot share the default one; ids from a hash
+    of the name stay the same from run to run.
+    """
+    if org_name == DEFAULT_ORG:
+        return DEFAULT_NUMBER
+    digits = _digits(org_name, "number", 15)
+    return DemoNumber(
+        waba_id=_digits(org_name, "waba", 15),
+        phone_number_id=digits,
+        # 555-01XX is reserved for fiction, so the display can never be someone's real number.
+        display_phone_number=f"+1 202-555-01{digits[-2:]}",
+        verified_name=org_name,
+    )
+
+
+def demo_email(org_name: str) -> str:
+    if org_name == DEFAULT_ORG:
+        return "demo@example.com"
+    # The hash keeps names that slugify alike ("Acme SA", "acme-sa") on distinct users.
+    tag = "-".join(filter(None, [slugify(org_name)[:80], _digits(org_name, "email", 8)]))
+    return f"demo+{tag}@example.com"
+
+
+@dataclass(frozen=True)
+class Demo:
+    organization: Organization
+    raw_key: str
+    number: DemoNumber
+    templates: list[MessageTemplate]
+
+
+def demo_provision(org_name: str) -> Demo:
+    """Create or update the demo assets of `org_name`, and a fresh API key for them."""
+    number = demo_number(org_name)
+    with transaction.atomic():
+        organization, _ = Organization.objects.get_or_create(name=org_name)
+        user = member_ensure(
+            organization=organization,
+            email=demo_email(org_name),
+            first_name="Demo",
+            last_name="User",
+        )
+        _, raw_key = api_key_create(organization=organization, user=user, name="demo")
+        account = business_account_register(
+            organization=organization,
+            waba_id=number.waba_id,
+            name=number.verified_name,
+            access_token=DEMO_ACCESS_TOKEN,
+            messaging_limit_tier=DEMO_TIER,
+        )
+        phone_number_register(
+            business_account=account,
+            phone_number_id=number.phone_number_id,
+            display_phone_number=number.display_phone_number,
+            verified_name=number.verified_name,
+            quality_rating=QualityRating.GREEN,
+            messaging_limit_tier=DEMO_TIER,
+            throughput_per_second=settings.DEFAULT_THROUGHPUT_PER_SECOND,
+        )
+        templates = [
+            template_register(
+                business_account=account,
+                name=name,
+                language="es",
+                category=category,
+                status=TemplateStatus.APPROVED,
+                components=components,
+            )
+            for name, category, components in DEMO_TEMPLATES
+        ]
+    return Demo(organization=organization, raw_key=raw_key, number=number, templates=templates)
+
+
+class Command(BaseCommand):
+    help = (
+        "Provision a demo organization (default 'Mindo Demo') with a user, a business account, "
+        "a phone number and the APPROVED templates of the API reference's examples. Safe to run "
+        "again: it updates the same rows. Each run prints a new API key named 'demo' (only "
+        "hashes are stored, so an old key cannot be shown again); earlier keys keep working."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--json",
+            action="store_true",
+            help='Print only {"api_key", "phone_number_id", "templates"} as JSON on stdout.',
+        )
+        parser.add_argument("--org", default=DEFAULT_ORG, help=f"Default {DEFAULT_ORG!r}.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        org_name: str = options["org"].strip()
+        if not org_name:
+            raise CommandError("--org may not be blank.")
+        try:
+            demo = demo_provision(org_name)
+        except ValueError as error:
+            raise CommandError(str(error)) from None
+        if options["json"]:
+            payload = {
+                "api_key": demo.raw_key,
+                "phone_number_id": demo.number.phone_number_id,
+                "templates": [
+                    {"id": t.pk, "name": t.name, "language": t.language} for t in demo.templates
+                ],
+            }
+            self.stdout.write(json.dumps(payload))
+            return
+        self.stdout.write(f"Organization: {demo.organization.name}")
+        self.stdout.write(f"API key:      {demo.raw_key}  (shown once: copy it now)")
+        self.stdout.write(
+            f"Number:       {demo.number.display_phone_number} "
+            f"(phone_number_id {demo.number.phone_number_id}, WABA {demo.number.waba_id})"
+        )
+        self.stdout.write("Templates (es, APPROVED):")
+        for template in demo.templates:
+            variables = ", ".join(template.variables)
+            self.stdout.write(f"  {template.pk:>4}  {template.name}  variables: {variables}")

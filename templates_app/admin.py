@@ -1,0 +1,191 @@
+"""Admin for Meta assets: business accounts, phone numbers and message templates."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin
+from django.db.models import Count, QuerySet
+from django.http import HttpRequest
+
+from templates_app.models import MessageTemplate, PhoneNumber, WhatsAppBusinessAccount
+from templates_app.services import RegistrationError, components_validate, tier_validate
+
+
+def _clean_tier(value: str) -> str:
+    try:
+        return tier_validate(value)
+    except RegistrationError as error:
+        raise forms.ValidationError(str(error)) from None
+
+
+class PhoneNumberForm(forms.ModelForm):
+    class Meta:
+        model = PhoneNumber
+        fields = [
+            "business_account",
+            "phone_number_id",
+            "display_phone_number",
+            "verified_name",
+            "quality_rating",
+            "messaging_limit_tier",
+            "throughput_per_second",
+        ]
+
+    def clean_messaging_limit_tier(self) -> str:
+        return _clean_tier(self.cleaned_data["messaging_limit_tier"])
+
+
+class BusinessAccountForm(forms.ModelForm):
+    # The token is a credential: the form never sends it back to the browser.
+    access_token = forms.CharField(
+        required=False,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="Leave blank to keep the current token.",
+    )
+
+    class Meta:
+        model = WhatsAppBusinessAccount
+        fields = ["organization", "waba_id", "name", "access_token", "messaging_limit_tier"]
+
+    def clean_access_token(self) -> str:
+        token: str = self.cleaned_data["access_token"]
+        if not token and self.instance.pk is not None:
+            return self.instance.access_token
+        return token
+
+    def clean_messaging_limit_tier(self) -> str:
+        return _clean_tier(self.cleaned_data["messaging_limit_tier"])
+
+
+class PhoneNumberInline(admin.TabularInline):
+    model = PhoneNumber
+    form = PhoneNumberForm
+    extra = 0
+    fields = [
+        "phone_number_id",
+        "display_phone_number",
+        "verified_name",
+        "quality_rating",
+        "messaging_limit_tier",
+        "throughput_per_second",
+    ]
+
+
+@admin.register(WhatsAppBusinessAccount)
+class WhatsAppBusinessAccountAdmin(admin.ModelAdmin):
+    form = BusinessAccountForm
+    # No access_token here: a list is the easiest place to leak a credential from.
+    list_display = [
+        "__str__",
+        "waba_id",
+        "organization",
+        "messaging_limit_tier",
+        "quota",
+        "number_count",
+        "created_at",
+    ]
+    list_filter = ["messaging_limit_tier", "organization"]
+    list_select_related = ["organization"]
+    search_fields = ["=waba_id", "name", "organization__name"]
+    fields = ["organization", "waba_id", "name", "access_token", "messaging_limit_tier"]
+    readonly_fields = ["created_at"]
+    inlines = [PhoneNumberInline]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[WhatsAppBusinessAccount]:
+        return super().get_queryset(request).annotate(number_total=Count("phone_numbers"))
+
+    @admin.display(description="unique recipients / 24 h")
+    def quota(self, account: WhatsAppBusinessAccount) -> str:
+        try:
+            limit = account.quota_total
+        except ValueError:
+            return "unknown tier"
+        return "unlimited" if limit is None else f"{limit:,}"
+
+    @admin.display(description="numbers", ordering="number_total")
+    def number_count(self, account: Any) -> int:
+        return int(account.number_total)
+
+
+@admin.register(PhoneNumber)
+class PhoneNumberAdmin(admin.ModelAdmin):
+    form = PhoneNumberForm
+    list_display = [
+        "display_phone_number",
+        "phone_number_id",
+        "verified_name",
+        "business_account",
+        "business_account__organization",
+        "quality_rating",
+        "messaging_limit_tier",
+        "throughput_per_second",
+        "created_at",
+    ]
+    list_filter = ["quality_rating", "messaging_limit_tier", "business_account__organization"]
+    list_select_related = ["business_account__organization"]
+    search_fields = ["=phone_number_id", "display_phone_number", "verified_name"]
+    raw_id_fields = ["business_account"]
+    readonly_fields = ["created_at"]
+
+
+class MessageTemplateForm(forms.ModelForm):
+    class Meta:
+        model = MessageTemplate
+        fields = [
+            "business_account",
+            "name",
+            "language",
+            "category",
+            "status",
+            "meta_template_id",
+            "components",
+        ]
+
+    def clean_components(self) -> list[dict[str, Any]]:
+        try:
+            return components_validate(self.cleaned_data["components"])
+        except RegistrationError as error:
+            raise forms.ValidationError(str(error)) from None
+
+
+@admin.register(MessageTemplate)
+class MessageTemplateAdmin(admin.ModelAdmin):
+    form = MessageTemplateForm
+    list_display = [
+        "name",
+        "language",
+        "category",
+        "status",
+        "parameter_format",
+        "business_account",
+        "updated_at",
+    ]
+    list_filter = ["status", "category", "parameter_format", "language"]
+    list_select_related = ["business_account"]
+    search_fields = ["name", "=meta_template_id"]
+    raw_id_fields = ["business_account"]
+    fields = [
+        "business_account",
+        "name",
+        "language",
+        "category",
+        "status",
+        "meta_template_id",
+        "components",
+        "parameter_format",
+        "variables",
+        "buttons",
+        "created_at",
+        "updated_at",
+    ]
+    # Derived from the components on every save, so editing them by hand could only contradict.
+    readonly_fields = ["parameter_format", "variables", "buttons", "created_at", "updated_at"]
+
+    def save_model(
+        self, request: HttpRequest, obj: MessageTemplate, form: Any, change: bool
+    ) -> None:
+        obj.set_components(obj.components)
+        super().save_model(request, obj, form, change)
