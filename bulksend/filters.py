@@ -34,6 +34,8 @@ class BulkSendFilter(django_filters.FilterSet):
     def filter_created_before(
         self, queryset: QuerySet[BulkSend], name: str, value: date
     ) -> QuerySet[BulkSend]:
+        if value == date.max:  # the calendar's last day bounds nothing
+            return queryset
         return queryset.filter(created_at__lt=_day_start(value + timedelta(days=1)))
 
 

@@ -8,3 +8,6 @@ os.environ["REDIS_URL"] = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:63
 os.environ["CELERY_BROKER_URL"] = os.environ["REDIS_URL"]
 
 from mindo.settings import *  # noqa: F403
+
+# No collected static files in tests: WhiteNoise would warn on every request.
+MIDDLEWARE = [m for m in MIDDLEWARE if m != "whitenoise.middleware.WhiteNoiseMiddleware"]  # noqa: F405

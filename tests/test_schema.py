@@ -1,0 +1,140 @@
+"""The OpenAPI document and its Swagger UI."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from django.test import Client
+
+PATHS = {
+    "/api/v1/meta-templates/send-bulk/": "post",
+    "/api/v1/meta-templates/bulk-sends/": "get",
+    "/api/v1/meta-templates/bulk-sends/{bulk_send_id}/": "get",
+    "/api/v1/meta-templates/bulk-sends/{bulk_send_id}/messages/": "get",
+    "/api/v1/meta-templates/messages/{wamid}/": "get",
+}
+
+
+@pytest.fixture
+def schema(client: Client, db: None) -> dict[str, Any]:
+    response = client.get("/api/schema/?format=json")
+    assert response.status_code == 200
+    return json.loads(response.content)
+
+
+def resolve(schema: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
+    """Follow `$ref`s to the component they name."""
+    while "$ref" in node:
+        name = node["$ref"].rsplit("/", 1)[-1]
+        node = schema["components"]["schemas"][name]
+    return node
+
+
+def response_schema(schema: dict[str, Any], path: str, method: str, status: str) -> Any:
+    content = schema["paths"][path][method]["responses"][status]["content"]
+    return resolve(schema, content["application/json"]["schema"])
+
+
+def test_it_is_an_openapi_3_document(schema: dict[str, Any]) -> None:
+    assert schema["openapi"].startswith("3.")
+    assert schema["info"]["title"]
+
+
+def test_it_lists_the_five_paths_with_their_methods(schema: dict[str, Any]) -> None:
+    assert {path: sorted(ops) for path, ops in schema["paths"].items() if "/api/v1/" in path} == {
+        path: [method] for path, method in PATHS.items()
+    }
+
+
+def test_it_describes_the_202_of_send_bulk_with_the_spec_fields(schema: dict[str, Any]) -> None:
+    accepted = response_schema(schema, "/api/v1/meta-templates/send-bulk/", "post", "202")
+
+    assert set(accepted["properties"]) == {
+        "bulk_send_id",
+        "task_id",
+        "status",
+        "template_name",
+        "total_recipients",
+        "unique_recipients",
+        "estimated_time_minutes",
+        "created_at",
+        "whatsapp_phone_number",
+        "quota_info",
+    }
+    number = resolve(schema, accepted["properties"]["whatsapp_phone_number"])
+    assert set(number["properties"]) == {
+        "id",
+        "phone_number_id",
+        "display_phone_number",
+        "verified_name",
+        "quality_rating",
+        "messaging_limit_tier",
+    }
+    quota = resolve(schema, accepted["properties"]["quota_info"])
+    assert set(quota["properties"]) == {
+        "can_send",
+        "quota_needed",
+        "quota_available",
+        "quota_total",
+        "tier",
+    }
+
+
+def test_it_describes_the_send_bulk_request(schema: dict[str, Any]) -> None:
+    body = schema["paths"]["/api/v1/meta-templates/send-bulk/"]["post"]["requestBody"]
+    request = resolve(schema, body["content"]["application/json"]["schema"])
+
+    assert set(request["properties"]) == {
+        "phone_number_id",
+        "template_name",
+        "language",
+        "recipients",
+    }
+    assert set(request["required"]) == {"phone_number_id", "template_name", "recipients"}
+
+
+def test_it_describes_the_detail_with_the_spec_fields(schema: dict[str, Any]) -> None:
+    detail = response_schema(
+        schema, "/api/v1/meta-templates/bulk-sends/{bulk_send_id}/", "get", "200"
+    )
+
+    assert set(detail["properties"]) == {
+        "id",
+        "status",
+        "template",
+        "phone_number",
+        "total_recipients",
+        "sent_count",
+        "delivered_count",
+        "read_count",
+        "failed_count",
+        "pending_count",
+        "progress_percentage",
+        "estimated_time_minutes",
+        "started_at",
+        "completed_at",
+        "created_at",
+        "created_by",
+    }
+
+
+def test_it_documents_the_api_key_header(schema: dict[str, Any]) -> None:
+    schemes = schema["components"]["securitySchemes"]
+
+    assert {"type": "apiKey", "in": "header", "name": "X-API-Key"} in schemes.values()
+
+
+def test_it_documents_the_error_statuses_of_send_bulk(schema: dict[str, Any]) -> None:
+    responses = schema["paths"]["/api/v1/meta-templates/send-bulk/"]["post"]["responses"]
+
+    assert {"202", "400", "401", "404"} <= set(responses)
+
+
+def test_it_serves_the_swagger_ui(client: Client, db: None) -> None:
+    response = client.get("/api/docs/")
+
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/html")
+    assert b"swagger" in response.content.lower()
