@@ -15,7 +15,7 @@ from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 
 from webhooks.processing import NotJson, webhook_process
-from webhooks.signature import signature_is_valid
+from mindo.meta_signature import signature_is_valid
 
 logger = logging.getLogger(__name__)
 

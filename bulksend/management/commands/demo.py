@@ -29,7 +29,8 @@ from templates_app.services import (
 
 DEFAULT_ORG = "Mindo Demo"
 DEMO_TIER = "TIER_1000"
-# Placeholders: the sandbox accepts any token, and the real Graph API needs the operator's own.
+# Placeholders: the sandbox accepts the token stored on the account; the real Graph API needs
+# the operator's own.
 DEMO_ACCESS_TOKEN = "demo-access-token"
 
 

@@ -1,0 +1,203 @@
+"""The Graph API endpoints: the template send and the two listings the service syncs from.
+
+Checks run in Meta's order and stop at the first failure: the token (190), the object (100), the
+body (100), the template (132001), its parameters (132000 and kin), the number's throughput
+(130429); then a transient fault may be drawn (see `faults`). Only what is accepted is recorded
+and counted against the rate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from messaging.sandbox import errors
+from messaging.sandbox.catalog import Catalog, CatalogAccount, CatalogNumber, CatalogTemplate
+from messaging.sandbox.config import SandboxConfig
+from messaging.sandbox.faults import Fault, fault_draw
+from messaging.sandbox.paging import page_of
+from messaging.sandbox.records import AcceptedMessage
+from messaging.sandbox.state import STATE, SandboxState
+from messaging.sandbox.statuses import statuses_plan
+from messaging.sandbox.validation import TemplateSend, send_check, send_read
+
+BAD_GATEWAY_HTML = (
+    "<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1>"
+    "</center></body></html>"
+)
+
+
+def json_response(document: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(document), status=status, content_type="application/json")
+
+
+def error_response(state: SandboxState, error: errors.MetaError) -> web.Response:
+    state.records.reject(error.code)
+    return json_response(error.body(), error.status)
+
+
+def _token(request: web.Request) -> str:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    # The Graph API also takes the token as a query parameter.
+    return request.query.get("access_token", "")
+
+
+def _token_check(catalog: Catalog, token: str) -> None:
+    if not token:
+        raise errors.invalid_token("An access token is required.")
+    if not catalog.token_knows(token):
+        raise errors.invalid_token("The access token is not valid.")
+
+
+def _owner_check(catalog: Catalog, token: str, waba_id: str) -> None:
+    if not catalog.token_owns(token, waba_id):
+        raise errors.invalid_token("The access token does not grant access to this object.")
+
+
+def _close_unanswered(request: web.Request) -> web.Response:
+    """Close the connection with no answer. aiohttp then fails to write the response below and
+    ignores it as a client that went away."""
+    if request.transport is not None:
+        request.transport.close()
+    return web.Response(status=204)
+
+
+def _accept(
+    state: SandboxState,
+    config: SandboxConfig,
+    number: CatalogNumber,
+    template: CatalogTemplate,
+    send: TemplateSend,
+    raw: bytes,
+    now: float,
+) -> AcceptedMessage:
+    """Record the message, count it against the number's rate and queue its statuses."""
+    state.windows.record(number.phone_number_id, now)
+    message = AcceptedMessage(
+        wamid=state.wamids.new(send.wa_id),
+        phone_number_id=number.phone_number_id,
+        to=send.to,
+        template=send.name,
+        language=send.language,
+        biz_opaque_callback_data=send.callback_data,
+        raw_body=raw,
+        received_at=time.time(),
+    )
+    state.records.accept(message)
+    if config.webhook_url:
+        plan = statuses_plan(
+            config,
+            state.rng,
+            message=message,
+            wa_id=send.wa_id,
+            number=number,
+            category=template.category,
+        )
+        for delay, status in plan:
+            state.webhooks.schedule(now + delay, status)
+    return message
+
+
+async def send_message(request: web.Request) -> web.StreamResponse:
+    """`POST /{version}/{phone_number_id}/messages`: a template message."""
+    state = request.app[STATE]
+    catalog, config = state.catalog, state.config
+    phone_number_id = request.match_info["object_id"]
+    try:
+        token = _token(request)
+        _token_check(catalog, token)
+        number = catalog.numbers.get(phone_number_id)
+        if number is None:
+            raise errors.unknown_object(phone_number_id)
+        _owner_check(catalog, token, number.waba_id)
+        raw = await request.read()
+        try:
+            document = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise errors.invalid_parameter("The request body is not valid JSON.") from None
+        send = send_read(document)
+        template = catalog.templates.get((number.waba_id, send.name, send.language))
+        if template is None or not template.is_approved:
+            raise errors.template_not_found(send.name, send.language)
+        send_check(template, send.components)
+        now = asyncio.get_running_loop().time()
+        rate = config.rate_per_number
+        if rate and state.windows.count(phone_number_id, now) >= rate:
+            raise errors.rate_limit_hit()
+    except errors.MetaError as error:
+        return error_response(state, error)
+
+    fault = fault_draw(config, state.rng)
+    if fault is not None:
+        state.records.faults[fault.value] += 1
+    if fault is Fault.ERROR:
+        return error_response(state, errors.something_went_wrong())
+    if fault is Fault.HTTP_5XX:
+        state.records.reject("http_502")
+        return web.Response(status=502, text=BAD_GATEWAY_HTML, content_type="text/html")
+    if fault is Fault.TIMEOUT:
+        await asyncio.sleep(config.timeout_seconds)
+        return _close_unanswered(request)
+
+    # Accepted: from here on the message exists, whatever becomes of the answer.
+    message = _accept(state, config, number, template, send, raw, now)
+    if fault is Fault.DROP:
+        return _close_unanswered(request)
+    if fault is Fault.SLOW:
+        await asyncio.sleep(config.slow_seconds)
+    return json_response(
+        {
+            "messaging_product": "whatsapp",
+            "contacts": [{"input": send.to, "wa_id": send.wa_id}],
+            "messages": [{"id": message.wamid, "message_status": "accepted"}],
+        }
+    )
+
+
+def _account(request: web.Request, state: SandboxState) -> CatalogAccount:
+    catalog = state.catalog
+    token = _token(request)
+    _token_check(catalog, token)
+    waba_id = request.match_info["object_id"]
+    account = catalog.accounts.get(waba_id)
+    if account is None:
+        raise errors.unknown_object(waba_id)
+    _owner_check(catalog, token, waba_id)
+    return account
+
+
+async def list_templates(request: web.Request) -> web.Response:
+    """`GET /{version}/{waba_id}/message_templates`, `limit`/`after` paging; `name`, `status`
+    and `language` filter exactly."""
+    state = request.app[STATE]
+    try:
+        account = _account(request, state)
+        templates = sorted(account.templates, key=lambda t: (t.name, t.language, t.id))
+        for key in ("name", "status", "language"):
+            if wanted := request.query.get(key):
+                templates = [t for t in templates if getattr(t, key) == wanted]
+        page = page_of(request, [template.listing() for template in templates])
+    except errors.MetaError as error:
+        return error_response(state, error)
+    return json_response(page)
+
+
+async def list_numbers(request: web.Request) -> web.Response:
+    """`GET /{version}/{waba_id}/phone_numbers`."""
+    state = request.app[STATE]
+    try:
+        account = _account(request, state)
+        page = page_of(request, [number.listing() for number in account.numbers])
+    except errors.MetaError as error:
+        return error_response(state, error)
+    return json_response(page)
+
+
+async def unknown_path(request: web.Request) -> web.Response:
+    return error_response(request.app[STATE], errors.unknown_path(request.path))

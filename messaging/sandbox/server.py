@@ -1,0 +1,143 @@
+"""The sandbox application: `make_app(config)` for `aiohttp.web`, and `SandboxThread` to run
+one inside a test process on a free port."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import threading
+import urllib.request
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from messaging.sandbox import control, graph
+from messaging.sandbox.config import SandboxConfig, config_validate
+from messaging.sandbox.state import STATE, SandboxState
+
+# Any Graph API version: /v21.0/..., /v23.0/...
+VERSION = r"{version:v\d+(?:\.\d+)?}"
+# Room for big template bodies; Meta's own limit is far above what a template send needs.
+MAX_BODY_BYTES = 1024 * 1024
+START_TIMEOUT = 30.0
+CONTROL_TIMEOUT = 15.0
+ACTIONS = frozenset({"reset", "refresh"})
+
+
+async def _start(app: web.Application) -> None:
+    state = app[STATE]
+    await asyncio.to_thread(state.source.start)
+    await state.webhooks.start()
+
+
+async def _stop(app: web.Application) -> None:
+    state = app[STATE]
+    await state.webhooks.stop()
+    await asyncio.to_thread(state.source.stop)
+
+
+def make_app(config: SandboxConfig | None = None) -> web.Application:
+    """The Graph API stand-in. The catalog loads and the webhook worker starts with the app."""
+    state = SandboxState(config_validate(config or SandboxConfig()))
+    app = web.Application(client_max_size=MAX_BODY_BYTES)
+    app[STATE] = state
+    app.router.add_post(f"/{VERSION}/{{object_id}}/messages", graph.send_message)
+    app.router.add_get(f"/{VERSION}/{{object_id}}/message_templates", graph.list_templates)
+    app.router.add_get(f"/{VERSION}/{{object_id}}/phone_numbers", graph.list_numbers)
+    control.control_routes(app)
+    app.router.add_route("*", "/{tail:.*}", graph.unknown_path)
+    app.on_startup.append(_start)
+    app.on_cleanup.append(_stop)
+    return app
+
+
+class SandboxThread:
+    """A sandbox serving on 127.0.0.1 on a free port, in a daemon thread with its own loop.
+
+        with SandboxThread(SandboxConfig(catalog=..., webhook_url=...)) as sandbox:
+            requests.post(f"{sandbox.url}/v21.0/{number}/messages", ...)
+
+    `url` has no trailing slash. `state` is the live state, for a test that wants to look
+    directly (read it only once the sandbox is quiet: it belongs to the sandbox's thread).
+    """
+
+    def __init__(self, config: SandboxConfig | None = None, **changes: Any) -> None:
+        self.config = config_validate(dataclasses.replace(config or SandboxConfig(), **changes))
+        self.url = ""
+        self.port = 0
+        self.app: web.Application | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._main, name="meta-sandbox", daemon=True)
+
+    @property
+    def state(self) -> SandboxState:
+        assert self.app is not None, "the sandbox is not started"
+        return self.app[STATE]
+
+    def start(self) -> SandboxThread:
+        self._thread.start()
+        if not self._ready.wait(START_TIMEOUT):
+            raise RuntimeError("The sandbox did not start in time.")
+        if self._error is not None:
+            raise RuntimeError("The sandbox could not start.") from self._error
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stopping is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._stopping.set)
+        self._thread.join(timeout=15.0)
+
+    def control(self, path: str, payload: Mapping[str, Any] | None = None) -> Any:
+        """Call `/_sandbox/{path}` and return its JSON: a POST when there is a payload or the
+        path is an action (`reset`, `refresh`), else a GET. E.g. `control("stats")`,
+        `control("config", {"error_share": 0.5})`, `control("reset")`."""
+        post = payload is not None or path in ACTIONS
+        request = urllib.request.Request(
+            f"{self.url}/_sandbox/{path}",
+            data=orjson.dumps(payload or {}) if post else None,
+            headers={"Content-Type": "application/json"},
+            method="POST" if post else "GET",
+        )
+        with urllib.request.urlopen(request, timeout=CONTROL_TIMEOUT) as response:
+            return orjson.loads(response.read())
+
+    def __enter__(self) -> SandboxThread:
+        return self.start()
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _main(self) -> None:
+        try:
+            asyncio.run(self._serve())
+        except BaseException as error:  # reported to start(), which raises it in the caller
+            self._error = error
+            self._ready.set()
+
+    async def _serve(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
+        self.app = make_app(self.config)
+        # A short grace: a test stopping the sandbox must not wait for a hanging (timeout) send.
+        runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=0.5)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            self.port = int(runner.addresses[0][1])
+            self.url = f"http://127.0.0.1:{self.port}"
+            self._ready.set()
+            await self._stopping.wait()
+        finally:
+            await runner.cleanup()

@@ -1,0 +1,61 @@
+"""Everything one running sandbox holds; its handlers share it through the application."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from aiohttp import web
+
+from messaging.sandbox.catalog import Catalog
+from messaging.sandbox.config import SandboxConfig
+from messaging.sandbox.ratelimit import SendWindows
+from messaging.sandbox.records import Records
+from messaging.sandbox.sources import CatalogSource
+from messaging.sandbox.wamids import WamidFactory
+from messaging.sandbox.webhooks import WebhookDispatcher
+
+
+class SandboxState:
+    def __init__(self, config: SandboxConfig) -> None:
+        self.config = config
+        self.rng = random.Random(config.seed)
+        self.source = CatalogSource.for_config(
+            catalog=config.catalog, catalog_file=config.catalog_file, every=config.refresh_seconds
+        )
+        self.records = Records()
+        self.windows = SendWindows()
+        self.wamids = WamidFactory()
+        self.webhooks = WebhookDispatcher(lambda: self.config)
+
+    @property
+    def catalog(self) -> Catalog:
+        return self.source.current
+
+    def configure(self, config: SandboxConfig) -> None:
+        if config.seed != self.config.seed:
+            self.rng.seed(config.seed)
+        self.config = config
+
+    def reset(self) -> None:
+        """Forget every message, counter, send window and webhook not yet posted."""
+        self.records.clear()
+        self.windows.clear()
+        self.webhooks.reset()
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "accepted": len(self.records.messages),
+            "rejected_by_code": dict(self.records.rejected_by_code),
+            "faults": dict(self.records.faults),
+            "webhooks_posted": self.webhooks.posted,
+            "webhook_statuses_posted": self.webhooks.statuses_posted,
+            "webhook_failures": self.webhooks.failures,
+            "webhooks_abandoned": self.webhooks.abandoned,
+            "pending_webhooks": self.webhooks.pending,
+            "max_sends_in_one_second": dict(self.windows.max_in_one_second),
+            "catalog": self.catalog.summary(),
+        }
+
+
+STATE = web.AppKey("sandbox_state", SandboxState)
