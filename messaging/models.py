@@ -144,7 +144,10 @@ def message_id_from_callback_data(data: str | None) -> int | None:
     if not data or not data.startswith(CALLBACK_DATA_PREFIX):
         return None
     suffix = data[len(CALLBACK_DATA_PREFIX) :]
-    return int(suffix) if suffix.isdigit() else None
+    # ASCII digits only, and within a bigint: anything else names no message of ours.
+    if not (0 < len(suffix) <= 18 and suffix.isascii() and suffix.isdigit()):
+        return None
+    return int(suffix)
 
 
 class DeferredStatus(models.Model):

@@ -11,7 +11,7 @@ from templates_app.models import (
     TemplateStatus,
     WhatsAppBusinessAccount,
 )
-from templates_app.tiers import tier_for_limit, tier_limit
+from templates_app.tiers import tier_limit
 
 # The quality webhook says only that the rating fell low or recovered; the exact colour comes
 # with the next listing of the account's numbers (`GET /{waba_id}/phone_numbers`).
@@ -22,11 +22,14 @@ def _digits(text: str) -> str:
     return "".join(character for character in text if character.isdigit())
 
 
-def _known_tier(tier: str | None) -> str | None:
+def known_tier(tier: object) -> str | None:
+    """`tier` when it is a tier name we can read; TIER_NOT_SET and the unknown change nothing."""
+    if not isinstance(tier, str):
+        return None
     try:
-        tier_limit(tier or "")
+        tier_limit(tier)
     except ValueError:
-        return None  # TIER_NOT_SET and spellings we do not know change nothing
+        return None
     return tier
 
 
@@ -50,13 +53,13 @@ def phone_number_quality_update(
     display_phone_number: str,
     event: str,
     current_limit: str | None,
-    portfolio_limit: int | None,
+    portfolio_tier: str | None,
 ) -> int:
     """Apply a number's quality or limit change; the portfolio limit goes to its account."""
     changes: dict[str, str] = {}
     if event in QUALITY_BY_EVENT:
         changes["quality_rating"] = QUALITY_BY_EVENT[event]
-    if (tier := _known_tier(current_limit)) is not None:
+    if (tier := known_tier(current_limit)) is not None:
         changes["messaging_limit_tier"] = tier
     changed = 0
     if changes:
@@ -64,25 +67,25 @@ def phone_number_quality_update(
         numbers = PhoneNumber.objects.filter(business_account__waba_id=waba_id)
         ids = [n.pk for n in numbers if _digits(n.display_phone_number) == digits]
         changed += PhoneNumber.objects.filter(pk__in=ids).update(**changes)
-    if portfolio_limit is not None:
-        changed += account_limit_update(waba_id=waba_id, daily_limit=portfolio_limit)
+    if portfolio_tier is not None:
+        changed += account_tier_update(waba_id=waba_id, tier=portfolio_tier)
     return changed
 
 
-def account_limit_update(*, waba_id: str, daily_limit: int) -> int:
-    tier = tier_for_limit(daily_limit)
+def account_tier_update(*, waba_id: str, tier: str) -> int:
     accounts = WhatsAppBusinessAccount.objects.filter(waba_id=waba_id)
     return accounts.exclude(messaging_limit_tier=tier).update(messaging_limit_tier=tier)
 
 
 def business_capability_update(
-    *, waba_id: str, per_phone_limit: int | None, portfolio_limit: int | None
+    *, waba_id: str, per_phone_tier: str | None, portfolio_tier: str | None
 ) -> int:
     changed = 0
-    if per_phone_limit is not None:
-        tier = tier_for_limit(per_phone_limit)
+    if per_phone_tier is not None:
         numbers = PhoneNumber.objects.filter(business_account__waba_id=waba_id)
-        changed += numbers.exclude(messaging_limit_tier=tier).update(messaging_limit_tier=tier)
-    if portfolio_limit is not None:
-        changed += account_limit_update(waba_id=waba_id, daily_limit=portfolio_limit)
+        changed += numbers.exclude(messaging_limit_tier=per_phone_tier).update(
+            messaging_limit_tier=per_phone_tier
+        )
+    if portfolio_tier is not None:
+        changed += account_tier_update(waba_id=waba_id, tier=portfolio_tier)
     return changed

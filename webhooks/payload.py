@@ -7,14 +7,20 @@ of a signed body) is skipped, never an error: Meta would only retry it forever.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from messaging.models import message_id_from_callback_data
+from messaging.models import Message, message_id_from_callback_data
 from messaging.status import APPLICABLE, StatusEvent
+from templates_app.meta_updates import known_tier
+from templates_app.tiers import tier_for_limit
 
 OBJECT_TYPE = "whatsapp_business_account"
+INTEGER = re.compile(r"-?[0-9]{1,20}")
+WAMID_LENGTH = Message._meta.get_field("wamid").max_length or 255
+ERROR_CODE_LENGTH = Message._meta.get_field("error_code").max_length or 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,14 +38,14 @@ class NumberQualityChange:
     display_phone_number: str
     event: str
     current_limit: str | None
-    portfolio_limit: int | None
+    portfolio_tier: str | None
 
 
 @dataclass(frozen=True, slots=True)
 class CapabilityChange:
     waba_id: str
-    per_phone_limit: int | None
-    portfolio_limit: int | None
+    per_phone_tier: str | None
+    portfolio_tier: str | None
 
 
 @dataclass(slots=True)
@@ -60,9 +66,25 @@ def _dicts(value: Any) -> list[dict[str, Any]]:
 def _int(value: Any) -> int | None:
     if isinstance(value, int) and not isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.lstrip("-").isdigit():
+    if isinstance(value, str) and INTEGER.fullmatch(value):
         return int(value)
     return None
+
+
+def _tier(value: Any) -> str | None:
+    """A limit as Meta writes it, a tier name ("TIER_10K") or a count (10000), as a tier name."""
+    count = _int(value)
+    if count is not None:
+        return tier_for_limit(count)
+    return known_tier(value)
+
+
+def _text(value: Any, limit: int | None = None) -> str | None:
+    """Text fit for the database: PostgreSQL text holds no NUL character."""
+    if value is None:
+        return None
+    text = str(value).replace("\x00", "")
+    return text[:limit] if limit else text
 
 
 def _error(errors: list[dict[str, Any]]) -> tuple[str | None, str | None]:
@@ -78,19 +100,32 @@ def _error(errors: list[dict[str, Any]]) -> tuple[str | None, str | None]:
     )
     title = first.get("message") or first.get("title")
     text = f"{title}: {details}" if title and details and details != title else title or details
-    return (str(code) if code is not None else None), (str(text) if text else None)
+    return _text(code, ERROR_CODE_LENGTH), _text(text) or None
+
+
+def _moment(timestamp: int | None) -> datetime | None:
+    if timestamp is None:
+        return None
+    try:
+        return datetime.fromtimestamp(timestamp, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 def _status_event(raw: dict[str, Any]) -> StatusEvent | None:
-    wamid, status, timestamp = raw.get("id"), raw.get("status"), _int(raw.get("timestamp"))
-    if not isinstance(wamid, str) or status not in APPLICABLE or timestamp is None:
+    wamid, status = raw.get("id"), raw.get("status")
+    occurred_at = _moment(_int(raw.get("timestamp")))
+    if status not in APPLICABLE or occurred_at is None:
+        return None
+    # No message can have a wamid longer than its column or holding NUL: nothing to apply.
+    if not isinstance(wamid, str) or len(wamid) > WAMID_LENGTH or "\x00" in wamid:
         return None
     code, message = _error(_dicts(raw.get("errors"))) if status == "failed" else (None, None)
     callback = raw.get("biz_opaque_callback_data")
     return StatusEvent(
         wamid=wamid,
         status=status,
-        occurred_at=datetime.fromtimestamp(timestamp, tz=UTC),
+        occurred_at=occurred_at,
         error_code=code,
         error_message=message,
         message_ref=message_id_from_callback_data(callback if isinstance(callback, str) else None),
@@ -119,16 +154,16 @@ def _read_change(payload: Payload, waba_id: str, kind: str, value: dict[str, Any
                 waba_id=waba_id,
                 display_phone_number=str(value.get("display_phone_number") or ""),
                 event=str(value.get("event") or ""),
-                current_limit=value.get("current_limit") or None,
-                portfolio_limit=_int(value.get("max_daily_conversations_per_business")),
+                current_limit=known_tier(value.get("current_limit")),
+                portfolio_tier=_tier(value.get("max_daily_conversations_per_business")),
             )
         )
     elif kind == "business_capability_update":
         payload.capabilities.append(
             CapabilityChange(
                 waba_id=waba_id,
-                per_phone_limit=_int(value.get("max_daily_conversation_per_phone")),
-                portfolio_limit=_int(value.get("max_daily_conversations_per_business")),
+                per_phone_tier=_tier(value.get("max_daily_conversation_per_phone")),
+                portfolio_tier=_tier(value.get("max_daily_conversations_per_business")),
             )
         )
 

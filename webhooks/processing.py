@@ -34,15 +34,15 @@ def _apply_account_changes(payload: Payload) -> dict[str, int]:
             display_phone_number=change.display_phone_number,
             event=change.event,
             current_limit=change.current_limit,
-            portfolio_limit=change.portfolio_limit,
+            portfolio_tier=change.portfolio_tier,
         )
         for change in payload.numbers
     )
     numbers += sum(
         meta_updates.business_capability_update(
             waba_id=change.waba_id,
-            per_phone_limit=change.per_phone_limit,
-            portfolio_limit=change.portfolio_limit,
+            per_phone_tier=change.per_phone_tier,
+            portfolio_tier=change.portfolio_tier,
         )
         for change in payload.capabilities
     )

@@ -14,8 +14,8 @@ from django.utils.decorators import method_decorator
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 
-from webhooks.processing import NotJson, webhook_process
 from mindo.meta_signature import signature_is_valid
+from webhooks.processing import NotJson, webhook_process
 
 logger = logging.getLogger(__name__)
 
