@@ -141,6 +141,8 @@ META_GRAPH_VERSION = env.str("META_GRAPH_VERSION", default="v21.0")
 META_HTTP_TIMEOUT_SECONDS = env.float("META_HTTP_TIMEOUT_SECONDS", default=10.0)
 META_HTTP_CONNECT_TIMEOUT_SECONDS = env.float("META_HTTP_CONNECT_TIMEOUT_SECONDS", default=3.0)
 META_MAX_CONNECTIONS = env.int("META_MAX_CONNECTIONS", default=200)
+# Off only against a sandbox, to measure the engine itself: then nothing paces the numbers.
+DELIVERY_PACING = env.bool("DELIVERY_PACING", default=True)
 DELIVERY_BATCH_SIZE = env.int("DELIVERY_BATCH_SIZE", default=500)
 DELIVERY_CONCURRENCY = env.int("DELIVERY_CONCURRENCY", default=64)
 DELIVERY_LEASE_SECONDS = env.int("DELIVERY_LEASE_SECONDS", default=120)

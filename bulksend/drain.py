@@ -1,0 +1,311 @@
+"""Draining a bulk send to Meta: claim, admit by quota, pace, send concurrently, settle.
+
+One drain runs in one Celery task for at most `DELIVERY_DRAIN_SECONDS`, then hands over to a new
+task if work is left: many sends share the workers fairly, and a worker that dies loses at most
+its current batch's leases (the reaper hands them back). Any number of drains, on any number of
+machines, may work on the same send: the claim skips what another holds.
+
+Each batch:
+1. In one transaction: claim up to a batch of due `pending` messages (SKIP LOCKED, with a lease)
+   and, on a limited tier, admit only the recipients the portfolio's 24 h window has room for;
+   the others go back to `pending` until the window frees room (bulksend.quota).
+2. Take permits for the number from the shared Redis limiter, so no combination of workers ever
+   exceeds the number's rate, and send each message as its permit comes, many at once over
+   kept-alive connections.
+3. Settle the batch in one transaction (messaging.delivery), counters by delta.
+4. Stop at once if Meta says the token is invalid (190) or the account is blocked (368): the
+   send is halted with the reason, its untried messages stay pending for when it is resumed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import orjson
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Min
+from django.utils import timezone
+
+from bulksend.liveness import drain_alive_clear, drain_alive_mark
+from bulksend.models import BulkSend, BulkSendStatus
+from bulksend.quota import WINDOW
+from messaging.delivery import (
+    ClaimedMessage,
+    DeliveryResult,
+    Settle,
+    messages_claim,
+    messages_settle,
+)
+from messaging.graph import (
+    AsyncGraphClient,
+    ErrorClass,
+    GraphError,
+    SendOutcome,
+    SendRequest,
+)
+from messaging.models import Message, MessageStatus, callback_data_for
+from messaging.ratelimit import AsyncPacer, get_rate_limiter
+from templates_app.graph_components import (
+    MissingVariableError,
+    template_message_body,
+    template_shape,
+)
+from templates_app.models import PhoneNumber
+
+logger = logging.getLogger(__name__)
+
+# Meta's "too many messages for this number" (130429), and how long every worker then pauses.
+RATE_LIMIT_HIT = "130429"
+RATE_LIMIT_PAUSE_SECONDS = 1.0
+
+
+@dataclass(slots=True)
+class DrainReport:
+    batches: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+    halted: str | None = None
+    more_work: bool = False
+    next_wake_at: datetime | None = None
+
+    def add(self, counts: dict[str, int]) -> None:
+        self.batches += 1
+        for key, count in counts.items():
+            self.outcomes[key] = self.outcomes.get(key, 0) + count
+
+
+def bulk_send_start(bulk_send_id: uuid.UUID) -> bool:
+    """QUEUED -> PROCESSING once (guarded); True when the send is PROCESSING now."""
+    BulkSend.objects.filter(pk=bulk_send_id, status=BulkSendStatus.QUEUED).update(
+        status=BulkSendStatus.PROCESSING, started_at=timezone.now()
+    )
+    return BulkSend.objects.filter(pk=bulk_send_id, status=BulkSendStatus.PROCESSING).exists()
+
+
+def bulk_send_finish_if_done(bulk_send_id: uuid.UUID) -> bool:
+    """PROCESSING -> COMPLETED / PARTIAL / FAILED once nothing is pending or in flight."""
+    sends = BulkSend.objects.filter(
+        pk=bulk_send_id, status=BulkSendStatus.PROCESSING, pending_count=0
+    )
+    finished = sends.filter(failed_count=0).update(
+        status=BulkSendStatus.COMPLETED, completed_at=timezone.now()
+    )
+    finished += sends.filter(sent_count=0).update(
+        status=BulkSendStatus.FAILED, completed_at=timezone.now()
+    )
+    finished += sends.update(status=BulkSendStatus.PARTIAL, completed_at=timezone.now())
+    return finished > 0
+
+
+def bulk_send_halt(bulk_send_id: uuid.UUID, error: GraphError) -> None:
+    """Stop a send for an operator: the reason is on the status endpoint and in the admin."""
+    reason = f"Halted: Meta error {error.code}: {error.text}. Fix it and resume the send."
+    sends = BulkSend.objects.filter(pk=bulk_send_id, status=BulkSendStatus.PROCESSING)
+    sends.filter(sent_count=0).update(status=BulkSendStatus.FAILED, status_reason=reason)
+    sends.update(status=BulkSendStatus.PARTIAL, status_reason=reason)
+
+
+def _retry_delay(attempts: int, error: GraphError) -> float:
+    """Exponential backoff with full jitter; Meta's "try again later" class waits hours."""
+    if error.error_class == ErrorClass.DEFER:
+        return float(settings.DELIVERY_DEFER_SECONDS)
+    ceiling = min(
+        settings.DELIVERY_RETRY_MAX_SECONDS, settings.DELIVERY_RETRY_BASE_SECONDS * 2**attempts
+    )
+    return random.uniform(ceiling / 2, ceiling)
+
+
+def _result_for(message: ClaimedMessage, outcome: SendOutcome, now: datetime) -> DeliveryResult:
+    if outcome.wamid is not None:
+        return DeliveryResult(message.id, Settle.SENT, wamid=outcome.wamid)
+    error = outcome.error
+    assert error is not None
+    if error.error_class == ErrorClass.HALT:
+        return DeliveryResult(message.id, Settle.RELEASE)
+    if error.error_class in (ErrorClass.RETRY, ErrorClass.DEFER):
+        if error.maybe_delivered:
+            return DeliveryResult(message.id, Settle.UNCERTAIN)
+        if message.attempts < settings.DELIVERY_MAX_ATTEMPTS:
+            retry_at = now + timedelta(seconds=_retry_delay(message.attempts, error))
+            return DeliveryResult(message.id, Settle.RETRY, retry_at=retry_at)
+    return DeliveryResult(
+        message.id, Settle.FAILED, error_code=error.code, error_message=error.text
+    )
+
+
+class _QuotaGate:
+    """Admits claimed messages within the portfolio's moving 24 h unique-recipient window."""
+
+    def __init__(self, number: PhoneNumber) -> None:
+        self.account_id = number.business_account_id
+        self.limit = number.business_account.quota_total
+
+    def admit(self, claimed: list[ClaimedMessage], now: datetime) -> list[ClaimedMessage]:
+        """Keep the messages that fit; put the others back until the window frees room.
+
+        Runs in the claim's transaction under a per-portfolio lock, so two workers cannot both
+        spend the last room.
+        """
+        if self.limit is None or not claimed:
+            return claimed
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [self.account_id])
+        claimed_ids = [message.id for message in claimed]
+        window = Message.objects.filter(business_account_id=self.account_id).exclude(
+            id__in=claimed_ids
+        )
+        in_window = window.filter(sent_at__gte=now - WINDOW) | window.filter(
+            status=MessageStatus.SENDING
+        )
+        phones = [message.recipient_phone for message in claimed]
+        already = set(
+            in_window.filter(recipient_phone__in=phones).values_list("recipient_phone", flat=True)
+        )
+        room = self.limit - in_window.values("recipient_phone").distinct().count()
+        admitted: list[ClaimedMessage] = []
+        waiting: list[ClaimedMessage] = []
+        for message in claimed:
+            if message.recipient_phone in already:
+                admitted.append(message)
+            elif room > 0:
+                room -= 1
+                already.add(message.recipient_phone)
+                admitted.append(message)
+            else:
+                waiting.append(message)
+        if waiting:
+            # Waiting for the window is not an attempt: released, not retried.
+            frees_at = self._room_frees_at(now)
+            messages_settle(
+                [DeliveryResult(m.id, Settle.RELEASE, retry_at=frees_at) for m in waiting],
+                now=now,
+            )
+        return admitted
+
+    def _room_frees_at(self, now: datetime) -> datetime:
+        oldest = Message.objects.filter(
+            business_account_id=self.account_id, sent_at__gte=now - WINDOW
+        ).aggregate(first=Min("sent_at"))["first"]
+        return (oldest + WINDOW) if oldest is not None else now + timedelta(minutes=1)
+
+
+class _Sender:
+    """Sends a batch at the number's pace over one kept-alive client."""
+
+    def __init__(self, bulk_send: BulkSend, client: AsyncGraphClient) -> None:
+        number = bulk_send.phone_number
+        self.client = client
+        self.shape = template_shape(bulk_send.template)
+        self.phone_number_id = number.phone_number_id
+        self.access_token = number.business_account.access_token
+        self.limiter = get_rate_limiter()
+        # A permit is taken right before its request goes out, never banked: the limiter's
+        # promise (no 1-s window above the rate) holds for the moments requests leave.
+        self.pacer = AsyncPacer(self.limiter, self.phone_number_id, number.throughput_per_second)
+        self.before_send = self.pacer.wait if settings.DELIVERY_PACING else None
+
+    def _request(self, message: ClaimedMessage) -> SendRequest | SendOutcome:
+        try:
+            body = template_message_body(
+                to_e164=message.recipient_phone,
+                template=self.shape,
+                variables=message.variables,
+                button_variables=message.button_variables,
+                callback_data=callback_data_for(message.id),
+            )
+        except MissingVariableError as error:
+            # Only a template edited after the send was accepted can get here.
+            unsendable = GraphError(
+                code="unsendable",
+                message=str(error),
+                details=None,
+                http_status=None,
+                error_class=ErrorClass.FAIL,
+            )
+            return SendOutcome(None, unsendable)
+        return SendRequest(self.phone_number_id, self.access_token, orjson.dumps(body))
+
+    async def send(self, batch: list[ClaimedMessage]) -> list[SendOutcome]:
+        prepared = [self._request(message) for message in batch]
+        requests = [item for item in prepared if isinstance(item, SendRequest)]
+        answers = iter(
+            await self.client.send_many(
+                requests, settings.DELIVERY_CONCURRENCY, before_send=self.before_send
+            )
+        )
+        outcomes = [next(answers) if isinstance(item, SendRequest) else item for item in prepared]
+        if any(o.error is not None and o.error.code == RATE_LIMIT_HIT for o in outcomes):
+            # Meta says this number goes too fast: every worker slows down, not just this one.
+            self.limiter.slow_down(self.phone_number_id, RATE_LIMIT_PAUSE_SECONDS)
+        return outcomes
+
+
+def bulk_send_drain(bulk_send_id: uuid.UUID, *, budget_seconds: float | None = None) -> DrainReport:
+    """Send what is due of one send for up to `budget_seconds`; see the module docstring."""
+    report = DrainReport()
+    if not bulk_send_start(bulk_send_id):
+        return report
+    bulk_send = BulkSend.objects.select_related(
+        "template", "phone_number", "phone_number__business_account"
+    ).get(pk=bulk_send_id)
+    gate = _QuotaGate(bulk_send.phone_number)
+    deadline = time.monotonic() + (budget_seconds or settings.DELIVERY_DRAIN_SECONDS)
+    batch_size = min(
+        settings.DELIVERY_BATCH_SIZE, max(bulk_send.phone_number.throughput_per_second * 2, 1)
+    )
+    loop = asyncio.new_event_loop()
+    client = AsyncGraphClient()
+    loop.run_until_complete(client.__aenter__())
+    try:
+        sender = _Sender(bulk_send, client)
+        while time.monotonic() < deadline:
+            drain_alive_mark(bulk_send_id)
+            now = timezone.now()
+            with transaction.atomic():
+                claimed = messages_claim(
+                    bulk_send_id=bulk_send_id,
+                    limit=batch_size,
+                    lease_seconds=settings.DELIVERY_LEASE_SECONDS,
+                    now=now,
+                )
+                batch = gate.admit(claimed, now)
+            if not claimed:
+                break
+            if not batch:
+                continue
+            outcomes = loop.run_until_complete(sender.send(batch))
+            now = timezone.now()
+            results = [_result_for(m, o, now) for m, o in zip(batch, outcomes, strict=True)]
+            report.add(messages_settle(results, now=now))
+            halting = next(
+                (o.error for o in outcomes if o.error and o.error.error_class == ErrorClass.HALT),
+                None,
+            )
+            if halting is not None:
+                bulk_send_halt(bulk_send_id, halting)
+                report.halted = halting.code
+                return report
+        else:
+            report.more_work = True
+    finally:
+        loop.run_until_complete(client.__aexit__(None, None, None))
+        loop.close()
+        drain_alive_clear(bulk_send_id)
+    bulk_send_finish_if_done(bulk_send_id)
+    report.next_wake_at = _next_wake_at(bulk_send_id)
+    return report
+
+
+def _next_wake_at(bulk_send_id: uuid.UUID) -> datetime | None:
+    """When this send next has something to do: its earliest retry, None if nothing waits."""
+    waiting = Message.objects.filter(bulk_send_id=bulk_send_id, status=MessageStatus.PENDING)
+    if not waiting.exists():
+        return None
+    earliest = waiting.aggregate(first=Min("next_attempt_at"))["first"]
+    return earliest or timezone.now()

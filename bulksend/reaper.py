@@ -1,0 +1,36 @@
+"""What Celery beat runs every few seconds so that nothing accepted is ever left behind.
+
+1. Messages whose worker's lease ran out (plus a grace for Meta's `sent` webhook) go back to
+   `pending` (messaging.delivery.leases_reap).
+2. Every active send with due messages and no live drain gets a wake-up: a lost task, a worker
+   killed mid-batch, a retry whose time has come.
+3. A send with nothing left pending is finished, in case its last drain died before doing it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.conf import settings
+from django.db.models import Q
+
+from bulksend.drain import bulk_send_finish_if_done
+from bulksend.liveness import drain_is_alive
+from bulksend.models import ACTIVE_STATUSES, BulkSend
+from messaging.delivery import leases_reap
+from messaging.models import Message, MessageStatus
+
+
+def bulk_sends_reap(*, now: datetime) -> list[str]:
+    """Return the ids of the sends that need a wake-up now."""
+    leases_reap(grace_seconds=settings.DELIVERY_CALLBACK_GRACE_SECONDS, now=now)
+    active = BulkSend.objects.filter(status__in=ACTIVE_STATUSES)
+    for bulk_send_id in active.filter(pending_count=0).values_list("pk", flat=True):
+        bulk_send_finish_if_done(bulk_send_id)
+    due = (
+        Message.objects.filter(bulk_send__status__in=ACTIVE_STATUSES, status=MessageStatus.PENDING)
+        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+        .values_list("bulk_send_id", flat=True)
+        .distinct()
+    )
+    return [str(bulk_send_id) for bulk_send_id in due if not drain_is_alive(bulk_send_id)]

@@ -1,0 +1,227 @@
+"""The delivery side of the message state machine: claiming messages and settling what Meta said.
+
+PostgreSQL is the queue of record. A worker claims `pending` messages with `FOR UPDATE SKIP
+LOCKED` and a lease (`sending`), sends them, and settles each in one transaction per batch:
+- sent: Meta gave a wamid. Recorded as a `sent` status event found by our message id, so it meets
+  whatever Meta's webhooks already said about it (they may have come first) and its kept events;
+- failed: a permanent error, with Meta's code and text;
+- retry: back to `pending`, not claimed again before `retry_at`;
+- uncertain: the request went out and no answer came back (the connection dropped, the worker
+  may have died): Meta may have accepted it, so it stays `sending` until its `sent` webhook
+  settles it, and only after a grace period does the reaper hand it back for a retry;
+- release: not attempted after all (the send was halted, or the quota window is full): back to
+  `pending` as it was, not claimed again before `retry_at` when one is given.
+Every status move is a guarded UPDATE (`WHERE status = 'sending'`), so a late worker never
+overwrites what a webhook or the reaper decided, and counters move by the deltas of rows that
+really changed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+import orjson
+from django.db import connection, transaction
+
+from messaging.models import Message
+from messaging.status import StatusEvent, counters_add, statuses_apply
+
+
+class Settle(StrEnum):
+    SENT = "sent"
+    FAILED = "failed"
+    RETRY = "retry"
+    UNCERTAIN = "uncertain"
+    RELEASE = "release"
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedMessage:
+    id: int
+    recipient_phone: str
+    variables: dict[str, str]
+    button_variables: dict[str, str]
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryResult:
+    message_id: int
+    outcome: Settle
+    wamid: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    retry_at: datetime | None = None
+
+
+_CLAIM_SQL = """
+UPDATE {messages} m
+   SET status = 'sending', lease_expires_at = %(lease_until)s, attempts = m.attempts + 1,
+       next_attempt_at = NULL
+ WHERE m.id IN (
+    SELECT id FROM {messages}
+     WHERE bulk_send_id = %(send)s AND status = 'pending'
+       AND (next_attempt_at IS NULL OR next_attempt_at <= %(now)s)
+     ORDER BY id
+     LIMIT %(limit)s
+       FOR UPDATE SKIP LOCKED
+ )
+RETURNING m.id, m.recipient_phone, m.variables, m.button_variables, m.attempts
+"""
+
+_FAIL_SQL = """
+WITH outcome AS (
+    SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[]) AS o(id, code, message)
+)
+UPDATE {messages} m
+   SET status = 'failed', failed_at = %s, error_code = o.code, error_message = o.message,
+       lease_expires_at = NULL
+  FROM outcome o
+ WHERE m.id = o.id AND m.status = 'sending'
+RETURNING m.bulk_send_id
+"""
+
+_RETRY_SQL = """
+WITH outcome AS (SELECT * FROM unnest(%s::bigint[], %s::timestamptz[]) AS o(id, retry_at))
+UPDATE {messages} m
+   SET status = 'pending', next_attempt_at = o.retry_at, lease_expires_at = NULL
+  FROM outcome o
+ WHERE m.id = o.id AND m.status = 'sending'
+"""
+
+_UNCERTAIN_SQL = """
+UPDATE {messages} SET lease_expires_at = %s WHERE id = ANY(%s::bigint[]) AND status = 'sending'
+"""
+
+_RELEASE_SQL = """
+WITH outcome AS (SELECT * FROM unnest(%s::bigint[], %s::timestamptz[]) AS o(id, retry_at))
+UPDATE {messages} m
+   SET status = 'pending', lease_expires_at = NULL, next_attempt_at = o.retry_at,
+       attempts = GREATEST(m.attempts - 1, 0)
+  FROM outcome o
+ WHERE m.id = o.id AND m.status = 'sending'
+"""
+
+_REAP_SQL = """
+UPDATE {messages} SET status = 'pending', lease_expires_at = NULL
+ WHERE status = 'sending' AND lease_expires_at < %s
+RETURNING bulk_send_id
+"""
+
+
+def _sql(template: str) -> str:
+    return template.format(messages=Message._meta.db_table)
+
+
+def messages_claim(
+    *, bulk_send_id: uuid.UUID, limit: int, lease_seconds: float, now: datetime
+) -> list[ClaimedMessage]:
+    """Claim up to `limit` due `pending` messages of a send, oldest first, for this worker.
+
+    Call it inside the transaction that also decides their quota, so the claim and the decision
+    commit together.
+    """
+    params: dict[str, Any] = {
+        "send": bulk_send_id,
+        "now": now,
+        "limit": limit,
+        "lease_until": now + timedelta(seconds=lease_seconds),
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(_sql(_CLAIM_SQL), params)
+        rows = cursor.fetchall()
+    # RETURNING gives no order; the claim took them oldest first, so send them that way too.
+    return sorted(
+        (
+            ClaimedMessage(
+                id=row[0],
+                recipient_phone=row[1],
+                variables=_decoded(row[2]),
+                button_variables=_decoded(row[3]),
+                attempts=row[4],
+            )
+            for row in rows
+        ),
+        key=lambda message: message.id,
+    )
+
+
+def _decoded(value: Any) -> dict[str, str]:
+    if isinstance(value, str):  # the driver hands jsonb back as text when told so
+        return dict(orjson.loads(value))
+    return dict(value or {})
+
+
+def messages_settle(results: list[DeliveryResult], *, now: datetime) -> dict[str, int]:
+    """Record what Meta said about each attempted message; returns counts by outcome."""
+    by_outcome: dict[Settle, list[DeliveryResult]] = {outcome: [] for outcome in Settle}
+    for result in results:
+        by_outcome[result.outcome].append(result)
+    with transaction.atomic(), connection.cursor() as cursor:
+        sent = by_outcome[Settle.SENT]
+        if sent:
+            statuses_apply(
+                [
+                    StatusEvent(
+                        wamid=str(result.wamid),
+                        status="sent",
+                        occurred_at=now,
+                        message_ref=result.message_id,
+                    )
+                    for result in sent
+                ]
+            )
+        failed = by_outcome[Settle.FAILED]
+        if failed:
+            cursor.execute(
+                _sql(_FAIL_SQL),
+                [
+                    [result.message_id for result in failed],
+                    [result.error_code for result in failed],
+                    [result.error_message for result in failed],
+                    now,
+                ],
+            )
+            per_send: dict[str, int] = {}
+            for (bulk_send_id,) in cursor.fetchall():
+                per_send[str(bulk_send_id)] = per_send.get(str(bulk_send_id), 0) + 1
+            counters_add(
+                cursor,
+                [
+                    {"bulk_send_id": key, "failed": count, "pending": -count}
+                    for key, count in per_send.items()
+                ],
+            )
+        retry = by_outcome[Settle.RETRY]
+        if retry:
+            cursor.execute(
+                _sql(_RETRY_SQL),
+                [[r.message_id for r in retry], [r.retry_at or now for r in retry]],
+            )
+        uncertain = by_outcome[Settle.UNCERTAIN]
+        if uncertain:
+            cursor.execute(_sql(_UNCERTAIN_SQL), [now, [r.message_id for r in uncertain]])
+        release = by_outcome[Settle.RELEASE]
+        if release:
+            cursor.execute(
+                _sql(_RELEASE_SQL),
+                [[r.message_id for r in release], [r.retry_at for r in release]],
+            )
+    return {outcome.value: len(items) for outcome, items in by_outcome.items() if items}
+
+
+def leases_reap(*, grace_seconds: float, now: datetime) -> set[str]:
+    """Hand back messages whose worker's lease ran out more than `grace_seconds` ago.
+
+    The grace gives Meta's `sent` webhook, which names our message, the time to settle a message
+    Meta accepted just before its worker died; only what is still unsettled after it is retried.
+    Returns the ids of the sends that got messages back (counters do not move: `sending` and
+    `pending` are both pending to clients).
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(_sql(_REAP_SQL), [now - timedelta(seconds=grace_seconds)])
+        return {str(row[0]) for row in cursor.fetchall()}

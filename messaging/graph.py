@@ -1,0 +1,331 @@
+"""The one module that talks to Meta's Graph API: its URLs, authentication, timeouts and errors.
+
+Two clients, for two very different callers:
+- `AsyncGraphClient` is the drainer's hot path: one aiohttp session whose keep-alive connections
+  carry thousands of template sends a second, concurrently. Its methods never raise for Meta's or
+  the network's failures; they return a classified `GraphError` (see `messaging.graph_errors`).
+  One that has `maybe_delivered` set (the connection dropped or timed out after the request was
+  written) must not be retried at once: Meta may have accepted it. The drainer waits for the
+  `sent` webhook, which carries the message's `biz_opaque_callback_data`, and retries only when
+  none came within its reconciliation window.
+- `graph_list_templates` and `graph_list_phone_numbers` serve operators' syncs: plain blocking
+  `requests` calls that raise `GraphRequestError`.
+
+Settings (with their defaults): META_GRAPH_URL ("https://graph.facebook.com", or the sandbox's
+address), META_GRAPH_VERSION ("v21.0"), META_HTTP_TIMEOUT_SECONDS (10, a whole call),
+META_HTTP_CONNECT_TIMEOUT_SECONDS (3) and META_MAX_CONNECTIONS (200, per async client).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Protocol, Self
+
+import aiohttp
+import orjson
+import requests
+from django.conf import settings
+from yarl import URL
+
+from messaging.graph_errors import (
+    CODE_BAD_RESPONSE,
+    CODE_CONNECT_TIMEOUT,
+    CODE_CONNECTION_ERROR,
+    CODE_CONNECTION_LOST,
+    CODE_TIMEOUT,
+    ErrorClass,
+    GraphError,
+    GraphRequestError,
+    graph_error_from_response,
+    transport_error,
+)
+
+# The error types are defined next door and re-exported: callers need only this module.
+__all__ = [
+    "AsyncGraphClient",
+    "ErrorClass",
+    "GraphError",
+    "GraphRequestError",
+    "SendOutcome",
+    "SendRequest",
+    "graph_base_url",
+    "graph_list_phone_numbers",
+    "graph_list_templates",
+]
+
+# Idle keep-alive connections are closed before Meta's side would, so that a request is rarely
+# written into a connection the server is closing (which would end as `connection_lost`).
+KEEPALIVE_SECONDS = 15.0
+LIST_PAGE_SIZE = 100
+LIST_MAX_PAGES = 200  # bounds a listing even if a server kept answering with a next page
+
+
+def graph_base_url() -> str:
+    base = str(getattr(settings, "META_GRAPH_URL", "https://graph.facebook.com")).rstrip("/")
+    return f"{base}/{getattr(settings, 'META_GRAPH_VERSION', 'v21.0')}"
+
+
+def _timeouts() -> tuple[float, float]:
+    return (
+        float(getattr(settings, "META_HTTP_TIMEOUT_SECONDS", 10)),
+        float(getattr(settings, "META_HTTP_CONNECT_TIMEOUT_SECONDS", 3)),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SendOutcome:
+    """Meta's answer to one send: the wamid it accepted the message under, or why it did not."""
+
+    wamid: str | None
+    error: GraphError | None
+
+
+@dataclass(frozen=True, slots=True)
+class SendRequest:
+    phone_number_id: str
+    access_token: str
+    body: dict[str, Any] | bytes  # bytes when the caller encoded it already
+
+
+def _unanswered(code: str, message: str, maybe_delivered: bool) -> SendOutcome:
+    return SendOutcome(None, transport_error(code, message, maybe_delivered=maybe_delivered))
+
+
+class AsyncGraphClient:
+    """Template sends over one aiohttp session; use as `async with AsyncGraphClient() as client`.
+
+    CPU matters here (a thousand sends a second on two cores), so the client keeps per-request
+    work small: the messages URL is parsed once per number, the headers dict built once per
+    token, bodies encoded with orjson, nothing logged per request, no cookie jar.
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str | None = None,
+        timeout: float | None = None,
+        connect_timeout: float | None = None,
+        max_connections: int | None = None,
+    ) -> None:
+        default_timeout, default_connect = _timeouts()
+        self.base_url = (base_url or graph_base_url()).rstrip("/")
+        self.timeout = aiohttp.ClientTimeout(
+            total=timeout if timeout is not None else default_timeout,
+            connect=connect_timeout if connect_timeout is not None else default_connect,
+        )
+        self.max_connections = max_connections or int(
+            getattr(settings, "META_MAX_CONNECTIONS", 200)
+        )
+        self._session: aiohttp.ClientSession | None = None
+        self._urls: dict[str, URL] = {}
+        self._headers: dict[str, dict[str, str]] = {}
+
+    async def __aenter__(self) -> Self:
+        connector = aiohttp.TCPConnector(
+            limit=self.max_connections,
+            keepalive_timeout=KEEPALIVE_SECONDS,
+            ttl_dns_cache=300,
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=self.timeout,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            raise_for_status=False,
+        )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def messages_url(self, phone_number_id: str) -> URL:
+        url = self._urls.get(phone_number_id)
+        if url is None:
+            url = self._urls[phone_number_id] = URL(f"{self.base_url}/{phone_number_id}/messages")
+        return url
+
+    def _auth_headers(self, access_token: str) -> dict[str, str]:
+        headers = self._headers.get(access_token)
+        if headers is None:
+            headers = self._headers[access_token] = {
+                "Authorization": f"Bearer {access_token}",
+                "Content-Type": "application/json",
+            }
+        return headers
+
+    async def send_template(
+        self, *, phone_number_id: str, access_token: str, body: dict[str, Any] | bytes
+    ) -> SendOutcome:
+        """POST one template message. Never raises for Meta's or the network's failures."""
+        session = self._session
+        if session is None:
+            raise RuntimeError("AsyncGraphClient is used outside `async with`.")
+        data = body if isinstance(body, bytes) else orjson.dumps(body)
+        try:
+            async with session.post(
+                self.messages_url(phone_number_id),
+                data=data,
+                headers=self._auth_headers(access_token),
+            ) as response:
+                status = response.status
+                raw = await response.read()
+        # Order matters: the connect failures are subclasses of the broader ones below.
+        except aiohttp.ConnectionTimeoutError:
+            return _unanswered(CODE_CONNECT_TIMEOUT, "Timed out connecting to the Graph API", False)
+        except aiohttp.ClientConnectorError as error:
+            message = f"Cannot connect to the Graph API: {error.strerror or error}"
+            return _unanswered(CODE_CONNECTION_ERROR, message, False)
+        except TimeoutError:
+            # The body was (or may have been) written: Meta may have accepted the message.
+            return _unanswered(CODE_TIMEOUT, "No answer from the Graph API in time", True)
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, aiohttp.ClientPayloadError):
+            message = "The connection to the Graph API was lost before its answer"
+            return _unanswered(CODE_CONNECTION_LOST, message, True)
+        except aiohttp.ClientError as error:
+            message = f"The Graph API call failed: {type(error).__name__}: {error}"
+            return _unanswered(CODE_CONNECTION_ERROR, message, True)
+        if 200 <= status < 300:
+            try:
+                return SendOutcome(orjson.loads(raw)["messages"][0]["id"], None)
+            except (orjson.JSONDecodeError, LookupError, TypeError):
+                # A 2xx we cannot read: Meta may well have accepted the message.
+                return _unanswered(CODE_BAD_RESPONSE, f"Unreadable answer: {raw[:200]!r}", True)
+        return SendOutcome(None, graph_error_from_response(status, raw))
+
+    async def send_many(
+        self,
+        requests: Sequence[SendRequest],
+        concurrency: int,
+        *,
+        before_send: Callable[[], Awaitable[object]] | None = None,
+    ) -> list[SendOutcome]:
+        """Send all `requests`, at most `concurrency` at a time; outcomes in the same order.
+
+        `concurrency` workers take the next request as each finishes, which bounds the requests
+        in flight exactly like a semaphore would without creating a task per request.
+        `before_send`, when given, is awaited by a worker right before each request: the place
+        for a rate limiter's `AsyncPacer.wait`, so that a permit is taken when it is used.
+        """
+        outcomes: list[SendOutcome | None] = [None] * len(requests)
+        indexes = iter(range(len(requests)))  # shared: next() is atomic between awaits
+
+        async def worker() -> None:
+            for index in indexes:
+                request = requests[index]
+                if before_send is not None:
+                    await before_send()
+                outcomes[index] = await self.send_template(
+                    phone_number_id=request.phone_number_id,
+                    access_token=request.access_token,
+                    body=request.body,
+                )
+
+        # A TaskGroup cancels the other workers if one fails unexpectedly (a bug, a cancel).
+        async with asyncio.TaskGroup() as group:
+            for _ in range(max(1, min(concurrency, len(requests)))):
+                group.create_task(worker())
+        return [outcome for outcome in outcomes if outcome is not None]
+
+
+# --- listings, for operators' syncs --------------------------------------------------------------
+
+
+class BusinessAccount(Protocol):
+    """What a listing needs of a WhatsAppBusinessAccount; messaging does not import templates_app
+    (imports flow bulksend -> messaging and bulksend -> templates_app)."""
+
+    @property
+    def waba_id(self) -> str: ...
+
+    @property
+    def access_token(self) -> str: ...
+
+
+def _get(session: requests.Session, url: str, params: dict[str, Any] | None) -> dict[str, Any]:
+    timeout, connect_timeout = _timeouts()
+    try:
+        response = session.get(url, params=params, timeout=(connect_timeout, timeout))
+    except requests.Timeout:
+        raise GraphRequestError(
+            transport_error(
+                CODE_TIMEOUT, "No answer from the Graph API in time", maybe_delivered=False
+            )
+        ) from None
+    except requests.RequestException as error:
+        message = f"Cannot reach the Graph API: {error}"
+        raise GraphRequestError(
+            transport_error(CODE_CONNECTION_ERROR, message, maybe_delivered=False)
+        ) from None
+    if not response.ok:
+        raise GraphRequestError(graph_error_from_response(response.status_code, response.content))
+    try:
+        payload = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        payload = None
+    if not isinstance(payload, dict):
+        message = f"Unreadable answer from the Graph API: {response.content[:200]!r}"
+        raise GraphRequestError(transport_error(CODE_BAD_RESPONSE, message, maybe_delivered=False))
+    return payload
+
+
+def _list(account: BusinessAccount, edge: str, fields: str) -> list[dict[str, Any]]:
+    """Every item of `/{waba_id}/{edge}`, following Meta's cursor paging.
+
+    As Meta documents it, a page without `paging.next` is the last one. `next` is followed as
+    given when it points at our own Graph URL; when it names another host (real Meta's address
+    behind a proxy we were configured with), the page's `cursors.after` is asked of our URL
+    instead, so the token never goes anywhere else. A repeated cursor also ends the listing.
+    """
+    base = graph_base_url()
+    first_url = f"{base}/{account.waba_id}/{edge}"
+    url: str = first_url
+    params: dict[str, Any] | None = {"fields": fields, "limit": LIST_PAGE_SIZE}
+    items: list[dict[str, Any]] = []
+    seen_cursors: set[str] = set()
+    with requests.Session() as session:
+        session.headers["Authorization"] = f"Bearer {account.access_token}"
+        for _ in range(LIST_MAX_PAGES):
+            page = _get(session, url, params)
+            data = page.get("data") or []
+            items.extend(item for item in data if isinstance(item, dict))
+            paging = page.get("paging")
+            paging = paging if isinstance(paging, dict) else {}
+            cursors = paging.get("cursors")
+            after = cursors.get("after") if isinstance(cursors, dict) else None
+            next_url = paging.get("next")
+            if not data or not isinstance(next_url, str) or after in seen_cursors:
+                break
+            if after is not None:
+                seen_cursors.add(after)
+            if next_url.startswith(f"{base}/"):
+                url, params = next_url, None
+            elif after is not None:
+                url, params = first_url, {"fields": fields, "limit": LIST_PAGE_SIZE, "after": after}
+            else:
+                break
+    return items
+
+
+TEMPLATE_FIELDS = "id,name,language,status,category,components,parameter_format"
+PHONE_NUMBER_FIELDS = (
+    "id,display_phone_number,verified_name,quality_rating,messaging_limit_tier,throughput"
+)
+
+
+def graph_list_templates(account: BusinessAccount) -> list[dict[str, Any]]:
+    """The account's message templates as Meta lists them; raises GraphRequestError."""
+    return _list(account, "message_templates", TEMPLATE_FIELDS)
+
+
+def graph_list_phone_numbers(account: BusinessAccount) -> list[dict[str, Any]]:
+    """The account's phone numbers as Meta lists them; raises GraphRequestError."""
+    return _list(account, "phone_numbers", PHONE_NUMBER_FIELDS)

@@ -1,0 +1,311 @@
+"""The async Graph API client against a fake Meta at the HTTP boundary (an in-process server)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import Any
+
+import orjson
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from messaging.graph import AsyncGraphClient, SendOutcome, SendRequest
+from messaging.graph_errors import ErrorClass
+
+BODY = {"messaging_product": "whatsapp", "to": "5491112345678", "type": "template"}
+
+
+def meta_error(
+    code: int, message: str, details: str | None = None, subcode: int | None = None
+) -> dict[str, Any]:
+    """An error body as Meta's Cloud API writes it."""
+    error: dict[str, Any] = {"message": message, "type": "OAuthException", "code": code}
+    if details is not None:
+        error["error_data"] = {"messaging_product": "whatsapp", "details": details}
+    if subcode is not None:
+        error["error_subcode"] = subcode
+    error["fbtrace_id"] = "AbCdEf123"
+    return {"error": error}
+
+
+# phone_number_id -> (HTTP status, body) the fake answers with; texts as Meta writes them.
+ANSWERS: dict[str, tuple[int, Any]] = {
+    "130429": (
+        400,
+        meta_error(
+            130429, "(#130429) Rate limit hit", "Cloud API message throughput has been reached."
+        ),
+    ),
+    "131056": (
+        400,
+        meta_error(
+            131056,
+            "(#131056) (Business Account, Consumer Account) pair rate limit hit",
+            "Too many messages sent from the sender phone number to the same recipient phone "
+            "number in a short period of time.",
+        ),
+    ),
+    "131000": (
+        500,
+        meta_error(
+            131000, "Something went wrong", "Message failed to send due to an unknown error."
+        ),
+    ),
+    "131049": (
+        400,
+        meta_error(
+            131049,
+            "This message was not delivered to maintain healthy ecosystem engagement.",
+            "In order to maintain a healthy ecosystem engagement, the message failed to be "
+            "delivered.",
+        ),
+    ),
+    "131026": (400, meta_error(131026, "Message undeliverable", "Message Undeliverable.")),
+    "132000": (
+        400,
+        meta_error(
+            132000,
+            "(#132000) Number of parameters does not match the expected number of params",
+            "body: number of localizable_params (1) does not match the expected number of "
+            "params (2)",
+        ),
+    ),
+    "132001": (
+        404,
+        meta_error(
+            132001,
+            "(#132001) Template name does not exist in the translation",
+            "template name (promo) does not exist in es",
+        ),
+    ),
+    "190": (
+        401,
+        meta_error(
+            190,
+            "Error validating access token: Session has expired on Friday, 01-Mar-24 08:00:00 PST.",
+            subcode=463,
+        ),
+    ),
+    "368": (400, meta_error(368, "(#368) Temporarily blocked for policies violations")),
+    "100": (400, meta_error(100, "(#100) Invalid parameter", "Parameter 'to' is invalid.")),
+    "502": (502, "<html><body><h1>502 Bad Gateway</h1></body></html>"),
+}
+
+
+class FakeMeta:
+    """Answers POST /v21.0/{phone_number_id}/messages; counts connections and requests in flight."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay = delay
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.connections: set[int] = set()
+        self.bodies: list[dict[str, Any]] = []
+        app = web.Application()
+        app.router.add_post("/v21.0/{phone_number_id}/messages", self.messages)
+        self.server = TestServer(app, host="127.0.0.1")
+
+    @property
+    def url(self) -> str:
+        return str(self.server.make_url("/v21.0"))
+
+    async def __aenter__(self) -> FakeMeta:
+        await self.server.start_server()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.server.close()
+
+    async def messages(self, request: web.Request) -> web.StreamResponse:
+        assert request.transport is not None
+        self.connections.add(id(request.transport))
+        assert request.headers["Authorization"] == "Bearer token-1"
+        body = orjson.loads(await request.read())
+        self.bodies.append(body)
+        number = request.match_info["phone_number_id"]
+        if number == "slow":
+            await asyncio.sleep(1.0)
+        elif number == "hang-up":
+            request.transport.close()  # the request was read, the answer never comes
+            await asyncio.sleep(0.05)
+            return web.Response()
+        elif number in ANSWERS:
+            status, answer = ANSWERS[number]
+            if isinstance(answer, str):
+                return web.Response(status=status, text=answer, content_type="text/html")
+            return web.json_response(answer, status=status)
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        await asyncio.sleep(self.delay)
+        self.in_flight -= 1
+        wamid = f"wamid.{body.get('to')}"
+        return web.json_response(
+            {
+                "messaging_product": "whatsapp",
+                "contacts": [{"input": body.get("to"), "wa_id": body.get("to")}],
+                "messages": [{"id": wamid, "message_status": "accepted"}],
+            }
+        )
+
+
+def run(scenario: Callable[[FakeMeta, AsyncGraphClient], Awaitable[Any]], **client: Any) -> Any:
+    async def main() -> Any:
+        async with FakeMeta() as meta, AsyncGraphClient(base_url=meta.url, **client) as graph:
+            return await asyncio.wait_for(scenario(meta, graph), timeout=20)
+
+    return asyncio.run(main())
+
+
+def send(phone_number_id: str, **client: Any) -> SendOutcome:
+    async def scenario(meta: FakeMeta, graph: AsyncGraphClient) -> SendOutcome:
+        return await graph.send_template(
+            phone_number_id=phone_number_id, access_token="token-1", body=BODY
+        )
+
+    outcome: SendOutcome = run(scenario, **client)
+    return outcome
+
+
+def test_an_accepted_message_returns_its_wamid() -> None:
+    outcome = send("813497231850626")
+
+    assert outcome == SendOutcome(wamid="wamid.5491112345678", error=None)
+
+
+@pytest.mark.parametrize(
+    ("phone_number_id", "code", "error_class", "http_status"),
+    [
+        ("130429", "130429", ErrorClass.RETRY, 400),
+        ("131056", "131056", ErrorClass.RETRY, 400),
+        ("131000", "131000", ErrorClass.RETRY, 500),
+        ("131049", "131049", ErrorClass.DEFER, 400),
+        ("131026", "131026", ErrorClass.FAIL, 400),
+        ("132000", "132000", ErrorClass.FAIL, 400),
+        ("132001", "132001", ErrorClass.FAIL, 404),
+        ("190", "190", ErrorClass.HALT, 401),
+        ("368", "368", ErrorClass.HALT, 400),
+        ("100", "100", ErrorClass.FAIL, 400),
+        ("502", "http_502", ErrorClass.RETRY, 502),
+    ],
+)
+def test_meta_errors_are_classified(
+    phone_number_id: str, code: str, error_class: ErrorClass, http_status: int
+) -> None:
+    outcome = send(phone_number_id)
+
+    assert outcome.wamid is None
+    assert outcome.error is not None
+    assert (outcome.error.code, outcome.error.error_class) == (code, error_class)
+    assert outcome.error.http_status == http_status
+    assert outcome.error.maybe_delivered is False
+
+
+def test_an_error_keeps_meta_message_and_details_for_the_message_row() -> None:
+    outcome = send("132000")
+
+    assert outcome.error is not None
+    assert outcome.error.text == (
+        "(#132000) Number of parameters does not match the expected number of params: "
+        "body: number of localizable_params (1) does not match the expected number of params (2)"
+    )
+    assert outcome.error.fbtrace_id == "AbCdEf123"
+    assert outcome.error.permanent
+
+
+def test_a_proxy_error_page_is_kept_short() -> None:
+    outcome = send("502")
+
+    assert outcome.error is not None
+    assert outcome.error.text == "HTTP 502 Bad Gateway from the Graph API"
+
+
+def test_an_expired_token_keeps_its_subcode() -> None:
+    outcome = send("190")
+
+    assert outcome.error is not None
+    assert outcome.error.subcode == "463"
+
+
+def test_a_timeout_is_retried_and_may_have_been_delivered() -> None:
+    outcome = send("slow", timeout=0.3)
+
+    assert outcome.error is not None
+    assert (outcome.error.code, outcome.error.error_class) == ("timeout", ErrorClass.RETRY)
+    assert outcome.error.maybe_delivered is True
+
+
+def test_a_connection_closed_after_the_request_may_have_delivered_the_message() -> None:
+    outcome = send("hang-up")
+
+    assert outcome.error is not None
+    assert (outcome.error.code, outcome.error.error_class) == ("connection_lost", ErrorClass.RETRY)
+    assert outcome.error.maybe_delivered is True
+
+
+def test_a_refused_connection_was_not_delivered() -> None:
+    async def main() -> SendOutcome:
+        async with AsyncGraphClient(base_url="http://127.0.0.1:9/v21.0") as graph:
+            return await graph.send_template(phone_number_id="1", access_token="t", body=BODY)
+
+    outcome = asyncio.run(main())
+
+    assert outcome.error is not None
+    assert (outcome.error.code, outcome.error.error_class) == ("connection_error", ErrorClass.RETRY)
+    assert outcome.error.maybe_delivered is False
+
+
+def requests_for(count: int) -> list[SendRequest]:
+    return [
+        SendRequest("813497231850626", "token-1", {**BODY, "to": f"54911{index:08d}"})
+        for index in range(count)
+    ]
+
+
+def test_send_many_keeps_the_order_and_bounds_the_requests_in_flight() -> None:
+    async def scenario(meta: FakeMeta, graph: AsyncGraphClient) -> tuple[list[SendOutcome], int]:
+        meta.delay = 0.01
+        outcomes = await graph.send_many(requests_for(100), concurrency=7)
+        return outcomes, meta.max_in_flight
+
+    outcomes, max_in_flight = run(scenario)
+
+    assert [outcome.wamid for outcome in outcomes] == [
+        f"wamid.54911{index:08d}" for index in range(100)
+    ]
+    assert max_in_flight == 7
+
+
+def test_send_many_reuses_its_connections() -> None:
+    async def scenario(meta: FakeMeta, graph: AsyncGraphClient) -> tuple[int, int]:
+        outcomes = await graph.send_many(requests_for(200), concurrency=10)
+        assert all(outcome.wamid for outcome in outcomes)
+        return len(meta.bodies), len(meta.connections)
+
+    requests, connections = run(scenario)
+
+    assert requests == 200
+    assert connections <= 10
+
+
+def test_send_many_waits_for_before_send_before_each_request() -> None:
+    calls = 0
+
+    async def before_send() -> None:
+        nonlocal calls
+        calls += 1
+
+    async def scenario(meta: FakeMeta, graph: AsyncGraphClient) -> list[SendOutcome]:
+        return await graph.send_many(requests_for(30), concurrency=4, before_send=before_send)
+
+    outcomes = run(scenario)
+
+    assert len(outcomes) == 30
+    assert calls == 30
