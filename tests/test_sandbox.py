@@ -18,9 +18,9 @@ import pytest
 import requests
 
 from messaging.sandbox import SandboxConfig, SandboxThread
+from mindo.meta_signature import signature_is_valid
 from tests import factories
 from webhooks.payload import payload_read
-from mindo.meta_signature import signature_is_valid
 
 TOKEN = "sandbox-test-token"
 OTHER_TOKEN = "other-business-token"
