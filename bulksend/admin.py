@@ -2,14 +2,15 @@
 
 Sends are created through the API, and their status and counters move only in the statements that
 move their messages (DESIGN: exact counters). An edit or a delete here would break that, so the
-admin shows sends and lets nobody add, change or delete one.
+admin shows sends and lets nobody add, change or delete one; operators act on them through two
+actions that go through bulksend.operations: cancel, and resume a send Meta halted.
 """
 
 from __future__ import annotations
 
 import uuid
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
@@ -17,6 +18,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from bulksend.models import BulkSend
+from bulksend.operations import bulk_send_cancel, bulk_send_resume
 
 COUNTERS = [
     "total_recipients",
@@ -112,8 +114,26 @@ class BulkSendAdmin(admin.ModelAdmin):
         "completed_at",
     ]
 
+    actions = ["cancel_sends", "resume_sends"]
+
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+    def has_operate_permission(self, request: HttpRequest) -> bool:
+        # Cancelling and resuming are what "change" means for a send.
+        return request.user.has_perm("bulksend.change_bulksend")
+
+    @admin.action(
+        description="Cancel selected sends (what has not gone out)", permissions=["operate"]
+    )
+    def cancel_sends(self, request: HttpRequest, queryset: QuerySet[BulkSend]) -> None:
+        cancelled = sum(bulk_send_cancel(bulk_send=send) for send in queryset)
+        self.message_user(request, f"Cancelled {cancelled} pending messages.", messages.SUCCESS)
+
+    @admin.action(description="Resume selected sends halted by Meta", permissions=["operate"])
+    def resume_sends(self, request: HttpRequest, queryset: QuerySet[BulkSend]) -> None:
+        resumed = sum(bulk_send_resume(bulk_send=send) for send in queryset)
+        self.message_user(request, f"Resumed {resumed} sends.", messages.SUCCESS)
 
     def has_change_permission(self, request: HttpRequest, obj: BulkSend | None = None) -> bool:
         return False

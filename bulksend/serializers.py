@@ -141,6 +141,11 @@ class BulkSendListItemSerializer(serializers.ModelSerializer[BulkSend]):
 class BulkSendDetailSerializer(BulkSendListItemSerializer):
     estimated_time_minutes = serializers.SerializerMethodField()
     created_by = CreatedBySerializer(allow_null=True)
+    status_reason = serializers.CharField(
+        required=False,
+        help_text="Only on a send stopped before its end: why (Meta halted it, an operator "
+        "cancelled it). Absent otherwise, so the body is the contract's exactly.",
+    )
 
     class Meta(BulkSendListItemSerializer.Meta):
         fields = [
@@ -150,7 +155,14 @@ class BulkSendDetailSerializer(BulkSendListItemSerializer):
             "completed_at",
             "created_at",
             "created_by",
+            "status_reason",
         ]
+
+    def to_representation(self, instance: BulkSend) -> dict[str, Any]:
+        body = dict(super().to_representation(instance))
+        if not instance.status_reason:
+            body.pop("status_reason")
+        return body
 
     def get_estimated_time_minutes(self, bulk_send: BulkSend) -> float:
         return bulk_send_estimate_minutes(bulk_send)
