@@ -92,6 +92,8 @@ class TemplateStatus(models.TextChoices):
     IN_APPEAL = "IN_APPEAL"
     PENDING_DELETION = "PENDING_DELETION"
     DELETED = "DELETED"
+    LIMIT_EXCEEDED = "LIMIT_EXCEEDED"
+    ARCHIVED = "ARCHIVED"
 
 
 class TemplateCategory(models.TextChoices):
