@@ -223,20 +223,66 @@ def _batch_params(merged: dict[str, _Merged]) -> dict[str, list[Any]]:
     }
 
 
-def statuses_apply(events: list[StatusEvent]) -> StatusOutcome:
-    """Apply a batch of status events in one transaction; keep the ones for unknown wamids."""
-    outcome = StatusOutcome(events=len(events))
+def _apply_pass(
+    cursor: Any, events: list[StatusEvent], outcome: StatusOutcome
+) -> tuple[set[str], list[str]]:
+    """One pass of the three statements over `events`: returns the wamids that found a message,
+    and those that a message got just now from our callback data."""
     merged = _merge(events)
     if not merged:
+        return set(), []
+    cursor.execute(_MESSAGES_SQL.format(**_tables()), _batch_params(merged))
+    matched_json, recorded_json, deltas_json = cursor.fetchone()
+    deltas = _json(deltas_json)
+    counters_add(cursor, deltas)
+    outcome.messages_changed += sum(int(delta["changed"]) for delta in deltas)
+    for delta in deltas:
+        counters = outcome.counters.setdefault(
+            str(delta["bulk_send_id"]), dict.fromkeys(COUNTERS, 0)
+        )
+        for column in COUNTERS:
+            counters[column] += int(delta[column])
+    return set(_json(matched_json)), list(_json(recorded_json))
+
+
+def _lock_wamids(cursor: Any, wamids: set[str]) -> None:
+    """Serialize, per wamid, recording it and keeping an event for it (held until commit).
+
+    Without it a status could be kept as unknown by one transaction while another, not yet
+    committed, records its wamid and finds nothing kept: the status would be stranded. With it,
+    whichever comes second sees what the first committed. Taken in a fixed order, no deadlock.
+    """
+    if wamids:
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(key) FROM ("
+            " SELECT DISTINCT hashtextextended(wamid, 0) AS key FROM unnest(%s::text[]) AS wamid"
+            " ORDER BY key) AS keys",
+            [sorted(wamids)],
+        )
+
+
+def statuses_apply(events: list[StatusEvent]) -> StatusOutcome:
+    """Apply a batch of status events in one transaction; keep the ones for unknown wamids.
+
+    1. Apply the batch (the three statements).
+    2. Lock the wamids it did not find and those it just recorded from callback data.
+    3. Apply the ones not found once more: a wamid committed meanwhile is found now.
+    4. Keep what is still unknown; apply what was kept for the wamids recorded now.
+    """
+    outcome = StatusOutcome(events=len(events))
+    events = [event for event in events if event.status in APPLICABLE]
+    if not events:
         return outcome
-    tables = _tables()
     with transaction.atomic(savepoint=False), connection.cursor() as cursor:
-        cursor.execute(_MESSAGES_SQL.format(**tables), _batch_params(merged))
-        matched_json, recorded_json, deltas_json = cursor.fetchone()
-        matched = set(_json(matched_json))
-        deltas = _json(deltas_json)
-        counters_add(cursor, deltas)
-        unknown = [e for e in events if e.status in APPLICABLE and e.wamid not in matched]
+        matched, recorded = _apply_pass(cursor, events, outcome)
+        unknown = [event for event in events if event.wamid not in matched]
+        if not unknown and not recorded:
+            return outcome
+        _lock_wamids(cursor, {event.wamid for event in unknown} | set(recorded))
+        if unknown:
+            found_now, recorded_now = _apply_pass(cursor, unknown, outcome)
+            unknown = [event for event in unknown if event.wamid not in found_now]
+            recorded += recorded_now
         DeferredStatus.objects.bulk_create(
             DeferredStatus(
                 wamid=event.wamid,
@@ -248,17 +294,9 @@ def statuses_apply(events: list[StatusEvent]) -> StatusOutcome:
             )
             for event in unknown
         )
-        # Messages that just got their wamid from `biz_opaque_callback_data` may have events
-        # kept from before, when that wamid was still unknown.
-        recorded = _json(recorded_json)
-        earlier = statuses_apply_deferred(recorded) if recorded else StatusOutcome()
-    outcome.messages_changed = sum(int(delta["changed"]) for delta in deltas)
-    outcome.messages_changed += earlier.messages_changed
-    outcome.deferred = len(unknown)
-    outcome.counters = {
-        str(delta["bulk_send_id"]): {column: int(delta[column]) for column in COUNTERS}
-        for delta in deltas
-    }
+        outcome.deferred = len(unknown)
+        if recorded:
+            outcome.messages_changed += statuses_apply_deferred(recorded).messages_changed
     return outcome
 
 
@@ -266,9 +304,9 @@ def statuses_apply_deferred(wamids: list[str]) -> StatusOutcome:
     """Apply the kept events of `wamids`, now that their messages have them. Call it in the
     transaction that records the wamids, so no event can slip between the two."""
     with transaction.atomic():
-        kept = list(
-            DeferredStatus.objects.select_for_update(skip_locked=True).filter(wamid__in=wamids)
-        )
+        with connection.cursor() as cursor:
+            _lock_wamids(cursor, set(wamids))
+        kept = list(DeferredStatus.objects.select_for_update().filter(wamid__in=wamids))
         if not kept:
             return StatusOutcome()
         DeferredStatus.objects.filter(pk__in=[row.pk for row in kept]).delete()

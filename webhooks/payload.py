@@ -142,18 +142,18 @@ def _read_change(payload: Payload, waba_id: str, kind: str, value: dict[str, Any
         payload.templates.append(
             TemplateStatusChange(
                 waba_id=waba_id,
-                meta_template_id=str(value.get("message_template_id") or ""),
-                name=str(value.get("message_template_name") or ""),
-                language=str(value.get("message_template_language") or ""),
-                status=str(value.get("event") or ""),
+                meta_template_id=_text(value.get("message_template_id")) or "",
+                name=_text(value.get("message_template_name")) or "",
+                language=_text(value.get("message_template_language")) or "",
+                status=_text(value.get("event")) or "",
             )
         )
     elif kind == "phone_number_quality_update":
         payload.numbers.append(
             NumberQualityChange(
                 waba_id=waba_id,
-                display_phone_number=str(value.get("display_phone_number") or ""),
-                event=str(value.get("event") or ""),
+                display_phone_number=_text(value.get("display_phone_number")) or "",
+                event=_text(value.get("event")) or "",
                 current_limit=known_tier(value.get("current_limit")),
                 portfolio_tier=_tier(value.get("max_daily_conversations_per_business")),
             )
@@ -172,14 +172,16 @@ def payload_read(document: Any) -> Payload:
     payload = Payload()
     if not isinstance(document, dict):
         return payload
-    payload.object_type = str(document.get("object") or "")
-    if payload.object_type != OBJECT_TYPE:
+    object_type = document.get("object")
+    payload.object_type = _text(object_type) or ""
+    # Compared as sent: a look-alike (a NUL inside, say) is another object, not ours.
+    if object_type != OBJECT_TYPE:
         return payload
     for entry in _dicts(document.get("entry")):
-        waba_id = str(entry.get("id") or "")
+        waba_id = _text(entry.get("id")) or ""
         for change in _dicts(entry.get("changes")):
-            kind, value = str(change.get("field") or ""), change.get("value")
-            payload.fields.append(kind)
-            if isinstance(value, dict):
+            kind, value = change.get("field"), change.get("value")
+            payload.fields.append(_text(kind) or "")
+            if isinstance(kind, str) and isinstance(value, dict):
                 _read_change(payload, waba_id, kind, value)
     return payload
