@@ -4,15 +4,29 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('templates_app', '0001_initial'),
+        ("templates_app", "0001_initial"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='messagetemplate',
-            name='status',
-            field=models.CharField(choices=[('APPROVED', 'Approved'), ('PENDING', 'Pending'), ('REJECTED', 'Rejected'), ('PAUSED', 'Paused'), ('DISABLED', 'Disabled'), ('IN_APPEAL', 'In Appeal'), ('PENDING_DELETION', 'Pending Deletion'), ('DELETED', 'Deleted'), ('LIMIT_EXCEEDED', 'Limit Exceeded'), ('ARCHIVED', 'Archived')], default='PENDING', max_length=32),
+            model_name="messagetemplate",
+            name="status",
+            field=models.CharField(
+                choices=[
+                    ("APPROVED", "Approved"),
+                    ("PENDING", "Pending"),
+                    ("REJECTED", "Rejected"),
+                    ("PAUSED", "Paused"),
+                    ("DISABLED", "Disabled"),
+                    ("IN_APPEAL", "In Appeal"),
+                    ("PENDING_DELETION", "Pending Deletion"),
+                    ("DELETED", "Deleted"),
+                    ("LIMIT_EXCEEDED", "Limit Exceeded"),
+                    ("ARCHIVED", "Archived"),
+                ],
+                default="PENDING",
+                max_length=32,
+            ),
         ),
     ]
