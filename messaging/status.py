@@ -27,6 +27,14 @@ from messaging.models import DeferredStatus, Message, MessageStatus
 
 APPLICABLE = (MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.READ, MessageStatus.FAILED)
 COUNTERS = ("sent", "delivered", "read", "failed", "pending")
+# Which message statuses each counter of a send counts (DESIGN: exact counters).
+COUNTED_STATUSES = {
+    "sent": {"sent", "delivered", "read"},
+    "delivered": {"delivered", "read"},
+    "read": {"read"},
+    "failed": {"failed"},
+    "pending": {"pending", "sending"},
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +54,26 @@ class StatusOutcome:
     messages_changed: int = 0
     deferred: int = 0
     counters: dict[str, dict[str, int]] = field(default_factory=dict)
+    # wamid -> (send, old status, new status) of each message that changed, so a batch of
+    # webhooks can say which of them did what.
+    changes: dict[str, tuple[str, str, str]] = field(default_factory=dict)
+    deferred_wamids: set[str] = field(default_factory=set)
+
+    def record_change(self, wamid: str, bulk_send_id: str, old: str, new: str) -> None:
+        # A message moved twice in one batch (sent, then a kept delivered) moved once, from its
+        # first status to its last.
+        first = self.changes.get(wamid, (bulk_send_id, old, new))[1]
+        self.changes[wamid] = (bulk_send_id, first, new)
+
+    def counters_for(self, wamids: set[str]) -> dict[str, dict[str, int]]:
+        """The counter deltas by send that the messages of `wamids` caused."""
+        counters: dict[str, dict[str, int]] = {}
+        for wamid in wamids & self.changes.keys():
+            bulk_send_id, old_status, new_status = self.changes[wamid]
+            totals = counters.setdefault(bulk_send_id, dict.fromkeys(COUNTERS, 0))
+            for column, statuses in COUNTED_STATUSES.items():
+                totals[column] += (new_status in statuses) - (old_status in statuses)
+        return counters
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -134,7 +162,7 @@ changed AS (
             THEN d.error_message ELSE m.error_message END
     FROM decided d
     WHERE m.id = d.id AND (d.new_status <> d.old_status OR m.wamid IS NULL)
-    RETURNING m.bulk_send_id, d.old_status, m.status AS new_status
+    RETURNING m.bulk_send_id, m.wamid, d.old_status, m.status AS new_status
 ),
 deltas AS (
     SELECT bulk_send_id,
@@ -152,7 +180,9 @@ deltas AS (
 SELECT
     (SELECT COALESCE(json_agg(DISTINCT wamid), '[]') FROM matched),
     (SELECT COALESCE(json_agg(DISTINCT wamid), '[]') FROM matched WHERE via_ref = 1),
-    (SELECT COALESCE(json_agg(deltas), '[]') FROM deltas)
+    (SELECT COALESCE(json_agg(deltas), '[]') FROM deltas),
+    (SELECT COALESCE(json_agg(json_build_array(wamid, bulk_send_id, old_status, new_status)), '[]')
+       FROM changed)
 """
 
 _LOCK_SENDS_SQL = "SELECT id FROM {sends} WHERE id = ANY(%s::uuid[]) ORDER BY id FOR UPDATE"
@@ -232,7 +262,9 @@ def _apply_pass(
     if not merged:
         return set(), []
     cursor.execute(_MESSAGES_SQL.format(**_tables()), _batch_params(merged))
-    matched_json, recorded_json, deltas_json = cursor.fetchone()
+    matched_json, recorded_json, deltas_json, changed_json = cursor.fetchone()
+    for wamid, bulk_send_id, old_status, new_status in _json(changed_json):
+        outcome.record_change(wamid, str(bulk_send_id), old_status, new_status)
     deltas = _json(deltas_json)
     counters_add(cursor, deltas)
     outcome.messages_changed += sum(int(delta["changed"]) for delta in deltas)
@@ -295,8 +327,12 @@ def statuses_apply(events: list[StatusEvent]) -> StatusOutcome:
             for event in unknown
         )
         outcome.deferred = len(unknown)
+        outcome.deferred_wamids = {event.wamid for event in unknown}
         if recorded:
-            outcome.messages_changed += statuses_apply_deferred(recorded).messages_changed
+            earlier = statuses_apply_deferred(recorded)
+            outcome.messages_changed += earlier.messages_changed
+            for wamid, (bulk_send_id, old, new) in earlier.changes.items():
+                outcome.record_change(wamid, bulk_send_id, old, new)
     return outcome
 
 

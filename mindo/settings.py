@@ -182,6 +182,7 @@ CELERY_BEAT_SCHEDULE = {
         "task": "bulksend.reap",
         "schedule": env.float("REAPER_INTERVAL_SECONDS", default=10.0),
     },
+    "apply-webhook-events": {"task": "webhooks.apply_pending", "schedule": 2.0},
     "purge-webhook-events": {"task": "webhooks.purge_events", "schedule": 60 * 60},
 }
 

@@ -358,7 +358,15 @@ def test_a_kept_status_applies_when_a_later_one_names_its_message(
     message.refresh_from_db()
     assert (message.status, message.wamid) == ("delivered", wamid)
     assert (message.sent_at, message.delivered_at) == (meta.at(T0 + 2), meta.at(T0 + 8))
-    assert event.messages_changed == 2  # the `sent`, then the kept `delivered`
+    # One message, moved twice in one go: by the `sent`, then by the kept `delivered`.
+    assert event.messages_changed == 1
+    assert event.outcome["counters"][str(message.bulk_send_id)] == {
+        "sent": 1,
+        "delivered": 1,
+        "read": 0,
+        "failed": 0,
+        "pending": -1,
+    }
     assert not DeferredStatus.objects.exists()
     counters = meta.assert_counters_exact(bulk_send)
     assert (counters["pending_count"], counters["sent_count"], counters["delivered_count"]) == (

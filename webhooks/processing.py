@@ -1,20 +1,53 @@
-"""A signed webhook body in, every change it carries applied, the body kept: one transaction."""
+"""Webhook bodies: stored as they arrive, then applied in batches.
+
+Receiving (`webhook_store`) is one INSERT: once it commits, the body is safe and Meta may have
+its 200. Applying (`webhook_events_apply_pending`) runs right after the answer, in the process
+that answered, under a lock only one process holds at a time: it takes every body not applied
+yet, oldest first, and applies their statuses together in one `statuses_apply`, so a burst of
+single-status POSTs costs a few statements per batch rather than per POST. Beat runs it too, so
+a body whose applier died is applied within seconds. Every change is idempotent: applying a body
+twice (a crash between applying and marking it) changes nothing the second time.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from django.db import transaction
+from django.db import connection, transaction
+from django.utils import timezone
 
-from messaging.status import statuses_apply
+from messaging.status import StatusOutcome, statuses_apply
 from templates_app import meta_updates
 from webhooks.models import WebhookEvent
 from webhooks.payload import Payload, payload_read
 
+# Bodies applied per transaction: big enough to amortize the statements over a burst, small
+# enough to keep each transaction short.
+APPLY_BATCH_SIZE = 500
+# pg_advisory_xact_lock key of the applier: one process applies at a time, the others answer.
+APPLIER_LOCK = 0x6D696E646F  # "mindo"
+
+_INSERT_SQL = "INSERT INTO {table} (body) VALUES (%s) RETURNING id"
+
 
 class NotJson(ValueError):
     pass
+
+
+def webhook_store(body: bytes) -> int:
+    """Keep a verified body for the applier; NotJson when it is not JSON. Returns its id."""
+    try:
+        orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        raise NotJson(str(error)) from error
+    # PostgreSQL text holds no NUL; JSON escapes it, so only a malformed body could carry one.
+    text = body.decode("utf-8", errors="replace").replace("\x00", "")
+    with connection.cursor() as cursor:
+        cursor.execute(_INSERT_SQL.format(table=WebhookEvent._meta.db_table), [text])
+        (event_id,) = cursor.fetchone()
+    return int(event_id)
 
 
 def _apply_account_changes(payload: Payload) -> dict[str, int]:
@@ -49,28 +82,100 @@ def _apply_account_changes(payload: Payload) -> dict[str, int]:
     return {"templates_changed": templates, "numbers_or_accounts_changed": numbers}
 
 
-def webhook_process(body: bytes) -> WebhookEvent:
-    """Apply what `body` (already verified as Meta's) says and keep it; NotJson if it is not JSON.
+@dataclass(slots=True)
+class _Read:
+    event: WebhookEvent
+    payload: Payload
 
-    If applying fails the transaction rolls back, nothing is kept and the view answers 500, so
-    Meta retries; every change is idempotent, so a retry never counts twice.
-    """
+
+def _read(event: WebhookEvent) -> _Read:
     try:
-        document: Any = orjson.loads(body)
-    except orjson.JSONDecodeError as error:
-        raise NotJson(str(error)) from error
-    payload = payload_read(document)
-    with transaction.atomic():
-        statuses = statuses_apply(payload.statuses)
-        outcome: dict[str, Any] = {**statuses.as_dict(), **_apply_account_changes(payload)}
-        if payload.inbound_messages:
-            outcome["inbound_messages"] = payload.inbound_messages
-        return WebhookEvent.objects.create(
-            body=body.decode("utf-8", errors="replace"),
-            object_type=payload.object_type[:64],
-            fields=",".join(sorted(set(payload.fields)))[:200],
-            status_events=len(payload.statuses),
-            messages_changed=statuses.messages_changed,
-            deferred=statuses.deferred,
-            outcome=outcome,
-        )
+        document: Any = orjson.loads(event.body)
+    except orjson.JSONDecodeError:
+        document = None  # stored only after a JSON check: kept as evidence, nothing to apply
+    return _Read(event, payload_read(document))
+
+
+def _outcome(read: _Read, statuses: StatusOutcome) -> dict[str, Any]:
+    """What one body changed, out of the batch it was applied in."""
+    wamids = {status.wamid for status in read.payload.statuses}
+    outcome: dict[str, Any] = {
+        "events": len(read.payload.statuses),
+        "messages_changed": len(wamids & statuses.changes.keys()),
+        "deferred": len(wamids & statuses.deferred_wamids),
+        "counters": statuses.counters_for(wamids),
+        **_apply_account_changes(read.payload),
+    }
+    if read.payload.inbound_messages:
+        outcome["inbound_messages"] = read.payload.inbound_messages
+    return outcome
+
+
+def webhook_events_apply(events: list[WebhookEvent]) -> StatusOutcome:
+    """Apply `events` (bodies not applied yet) together and record what each one changed."""
+    reads = [_read(event) for event in events]
+    statuses = statuses_apply([status for read in reads for status in read.payload.statuses])
+    now = timezone.now()
+    for read in reads:
+        outcome = _outcome(read, statuses)
+        read.event.processed_at = now
+        read.event.object_type = read.payload.object_type[:64]
+        read.event.fields = ",".join(sorted(set(read.payload.fields)))[:200]
+        read.event.status_events = len(read.payload.statuses)
+        read.event.messages_changed = outcome["messages_changed"]
+        read.event.deferred = outcome["deferred"]
+        read.event.outcome = outcome
+    WebhookEvent.objects.bulk_update(
+        [read.event for read in reads],
+        [
+            "processed_at",
+            "object_type",
+            "fields",
+            "status_events",
+            "messages_changed",
+            "deferred",
+            "outcome",
+        ],
+    )
+    return statuses
+
+
+def webhook_events_apply_pending(*, batch_size: int = APPLY_BATCH_SIZE, wait: bool = False) -> int:
+    """Apply every stored body not applied yet, batch by batch; returns how many.
+
+    Returns at once when another process holds the applier's lock (that one takes the bodies
+    stored meanwhile in its next batch), unless `wait`: then it waits for its turn.
+    """
+    applied = 0
+    lock_sql = (
+        "SELECT pg_advisory_xact_lock(%s), true"
+        if wait
+        else ("SELECT pg_try_advisory_xact_lock(%s)")
+    )
+    while True:
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute(lock_sql, [APPLIER_LOCK])
+                locked = cursor.fetchone()[-1]
+            if not locked:
+                return applied
+            batch = list(
+                WebhookEvent.objects.filter(processed_at__isnull=True)
+                .order_by("id")
+                .select_for_update(skip_locked=True)[:batch_size]
+            )
+            if not batch:
+                return applied
+            webhook_events_apply(batch)
+            applied += len(batch)
+
+
+def webhook_process(body: bytes) -> WebhookEvent:
+    """Store `body` and apply it (with whatever else waits) before returning it, applied.
+
+    For callers that need the effect at once (tests, replays by an operator); the endpoint
+    answers first and applies after.
+    """
+    event_id = webhook_store(body)
+    webhook_events_apply_pending(wait=True)
+    return WebhookEvent.objects.get(pk=event_id)

@@ -1,12 +1,13 @@
 """Meta's webhook endpoint: the subscription handshake (GET) and signed notifications (POST).
 
-A plain Django view, not DRF: it has no API key, must read the raw bytes to check their
-signature before parsing anything, and is on the hot path (one POST per status).
+A plain Django view, not DRF: it has no API key and must read the raw bytes to check their
+signature before parsing anything. In production gunicorn serves the POST through the WSGI fast
+path (webhooks.fast_path), which does the same work without Django's request machinery.
 """
 
 from __future__ import annotations
 
-import logging
+from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -14,12 +15,17 @@ from django.utils.decorators import method_decorator
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 
-from mindo.meta_signature import signature_is_valid
-from webhooks.processing import NotJson, webhook_process
+from webhooks.processing import webhook_events_apply_pending
+from webhooks.receiving import SIGNATURE_HEADER, webhook_receive
 
-logger = logging.getLogger(__name__)
 
-SIGNATURE_HEADER = "X-Hub-Signature-256"
+class AppliedAfterAnswer(JsonResponse):
+    """Applies the stored bodies once the server has sent the answer: the WSGI server calls
+    `close()` after the last byte, so Meta never waits for the applying."""
+
+    def close(self) -> None:
+        super().close()
+        webhook_events_apply_pending()
 
 
 @method_decorator(csrf_exempt, name="dispatch")
@@ -33,13 +39,7 @@ class MetaWebhookView(View):
             return HttpResponse(request.GET.get("hub.challenge", ""), content_type="text/plain")
         return JsonResponse({"error": "Verification failed"}, status=403)
 
-    def post(self, request: HttpRequest) -> HttpResponse:
-        body = request.body
-        signature = request.headers.get(SIGNATURE_HEADER)
-        if not signature_is_valid(body, signature, settings.META_APP_SECRET):
-            return JsonResponse({"error": "Invalid signature"}, status=403)
-        try:
-            event = webhook_process(body)
-        except NotJson as error:
-            return JsonResponse({"error": f"Body is not JSON: {error}"}, status=400)
-        return JsonResponse({"received": True, "event_id": event.pk})
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        received = webhook_receive(request.body, request.headers.get(SIGNATURE_HEADER))
+        response_class = AppliedAfterAnswer if received.stored else JsonResponse
+        return response_class(received.body, status=received.status)
