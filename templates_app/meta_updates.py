@@ -37,6 +37,8 @@ def template_status_update(
     *, waba_id: str, meta_template_id: str, name: str, language: str, status: str
 ) -> int:
     """Set the status of the template Meta names; returns how many rows changed."""
+    # REINSTATED ends a pause: the template may be sent again. FLAGGED only warns.
+    status = {"REINSTATED": TemplateStatus.APPROVED}.get(status, status)
     if status not in TemplateStatus.values:
         return 0
     matches = MessageTemplate.objects.filter(business_account__waba_id=waba_id).filter(

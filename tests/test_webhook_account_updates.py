@@ -306,3 +306,19 @@ def test_a_template_update_never_touches_another_accounts_template_by_id(
     )
 
     assert fresh(other_tenant.template).status == "APPROVED"
+
+
+def test_a_reinstated_template_can_be_sent_again(client: Client, tenant: Tenant) -> None:
+    post_changes(
+        client,
+        tenant.account,
+        meta.template_status_change("PAUSED", name="welcome_message", language="es"),
+    )
+
+    post_changes(
+        client,
+        tenant.account,
+        meta.template_status_change("REINSTATED", name="welcome_message", language="es"),
+    )
+
+    assert fresh(tenant.template).status == "APPROVED"
