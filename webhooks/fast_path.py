@@ -9,6 +9,7 @@ resolving the URL, which cost more than the work itself. Everything else goes to
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -34,6 +35,13 @@ REASONS = {
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
+# When this process last found the applier's lock taken. Within BUSY_APPLIER_SECONDS of that,
+# another process is busy applying and will take our body in its next batch: asking again would
+# cost a round trip per POST for nothing. (Beat's applier catches any body left in between.)
+BUSY_APPLIER_SECONDS = 0.05
+_applier_busy_since = -1.0
+
+
 class _AnswerThenApply:
     """The response body; the server calls `close()` after sending it, and then we apply."""
 
@@ -45,9 +53,11 @@ class _AnswerThenApply:
         yield self.payload
 
     def close(self) -> None:
+        global _applier_busy_since
         try:
-            if self.apply:
-                webhook_events_apply_pending()
+            due = time.monotonic() - _applier_busy_since > BUSY_APPLIER_SECONDS
+            if self.apply and due and webhook_events_apply_pending() == 0:
+                _applier_busy_since = time.monotonic()
         except Exception:
             # The body is stored: beat's applier takes it. Never let this kill the worker.
             logger.exception("Applying webhook bodies failed; beat will retry")
