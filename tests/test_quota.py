@@ -292,8 +292,8 @@ def test_it_reads_the_quota_total_from_the_tier(tenant: Tenant, tier: str, total
 
 
 @pytest.mark.usefixtures("plain")
-def test_it_estimates_a_small_send_at_a_tenth_of_a_minute(tenant: Tenant) -> None:
-    assert send_to(tenant, phones(3))["estimated_time_minutes"] == 0.1
+def test_it_estimates_a_small_send_at_a_hundredth_of_a_minute(tenant: Tenant) -> None:
+    assert send_to(tenant, phones(3))["estimated_time_minutes"] == 0.01
 
 
 @pytest.mark.usefixtures("plain")
@@ -302,8 +302,8 @@ def test_it_paces_ten_thousand_recipients_at_the_numbers_80_per_second(tenant: T
 
     body = send_to(tenant, phones(10_000))
 
-    # 10,000 / 80 = 125 s = 2.08 minutes, rounded up to a tenth.
-    assert body["estimated_time_minutes"] == 2.1
+    # 10,000 / 80 = 125 s = 2.083 minutes, rounded up to a hundredth.
+    assert body["estimated_time_minutes"] == 2.09
     assert body["quota_info"]["can_send"] is True
 
 
@@ -313,7 +313,7 @@ def test_it_paces_ten_thousand_recipients_at_1000_per_second(tenant: Tenant) -> 
     tenant.number.throughput_per_second = 1000
     tenant.number.save()
 
-    assert send_to(tenant, phones(10_000))["estimated_time_minutes"] == 0.2
+    assert send_to(tenant, phones(10_000))["estimated_time_minutes"] == 0.17
 
 
 @pytest.mark.usefixtures("plain")
@@ -327,7 +327,7 @@ def test_the_estimate_grows_with_the_recipients(tenant: Tenant) -> None:
     ]
 
     # Each send also waits for the ones before it on the same number.
-    assert estimates == [0.1, 0.4, 1.9]
+    assert estimates == [0.02, 0.35, 1.85]
 
 
 def test_it_counts_the_earlier_active_sends_on_the_same_number(
@@ -361,7 +361,7 @@ def test_it_ignores_sends_that_are_over_or_on_other_numbers(
         cancelled_count=9600,
     )
 
-    assert send_to(tenant, phones(3))["estimated_time_minutes"] == 0.1
+    assert send_to(tenant, phones(3))["estimated_time_minutes"] == 0.01
 
 
 def test_it_waits_for_the_window_to_free_room_when_it_cannot_send(
@@ -409,14 +409,14 @@ def test_it_waits_a_window_per_tier_beyond_the_first_when_the_send_is_larger(
     assert 48 * 60 <= body["estimated_time_minutes"] <= 48 * 60 + 1
 
 
-def test_estimate_minutes_rounds_up_to_a_tenth_of_a_minute() -> None:
+def test_estimate_minutes_rounds_up_to_a_hundredth_of_a_minute() -> None:
     now = timezone.now()
 
-    assert estimate_minutes(pending=10_000, ahead=0, rate_per_second=80, now=now) == 2.1
-    assert estimate_minutes(pending=10_000, ahead=0, rate_per_second=1000, now=now) == 0.2
+    assert estimate_minutes(pending=10_000, ahead=0, rate_per_second=80, now=now) == 2.09
+    assert estimate_minutes(pending=10_000, ahead=0, rate_per_second=1000, now=now) == 0.17
     assert estimate_minutes(pending=4800, ahead=0, rate_per_second=80, now=now) == 1.0
-    assert estimate_minutes(pending=4801, ahead=0, rate_per_second=80, now=now) == 1.1
-    assert estimate_minutes(pending=1, ahead=0, rate_per_second=1000, now=now) == 0.1
+    assert estimate_minutes(pending=4801, ahead=0, rate_per_second=80, now=now) == 1.01
+    assert estimate_minutes(pending=1, ahead=0, rate_per_second=1000, now=now) == 0.01
 
 
 def test_estimate_minutes_is_zero_when_nothing_is_pending() -> None:
