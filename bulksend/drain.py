@@ -265,6 +265,10 @@ def bulk_send_drain(bulk_send_id: uuid.UUID, *, budget_seconds: float | None = N
     try:
         sender = _Sender(bulk_send, client)
         while time.monotonic() < deadline:
+            if not BulkSend.objects.filter(
+                pk=bulk_send_id, status=BulkSendStatus.PROCESSING
+            ).exists():
+                break  # halted, cancelled or finished by another drain meanwhile
             drain_alive_mark(bulk_send_id)
             now = timezone.now()
             with transaction.atomic():

@@ -23,7 +23,11 @@ from messaging.models import Message, MessageStatus
 
 def bulk_sends_reap(*, now: datetime) -> list[str]:
     """Return the ids of the sends that need a wake-up now."""
-    leases_reap(grace_seconds=settings.DELIVERY_CALLBACK_GRACE_SECONDS, now=now)
+    leases_reap(
+        grace_seconds=settings.DELIVERY_CALLBACK_GRACE_SECONDS,
+        max_attempts=settings.DELIVERY_MAX_ATTEMPTS,
+        now=now,
+    )
     active = BulkSend.objects.filter(status__in=ACTIVE_STATUSES)
     for bulk_send_id in active.filter(pending_count=0).values_list("pk", flat=True):
         bulk_send_finish_if_done(bulk_send_id)

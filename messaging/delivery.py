@@ -108,7 +108,18 @@ UPDATE {messages} m
 
 _REAP_SQL = """
 UPDATE {messages} SET status = 'pending', lease_expires_at = NULL
- WHERE status = 'sending' AND lease_expires_at < %s
+ WHERE status = 'sending' AND lease_expires_at < %s AND attempts < %s
+RETURNING bulk_send_id
+"""
+
+# A message whose every attempt went unanswered (and no webhook named it) has used its attempts.
+_REAP_EXHAUSTED_SQL = """
+UPDATE {messages}
+   SET status = 'failed', failed_at = %s, lease_expires_at = NULL,
+       error_code = 'no_answer',
+       error_message = 'Meta did not answer any of ' || attempts || ' attempts, and no status '
+                       'webhook came for this message.'
+ WHERE status = 'sending' AND lease_expires_at < %s AND attempts >= %s
 RETURNING bulk_send_id
 """
 
@@ -214,14 +225,27 @@ def messages_settle(results: list[DeliveryResult], *, now: datetime) -> dict[str
     return {outcome.value: len(items) for outcome, items in by_outcome.items() if items}
 
 
-def leases_reap(*, grace_seconds: float, now: datetime) -> set[str]:
+def leases_reap(*, grace_seconds: float, max_attempts: int, now: datetime) -> set[str]:
     """Hand back messages whose worker's lease ran out more than `grace_seconds` ago.
 
     The grace gives Meta's `sent` webhook, which names our message, the time to settle a message
-    Meta accepted just before its worker died; only what is still unsettled after it is retried.
-    Returns the ids of the sends that got messages back (counters do not move: `sending` and
-    `pending` are both pending to clients).
+    Meta accepted just before its worker died; only what is still unsettled after it is retried,
+    and a message that has used `max_attempts` fails instead (a send must end). Returns the ids
+    of the sends that got messages back (their counters do not move: `sending` and `pending` are
+    both pending to clients; those of failed messages move by delta).
     """
-    with connection.cursor() as cursor:
-        cursor.execute(_sql(_REAP_SQL), [now - timedelta(seconds=grace_seconds)])
+    cutoff = now - timedelta(seconds=grace_seconds)
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(_sql(_REAP_EXHAUSTED_SQL), [now, cutoff, max_attempts])
+        per_send: dict[str, int] = {}
+        for (bulk_send_id,) in cursor.fetchall():
+            per_send[str(bulk_send_id)] = per_send.get(str(bulk_send_id), 0) + 1
+        counters_add(
+            cursor,
+            [
+                {"bulk_send_id": key, "failed": count, "pending": -count}
+                for key, count in per_send.items()
+            ],
+        )
+        cursor.execute(_sql(_REAP_SQL), [cutoff, max_attempts])
         return {str(row[0]) for row in cursor.fetchall()}

@@ -1,0 +1,279 @@
+"""Real Celery worker processes drain sends: through the API to COMPLETED, and through a worker
+killed mid-send to COMPLETED with every message sent exactly once.
+
+The workers are `celery -A mindo worker` subprocesses on the test database and the test Redis
+database. They send to the sandbox, a `manage.py meta_sandbox` process of its own (so that its
+clock of arrivals is not held up by this busy process), whose status webhooks come back to the
+live server. The test plays beat: it runs the reaper task itself every second.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from django.conf import settings
+from django.test import override_settings
+
+from bulksend import tasks
+from bulksend.models import BulkSend, BulkSendStatus
+from messaging.models import Message, MessageStatus
+from tests.conftest import Tenant
+from tests.delivery_support import (
+    PROCESS_START_TIMEOUT,
+    QUEUE_KEY,
+    SandboxProcess,
+    assert_counters_exact,
+    delivery_redis_fixture,  # noqa: F401  (fixtures)
+    process_env,
+    received,
+    sandbox_process_fixture,  # noqa: F401
+    send_bulk,
+    wait_for,
+    webhook_url_fixture,  # noqa: F401
+    welcome_recipients,
+)
+
+pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+
+# Short leases so a killed worker's messages come back within seconds.
+LEASE_SECONDS = 3
+GRACE_SECONDS = 2
+# What a killed worker leaves in the broker: its unacknowledged task, kept for an hour.
+BROKER_KEYS = (QUEUE_KEY, "unacked", "unacked_index", "unacked_mutex")
+
+
+class CeleryWorker:
+    """One `celery worker` (prefork, one child) in a session of its own, so that killing its
+    process group kills the pool child with it."""
+
+    def __init__(self, name: str, env: dict[str, str], log_dir: Path) -> None:
+        self.name = name
+        self.log_path = log_dir / f"{name}.log"
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "mindo",
+                    "worker",
+                    "--pool",
+                    "prefork",
+                    "--concurrency",
+                    "1",
+                    "-Q",
+                    "celery",
+                    "-n",
+                    f"{name}-{uuid.uuid4().hex[:8]}@127.0.0.1",
+                    "--without-gossip",
+                    "--without-mingle",
+                    "--without-heartbeat",
+                    "--loglevel",
+                    "INFO",
+                ],
+                cwd=settings.BASE_DIR,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_ready(self) -> None:
+        def ready() -> bool:
+            assert self.process.poll() is None, f"worker {self.name} exited:\n{self.log()}"
+            return " ready." in self.log()
+
+        wait_for(ready, timeout=PROCESS_START_TIMEOUT, interval=0.1, what=f"worker {self.name}")
+
+    def kill(self) -> None:
+        """SIGKILL the worker and its pool child at once: no goodbye, no requeue."""
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def kill_pool_child(self) -> None:
+        """SIGKILL only the child running the task: the worker sees it lost and, as configured
+        (acks_late, reject_on_worker_lost), puts the task back on the queue."""
+        children = [
+            stat.parent.name
+            for stat in Path("/proc").glob("[0-9]*/stat")
+            if _parent_pid(stat) == self.process.pid
+        ]
+        assert children, f"worker {self.name} has no pool child"
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGKILL)
+
+
+def _parent_pid(stat: Path) -> int | None:
+    try:
+        # "pid (comm) state ppid ...": the command may hold spaces, never a ")" after it.
+        return int(stat.read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+StartWorker = Callable[..., CeleryWorker]
+
+
+def forget_broker(client: redis.Redis) -> None:
+    client.delete(*BROKER_KEYS)
+
+
+@pytest.fixture
+def start_worker(
+    sandbox_process: SandboxProcess, delivery_redis: redis.Redis, tmp_path: Path
+) -> Iterator[StartWorker]:
+    """Starts workers on the test database, Redis and sandbox; kills them all at the end."""
+    forget_broker(delivery_redis)
+    env = {
+        **process_env(),
+        "META_GRAPH_URL": sandbox_process.url,
+        "DELIVERY_PACING": "true",
+        "DELIVERY_LEASE_SECONDS": str(LEASE_SECONDS),
+        "DELIVERY_CALLBACK_GRACE_SECONDS": str(GRACE_SECONDS),
+        "CELERY_TASK_ALWAYS_EAGER": "false",
+    }
+    started: list[CeleryWorker] = []
+
+    def start(name: str, **changes: str) -> CeleryWorker:
+        worker = CeleryWorker(name, {**env, **changes}, tmp_path)
+        started.append(worker)
+        return worker
+
+    try:
+        with override_settings(
+            DELIVERY_LEASE_SECONDS=LEASE_SECONDS, DELIVERY_CALLBACK_GRACE_SECONDS=GRACE_SECONDS
+        ):
+            yield start
+    finally:
+        for worker in started:
+            worker.kill()
+        forget_broker(delivery_redis)
+
+
+def reap_until_finished(bulk_send_id: str, *, timeout: float) -> BulkSend:
+    """Beat's part: run the reaper task every second until the send is no longer active."""
+    deadline = time.monotonic() + timeout
+    while True:
+        bulk_send = BulkSend.objects.get(pk=bulk_send_id)
+        if not bulk_send.is_active:
+            return bulk_send
+        assert time.monotonic() < deadline, (
+            f"still {bulk_send.status} with {bulk_send.pending_count} pending after {timeout} s"
+        )
+        tasks.reap()
+        time.sleep(1.0)
+
+
+def assert_each_sent_exactly_once(sandbox: SandboxProcess, bulk_send: BulkSend) -> None:
+    record = received(sandbox)
+    messages = list(Message.objects.filter(bulk_send=bulk_send))
+    assert record.duplicates == []
+    assert len(record.messages) == len(messages)
+    by_id = record.by_message_id
+    for message in messages:
+        assert message.wamid == by_id[message.pk]["wamid"]
+
+
+def test_workers_drain_a_send_posted_through_the_api_to_completed(
+    tenant: Tenant,
+    sandbox_process: SandboxProcess,
+    webhook_url: str,
+    start_worker: StartWorker,
+) -> None:
+    sandbox_process.control("config", {"webhook_url": webhook_url})
+    # 3 s of sending in drains of 2 s: the send is handed from task to task, worker to worker.
+    tenant.number.throughput_per_second = 100
+    tenant.number.save()
+    workers = [
+        start_worker("first", DELIVERY_DRAIN_SECONDS="2"),
+        start_worker("second", DELIVERY_DRAIN_SECONDS="2"),
+    ]
+    for worker in workers:
+        worker.wait_ready()
+
+    accepted = send_bulk(tenant, welcome_recipients(300))
+    bulk_send = reap_until_finished(accepted["bulk_send_id"], timeout=60)
+
+    assert bulk_send.status == BulkSendStatus.COMPLETED, [w.log() for w in workers]
+    assert bulk_send.started_at is not None
+    assert bulk_send.completed_at is not None
+    assert_each_sent_exactly_once(sandbox_process, bulk_send)
+    assert assert_counters_exact(bulk_send)["sent_count"] == 300
+    wait_for(
+        lambda: BulkSend.objects.get(pk=bulk_send.pk).delivered_count == 300,
+        timeout=20,
+        what="every message to be delivered",
+    )
+    assert assert_counters_exact(bulk_send)["delivered_count"] == 300
+
+
+@pytest.mark.parametrize("kill", ["worker_and_child", "pool_child"])
+def test_a_worker_killed_mid_send_loses_nothing_and_sends_nothing_twice(
+    tenant: Tenant,
+    sandbox_process: SandboxProcess,
+    webhook_url: str,
+    start_worker: StartWorker,
+    kill: str,
+) -> None:
+    sandbox_process.control("config", {"webhook_url": webhook_url})
+    tenant.number.throughput_per_second = 40
+    tenant.number.save()
+    # One long drain: the doomed worker keeps the send until it dies.
+    doomed = start_worker("doomed", DELIVERY_DRAIN_SECONDS="60")
+    doomed.wait_ready()
+
+    # Only the doomed worker is up when the wake-up is published: it takes the send.
+    accepted = send_bulk(tenant, welcome_recipients(300))
+    survivor = start_worker("survivor", DELIVERY_DRAIN_SECONDS="60")
+    survivor.wait_ready()
+    in_flight = Message.objects.filter(
+        bulk_send_id=accepted["bulk_send_id"], status=MessageStatus.SENDING
+    )
+    # Well into the send, in the middle of a claimed batch (each takes 2 s at 40/s).
+    wait_for(
+        lambda: sandbox_process.control("stats")["accepted"] >= 100 and in_flight.exists(),
+        timeout=30,
+        what="the doomed worker to be well into the send",
+    )
+    if kill == "pool_child":
+        doomed.kill_pool_child()
+    else:
+        doomed.kill()
+    sent_before_the_kill = sandbox_process.control("stats")["accepted"]
+
+    bulk_send = reap_until_finished(accepted["bulk_send_id"], timeout=90)
+
+    if kill == "pool_child":
+        assert "WorkerLostError" in doomed.log()
+    assert sent_before_the_kill < 300
+    assert bulk_send.status == BulkSendStatus.COMPLETED, survivor.log()
+    assert_each_sent_exactly_once(sandbox_process, bulk_send)
+    counts = assert_counters_exact(bulk_send)
+    assert (counts["total_recipients"], counts["sent_count"]) == (300, 300)
+    assert (counts["pending_count"], counts["failed_count"]) == (0, 0)
+    # The killed worker's claimed batch came back through the reaper and went out again.
+    assert Message.objects.filter(bulk_send=bulk_send, attempts__gte=2).exists()
+    assert set(Message.objects.filter(bulk_send=bulk_send).values_list("status", flat=True)) <= {
+        MessageStatus.SENT,
+        MessageStatus.DELIVERED,
+    }
+    # Two workers, one after the other, and never above the number's rate.
+    number = tenant.number.phone_number_id
+    assert sandbox_process.control("stats")["max_sends_in_one_second"][number] <= 40

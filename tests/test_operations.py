@@ -1,0 +1,233 @@
+"""What operators do to a send: cancel what has not gone out, resume a send Meta halted; also
+through the admin's actions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import redis
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from bulksend.drain import bulk_send_drain
+from bulksend.models import BulkSend, BulkSendStatus
+from bulksend.operations import bulk_send_cancel, bulk_send_resume
+from messaging.delivery import DeliveryResult, Settle, messages_settle
+from messaging.models import Message, MessageStatus
+from tests import factories
+from tests.conftest import Tenant
+from tests.delivery_support import (
+    QUEUE_KEY,
+    assert_counters_exact,
+    delivery_redis_fixture,  # noqa: F401  (fixtures)
+    queued_drains,
+)
+
+CHANGELIST = reverse("admin:bulksend_bulksend_changelist")
+
+
+def make_send(tenant: Tenant, statuses: dict[str, int], **fields: Any) -> BulkSend:
+    fields.setdefault("status", BulkSendStatus.PROCESSING)
+    bulk_send = factories.make_bulk_send(tenant.number, tenant.template, **fields)
+    for status, count in statuses.items():
+        for _ in range(count):
+            extra: dict[str, Any] = {}
+            if status in ("sent", "delivered", "read"):
+                extra["sent_at"] = timezone.now()
+            if status == "sending":
+                extra["lease_expires_at"] = timezone.now() + timedelta(seconds=60)
+                extra["attempts"] = 1
+            factories.make_message(bulk_send, status=status, **extra)
+    return bulk_send
+
+
+def make_halted_send(tenant: Tenant, *, sent: int = 0) -> BulkSend:
+    return make_send(
+        tenant,
+        {"sent": sent, "pending": 3},
+        status=BulkSendStatus.PARTIAL if sent else BulkSendStatus.FAILED,
+        status_reason="Halted: Meta error 190: Invalid OAuth access token.",
+    )
+
+
+def test_cancelling_cancels_the_pending_messages_and_leaves_those_in_flight(
+    tenant: Tenant,
+) -> None:
+    bulk_send = make_send(tenant, {"pending": 3, "sending": 1, "sent": 2, "failed": 1})
+
+    cancelled = bulk_send_cancel(bulk_send=bulk_send)
+
+    assert cancelled == 3
+    bulk_send.refresh_from_db()
+    assert bulk_send.status == BulkSendStatus.CANCELLED
+    assert bulk_send.status_reason == "Cancelled by an operator."
+    assert bulk_send.completed_at is not None
+    statuses = sorted(Message.objects.filter(bulk_send=bulk_send).values_list("status", flat=True))
+    assert statuses == ["cancelled"] * 3 + ["failed", "sending", "sent", "sent"]
+    assert assert_counters_exact(bulk_send) == {
+        "total_recipients": 7,
+        "pending_count": 1,
+        "sent_count": 2,
+        "delivered_count": 0,
+        "read_count": 0,
+        "failed_count": 1,
+        "cancelled_count": 3,
+    }
+
+    # The message in flight settles as Meta says; the counters stay exact.
+    in_flight = Message.objects.get(bulk_send=bulk_send, status=MessageStatus.SENDING)
+    messages_settle(
+        [DeliveryResult(in_flight.pk, Settle.SENT, wamid="wamid.in-flight")], now=timezone.now()
+    )
+    assert assert_counters_exact(bulk_send)["sent_count"] == 3
+    assert bulk_send.status == BulkSendStatus.CANCELLED
+
+
+def test_a_cancelled_send_is_never_drained_again(tenant: Tenant, settings: Any) -> None:
+    settings.META_GRAPH_URL = "http://127.0.0.1:9"  # nothing may be asked of Meta
+    bulk_send = make_send(tenant, {"pending": 2})
+    bulk_send_cancel(bulk_send=bulk_send)
+
+    report = bulk_send_drain(bulk_send.pk)
+
+    assert report.batches == 0
+    assert set(Message.objects.filter(bulk_send=bulk_send).values_list("status", flat=True)) == {
+        "cancelled"
+    }
+
+
+@pytest.mark.parametrize(
+    "status", [BulkSendStatus.COMPLETED, BulkSendStatus.PARTIAL, BulkSendStatus.FAILED]
+)
+def test_cancelling_a_finished_send_does_nothing(tenant: Tenant, status: str) -> None:
+    bulk_send = make_send(
+        tenant,
+        {"sent": 1, "failed": 1},
+        status=status,
+        completed_at=timezone.now(),
+    )
+
+    assert bulk_send_cancel(bulk_send=bulk_send) == 0
+
+    bulk_send.refresh_from_db()
+    assert (bulk_send.status, bulk_send.status_reason) == (status, "")
+    assert assert_counters_exact(bulk_send)["cancelled_count"] == 0
+
+
+def test_cancelling_a_halted_send_gives_up_what_it_had_left(tenant: Tenant) -> None:
+    bulk_send = make_halted_send(tenant, sent=2)
+
+    assert bulk_send_cancel(bulk_send=bulk_send) == 3
+
+    bulk_send.refresh_from_db()
+    assert bulk_send.status == BulkSendStatus.CANCELLED
+    counts = assert_counters_exact(bulk_send)
+    assert (counts["sent_count"], counts["cancelled_count"], counts["pending_count"]) == (2, 3, 0)
+
+
+@pytest.mark.parametrize("sent", [0, 2])
+def test_resuming_a_halted_send_clears_its_reason_and_wakes_the_workers(
+    tenant: Tenant,
+    sent: int,
+    delivery_redis: redis.Redis,
+    django_capture_on_commit_callbacks: Callable[..., Any],
+) -> None:
+    delivery_redis.delete(QUEUE_KEY)
+    bulk_send = make_halted_send(tenant, sent=sent)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert bulk_send_resume(bulk_send=bulk_send) is True
+
+    bulk_send.refresh_from_db()
+    assert (bulk_send.status, bulk_send.status_reason) == (BulkSendStatus.PROCESSING, "")
+    assert queued_drains(delivery_redis) == [str(bulk_send.pk)]
+    assert assert_counters_exact(bulk_send)["pending_count"] == 3
+    delivery_redis.delete(QUEUE_KEY)
+
+
+@pytest.mark.parametrize(
+    ("status", "statuses", "reason"),
+    [
+        pytest.param(BulkSendStatus.QUEUED, {"pending": 2}, "", id="queued"),
+        pytest.param(BulkSendStatus.PROCESSING, {"pending": 2}, "", id="processing"),
+        pytest.param(BulkSendStatus.COMPLETED, {"sent": 2}, "", id="completed"),
+        pytest.param(BulkSendStatus.FAILED, {"failed": 2}, "", id="all-failed"),
+        pytest.param(
+            BulkSendStatus.CANCELLED,
+            {"cancelled": 2},
+            "Cancelled by an operator.",
+            id="cancelled",
+        ),
+    ],
+)
+def test_resuming_works_only_on_a_halted_send(
+    tenant: Tenant, status: str, statuses: dict[str, int], reason: str
+) -> None:
+    finished = status not in (BulkSendStatus.QUEUED, BulkSendStatus.PROCESSING)
+    bulk_send = make_send(
+        tenant,
+        statuses,
+        status=status,
+        status_reason=reason,
+        completed_at=timezone.now() if finished else None,
+    )
+
+    assert bulk_send_resume(bulk_send=bulk_send) is False
+
+    bulk_send.refresh_from_db()
+    assert (bulk_send.status, bulk_send.status_reason) == (status, reason)
+
+
+# --- the admin's actions ------------------------------------------------------------------------
+
+
+def run_action(client: Client, action: str, *sends: BulkSend) -> Any:
+    response = client.post(
+        CHANGELIST,
+        {"action": action, "_selected_action": [str(send.pk) for send in sends]},
+        follow=True,
+    )
+    assert response.status_code == 200
+    return response
+
+
+def test_an_operator_cancels_sends_from_the_admin(admin_client: Client, tenant: Tenant) -> None:
+    first = make_send(tenant, {"pending": 2, "sent": 1})
+    second = make_send(tenant, {"pending": 1}, status=BulkSendStatus.QUEUED)
+    finished = make_send(tenant, {"sent": 1}, status=BulkSendStatus.COMPLETED)
+
+    response = run_action(admin_client, "cancel_sends", first, second, finished)
+
+    assert "Cancelled 3 pending messages." in response.content.decode()
+    for bulk_send in (first, second, finished):
+        bulk_send.refresh_from_db()
+        assert_counters_exact(bulk_send)
+    assert (first.status, second.status, finished.status) == (
+        BulkSendStatus.CANCELLED,
+        BulkSendStatus.CANCELLED,
+        BulkSendStatus.COMPLETED,
+    )
+
+
+def test_an_operator_resumes_a_halted_send_from_the_admin(
+    admin_client: Client,
+    tenant: Tenant,
+    delivery_redis: redis.Redis,
+    django_capture_on_commit_callbacks: Callable[..., Any],
+) -> None:
+    delivery_redis.delete(QUEUE_KEY)
+    halted = make_halted_send(tenant)
+    running = make_send(tenant, {"pending": 1})
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = run_action(admin_client, "resume_sends", halted, running)
+
+    assert "Resumed 1 sends." in response.content.decode()
+    halted.refresh_from_db()
+    assert (halted.status, halted.status_reason) == (BulkSendStatus.PROCESSING, "")
+    assert queued_drains(delivery_redis) == [str(halted.pk)]
+    delivery_redis.delete(QUEUE_KEY)
