@@ -6,6 +6,7 @@ The mark expires by itself: a drain that dies stops renewing it, and the reaper 
 from __future__ import annotations
 
 import uuid
+from functools import lru_cache
 
 import redis
 from django.conf import settings
@@ -13,7 +14,9 @@ from django.conf import settings
 ALIVE_KEY = "bulksend:drain-alive:{}"
 
 
+@lru_cache(maxsize=1)
 def _redis() -> redis.Redis:
+    # One client (and its connection pool) per process, not a new connection per batch.
     return redis.Redis.from_url(settings.REDIS_URL)
 
 

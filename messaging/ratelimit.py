@@ -183,6 +183,9 @@ class AsyncPacer:
                     if not waiter.done():
                         waiter.set_result(None)
                         granted -= 1
+                # Let the granted workers send now, before the next (blocking) Redis call: a
+                # permit is only good while its request leaves on time.
+                await asyncio.sleep(0)
         except Exception as error:  # Redis is away: let the workers see why, not hang
             while self._waiters:
                 waiter = self._waiters.popleft()

@@ -187,7 +187,8 @@ SELECT
 
 _LOCK_SENDS_SQL = "SELECT id FROM {sends} WHERE id = ANY(%s::uuid[]) ORDER BY id FOR UPDATE"
 
-# A send that had finished turns PARTIAL when a failure arrives late, FAILED when none went out.
+# A send finishes when its last message settles; one that had finished turns PARTIAL when a
+# failure arrives late, FAILED when none went out.
 _COUNTERS_SQL = """
 UPDATE {sends} b SET
     sent_count = b.sent_count + d.sent,
@@ -195,7 +196,16 @@ UPDATE {sends} b SET
     read_count = b.read_count + d.read,
     failed_count = b.failed_count + d.failed,
     pending_count = b.pending_count + d.pending,
+    -- The last message settled (by a worker or by a webhook after its worker left): finished.
+    completed_at = CASE
+        WHEN b.status = 'PROCESSING' AND b.pending_count + d.pending = 0 THEN now()
+        ELSE b.completed_at
+    END,
     status = CASE
+        WHEN b.status = 'PROCESSING' AND b.pending_count + d.pending = 0 THEN
+            CASE WHEN b.failed_count + d.failed = 0 THEN 'COMPLETED'
+                 WHEN b.sent_count + d.sent = 0 THEN 'FAILED'
+                 ELSE 'PARTIAL' END
         WHEN b.status IN ('COMPLETED', 'PARTIAL') AND b.failed_count + d.failed > 0
              AND b.sent_count + d.sent = 0 AND b.pending_count + d.pending = 0 THEN 'FAILED'
         WHEN b.status = 'COMPLETED' AND b.failed_count + d.failed > 0 THEN 'PARTIAL'
