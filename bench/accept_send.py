@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import http.server
-import math
 import os
 import signal
 import socket
@@ -49,6 +48,14 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script, the project's packages are not on the path
 
+from bench.support import (  # noqa: E402
+    Demo,
+    django_setup,
+    print_table,
+    provision,
+    sig3,
+)
+
 TARGET_SECONDS = {10_000: 1.0, 100_000: 5.0}
 SEND_BULK = "/api/v1/meta-templates/send-bulk/"
 READY_PATH = "/api/v1/meta-templates/bulk-sends/?page_size=1"
@@ -60,62 +67,7 @@ REQUEST_TIMEOUT = (5.0, 180.0)  # connect, read: a stuck server fails the run in
 # --- formatting --------------------------------------------------------------------------------
 
 
-def sig3(value: float) -> str:
-    """`value` with 3 significant digits and no exponent: 0.412, 4.12, 24300."""
-    if value == 0 or not math.isfinite(value):
-        return f"{value:g}"
-    decimals = 2 - math.floor(math.log10(abs(value)))
-    rounded = round(value, decimals)
-    return f"{rounded:.{decimals}f}" if decimals > 0 else f"{round(rounded):d}"
-
-
-def print_table(headers: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    print("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)))
-    print("  ".join("-" * w for w in widths))
-    for row in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
-
-
 # --- setup ---------------------------------------------------------------------------------------
-
-
-def run_command(args: list[str], env: dict[str, str], timeout: float = 300) -> str:
-    result = subprocess.run(
-        args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False
-    )
-    if result.returncode != 0:
-        sys.exit(f"{' '.join(args)} failed ({result.returncode}):\n{result.stderr[-3000:]}")
-    return result.stdout
-
-
-@dataclass(frozen=True)
-class Demo:
-    api_key: str
-    phone_number_id: str
-    language: str
-
-
-def provision(env: dict[str, str], org: str) -> Demo:
-    python = sys.executable
-    run_command([python, "-m", "mindo.dbcreate"], env)
-    run_command([python, "manage.py", "migrate", "--no-input", "-v0"], env)
-    out = run_command([python, "manage.py", "demo", "--json", "--org", org], env)
-    # The JSON is the command's last line; anything before it is informational.
-    data = orjson.loads(out.strip().splitlines()[-1])
-    languages = [t["language"] for t in data["templates"] if t["name"] == TEMPLATE]
-    if not languages:
-        sys.exit(f"the demo organization has no {TEMPLATE} template: {data['templates']}")
-    return Demo(data["api_key"], str(data["phone_number_id"]), languages[0])
-
-
-def django_setup(env: dict[str, str]) -> None:
-    """Use the bench database from this process too (cleanup between rounds, phases)."""
-    os.environ.update(env)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mindo.settings")
-    import django
-
-    django.setup()
 
 
 def sends_reset() -> None:

@@ -88,6 +88,14 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script, the project's packages are not on the path
 
+from bench.support import (  # noqa: E402
+    Demo,
+    django_setup,
+    print_table,
+    provision,
+    sig3,
+)
+
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/mindo_bench_drain"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/11"
 ORG = "Bench"
@@ -111,67 +119,11 @@ ENGINE_BASE, PACING_BASES, BARE_BASE = 30_000_000, (40_000_000, 50_000_000), 60_
 # --- formatting --------------------------------------------------------------------------------
 
 
-def sig3(value: float) -> str:
-    """`value` with 3 significant digits and no exponent: 0.412, 4.12, 24300."""
-    if value == 0 or not math.isfinite(value):
-        return f"{value:g}"
-    decimals = 2 - math.floor(math.log10(abs(value)))
-    rounded = round(value, decimals)
-    return f"{rounded:.{decimals}f}" if decimals > 0 else f"{round(rounded):d}"
-
-
-def print_table(headers: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    print("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)))
-    print("  ".join("-" * w for w in widths))
-    for row in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
-    sys.stdout.flush()
-
-
 def say(message: str) -> None:
     print(message, flush=True)
 
 
 # --- setup ---------------------------------------------------------------------------------------
-
-
-def run_command(args: list[str], env: dict[str, str], timeout: float = 300) -> str:
-    result = subprocess.run(
-        args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False
-    )
-    if result.returncode != 0:
-        sys.exit(f"{' '.join(args)} failed ({result.returncode}):\n{result.stderr[-3000:]}")
-    return result.stdout
-
-
-@dataclass(frozen=True)
-class Demo:
-    api_key: str
-    phone_number_id: str
-    language: str
-
-
-def provision(env: dict[str, str]) -> Demo:
-    python = sys.executable
-    run_command([python, "-m", "mindo.dbcreate"], env)
-    run_command([python, "manage.py", "migrate", "--no-input", "-v0"], env)
-    out = run_command([python, "manage.py", "demo", "--json", "--org", ORG], env)
-    # The JSON is the command's last line; anything before it is informational.
-    data = orjson.loads(out.strip().splitlines()[-1])
-    languages = [t["language"] for t in data["templates"] if t["name"] == TEMPLATE]
-    if not languages:
-        sys.exit(f"the demo organization has no {TEMPLATE} template: {data['templates']}")
-    return Demo(data["api_key"], str(data["phone_number_id"]), languages[0])
-
-
-def django_setup(env: dict[str, str]) -> None:
-    """Use the bench database from this process too: number settings, polling, cleanup."""
-    os.environ.update(env)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mindo.settings")
-    import django
-
-    django.setup()
 
 
 def number_configure(phone_number_id: str, *, throughput: int) -> None:
@@ -1228,7 +1180,7 @@ def main() -> None:
         "LOG_LEVEL": "WARNING",
     }
     say(f"database {database}, Redis {args.redis_url}, {os.cpu_count()} CPUs")
-    demo = provision(env)
+    demo = provision(env, ORG)
     django_setup(env)
     redis_flush(args.redis_url)
     which = [args.only] if args.only else ["throughput", "pacing", "phases"]

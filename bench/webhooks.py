@@ -53,6 +53,8 @@ from urllib.parse import urlsplit
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script, the project's packages are not on the path
 
+from bench.support import print_table, sig3  # noqa: E402
+
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/mindo_bench_webhooks"
 APP_SECRET = "bench-webhooks-app-secret"
 VERIFY_TOKEN = "bench-webhooks-verify-token"
@@ -87,23 +89,6 @@ DATABASES["default"]["OPTIONS"] = {  # noqa: F405
 
 
 # --- formatting --------------------------------------------------------------------------------
-
-
-def sig3(value: float) -> str:
-    """`value` with 3 significant digits and no exponent: 0.412, 4.12, 24300."""
-    if value == 0 or not math.isfinite(value):
-        return f"{value:g}"
-    decimals = 2 - math.floor(math.log10(abs(value)))
-    rounded = round(value, decimals)
-    return f"{rounded:.{decimals}f}" if decimals > 0 else f"{round(rounded):d}"
-
-
-def print_table(headers: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    print("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)))
-    print("  ".join("-" * w for w in widths))
-    for row in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
 
 
 # --- the database ------------------------------------------------------------------------------
