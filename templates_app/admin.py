@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 
+from messaging.graph import GraphRequestError
 from templates_app.models import MessageTemplate, PhoneNumber, WhatsAppBusinessAccount
 from templates_app.services import RegistrationError, components_validate, tier_validate
+from templates_app.sync import SyncResult, sync_numbers, sync_templates
 
 
 def _clean_tier(value: str) -> str:
@@ -93,6 +96,36 @@ class WhatsAppBusinessAccountAdmin(admin.ModelAdmin):
     fields = ["organization", "waba_id", "name", "access_token", "messaging_limit_tier"]
     readonly_fields = ["created_at"]
     inlines = [PhoneNumberInline]
+    actions = ["sync_templates_from_meta", "sync_numbers_from_meta"]
+
+    def _sync(
+        self,
+        request: HttpRequest,
+        queryset: QuerySet[WhatsAppBusinessAccount],
+        what: str,
+        sync: Callable[[WhatsAppBusinessAccount], SyncResult],
+    ) -> None:
+        for account in queryset:
+            try:
+                result = sync(account)
+            except GraphRequestError as error:
+                self.message_user(
+                    request, f"{account}: {what} not synced: {error.error.text}", messages.ERROR
+                )
+            else:
+                self.message_user(request, f"{account}: {what} {result}.", messages.SUCCESS)
+
+    @admin.action(description="Sync templates from the Graph API")
+    def sync_templates_from_meta(
+        self, request: HttpRequest, queryset: QuerySet[WhatsAppBusinessAccount]
+    ) -> None:
+        self._sync(request, queryset, "templates", sync_templates)
+
+    @admin.action(description="Sync phone numbers from the Graph API")
+    def sync_numbers_from_meta(
+        self, request: HttpRequest, queryset: QuerySet[WhatsAppBusinessAccount]
+    ) -> None:
+        self._sync(request, queryset, "numbers", sync_numbers)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[WhatsAppBusinessAccount]:
         return super().get_queryset(request).annotate(number_total=Count("phone_numbers"))

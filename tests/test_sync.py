@@ -11,8 +11,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import orjson
 import pytest
+from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
-from django.test import override_settings
+from django.test import Client, override_settings
+from django.urls import reverse
 
 from messaging.graph import graph_list_templates
 from messaging.graph_errors import ErrorClass, GraphRequestError
@@ -257,3 +259,40 @@ def test_an_expired_token_is_a_command_error(tenant: Tenant, graph: FakeGraph) -
 def test_an_unknown_account_is_a_command_error(db: None) -> None:
     with pytest.raises(CommandError, match="No business account"):
         call_command("sync_numbers", "--waba-id", "404", stdout=StringIO())
+
+
+def test_the_admin_actions_sync_templates_and_numbers(tenant: Tenant, graph: FakeGraph) -> None:
+    serve_templates(graph, tenant.account.waba_id, [meta_template("order_update")])
+    graph.pages[("phone_numbers", None)] = (200, {"data": []})
+    admin_client = Client()
+    admin_client.force_login(User.objects.create_superuser("operator", "operator@example.com", "x"))
+    url = reverse("admin:templates_app_whatsappbusinessaccount_changelist")
+
+    for action in ("sync_templates_from_meta", "sync_numbers_from_meta"):
+        response = admin_client.post(
+            url, {"action": action, "_selected_action": [tenant.account.pk]}, follow=True
+        )
+        assert response.status_code == 200
+
+    assert MessageTemplate.objects.filter(
+        business_account=tenant.account, name="order_update"
+    ).exists()
+
+
+def test_an_admin_sync_with_an_expired_token_says_why(tenant: Tenant, graph: FakeGraph) -> None:
+    graph.pages[("message_templates", None)] = (
+        401,
+        {"error": {"message": "Session has expired.", "type": "OAuthException", "code": 190}},
+    )
+    admin_client = Client()
+    admin_client.force_login(User.objects.create_superuser("operator", "operator@example.com", "x"))
+    url = reverse("admin:templates_app_whatsappbusinessaccount_changelist")
+
+    response = admin_client.post(
+        url,
+        {"action": "sync_templates_from_meta", "_selected_action": [tenant.account.pk]},
+        follow=True,
+    )
+
+    shown = [str(message) for message in response.context["messages"]]
+    assert any("not synced" in text and "Session has expired" in text for text in shown)
