@@ -12,25 +12,7 @@ from django.utils import timezone
 from bulksend.models import BulkSend, BulkSendStatus
 from tests import factories
 from tests.conftest import Tenant
-
-DETAIL_KEYS = [
-    "id",
-    "status",
-    "template",
-    "phone_number",
-    "total_recipients",
-    "sent_count",
-    "delivered_count",
-    "read_count",
-    "failed_count",
-    "pending_count",
-    "progress_percentage",
-    "estimated_time_minutes",
-    "started_at",
-    "completed_at",
-    "created_at",
-    "created_by",
-]
+from tests.spec_shapes import DETAIL_KEYS
 
 
 def url(bulk_send_id: object) -> str:

@@ -13,23 +13,9 @@ from messaging.models import MessageStatus
 from templates_app.models import MessageTemplate
 from tests import factories
 from tests.conftest import Tenant
+from tests.spec_shapes import SEND_LIST_ITEM_KEYS
 
 URL = "/api/v1/meta-templates/bulk-sends/"
-ITEM_KEYS = [
-    "id",
-    "status",
-    "template",
-    "phone_number",
-    "total_recipients",
-    "sent_count",
-    "delivered_count",
-    "read_count",
-    "failed_count",
-    "pending_count",
-    "progress_percentage",
-    "created_at",
-    "completed_at",
-]
 
 
 def at(text: str) -> datetime:
@@ -101,7 +87,7 @@ def test_it_lists_a_send_with_exactly_the_spec_item(tenant: Tenant) -> None:
             }
         ],
     }
-    assert list(body["results"][0]) == ITEM_KEYS
+    assert list(body["results"][0]) == SEND_LIST_ITEM_KEYS
     assert isinstance(body["results"][0]["progress_percentage"], float)
 
 

@@ -1,0 +1,38 @@
+"""Keys of the contract's example bodies, in the contract's order, shared by the tests."""
+
+from __future__ import annotations
+
+DETAIL_KEYS = [
+    "id",
+    "status",
+    "template",
+    "phone_number",
+    "total_recipients",
+    "sent_count",
+    "delivered_count",
+    "read_count",
+    "failed_count",
+    "pending_count",
+    "progress_percentage",
+    "estimated_time_minutes",
+    "started_at",
+    "completed_at",
+    "created_at",
+    "created_by",
+]
+
+SEND_LIST_ITEM_KEYS = [
+    "id",
+    "status",
+    "template",
+    "phone_number",
+    "total_recipients",
+    "sent_count",
+    "delivered_count",
+    "read_count",
+    "failed_count",
+    "pending_count",
+    "progress_percentage",
+    "created_at",
+    "completed_at",
+]
