@@ -29,7 +29,6 @@ import contextlib
 import http.server
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -51,9 +50,11 @@ sys.path.insert(0, str(ROOT))  # run as a script, the project's packages are not
 from bench.support import (  # noqa: E402
     Demo,
     django_setup,
+    free_port,
     print_table,
     provision,
     sig3,
+    stop_process_group,
 )
 
 TARGET_SECONDS = {10_000: 1.0, 100_000: 5.0}
@@ -89,12 +90,6 @@ def sends_cancel_active() -> None:
     BulkSend.objects.filter(status__in=ACTIVE_STATUSES).update(status=BulkSendStatus.CANCELLED)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextlib.contextmanager
 def gunicorn(env: dict[str, str], workers: int, log_dir: Path) -> Iterator[tuple[str, Path]]:
     """Run gunicorn in its own process group; yield its base URL and access log; always stop it."""
@@ -116,20 +111,6 @@ def gunicorn(env: dict[str, str], workers: int, log_dir: Path) -> Iterator[tuple
         stop_process_group(process)
         if process.returncode not in (0, -signal.SIGTERM):
             print(f"gunicorn ended with {process.returncode}; its log: {error_log}")
-
-
-def stop_process_group(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM gunicorn's group (master and workers), SIGKILL it if it is not gone in 15 s."""
-    if process.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=5)
 
 
 def wait_ready(base: str, api_key: str, log_dir: Path, timeout: float = 60) -> None:

@@ -69,7 +69,6 @@ import functools
 import math
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -91,6 +90,7 @@ sys.path.insert(0, str(ROOT))  # run as a script, the project's packages are not
 from bench.support import (  # noqa: E402
     Demo,
     django_setup,
+    free_port,
     print_table,
     provision,
     sig3,
@@ -171,12 +171,6 @@ def redis_flush(redis_url: str) -> None:
         client.flushdb()
     finally:
         client.close()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # --- processes -----------------------------------------------------------------------------------

@@ -36,8 +36,6 @@ import io
 import math
 import multiprocessing
 import os
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -53,7 +51,7 @@ from urllib.parse import urlsplit
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script, the project's packages are not on the path
 
-from bench.support import print_table, sig3  # noqa: E402
+from bench.support import free_port, print_table, sig3, stop_process_group  # noqa: E402
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/mindo_bench_webhooks"
 APP_SECRET = "bench-webhooks-app-secret"
@@ -258,12 +256,6 @@ class Server:
     pid: int
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @contextlib.contextmanager
 def gunicorn(env: dict[str, str], options: list[str], *, what_if: bool = False) -> Iterator[Server]:
     """Run gunicorn in its own process group; always stop it."""
@@ -291,20 +283,6 @@ def gunicorn(env: dict[str, str], options: list[str], *, what_if: bool = False) 
                 tail = "\n".join(log.read_text().splitlines()[-30:])
                 print(f"gunicorn ended early with {process.returncode}:\n{tail}", file=sys.stderr)
             stop_process_group(process)
-
-
-def stop_process_group(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM gunicorn's group (master and workers), SIGKILL it if it is not gone in 15 s."""
-    if process.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=5)
 
 
 def wait_ready(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
