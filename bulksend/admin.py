@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 
 from django.contrib import admin, messages
+from django.contrib.admin.utils import flatten_fieldsets
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
@@ -92,27 +93,8 @@ class BulkSendAdmin(admin.ModelAdmin):
             },
         ),
     ]
-    readonly_fields = [
-        "id",
-        "organization",
-        "template",
-        "phone_number",
-        "created_by",
-        "status",
-        "status_reason",
-        "task_id",
-        "message_list",
-        "progress",
-        "submitted_recipients",
-        *COUNTERS,
-        "cancelled_count",
-        "estimated_time_minutes",
-        "quota_overflow",
-        "quota_frees_at",
-        "created_at",
-        "started_at",
-        "completed_at",
-    ]
+    # Everything shown is read-only: state moves only through the statements that move it.
+    readonly_fields = flatten_fieldsets(fieldsets)
 
     actions = ["cancel_sends", "resume_sends"]
 

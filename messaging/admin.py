@@ -14,6 +14,7 @@ import uuid
 from typing import Any
 
 from django.contrib import admin
+from django.contrib.admin.utils import flatten_fieldsets
 from django.core.paginator import Paginator
 from django.db import connections
 from django.db.models import Q, QuerySet
@@ -122,23 +123,8 @@ class MessageAdmin(admin.ModelAdmin):
             },
         ),
     ]
-    readonly_fields = [
-        "bulk_send",
-        "business_account",
-        "recipient_phone",
-        "variables",
-        "button_variables",
-        "status",
-        "wamid",
-        "attempts",
-        "created_at",
-        "sent_at",
-        "delivered_at",
-        "read_at",
-        "failed_at",
-        "error_code",
-        "error_message",
-    ]
+    # Everything shown is read-only: state moves only through the statements that move it.
+    readonly_fields = flatten_fieldsets(fieldsets)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
