@@ -35,6 +35,7 @@ from django.utils import timezone
 
 from bulksend.liveness import drain_alive_clear, drain_alive_mark
 from bulksend.models import BulkSend, BulkSendStatus
+from bulksend.operations import bulk_send_cancel_leftovers
 from bulksend.quota import WINDOW
 from messaging.delivery import (
     ClaimedMessage,
@@ -250,6 +251,7 @@ def bulk_send_drain(bulk_send_id: uuid.UUID, *, budget_seconds: float | None = N
     """Send what is due of one send for up to `budget_seconds`; see the module docstring."""
     report = DrainReport()
     if not bulk_send_start(bulk_send_id):
+        bulk_send_cancel_leftovers(bulk_send_id)
         return report
     bulk_send = BulkSend.objects.select_related(
         "template", "phone_number", "phone_number__business_account"
@@ -268,7 +270,10 @@ def bulk_send_drain(bulk_send_id: uuid.UUID, *, budget_seconds: float | None = N
             if not BulkSend.objects.filter(
                 pk=bulk_send_id, status=BulkSendStatus.PROCESSING
             ).exists():
-                break  # halted, cancelled or finished by another drain meanwhile
+                # Halted, cancelled or finished by another drain meanwhile. What this drain's
+                # last batch sent back to `pending` after a cancel is cancelled now.
+                bulk_send_cancel_leftovers(bulk_send_id)
+                break
             drain_alive_mark(bulk_send_id)
             now = timezone.now()
             with transaction.atomic():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -26,17 +28,52 @@ def bulk_send_cancel(*, bulk_send: BulkSend) -> int:
             send.status not in ACTIVE_STATUSES and send.pending_count == 0
         ):
             return 0
-        cancelled = Message.objects.filter(bulk_send=send, status=MessageStatus.PENDING).update(
-            status=MessageStatus.CANCELLED, next_attempt_at=None
-        )
+        cancelled = _pending_cancel(send.pk)
         BulkSend.objects.filter(pk=send.pk).update(
-            pending_count=F("pending_count") - cancelled,
-            cancelled_count=F("cancelled_count") + cancelled,
             status=BulkSendStatus.CANCELLED,
             completed_at=timezone.now(),
             status_reason="Cancelled by an operator.",
         )
     return cancelled
+
+
+def _pending_cancel(bulk_send_id: uuid.UUID) -> int:
+    """Cancel the send's `pending` messages, counters by delta; the caller holds the send's lock."""
+    cancelled = Message.objects.filter(
+        bulk_send_id=bulk_send_id, status=MessageStatus.PENDING
+    ).update(status=MessageStatus.CANCELLED, next_attempt_at=None)
+    if cancelled:
+        BulkSend.objects.filter(pk=bulk_send_id).update(
+            pending_count=F("pending_count") - cancelled,
+            cancelled_count=F("cancelled_count") + cancelled,
+        )
+    return cancelled
+
+
+def bulk_send_cancel_leftovers(bulk_send_id: uuid.UUID) -> int:
+    """Cancel what came back to `pending` in a send cancelled meanwhile; returns how many.
+
+    A message in flight when its send was cancelled settles afterwards: sent as Meta says, but a
+    retry, a released message or a reaped lease goes back to `pending`, where no drain will look
+    for it (drains stop at a cancelled send). It is cancelled here, so a cancelled send ends
+    with nothing pending. Called by the drain that saw the cancel and by the reaper.
+    """
+    with transaction.atomic():
+        locked = BulkSend.objects.select_for_update().filter(
+            pk=bulk_send_id, status=BulkSendStatus.CANCELLED
+        )
+        if not locked.exists():
+            return 0
+        return _pending_cancel(bulk_send_id)
+
+
+def cancelled_sends_sweep() -> int:
+    """`bulk_send_cancel_leftovers` for every cancelled send that still counts messages pending
+    (in flight ones included: their settling may bring them back); returns how many."""
+    cancelled_with_pending = BulkSend.objects.filter(
+        status=BulkSendStatus.CANCELLED, pending_count__gt=0
+    ).values_list("pk", flat=True)
+    return sum(bulk_send_cancel_leftovers(bulk_send_id) for bulk_send_id in cancelled_with_pending)
 
 
 def bulk_send_resume(*, bulk_send: BulkSend) -> bool:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import redis
+from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -16,6 +17,7 @@ from django.utils import timezone
 from bulksend.drain import bulk_send_drain
 from bulksend.models import BulkSend, BulkSendStatus
 from bulksend.operations import bulk_send_cancel, bulk_send_resume
+from bulksend.reaper import bulk_sends_reap
 from messaging.delivery import DeliveryResult, Settle, messages_settle
 from messaging.models import Message, MessageStatus
 from tests import factories
@@ -231,3 +233,71 @@ def test_an_operator_resumes_a_halted_send_from_the_admin(
     assert (halted.status, halted.status_reason) == (BulkSendStatus.PROCESSING, "")
     assert queued_drains(delivery_redis) == [str(halted.pk)]
     delivery_redis.delete(QUEUE_KEY)
+
+
+# --- a cancel while a drain holds messages -------------------------------------------------------
+
+
+def cancel_through_the_admin(bulk_send: BulkSend) -> None:
+    operator = Client()
+    operator.force_login(User.objects.create_superuser("ops", "ops@example.com", "x"))
+    response = operator.post(
+        CHANGELIST, {"action": "cancel_sends", "_selected_action": [str(bulk_send.pk)]}
+    )
+    assert response.status_code == 302
+
+
+def assert_ended_with_nothing_pending(bulk_send: BulkSend) -> dict[str, int]:
+    bulk_send.refresh_from_db()
+    assert bulk_send.status == BulkSendStatus.CANCELLED
+    assert not Message.objects.filter(
+        bulk_send=bulk_send, status__in=(MessageStatus.PENDING, MessageStatus.SENDING)
+    ).exists()
+    return assert_counters_exact(bulk_send)
+
+
+@pytest.mark.parametrize("outcome", [Settle.RETRY, Settle.RELEASE])
+def test_messages_a_drain_sends_back_to_pending_after_a_cancel_are_cancelled(
+    tenant: Tenant, outcome: Settle
+) -> None:
+    bulk_send = make_send(tenant, {"sending": 3, "pending": 2})
+    in_flight = list(Message.objects.filter(bulk_send=bulk_send, status=MessageStatus.SENDING))
+
+    cancel_through_the_admin(bulk_send)
+    # The drain's batch settles after the cancel: Meta asked to retry, or it was never tried.
+    now = timezone.now()
+    messages_settle(
+        [DeliveryResult(m.pk, outcome, retry_at=now) for m in in_flight[:2]]
+        + [DeliveryResult(in_flight[2].pk, Settle.SENT, wamid="wamid.went-out")],
+        now=now,
+    )
+    bulk_sends_reap(now=now)
+
+    counts = assert_ended_with_nothing_pending(bulk_send)
+    assert (counts["cancelled_count"], counts["sent_count"]) == (4, 1)
+
+
+def test_messages_whose_lease_is_reaped_after_a_cancel_are_cancelled(
+    tenant: Tenant, settings: Any
+) -> None:
+    bulk_send = make_send(tenant, {"sending": 4, "pending": 1})
+    cancel_through_the_admin(bulk_send)
+
+    # The drain died holding them: long after their lease, the reaper hands them back.
+    bulk_sends_reap(now=timezone.now() + timedelta(days=2))
+
+    counts = assert_ended_with_nothing_pending(bulk_send)
+    assert counts["cancelled_count"] + counts["failed_count"] == 5
+
+
+def test_a_drain_that_sees_the_cancel_cancels_what_its_batch_sent_back(tenant: Tenant) -> None:
+    bulk_send = make_send(tenant, {"sending": 2})
+    in_flight = list(Message.objects.filter(bulk_send=bulk_send))
+    cancel_through_the_admin(bulk_send)
+    now = timezone.now()
+    messages_settle([DeliveryResult(m.pk, Settle.RETRY, retry_at=now) for m in in_flight], now=now)
+
+    report = bulk_send_drain(bulk_send.pk)
+
+    assert report.batches == 0
+    assert assert_ended_with_nothing_pending(bulk_send)["cancelled_count"] == 2
