@@ -1,10 +1,12 @@
 """What Celery beat runs every few seconds so that nothing accepted is ever left behind.
 
-1. Messages whose worker's lease ran out (plus a grace for Meta's `sent` webhook) go back to
-   `pending` (messaging.delivery.leases_reap).
+1. Messages whose worker's lease ran out go back to `pending` once Meta's webhooks show it did
+   not take them, or end as `unknown_outcome` when no evidence comes
+   (messaging.delivery.leases_reap).
 2. Every active send with due messages and no live drain gets a wake-up: a lost task, a worker
    killed mid-batch, a retry whose time has come.
 3. A send with nothing left pending is finished, in case its last drain died before doing it.
+4. A cancelled send's messages that came back to `pending` after the cancel are cancelled.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from django.db.models import Q
 from bulksend.drain import bulk_send_finish_if_done
 from bulksend.liveness import drain_is_alive
 from bulksend.models import ACTIVE_STATUSES, BulkSend
+from bulksend.operations import cancelled_sends_sweep
 from messaging.delivery import leases_reap
 from messaging.models import Message, MessageStatus
 
@@ -27,7 +30,10 @@ def bulk_sends_reap(*, now: datetime) -> list[str]:
         grace_seconds=settings.DELIVERY_CALLBACK_GRACE_SECONDS,
         max_attempts=settings.DELIVERY_MAX_ATTEMPTS,
         now=now,
+        unknown_after_seconds=settings.DELIVERY_UNKNOWN_AFTER_SECONDS,
+        resend_unknown=settings.DELIVERY_RESEND_UNKNOWN,
     )
+    cancelled_sends_sweep()
     active = BulkSend.objects.filter(status__in=ACTIVE_STATUSES)
     for bulk_send_id in active.filter(pending_count=0).values_list("pk", flat=True):
         bulk_send_finish_if_done(bulk_send_id)
