@@ -7,6 +7,7 @@ from the database as `manage.py meta_sandbox` does by default.
 from __future__ import annotations
 
 import base64
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,6 +18,7 @@ import orjson
 import pytest
 import requests
 
+from messaging.models import callback_data_for
 from messaging.sandbox import SandboxConfig, SandboxThread
 from mindo.meta_signature import signature_is_valid
 from tests import factories
@@ -93,7 +95,11 @@ CATALOG: dict[str, Any] = {
 }
 
 
-def welcome(to: str = "5491112345678", callback: str | None = "mindo-message:1") -> dict[str, Any]:
+# Our first message's callback data, signed as the service signs it.
+FIRST_CALLBACK = callback_data_for(1)
+
+
+def welcome(to: str = "5491112345678", callback: str | None = FIRST_CALLBACK) -> dict[str, Any]:
     body: dict[str, Any] = {
         "messaging_product": "whatsapp",
         "recipient_type": "individual",
@@ -278,7 +284,7 @@ def test_a_valid_send_returns_a_wamid_and_records_the_exact_body(sandbox: Sandbo
     assert recorded["wamid"] == message["id"]
     assert recorded["phone_number_id"] == NUMBER
     assert recorded["template"] == "welcome_message"
-    assert recorded["biz_opaque_callback_data"] == "mindo-message:1"
+    assert recorded["biz_opaque_callback_data"] == FIRST_CALLBACK
     assert recorded["request_body"] == orjson.loads(raw)
 
 
@@ -462,7 +468,7 @@ def test_statuses_arrive_signed_in_order_with_the_callback_data(receiver: Receiv
     statuses = receiver.statuses()
     assert [status["status"] for status in statuses] == ["sent", "delivered", "read"]
     assert [status["id"] for status in statuses] == [wamid] * 3
-    assert {status["biz_opaque_callback_data"] for status in statuses} == {"mindo-message:1"}
+    assert {status["biz_opaque_callback_data"] for status in statuses} == {FIRST_CALLBACK}
     times = [int(status["timestamp"]) for status in statuses]
     assert times[0] < times[1] < times[2]
     assert statuses[0]["conversation"]["origin"]["type"] == "marketing"
@@ -591,6 +597,17 @@ def test_config_changes_apply_at_once_and_bad_values_are_refused(sandbox: Sandbo
     assert send(sandbox, welcome()).status_code == 500
     assert refused.status_code == 400
     assert sandbox.control("config")["read_share"] == 0.5
+
+
+def test_the_config_never_shows_the_app_secret(sandbox: SandboxThread) -> None:
+    shown = requests.get(f"{sandbox.url}/_sandbox/config", timeout=TIMEOUT)
+    changed = sandbox.control("config", {"app_secret": "another-secret"})
+
+    assert shown.status_code == 200
+    for answer in (shown.text, json.dumps(changed)):
+        assert "app_secret" not in answer
+        assert SECRET not in answer
+        assert "another-secret" not in answer
 
 
 def test_reset_forgets_messages_and_counters(sandbox: SandboxThread) -> None:

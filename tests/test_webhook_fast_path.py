@@ -15,8 +15,8 @@ from messaging.models import MessageStatus
 from mindo.wsgi import application
 from tests import meta_payloads as meta
 from tests.conftest import Tenant
-from webhooks.fast_path import MAX_BODY_BYTES
 from webhooks.models import WebhookEvent
+from webhooks.receiving import MAX_BODY_BYTES
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -2,7 +2,7 @@
 
 A plain Django view, not DRF: it has no API key and must read the raw bytes to check their
 signature before parsing anything. In production gunicorn serves the POST through the WSGI fast
-path (webhooks.fast_path), which does the same work without Django's request machinery.
+path (webhooks.fast_path); both answer with webhooks.receiving.webhook_answer.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 
 from webhooks.processing import webhook_events_apply_pending
-from webhooks.receiving import SIGNATURE_HEADER, webhook_receive
+from webhooks.receiving import webhook_answer
 
 
 class AppliedAfterAnswer(JsonResponse):
@@ -40,6 +40,8 @@ class MetaWebhookView(View):
         return JsonResponse({"error": "Verification failed"}, status=403)
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        received = webhook_receive(request.body, request.headers.get(SIGNATURE_HEADER))
+        # The same answer as the fast path's, read from the same WSGI environ: one limit, one
+        # error contract, chunked bodies included.
+        received = webhook_answer(request.META)
         response_class = AppliedAfterAnswer if received.stored else JsonResponse
         return response_class(received.body, status=received.status)

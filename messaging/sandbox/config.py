@@ -12,7 +12,8 @@ SHARES = (
     *("delivered_share", "read_share", "error_share", "http_5xx_share"),
     *("slow_share", "timeout_share", "drop_share"),
 )
-SECONDS = ("delivered_after", "read_after", "slow_seconds", "timeout_seconds")
+SECONDS = ("delivered_after", "read_after", "slow_seconds", "timeout_seconds", "webhook_delay")
+SECRET_FIELDS = frozenset(("app_secret",))
 # What `POST /_sandbox/config` may change while the server runs. The catalog source and the
 # webhook batching are fixed at startup.
 RUNTIME_FIELDS = frozenset(
@@ -49,6 +50,8 @@ class SandboxConfig:
     delivered_share: float = 1.0
     read_after: float = 3.0
     read_share: float = 0.5
+    # Every status webhook leaves this much later than its event (its timestamp stays).
+    webhook_delay: float = 0.0
     # Recipients whose digits end with this fail (131026) instead of being delivered; "" = none.
     fail_suffix: str = "9999"
     error_share: float = 0.0
@@ -70,8 +73,9 @@ class SandboxConfig:
     webhook_linger: float = 0.02
 
     def public(self) -> dict[str, Any]:
-        """The runtime settings, as `GET /_sandbox/config` shows them."""
-        return {name: getattr(self, name) for name in sorted(RUNTIME_FIELDS)}
+        """The runtime settings, as `GET /_sandbox/config` shows them: all but the app secret,
+        which may be set here and is never shown (it signs the webhooks the service trusts)."""
+        return {name: getattr(self, name) for name in sorted(RUNTIME_FIELDS - SECRET_FIELDS)}
 
 
 def _number(name: str, value: Any) -> float:

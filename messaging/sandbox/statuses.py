@@ -115,7 +115,9 @@ def statuses_plan(
             read_after = max(config.read_after, delivered_after)
             read_at = int(at + read_after)
             plan.append((read_after, ScheduledStatus(status="read", timestamp=read_at, **common)))
-    return plan
+    # Meta's webhooks can come late (its own backlog, a slow network): each leaves later, still
+    # stamped with the moment of its event.
+    return [(delay + config.webhook_delay, status) for delay, status in plan]
 
 
 def webhook_document(statuses: list[ScheduledStatus]) -> dict[str, Any]:

@@ -41,7 +41,8 @@ gets `failed` with error 131026 "Message undeliverable" instead of `delivered`.
 
 Faults, drawn per send: --error-share (HTTP 500, code 131000), --http-5xx-share (bare 502),
 --timeout-share (no answer for --timeout-seconds), --drop-share (accepted and its webhooks
-follow, but the connection closes unanswered), --slow-share (answer after --slow-seconds).
+follow, but the connection closes unanswered), --slow-share (answer after --slow-seconds),
+--webhook-delay (every status webhook leaves that much late, stamped with its event's time).
 Only accepted sends count against the rate; a dropped send is accepted.
 
 GET /_sandbox/stats, GET /_sandbox/messages, POST /_sandbox/reset, POST /_sandbox/refresh and
@@ -88,6 +89,7 @@ class Command(BaseCommand):
             ("--timeout-share", 0.0, "Share of sends left unanswered for --timeout-seconds."),
             ("--timeout-seconds", 60.0, "How long an unanswered send hangs before closing."),
             ("--drop-share", 0.0, "Share of sends accepted, then closed without an answer."),
+            ("--webhook-delay", 0.0, "Seconds every status webhook leaves late (same stamps)."),
         ]
         for flag, default, text in numbers:
             parser.add_argument(
@@ -125,6 +127,7 @@ class Command(BaseCommand):
                     timeout_share=options["timeout_share"],
                     timeout_seconds=options["timeout_seconds"],
                     drop_share=options["drop_share"],
+                    webhook_delay=options["webhook_delay"],
                     seed=options["seed"],
                     catalog_file=options["catalog"],
                     refresh_seconds=options["refresh_seconds"],
