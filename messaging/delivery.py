@@ -27,8 +27,7 @@ from typing import Any
 import orjson
 from django.db import connection, transaction
 
-from messaging.models import Message
-from messaging.status import StatusEvent, counters_add, statuses_apply
+from messaging.status import StatusEvent, counters_add, statuses_apply, table_names
 
 
 class Settle(StrEnum):
@@ -106,26 +105,63 @@ UPDATE {messages} m
  WHERE m.id = o.id AND m.status = 'sending'
 """
 
-_REAP_SQL = """
-UPDATE {messages} SET status = 'pending', lease_expires_at = NULL
- WHERE status = 'sending' AND lease_expires_at < %s AND attempts < %s
-RETURNING bulk_send_id
+# Has Meta's status webhook stream for the message's number come `grace` past the moment the
+# message was handed over (its lease's end: the moment of the unanswered attempt, or the end of a
+# dead worker's lease)? Then Meta would have named it by now if it had taken it.
+_EVIDENCE = """EXISTS (
+    SELECT 1 FROM {sends} b
+      JOIN {numbers} n ON n.id = b.phone_number_id
+      JOIN {progress} p ON p.phone_number_id = n.phone_number_id
+     WHERE b.id = m.bulk_send_id AND p.latest_status_at >= m.lease_expires_at + %(grace)s)"""
+
+_EXPIRED = """m.status = 'sending' AND m.lease_expires_at < %(cutoff)s"""
+
+# Not taken by Meta (the evidence says so), or past the ceiling when resending is chosen.
+_RETRYABLE = (
+    f"{_EXPIRED} AND ({_EVIDENCE} OR (m.lease_expires_at < %(unknown_cutoff)s AND %(resend)s))"
+)
+
+_REAP_SQL = f"""
+UPDATE {{messages}} m SET status = 'pending', lease_expires_at = NULL
+ WHERE {_RETRYABLE} AND m.attempts < %(max_attempts)s
+RETURNING m.bulk_send_id
 """
 
 # A message whose every attempt went unanswered (and no webhook named it) has used its attempts.
-_REAP_EXHAUSTED_SQL = """
-UPDATE {messages}
-   SET status = 'failed', failed_at = %s, lease_expires_at = NULL,
+_REAP_EXHAUSTED_SQL = f"""
+UPDATE {{messages}} m
+   SET status = 'failed', failed_at = %(now)s, lease_expires_at = NULL,
        error_code = 'no_answer',
-       error_message = 'Meta did not answer any of ' || attempts || ' attempts, and no status '
+       error_message = 'Meta did not answer any of ' || m.attempts || ' attempts, and no status '
                        'webhook came for this message.'
- WHERE status = 'sending' AND lease_expires_at < %s AND attempts >= %s
-RETURNING bulk_send_id
+ WHERE {_RETRYABLE} AND m.attempts >= %(max_attempts)s
+RETURNING m.bulk_send_id
+"""
+
+# No evidence either way within the ceiling: Meta may have delivered it. Sending again could
+# deliver it twice, so it ends as failed with an outcome the client can read as unknown.
+_REAP_UNKNOWN_SQL = f"""
+UPDATE {{messages}} m
+   SET status = 'failed', failed_at = %(now)s, lease_expires_at = NULL,
+       error_code = 'unknown_outcome',
+       error_message = 'Meta did not answer and sent no status for this message within '
+                       || %(ceiling)s || ' seconds: it may have been delivered. Not sent again, '
+                       'so that it is never delivered twice.'
+ WHERE {_EXPIRED} AND m.lease_expires_at < %(unknown_cutoff)s AND NOT %(resend)s
+   AND NOT {_EVIDENCE}
+RETURNING m.bulk_send_id
+"""
+
+_PROGRESS_SQL = """
+INSERT INTO {progress} (phone_number_id, latest_status_at)
+SELECT * FROM unnest(%s::text[], %s::timestamptz[])
+ON CONFLICT (phone_number_id)
+DO UPDATE SET latest_status_at = GREATEST({progress}.latest_status_at, EXCLUDED.latest_status_at)
 """
 
 
 def _sql(template: str) -> str:
-    return template.format(messages=Message._meta.db_table)
+    return template.format(**table_names())
 
 
 def messages_claim(
@@ -197,16 +233,7 @@ def messages_settle(results: list[DeliveryResult], *, now: datetime) -> dict[str
                     now,
                 ],
             )
-            per_send: dict[str, int] = {}
-            for (bulk_send_id,) in cursor.fetchall():
-                per_send[str(bulk_send_id)] = per_send.get(str(bulk_send_id), 0) + 1
-            counters_add(
-                cursor,
-                [
-                    {"bulk_send_id": key, "failed": count, "pending": -count}
-                    for key, count in per_send.items()
-                ],
-            )
+            _failed_per_send(cursor)
         retry = by_outcome[Settle.RETRY]
         if retry:
             cursor.execute(
@@ -225,27 +252,67 @@ def messages_settle(results: list[DeliveryResult], *, now: datetime) -> dict[str
     return {outcome.value: len(items) for outcome, items in by_outcome.items() if items}
 
 
-def leases_reap(*, grace_seconds: float, max_attempts: int, now: datetime) -> set[str]:
-    """Hand back messages whose worker's lease ran out more than `grace_seconds` ago.
+def _failed_per_send(cursor: Any) -> None:
+    """Counter deltas for the messages the last statement failed (its RETURNING bulk_send_id)."""
+    per_send: dict[str, int] = {}
+    for (bulk_send_id,) in cursor.fetchall():
+        per_send[str(bulk_send_id)] = per_send.get(str(bulk_send_id), 0) + 1
+    counters_add(
+        cursor,
+        [
+            {"bulk_send_id": key, "failed": count, "pending": -count}
+            for key, count in per_send.items()
+        ],
+    )
 
-    The grace gives Meta's `sent` webhook, which names our message, the time to settle a message
-    Meta accepted just before its worker died; only what is still unsettled after it is retried,
-    and a message that has used `max_attempts` fails instead (a send must end). Returns the ids
-    of the sends that got messages back (their counters do not move: `sending` and `pending` are
-    both pending to clients; those of failed messages move by delta).
+
+def leases_reap(
+    *,
+    grace_seconds: float,
+    max_attempts: int,
+    now: datetime,
+    unknown_after_seconds: float,
+    resend_unknown: bool = False,
+) -> set[str]:
+    """Settle messages whose worker's lease ran out: they may or may not be with Meta.
+
+    Such a message is sent again only on evidence that Meta did not take it: Meta's status
+    webhooks for its number have come in for `grace_seconds` past the moment it was handed over
+    and none named it (a `sent` status settles it, through our callback data, however late its
+    worker died). A message that has used `max_attempts` fails instead (a send must end). While
+    webhooks are not arriving (Meta is late, or they do not reach us) the message waits, up to
+    `unknown_after_seconds`; then it fails as `unknown_outcome` rather than risk a second
+    delivery, unless `resend_unknown`. Returns the ids of the sends that got messages back
+    (their counters do not move: `sending` and `pending` are both pending to clients; those of
+    failed messages move by delta).
     """
-    cutoff = now - timedelta(seconds=grace_seconds)
+    params: dict[str, Any] = {
+        "now": now,
+        "cutoff": now - timedelta(seconds=grace_seconds),
+        "grace": timedelta(seconds=grace_seconds),
+        "unknown_cutoff": now - timedelta(seconds=unknown_after_seconds),
+        "ceiling": int(unknown_after_seconds),
+        "resend": resend_unknown,
+        "max_attempts": max_attempts,
+    }
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(_sql(_REAP_EXHAUSTED_SQL), [now, cutoff, max_attempts])
-        per_send: dict[str, int] = {}
-        for (bulk_send_id,) in cursor.fetchall():
-            per_send[str(bulk_send_id)] = per_send.get(str(bulk_send_id), 0) + 1
-        counters_add(
-            cursor,
-            [
-                {"bulk_send_id": key, "failed": count, "pending": -count}
-                for key, count in per_send.items()
-            ],
-        )
-        cursor.execute(_sql(_REAP_SQL), [cutoff, max_attempts])
+        cursor.execute(_sql(_REAP_EXHAUSTED_SQL), params)
+        _failed_per_send(cursor)
+        cursor.execute(_sql(_REAP_UNKNOWN_SQL), params)
+        _failed_per_send(cursor)
+        cursor.execute(_sql(_REAP_SQL), params)
         return {str(row[0]) for row in cursor.fetchall()}
+
+
+def webhook_progress_record(events: list[StatusEvent], *, received_at: datetime) -> None:
+    """Note how far Meta's status webhooks have come for each number they name (never past
+    `received_at`: a status stamped in the future proves nothing). Call it in the transaction
+    that applies them, so the progress is never seen without what the statuses settled."""
+    latest: dict[str, datetime] = {}
+    for event in events:
+        if event.phone_number_id:
+            moment = min(event.occurred_at, received_at)
+            latest[event.phone_number_id] = max(latest.get(event.phone_number_id, moment), moment)
+    if latest:
+        with connection.cursor() as cursor:
+            cursor.execute(_sql(_PROGRESS_SQL), [list(latest), list(latest.values())])

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Now
+from django.utils.crypto import constant_time_compare, salted_hmac
 
 
 class Contact(models.Model):
@@ -132,22 +133,37 @@ class Message(models.Model):
 
 
 # Every request to Meta carries this naming our message, and Meta echoes it in status webhooks,
-# so a status can find its message even before the message's wamid is recorded.
+# so a status can find its message even before the message's wamid is recorded. The id is
+# followed by an HMAC of it under the server's key: message ids are sequential, and a status
+# naming an id it did not get from us must find nothing.
 CALLBACK_DATA_PREFIX = "mindo-message:"
+CALLBACK_SALT = "mindo.messaging.callback-data"
+# 128 bits of the HMAC, in hex: unguessable, and short beside Meta's 512-character limit.
+CALLBACK_MAC_LENGTH = 32
+
+
+def _callback_mac(message_id: int) -> str:
+    return salted_hmac(CALLBACK_SALT, str(message_id), algorithm="sha256").hexdigest()[
+        :CALLBACK_MAC_LENGTH
+    ]
 
 
 def callback_data_for(message_id: int) -> str:
-    return f"{CALLBACK_DATA_PREFIX}{message_id}"
+    return f"{CALLBACK_DATA_PREFIX}{message_id}:{_callback_mac(message_id)}"
 
 
 def message_id_from_callback_data(data: str | None) -> int | None:
+    """Our message id when `data` is callback data we signed, else None."""
     if not data or not data.startswith(CALLBACK_DATA_PREFIX):
         return None
-    suffix = data[len(CALLBACK_DATA_PREFIX) :]
+    number, _, mac = data[len(CALLBACK_DATA_PREFIX) :].partition(":")
     # ASCII digits only, and within a bigint: anything else names no message of ours.
-    if not (0 < len(suffix) <= 18 and suffix.isascii() and suffix.isdigit()):
+    if not (0 < len(number) <= 18 and number.isascii() and number.isdigit()):
         return None
-    return int(suffix)
+    message_id = int(number)
+    if not constant_time_compare(mac, _callback_mac(message_id)):
+        return None
+    return message_id
 
 
 class DeferredStatus(models.Model):
@@ -160,10 +176,31 @@ class DeferredStatus(models.Model):
     error_code = models.CharField(max_length=32, null=True, blank=True)
     error_message = models.TextField(null=True, blank=True)
     message_ref = models.BigIntegerField(null=True, blank=True)
-    received_at = models.DateTimeField(db_default=Now())
+    # The number the event named; checked again when the event is applied.
+    phone_number_id = models.CharField(max_length=64, null=True, blank=True)
+    received_at = models.DateTimeField(db_default=Now(), db_index=True)
 
     class Meta:
         verbose_name_plural = "deferred statuses"
 
     def __str__(self) -> str:
         return f"{self.wamid} {self.status}"
+
+
+class WebhookProgress(models.Model):
+    """How far Meta's status webhooks for one number have come: the latest Meta time of a status
+    received for it (never later than when it was received).
+
+    The evidence that a message handed to Meta with no answer ("maybe delivered") was not taken:
+    Meta's statuses for that number have come in for a while past the moment it was handed
+    over, and none named it. Until then it is not sent again (messaging.delivery.leases_reap).
+    """
+
+    phone_number_id = models.CharField(max_length=64, unique=True)
+    latest_status_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name_plural = "webhook progress"
+
+    def __str__(self) -> str:
+        return f"{self.phone_number_id} {self.latest_status_at:%Y-%m-%d %H:%M:%S}"

@@ -23,7 +23,8 @@ from typing import Any
 import orjson
 from django.db import connection, transaction
 
-from messaging.models import DeferredStatus, Message, MessageStatus
+from messaging.models import DeferredStatus, Message, MessageStatus, WebhookProgress
+from templates_app.models import PhoneNumber
 
 APPLICABLE = (MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.READ, MessageStatus.FAILED)
 COUNTERS = ("sent", "delivered", "read", "failed", "pending")
@@ -46,6 +47,9 @@ class StatusEvent:
     error_message: str | None = None
     # Our message id, from `biz_opaque_callback_data`, when the event carries it.
     message_ref: int | None = None
+    # The number Meta says the event is about (`metadata.phone_number_id`): the event may only
+    # change messages sent from that number. None for what our own workers record.
+    phone_number_id: str | None = None
 
 
 @dataclass(slots=True)
@@ -75,20 +79,26 @@ class StatusOutcome:
                 totals[column] += (new_status in statuses) - (old_status in statuses)
         return counters
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "events": self.events,
-            "messages_changed": self.messages_changed,
-            "deferred": self.deferred,
-            "counters": self.counters,
-        }
+    def merge(self, other: StatusOutcome) -> None:
+        """Add what `other` (a later slice of the same events) did to this outcome."""
+        self.events += other.events
+        self.messages_changed += other.messages_changed
+        self.deferred += other.deferred
+        for bulk_send_id, deltas in other.counters.items():
+            totals = self.counters.setdefault(bulk_send_id, dict.fromkeys(COUNTERS, 0))
+            for column, delta in deltas.items():
+                totals[column] += delta
+        for wamid, (bulk_send_id, old, new) in other.changes.items():
+            self.record_change(wamid, bulk_send_id, old, new)
+        self.deferred_wamids |= other.deferred_wamids
 
 
 @dataclass(slots=True)
 class _Merged:
-    """All the events of one wamid in a batch: the earliest time of each kind."""
+    """All the events of one wamid (from one number) in a batch: the earliest time of each kind."""
 
     wamid: str
+    phone_number_id: str | None = None
     message_ref: int | None = None
     times: dict[str, datetime] = field(default_factory=dict)
     error_code: str | None = None
@@ -108,18 +118,26 @@ WITH ev AS (
     SELECT * FROM unnest(
         %(wamids)s::text[], %(refs)s::bigint[], %(sent)s::timestamptz[],
         %(delivered)s::timestamptz[], %(read)s::timestamptz[], %(failed)s::timestamptz[],
-        %(codes)s::text[], %(errors)s::text[]
-    ) AS e(wamid, ref, sent_ts, delivered_ts, read_ts, failed_ts, error_code, error_message)
+        %(codes)s::text[], %(errors)s::text[], %(numbers)s::text[]
+    ) AS e(wamid, ref, sent_ts, delivered_ts, read_ts, failed_ts, error_code, error_message,
+           number)
+),
+candidates AS (
+    SELECT m.id, m.bulk_send_id, 0 AS via_ref, e.* FROM ev e
+      JOIN {messages} m ON m.wamid = e.wamid
+    UNION ALL
+    SELECT m.id, m.bulk_send_id, 1 AS via_ref, e.* FROM ev e JOIN {messages} m ON m.id = e.ref
+     WHERE m.wamid IS NULL
+       AND NOT EXISTS (SELECT 1 FROM {messages} x WHERE x.wamid = e.wamid)
 ),
 matched AS (
-    SELECT DISTINCT ON (id) * FROM (
-        SELECT m.id, 0 AS via_ref, e.* FROM ev e JOIN {messages} m ON m.wamid = e.wamid
-        UNION ALL
-        SELECT m.id, 1 AS via_ref, e.* FROM ev e JOIN {messages} m ON m.id = e.ref
-         WHERE m.wamid IS NULL
-           AND NOT EXISTS (SELECT 1 FROM {messages} x WHERE x.wamid = e.wamid)
-    ) AS candidates
-    ORDER BY id, via_ref
+    -- An event from Meta changes only messages sent from the number it names: a signed status
+    -- of one organization's number never settles another's message.
+    SELECT DISTINCT ON (c.id) c.* FROM candidates c
+     WHERE c.number IS NULL OR EXISTS (
+        SELECT 1 FROM {sends} b JOIN {numbers} p ON p.id = b.phone_number_id
+         WHERE b.id = c.bulk_send_id AND p.phone_number_id = c.number)
+    ORDER BY c.id, c.via_ref
 ),
 locked AS (
     -- FOR UPDATE returns each row's latest committed version, so `old_status` is what the
@@ -217,12 +235,17 @@ WHERE b.id = d.id
 """
 
 
-def _tables() -> dict[str, str]:
+def table_names() -> dict[str, str]:
     # The send's table through the foreign key: messaging sits below bulksend, imports none of it.
     send_model = Message._meta.get_field("bulk_send").related_model
     assert send_model is not None
     assert not isinstance(send_model, str)
-    return {"messages": Message._meta.db_table, "sends": send_model._meta.db_table}
+    return {
+        "messages": Message._meta.db_table,
+        "sends": send_model._meta.db_table,
+        "numbers": PhoneNumber._meta.db_table,
+        "progress": WebhookProgress._meta.db_table,
+    }
 
 
 def counters_add(cursor: Any, deltas: list[dict[str, Any]]) -> None:
@@ -232,7 +255,7 @@ def counters_add(cursor: Any, deltas: list[dict[str, Any]]) -> None:
     """
     if not deltas:
         return
-    tables = _tables()
+    tables = table_names()
     ids = [str(delta["bulk_send_id"]) for delta in deltas]
     cursor.execute(_LOCK_SENDS_SQL.format(**tables), [sorted(ids)])
     cursor.execute(
@@ -241,15 +264,16 @@ def counters_add(cursor: Any, deltas: list[dict[str, Any]]) -> None:
     )
 
 
-def _merge(events: Iterable[StatusEvent]) -> dict[str, _Merged]:
-    merged: dict[str, _Merged] = {}
+def _merge(events: Iterable[StatusEvent]) -> dict[tuple[str, str | None], _Merged]:
+    merged: dict[tuple[str, str | None], _Merged] = {}
     for event in events:
         if event.status in APPLICABLE:
-            merged.setdefault(event.wamid, _Merged(event.wamid)).add(event)
+            key = (event.wamid, event.phone_number_id)
+            merged.setdefault(key, _Merged(event.wamid, event.phone_number_id)).add(event)
     return merged
 
 
-def _batch_params(merged: dict[str, _Merged]) -> dict[str, list[Any]]:
+def _batch_params(merged: dict[tuple[str, str | None], _Merged]) -> dict[str, list[Any]]:
     rows = list(merged.values())
     return {
         "wamids": [row.wamid for row in rows],
@@ -260,6 +284,7 @@ def _batch_params(merged: dict[str, _Merged]) -> dict[str, list[Any]]:
         "failed": [row.times.get(MessageStatus.FAILED) for row in rows],
         "codes": [row.error_code for row in rows],
         "errors": [row.error_message for row in rows],
+        "numbers": [row.phone_number_id for row in rows],
     }
 
 
@@ -271,7 +296,7 @@ def _apply_pass(
     merged = _merge(events)
     if not merged:
         return set(), []
-    cursor.execute(_MESSAGES_SQL.format(**_tables()), _batch_params(merged))
+    cursor.execute(_MESSAGES_SQL.format(**table_names()), _batch_params(merged))
     matched_json, recorded_json, deltas_json, changed_json = cursor.fetchone()
     for wamid, bulk_send_id, old_status, new_status in _json(changed_json):
         outcome.record_change(wamid, str(bulk_send_id), old_status, new_status)
@@ -333,6 +358,7 @@ def statuses_apply(events: list[StatusEvent]) -> StatusOutcome:
                 error_code=event.error_code,
                 error_message=event.error_message,
                 message_ref=event.message_ref,
+                phone_number_id=event.phone_number_id,
             )
             for event in unknown
         )
@@ -365,6 +391,7 @@ def statuses_apply_deferred(wamids: list[str]) -> StatusOutcome:
                     error_code=row.error_code,
                     error_message=row.error_message,
                     message_ref=row.message_ref,
+                    phone_number_id=row.phone_number_id,
                 )
                 for row in kept
             ]

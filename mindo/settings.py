@@ -147,6 +147,12 @@ DELIVERY_BATCH_SIZE = env.int("DELIVERY_BATCH_SIZE", default=500)
 DELIVERY_CONCURRENCY = env.int("DELIVERY_CONCURRENCY", default=64)
 DELIVERY_LEASE_SECONDS = env.int("DELIVERY_LEASE_SECONDS", default=120)
 DELIVERY_CALLBACK_GRACE_SECONDS = env.int("DELIVERY_CALLBACK_GRACE_SECONDS", default=60)
+# A message Meta may have taken (no answer came) is sent again only once Meta's webhooks for its
+# number have come past it plus the grace without naming it. With no such evidence it waits this
+# long, then fails as `unknown_outcome` (or goes out again when DELIVERY_RESEND_UNKNOWN is on,
+# accepting a possible duplicate). See the README's delivery guarantee.
+DELIVERY_UNKNOWN_AFTER_SECONDS = env.int("DELIVERY_UNKNOWN_AFTER_SECONDS", default=60 * 60)
+DELIVERY_RESEND_UNKNOWN = env.bool("DELIVERY_RESEND_UNKNOWN", default=False)
 DELIVERY_DRAIN_SECONDS = env.int("DELIVERY_DRAIN_SECONDS", default=60)
 DELIVERY_MAX_ATTEMPTS = env.int("DELIVERY_MAX_ATTEMPTS", default=5)
 DELIVERY_RETRY_BASE_SECONDS = env.float("DELIVERY_RETRY_BASE_SECONDS", default=2.0)
@@ -158,6 +164,8 @@ META_VERIFY_TOKEN = env.str("META_VERIFY_TOKEN", default="mindo-dev-verify-token
 META_APP_SECRET = env.str("META_APP_SECRET", default="mindo-dev-app-secret")
 # Received webhook bodies are kept for operators this many days, then purged by beat.
 WEBHOOK_EVENT_RETENTION_DAYS = env.int("WEBHOOK_EVENT_RETENTION_DAYS", default=14)
+# A status for a wamid no message recorded within this long belongs to none of ours: purged.
+DEFERRED_STATUS_RETENTION_HOURS = env.int("DEFERRED_STATUS_RETENTION_HOURS", default=48)
 
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)

@@ -6,7 +6,9 @@ import re
 
 # Meta spells tiers `TIER_250`, `TIER_1K`, `TIER_10K`, `TIER_100K`, `TIER_UNLIMITED`; the
 # contract's examples spell the 1,000 tier `TIER_1000`. Both spellings are read the same way.
-TIER_PATTERN = re.compile(r"^TIER_(\d+)(K?)$")
+# At most seven digits: Meta's largest tier is 100K, and a tier name must fit its 32-character
+# column. Matched whole (`fullmatch`): a trailing newline is not part of a tier.
+TIER_PATTERN = re.compile(r"TIER_(0|[1-9][0-9]{0,6})(K?)")
 TIER_UNLIMITED = "TIER_UNLIMITED"
 KNOWN_TIERS = [
     "TIER_50",
@@ -27,7 +29,7 @@ def tier_limit(tier: str) -> int | None:
     """
     if tier == TIER_UNLIMITED:
         return None
-    match = TIER_PATTERN.match(tier)
+    match = TIER_PATTERN.fullmatch(tier)
     if match is None:
         raise ValueError(f"Unknown messaging limit tier {tier!r}")
     count, thousands = match.groups()

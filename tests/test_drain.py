@@ -9,7 +9,7 @@ from django.test import override_settings
 
 from bulksend.drain import bulk_send_drain
 from bulksend.models import BulkSend, BulkSendStatus
-from messaging.models import Message, MessageStatus
+from messaging.models import Message, MessageStatus, callback_data_for
 from messaging.sandbox import SandboxThread
 from tests import factories
 from tests.conftest import Tenant
@@ -124,7 +124,7 @@ def welcome_body(to: str, message_id: int, name: str, code: str, url_suffix: str
                 },
             ],
         },
-        "biz_opaque_callback_data": f"mindo-message:{message_id}",
+        "biz_opaque_callback_data": callback_data_for(message_id),
     }
 
 
@@ -181,7 +181,7 @@ def test_a_positional_template_goes_out_with_its_header_quick_reply_and_copy_cod
                 },
             ],
         },
-        "biz_opaque_callback_data": f"mindo-message:{message.pk}",
+        "biz_opaque_callback_data": callback_data_for(message.pk),
     }
     assert message.wamid == sent["wamid"]
 

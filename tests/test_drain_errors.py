@@ -4,7 +4,6 @@ send whose answer was lost."""
 
 from __future__ import annotations
 
-import time
 from datetime import timedelta
 from typing import Any
 
@@ -17,7 +16,7 @@ from bulksend.drain import bulk_send_drain
 from bulksend.models import BulkSend, BulkSendStatus
 from bulksend.operations import bulk_send_resume
 from bulksend.reaper import bulk_sends_reap
-from messaging.models import Message, MessageStatus
+from messaging.models import Message, MessageStatus, callback_data_for
 from messaging.ratelimit import KEY_PREFIX
 from messaging.sandbox import SandboxThread
 from tests import factories
@@ -346,7 +345,7 @@ def test_a_blocked_account_halts_the_send_after_what_went_out_and_resumes_withou
     wamids = {callback: wamid for wamid, callback in _accepted_pairs(scripted_meta)}
     for message in messages_of(send_id):
         assert message.status == MessageStatus.SENT
-        assert message.wamid == wamids[f"mindo-message:{message.pk}"]
+        assert message.wamid == wamids[callback_data_for(message.pk)]
 
 
 def _accepted_pairs(meta: ScriptedMeta) -> list[tuple[str, str]]:
@@ -392,7 +391,7 @@ def test_an_accepted_send_whose_answer_was_lost_waits_for_its_sent_webhook(
     }
     for message in messages_of(send_id):
         assert message.status == MessageStatus.SENT
-        assert message.wamid == wamids[f"mindo-message:{message.pk}"]
+        assert message.wamid == wamids[callback_data_for(message.pk)]
     # Long after the grace, nothing is handed back, and the send is finished.
     later = timezone.now() + timedelta(hours=1)
     assert bulk_sends_reap(now=later) == []
@@ -403,61 +402,3 @@ def test_an_accepted_send_whose_answer_was_lost_waits_for_its_sent_webhook(
     assert len(record.messages) == 3
     assert record.duplicates == []
     assert assert_counters_exact(bulk_send)["sent_count"] == 3
-
-
-@override_settings(DELIVERY_LEASE_SECONDS=1, DELIVERY_CALLBACK_GRACE_SECONDS=1)
-def test_an_accepted_send_whose_answer_was_lost_is_retried_once_when_no_webhook_comes(
-    tenant: Tenant, sandbox: SandboxThread
-) -> None:
-    sandbox.control("config", {"drop_share": 1.0})
-    accepted = send_bulk(tenant, welcome_recipients(3))
-    send_id = accepted["bulk_send_id"]
-
-    bulk_send_drain(send_id)
-    dropped_at = time.monotonic()
-
-    assert bulk_sends_reap(now=timezone.now()) == []
-    assert {m.status for m in messages_of(send_id)} == {MessageStatus.SENDING}
-    time.sleep(max(0.0, dropped_at + 1.2 - time.monotonic()))
-    assert bulk_sends_reap(now=timezone.now()) == [send_id]
-    assert {(m.status, m.lease_expires_at) for m in messages_of(send_id)} == {
-        (MessageStatus.PENDING, None)
-    }
-    assert assert_counters_exact(BulkSend.objects.get(pk=send_id))["pending_count"] == 3
-
-    sandbox.control("config", {"drop_share": 0.0})
-    bulk_send = drain_to_completion(send_id)
-
-    assert bulk_send.status == BulkSendStatus.COMPLETED
-    record = received(sandbox)
-    assert set(record.per_message().values()) == {2}
-    last_wamid = {m["biz_opaque_callback_data"]: m["wamid"] for m in record.messages}
-    for message in messages_of(send_id):
-        assert (message.status, message.attempts) == (MessageStatus.SENT, 2)
-        assert message.wamid == last_wamid[f"mindo-message:{message.pk}"]
-    assert assert_counters_exact(bulk_send)["sent_count"] == 3
-
-
-@override_settings(
-    DELIVERY_MAX_ATTEMPTS=2, DELIVERY_LEASE_SECONDS=1, DELIVERY_CALLBACK_GRACE_SECONDS=0
-)
-def test_a_send_whose_answers_are_always_lost_is_not_sent_more_than_the_attempts_allow(
-    tenant: Tenant, sandbox: SandboxThread
-) -> None:
-    sandbox.control("config", {"drop_share": 1.0})
-    accepted = send_bulk(tenant, welcome_recipients(2))
-    send_id = accepted["bulk_send_id"]
-
-    # Beat and the workers, for longer than the attempts allow.
-    for _ in range(4):
-        bulk_send_drain(send_id)
-        time.sleep(0.05)
-        bulk_sends_reap(now=timezone.now())
-
-    assert max(received(sandbox).per_message().values()) <= 2
-    bulk_send = BulkSend.objects.get(pk=send_id)
-    for message in messages_of(send_id):
-        assert message.status == MessageStatus.FAILED
-        assert message.error_code is not None
-    assert bulk_send.status == BulkSendStatus.FAILED
-    assert assert_counters_exact(bulk_send)["failed_count"] == 2

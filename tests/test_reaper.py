@@ -15,7 +15,7 @@ from bulksend import tasks
 from bulksend.liveness import drain_alive_mark
 from bulksend.models import BulkSend, BulkSendStatus
 from bulksend.reaper import bulk_sends_reap
-from messaging.models import Message, MessageStatus
+from messaging.models import Message, MessageStatus, WebhookProgress
 from tests import factories
 from tests.conftest import Tenant
 from tests.delivery_support import (
@@ -36,6 +36,11 @@ def make_send(tenant: Tenant, **fields: Any) -> BulkSend:
 @override_settings(DELIVERY_CALLBACK_GRACE_SECONDS=30)
 def test_an_expired_lease_goes_back_to_pending_only_after_the_grace(tenant: Tenant) -> None:
     now = timezone.now()
+    # Meta's webhooks for the number have come well past both leases: the evidence that what
+    # is still unsettled after the grace was not taken.
+    WebhookProgress.objects.create(
+        phone_number_id=tenant.number.phone_number_id, latest_status_at=now + timedelta(hours=1)
+    )
     bulk_send = make_send(tenant)
     expired = factories.make_message(
         bulk_send,

@@ -11,6 +11,7 @@ from django.core.management import call_command
 from django.test import Client, override_settings
 from django.utils import timezone
 
+from messaging.models import DeferredStatus
 from tests import meta_payloads as meta
 from webhooks import retention
 from webhooks.models import WebhookEvent
@@ -150,3 +151,28 @@ def test_kept_events_cannot_be_added_or_edited_in_the_admin(operator: Client) ->
     assert response.status_code == 403
     event.refresh_from_db()
     assert event.object_type == "whatsapp_business_account"
+
+
+# --- statuses kept for wamids no message recorded ------------------------------------------------
+
+
+def deferred(hours_ago: float) -> DeferredStatus:
+    row = DeferredStatus.objects.create(
+        wamid=meta.new_wamid(), status="sent", occurred_at=timezone.now()
+    )
+    DeferredStatus.objects.filter(pk=row.pk).update(
+        received_at=timezone.now() - timedelta(hours=hours_ago)
+    )
+    return row
+
+
+def test_statuses_that_never_found_their_message_are_purged_after_their_retention() -> None:
+    stale, older = deferred(49), deferred(24 * 30)
+    fresh = deferred(1)
+
+    with override_settings(DEFERRED_STATUS_RETENTION_HOURS=48):
+        deleted = purge_webhook_events()
+
+    assert deleted == 2
+    assert set(DeferredStatus.objects.values_list("pk", flat=True)) == {fresh.pk}
+    assert not DeferredStatus.objects.filter(pk__in=[stale.pk, older.pk]).exists()

@@ -399,9 +399,8 @@ def test_one_body_with_many_entries_changes_and_statuses_applies_them_all(
     first, first_messages = sent_send(tenant, 3)
     second, second_messages = sent_send(tenant, 3)
     other = factories.make_account(tenant.organization)
-    third, third_messages = meta.send_with_messages(
-        factories.make_number(other), factories.make_template(other), 2
-    )
+    other_number = factories.make_number(other)
+    third, third_messages = meta.send_with_messages(other_number, factories.make_template(other), 2)
     a, b, c = (wamid_of(m) for m in first_messages)
     d, e, f = (wamid_of(m) for m in second_messages)
     g, h = (wamid_of(m) for m in third_messages)
@@ -417,7 +416,7 @@ def test_one_body_with_many_entries_changes_and_statuses_applies_them_all(
         meta.entry(
             meta.messages_change(
                 [meta.status(g, "read", T0 + 5), meta.status(h, "delivered", T0 + 6)],
-                phone_number_id="999",
+                phone_number_id=other_number.phone_number_id,
             ),
             waba_id=other.waba_id,
         ),

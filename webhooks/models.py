@@ -26,6 +26,9 @@ class WebhookEvent(models.Model):
     deferred = models.PositiveIntegerField(default=0, db_default=0)
     # What the body changed: its messages, templates, numbers, accounts.
     outcome = models.JSONField(default=dict, blank=True, db_default={})
+    # Why the body could not be applied: it is quarantined (out of the applier's queue, kept for
+    # an operator to read and replay) instead of blocking every body after it.
+    error = models.TextField(blank=True, db_default="")
 
     class Meta:
         ordering = ["-received_at"]
@@ -40,3 +43,7 @@ class WebhookEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.received_at:%Y-%m-%d %H:%M:%S} {self.fields or self.object_type}"
+
+    @property
+    def quarantined(self) -> bool:
+        return bool(self.error)

@@ -112,7 +112,7 @@ def _moment(timestamp: int | None) -> datetime | None:
         return None
 
 
-def _status_event(raw: dict[str, Any]) -> StatusEvent | None:
+def _status_event(raw: dict[str, Any], phone_number_id: str) -> StatusEvent | None:
     wamid, status = raw.get("id"), raw.get("status")
     occurred_at = _moment(_int(raw.get("timestamp")))
     if status not in APPLICABLE or occurred_at is None:
@@ -129,13 +129,19 @@ def _status_event(raw: dict[str, Any]) -> StatusEvent | None:
         error_code=code,
         error_message=message,
         message_ref=message_id_from_callback_data(callback if isinstance(callback, str) else None),
+        phone_number_id=phone_number_id,
     )
 
 
 def _read_change(payload: Payload, waba_id: str, kind: str, value: dict[str, Any]) -> None:
     if kind == "messages":
+        metadata = value.get("metadata")
+        # Without the number it is about, an event can prove it owns no message: "" owns none.
+        number = _text(metadata.get("phone_number_id"), 64) if isinstance(metadata, dict) else None
         payload.statuses.extend(
-            event for raw in _dicts(value.get("statuses")) if (event := _status_event(raw))
+            event
+            for raw in _dicts(value.get("statuses"))
+            if (event := _status_event(raw, number or ""))
         )
         payload.inbound_messages += len(_dicts(value.get("messages")))
     elif kind == "message_template_status_update":

@@ -7,22 +7,34 @@ yet, oldest first, and applies their statuses together in one `statuses_apply`, 
 single-status POSTs costs a few statements per batch rather than per POST. Beat runs it too, so
 a body whose applier died is applied within seconds. Every change is idempotent: applying a body
 twice (a crash between applying and marking it) changes nothing the second time.
+
+A body that cannot be applied (a value no column can hold, a bug) is quarantined with its
+error: marked with it and taken out of the queue, so it never blocks the bodies after it; an
+operator reads it in the admin and replays it once the cause is fixed.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from django.db import connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
+from messaging.delivery import webhook_progress_record
 from messaging.status import StatusOutcome, statuses_apply
 from templates_app import meta_updates
 from webhooks.models import WebhookEvent
 from webhooks.payload import Payload, payload_read
 
+logger = logging.getLogger(__name__)
+
+# Statuses applied per statement batch: bodies are grouped up to this many statuses, and one body
+# with more is applied in slices of it, so no transaction takes unbounded per-wamid locks.
+STATUS_SLICE = 1_000
+QUARANTINE_ERROR_LENGTH = 2_000
 # Bodies applied per transaction: big enough to amortize the statements over a burst, small
 # enough to keep each transaction short.
 APPLY_BATCH_SIZE = 500
@@ -123,11 +135,7 @@ def _outcome(read: _Read, statuses: StatusOutcome) -> dict[str, Any]:
     return outcome
 
 
-def webhook_events_apply(events: list[WebhookEvent]) -> StatusOutcome:
-    """Apply `events` (bodies not applied yet) together and record what each one changed."""
-    reads = [_read(event) for event in events]
-    statuses = statuses_apply([status for read in reads for status in read.payload.statuses])
-    outcomes = [_outcome(read, statuses) for read in reads]
+def _mark_applied(reads: list[_Read], outcomes: list[dict[str, Any]]) -> None:
     with connection.cursor() as cursor:
         cursor.execute(
             _MARK_APPLIED_SQL.format(table=WebhookEvent._meta.db_table),
@@ -142,7 +150,88 @@ def webhook_events_apply(events: list[WebhookEvent]) -> StatusOutcome:
                 [orjson.dumps(outcome).decode() for outcome in outcomes],
             ],
         )
+
+
+def _apply_reads(reads: list[_Read]) -> StatusOutcome:
+    """Apply bodies together (one statuses batch) and record what each one changed."""
+    events = [status for read in reads for status in read.payload.statuses]
+    statuses = statuses_apply(events)
+    webhook_progress_record(events, received_at=max(read.event.received_at for read in reads))
+    _mark_applied(reads, [_outcome(read, statuses) for read in reads])
     return statuses
+
+
+def webhook_events_apply(events: list[WebhookEvent]) -> StatusOutcome:
+    """Apply `events` (bodies not applied yet) together and record what each one changed."""
+    return _apply_reads([_read(event) for event in events])
+
+
+def _is_transient(error: Exception) -> bool:
+    """An error of the connection or of concurrency, not of the body: try again later, do not
+    quarantine (a database restarting must not put every body aside)."""
+    if isinstance(error, InterfaceError):
+        return True
+    sqlstate = getattr(error.__cause__, "sqlstate", None) or ""
+    # 08: connection exception; 57P: the server is shutting down; 40: serialization, deadlock.
+    if sqlstate.startswith(("08", "57P", "40")):
+        return True
+    return isinstance(error, OperationalError) and not sqlstate
+
+
+def _quarantine(event: WebhookEvent, error: Exception) -> None:
+    logger.error("Webhook body %s quarantined: %s", event.pk, error)
+    text = f"{type(error).__name__}: {error}".replace("\x00", "")[:QUARANTINE_ERROR_LENGTH]
+    WebhookEvent.objects.filter(pk=event.pk).update(processed_at=timezone.now(), error=text)
+
+
+def _apply_isolating_poison(reads: list[_Read]) -> None:
+    """Apply `reads` together; if that fails, each alone, and quarantine the ones that fail
+    alone. Call it inside a transaction: each try runs in a savepoint."""
+    try:
+        with transaction.atomic():
+            _apply_reads(reads)
+        return
+    except Exception as error:
+        if _is_transient(error):
+            raise
+        if len(reads) == 1:
+            _quarantine(reads[0].event, error)
+            return
+    for read in reads:
+        _apply_isolating_poison([read])
+
+
+def _apply_large(read: _Read) -> None:
+    """One body of more than STATUS_SLICE statuses, a slice per transaction: each slice takes its
+    own per-wamid locks, so tens of thousands of unknown wamids never run PostgreSQL out of lock
+    memory. A crash between slices applies the body again from the start, which is idempotent
+    (at worst an unknown wamid's event is kept twice, and applying it twice changes nothing)."""
+    statuses = read.payload.statuses
+    outcome = StatusOutcome()
+    try:
+        for start in range(0, len(statuses), STATUS_SLICE):
+            with transaction.atomic():
+                events = statuses[start : start + STATUS_SLICE]
+                outcome.merge(statuses_apply(events))
+                webhook_progress_record(events, received_at=read.event.received_at)
+        with transaction.atomic():
+            _mark_applied([read], [_outcome(read, outcome)])
+    except Exception as error:
+        if _is_transient(error):
+            raise
+        _quarantine(read.event, error)
+
+
+def _next_group(reads: list[_Read]) -> list[_Read]:
+    """The oldest bodies whose statuses fit in one slice (at least one body)."""
+    group: list[_Read] = []
+    statuses = 0
+    for read in reads:
+        statuses += len(read.payload.statuses)
+        if group and statuses > STATUS_SLICE:
+            break
+        group.append(read)
+    return group
 
 
 def webhook_events_apply_pending(*, batch_size: int = APPLY_BATCH_SIZE, wait: bool = False) -> int:
@@ -172,18 +261,33 @@ def webhook_events_apply_pending(*, batch_size: int = APPLY_BATCH_SIZE, wait: bo
 
 
 def _apply_batches(batch_size: int) -> int:
+    """Apply the queue oldest first, a group of bodies per transaction. Only the holder of the
+    applier's lock gets here, so reading the queue needs no row locks."""
     applied = 0
     while True:
-        with transaction.atomic():
-            batch = list(
-                WebhookEvent.objects.filter(processed_at__isnull=True)
-                .order_by("id")
-                .select_for_update(skip_locked=True)[:batch_size]
-            )
-            if not batch:
-                return applied
-            webhook_events_apply(batch)
-            applied += len(batch)
+        batch = list(
+            WebhookEvent.objects.filter(processed_at__isnull=True).order_by("id")[:batch_size]
+        )
+        if not batch:
+            return applied
+        reads = [_read(event) for event in batch]
+        while reads:
+            group = _next_group(reads)
+            reads = reads[len(group) :]
+            if len(group[0].payload.statuses) > STATUS_SLICE:
+                _apply_large(group[0])
+            else:
+                with transaction.atomic():
+                    _apply_isolating_poison(group)
+        applied += len(batch)
+
+
+def webhook_events_replay(event_ids: list[int]) -> int:
+    """Put bodies back in the applier's queue (a quarantined one once its cause is fixed) and
+    apply them now; returns how many were queued. Applying again is idempotent."""
+    queued = WebhookEvent.objects.filter(pk__in=event_ids).update(processed_at=None, error="")
+    webhook_events_apply_pending(wait=True)
+    return queued
 
 
 def webhook_process(body: bytes) -> WebhookEvent:

@@ -4,12 +4,15 @@ from celery import shared_task
 from django.conf import settings
 
 from webhooks.processing import webhook_events_apply_pending
-from webhooks.retention import webhook_events_purge
+from webhooks.retention import deferred_statuses_purge, webhook_events_purge
 
 
 @shared_task(name="webhooks.purge_events", ignore_result=True)
 def purge_webhook_events() -> int:
-    return webhook_events_purge(older_than_days=settings.WEBHOOK_EVENT_RETENTION_DAYS)
+    """Kept bodies past their retention, and statuses that never found their message."""
+    return webhook_events_purge(
+        older_than_days=settings.WEBHOOK_EVENT_RETENTION_DAYS
+    ) + deferred_statuses_purge(older_than_hours=settings.DEFERRED_STATUS_RETENTION_HOURS)
 
 
 @shared_task(name="webhooks.apply_pending", ignore_result=True)
