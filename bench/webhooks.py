@@ -147,9 +147,7 @@ class Provisioner:
             waba_id="bench-webhooks-waba", defaults={"organization": self.organization}
         )
         number = PhoneNumber.objects.filter(business_account=self.account).first()
-        self.number = number or factories.make_number(
-            self.account, phone_number_id="bench-webhooks-number"
-        )
+        self.number = number or factories.make_number(self.account, phone_number_id=BENCH_NUMBER_ID)
         template = self.account.templates.filter(name="welcome_message").first()
         self.template = template or factories.make_template(self.account)
 
@@ -231,6 +229,10 @@ def sends_check(sends: list[Send]) -> tuple[int, bool]:
     return delivered, exact
 
 
+# The bench's own number: a status changes only messages of the number it names.
+BENCH_NUMBER_ID = "bench-webhooks-number"
+
+
 def delivered_bodies(wamids: list[str], per_body: int = 1) -> list[tuple[bytes, str]]:
     """Signed bodies of `delivered` statuses, `per_body` wamids each, shaped as Meta sends them."""
     from tests import meta_payloads as meta
@@ -241,7 +243,7 @@ def delivered_bodies(wamids: list[str], per_body: int = 1) -> list[tuple[bytes, 
             meta.status(wamid, "delivered", meta.T0 + 60, recipient_id=f"549111{n:07d}")
             for n, wamid in enumerate(wamids[start : start + per_body], start)
         ]
-        body = meta.encode(meta.statuses_notification(*statuses))
+        body = meta.encode(meta.statuses_notification(*statuses, phone_number_id=BENCH_NUMBER_ID))
         bodies.append((body, meta.signature(body, APP_SECRET)))
     return bodies
 

@@ -224,9 +224,14 @@ def notification(*entries: dict[str, Any]) -> dict[str, Any]:
     return {"object": OBJECT_TYPE, "entry": list(entries)}
 
 
-def statuses_notification(*statuses: dict[str, Any], waba_id: str = WABA_ID) -> dict[str, Any]:
-    """The common case: one entry, one `messages` change, these statuses."""
-    return notification(entry(messages_change(statuses), waba_id=waba_id))
+def statuses_notification(
+    *statuses: dict[str, Any], waba_id: str = WABA_ID, phone_number_id: str = PHONE_NUMBER_ID
+) -> dict[str, Any]:
+    """The common case: one entry, one `messages` change, these statuses, from the number that
+    sent the messages (a status changes only messages of the number it names)."""
+    return notification(
+        entry(messages_change(statuses, phone_number_id=phone_number_id), waba_id=waba_id)
+    )
 
 
 def encode(document: Any) -> bytes:

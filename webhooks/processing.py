@@ -247,17 +247,23 @@ def webhook_events_apply_pending(*, batch_size: int = APPLY_BATCH_SIZE, wait: bo
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [APPLIER_LOCK])
         return _apply_batches(batch_size)
+    applied = 0
     with connection.cursor() as cursor:
-        if wait:
-            cursor.execute("SELECT pg_advisory_lock(%s)", [APPLIER_LOCK])
-        else:
-            cursor.execute("SELECT pg_try_advisory_lock(%s)", [APPLIER_LOCK])
-            if not cursor.fetchone()[0]:
-                return 0
-        try:
-            return _apply_batches(batch_size)
-        finally:
-            cursor.execute("SELECT pg_advisory_unlock(%s)", [APPLIER_LOCK])
+        while True:
+            if wait:
+                cursor.execute("SELECT pg_advisory_lock(%s)", [APPLIER_LOCK])
+            else:
+                cursor.execute("SELECT pg_try_advisory_lock(%s)", [APPLIER_LOCK])
+                if not cursor.fetchone()[0]:
+                    return applied
+            try:
+                applied += _apply_batches(batch_size)
+            finally:
+                cursor.execute("SELECT pg_advisory_unlock(%s)", [APPLIER_LOCK])
+            # A body stored while the lock was held may have found it taken and left it to us
+            # after our last look: once unlocked, look again, so it never waits for beat.
+            if not WebhookEvent.objects.filter(processed_at__isnull=True).exists():
+                return applied
 
 
 def _apply_batches(batch_size: int) -> int:
