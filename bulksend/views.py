@@ -31,9 +31,12 @@ from mindo.exceptions import ContractError
 from mindo.pagination import PageNumberPagination
 from mindo.schema import DETAIL_BODY, ERROR_BODY
 from mindo.tenancy import request_api_key, request_organization
+from mindo.throttling import SEND_SCOPE
 
 
 class SendBulkView(APIView):
+    throttle_scope = SEND_SCOPE
+
     @extend_schema(
         operation_id="send_bulk",
         request=SendBulkRequestSerializer,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from rest_framework import exceptions, status
@@ -26,6 +27,17 @@ class RequestTooLarge(exceptions.APIException):
     default_code = "request_too_large"
 
 
+def throttled_response(wait: float | None) -> Response:
+    """429 with the seconds until the key's next window, in the body and in `Retry-After`."""
+    seconds = max(1, math.ceil(wait or 0))  # never 0: the next window has to have begun
+    response = Response(
+        {"error": f"Demasiadas solicitudes. Intente nuevamente en {seconds} segundos."},
+        status=status.HTTP_429_TOO_MANY_REQUESTS,
+    )
+    response["Retry-After"] = str(seconds)
+    return response
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
         response = Response(UNAUTHENTICATED_BODY, status=status.HTTP_401_UNAUTHORIZED)
@@ -33,6 +45,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         return response
     if isinstance(exc, ContractError):
         return Response({"error": exc.message}, status=exc.status_code)
+    if isinstance(exc, exceptions.Throttled):
+        return throttled_response(getattr(exc, "wait", None))  # the stubs lack `wait`
     # Imported here: rest_framework.views loads the parser classes, and mindo.parsers needs this
     # module, so a module-level import would be circular for whoever imports this module first.
     from rest_framework.views import exception_handler as drf_exception_handler
