@@ -6,12 +6,13 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import User
 from django.utils import timezone
 from rest_framework.test import APIClient
 
 from bulksend.models import BulkSend
-from mindo.api_keys import api_key_generate
-from mindo.models import ApiKey
+from mindo.api_keys import api_key_authenticate, api_key_generate
+from mindo.models import ApiKey, Membership
 from tests import factories
 from tests.conftest import Tenant
 
@@ -109,6 +110,48 @@ def test_it_answers_401_for_a_revoked_key(
 
     assert_unauthenticated(call(tenant.client, endpoint, bulk_send))
     assert BulkSend.objects.count() == 1
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
+def test_it_answers_401_for_the_key_of_a_deactivated_user(
+    tenant: Tenant, bulk_send: BulkSend, endpoint: str
+) -> None:
+    User.objects.filter(pk=tenant.api_key.user_id).update(is_active=False)
+
+    assert_unauthenticated(call(tenant.client, endpoint, bulk_send))
+    assert BulkSend.objects.count() == 1
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
+def test_it_answers_401_for_the_key_of_a_user_removed_from_its_organization(
+    tenant: Tenant, bulk_send: BulkSend, endpoint: str
+) -> None:
+    Membership.objects.filter(user_id=tenant.api_key.user_id).delete()
+
+    assert_unauthenticated(call(tenant.client, endpoint, bulk_send))
+    assert BulkSend.objects.count() == 1
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
+def test_it_answers_401_for_the_key_of_a_user_moved_to_another_organization(
+    tenant: Tenant, other_tenant: Tenant, bulk_send: BulkSend, endpoint: str
+) -> None:
+    Membership.objects.filter(user_id=tenant.api_key.user_id).update(
+        organization=other_tenant.organization
+    )
+
+    assert_unauthenticated(call(tenant.client, endpoint, bulk_send))
+    assert BulkSend.objects.count() == 1
+
+
+def test_it_checks_a_key_its_user_and_the_membership_in_one_query(
+    tenant: Tenant, django_assert_num_queries: Any
+) -> None:
+    # A key used just now is not written again (see the last_used_at tests below).
+    ApiKey.objects.filter(pk=tenant.api_key.pk).update(last_used_at=timezone.now())
+
+    with django_assert_num_queries(1):
+        assert api_key_authenticate(tenant.raw_key) == tenant.api_key
 
 
 def test_it_answers_401_for_a_key_that_differs_only_after_its_lookup_prefix(
