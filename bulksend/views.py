@@ -45,7 +45,7 @@ class SendBulkView(APIView):
             400: OpenApiResponse(description="Field errors by name (and recipient index)."),
             401: ERROR_BODY,
             404: ERROR_BODY,
-            413: DETAIL_BODY,
+            413: ERROR_BODY,
         },
     )
     def post(self, request: Request) -> Response:

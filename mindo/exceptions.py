@@ -34,9 +34,11 @@ class ContractError(exceptions.APIException):
         self.message = message
 
 
-class RequestTooLarge(exceptions.APIException):
-    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
-    default_code = "request_too_large"
+class RequestTooLarge(ContractError):
+    """413, in the `{"error": "..."}` shape of the contract's own errors."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
 
 
 def throttled_response(wait: float | None) -> Response:

@@ -57,6 +57,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "mindo.middleware.ApiErrorMiddleware",
+    "mindo.middleware.ApiRequestBodyMiddleware",
 ]
 
 ROOT_URLCONF = "mindo.urls"
