@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -112,33 +113,30 @@ def test_it_answers_401_for_a_revoked_key(
     assert BulkSend.objects.count() == 1
 
 
-@pytest.mark.parametrize("endpoint", ENDPOINTS)
-def test_it_answers_401_for_the_key_of_a_deactivated_user(
-    tenant: Tenant, bulk_send: BulkSend, endpoint: str
-) -> None:
+def deactivate_user(tenant: Tenant, other_tenant: Tenant) -> None:
     User.objects.filter(pk=tenant.api_key.user_id).update(is_active=False)
 
-    assert_unauthenticated(call(tenant.client, endpoint, bulk_send))
-    assert BulkSend.objects.count() == 1
 
-
-@pytest.mark.parametrize("endpoint", ENDPOINTS)
-def test_it_answers_401_for_the_key_of_a_user_removed_from_its_organization(
-    tenant: Tenant, bulk_send: BulkSend, endpoint: str
-) -> None:
+def remove_membership(tenant: Tenant, other_tenant: Tenant) -> None:
     Membership.objects.filter(user_id=tenant.api_key.user_id).delete()
 
-    assert_unauthenticated(call(tenant.client, endpoint, bulk_send))
-    assert BulkSend.objects.count() == 1
 
-
-@pytest.mark.parametrize("endpoint", ENDPOINTS)
-def test_it_answers_401_for_the_key_of_a_user_moved_to_another_organization(
-    tenant: Tenant, other_tenant: Tenant, bulk_send: BulkSend, endpoint: str
-) -> None:
+def move_membership(tenant: Tenant, other_tenant: Tenant) -> None:
     Membership.objects.filter(user_id=tenant.api_key.user_id).update(
         organization=other_tenant.organization
     )
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
+@pytest.mark.parametrize("lose_user", [deactivate_user, remove_membership, move_membership])
+def test_it_answers_401_for_a_key_whose_user_is_inactive_or_left_its_organization(
+    tenant: Tenant,
+    other_tenant: Tenant,
+    bulk_send: BulkSend,
+    endpoint: str,
+    lose_user: Callable[[Tenant, Tenant], None],
+) -> None:
+    lose_user(tenant, other_tenant)
 
     assert_unauthenticated(call(tenant.client, endpoint, bulk_send))
     assert BulkSend.objects.count() == 1
