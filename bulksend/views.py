@@ -46,6 +46,7 @@ class SendBulkView(APIView):
             401: ERROR_BODY,
             404: ERROR_BODY,
             413: ERROR_BODY,
+            429: ERROR_BODY,
         },
     )
     def post(self, request: Request) -> Response:
