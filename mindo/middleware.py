@@ -17,6 +17,7 @@ logger = logging.getLogger(__name__)
 API_PREFIX = "/api/"
 # How much of an unread body is drained, in API_MAX_BODY_BYTES (see ApiRequestBodyMiddleware).
 DRAIN_LIMIT_FACTOR = 2
+MALFORMED_CHUNKED_BODY = "Malformed chunked request body."
 
 
 def api_error_response(
@@ -66,11 +67,19 @@ class ApiRequestBodyMiddleware:
             return self.get_response(request)
         chunked = request_is_chunked(request.META)
         if chunked:
-            body = wsgi_body_read(request.META, limit=settings.API_MAX_BODY_BYTES)
+            try:
+                body = wsgi_body_read(request.META, limit=settings.API_MAX_BODY_BYTES)
+            # The server's own errors (gunicorn's for a bad chunk size, say) have no common base.
+            except Exception as error:
+                logger.info("Unreadable chunked body for %s: %r", request.path, error)
+                return JsonResponse({"detail": MALFORMED_CHUNKED_BODY}, status=400)
             # What Django does itself once it has read `request.body`: a stream over the bytes.
             request._stream = io.BytesIO(body)
             request.META["CONTENT_LENGTH"] = str(len(body))
         response = self.get_response(request)
         unread = request.META["wsgi.input"] if chunked else request
-        stream_drain(unread, DRAIN_LIMIT_FACTOR * settings.API_MAX_BODY_BYTES)
+        try:
+            stream_drain(unread, DRAIN_LIMIT_FACTOR * settings.API_MAX_BODY_BYTES)
+        except Exception as error:  # the client went away: the answer is all it would have got
+            logger.info("Could not read the rest of the body for %s: %r", request.path, error)
         return response

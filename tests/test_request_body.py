@@ -41,12 +41,15 @@ def server(gunicorn: GunicornProcess, transactional_db: None, tenant: Tenant) ->
     return gunicorn
 
 
-def raw_post(server: GunicornProcess, tenant: Tenant, body: bytes) -> tuple[bytes, bytes]:
-    """POST `body` with its Content-Length over a plain socket; the answer's status line and
-    body. A reset while sending or reading raises ConnectionError (or BrokenPipeError)."""
+def raw_post(
+    server: GunicornProcess, tenant: Tenant, body: bytes, *, framing: str = ""
+) -> tuple[bytes, bytes]:
+    """POST `body` over a plain socket, framed by its Content-Length unless `framing` says
+    otherwise; the answer's status line and body. A reset while sending or reading raises
+    ConnectionError (or BrokenPipeError)."""
     head = (
         f"POST {SEND_PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-API-Key: {tenant.raw_key}\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        f"Content-Type: application/json\r\n{framing or f'Content-Length: {len(body)}'}\r\n"
         "Connection: close\r\n\r\n"
     ).encode()
     with socket.create_connection(("127.0.0.1", server.port), timeout=60) as sock:
@@ -115,3 +118,12 @@ def test_a_chunked_body_over_the_limit_gets_413(server: GunicornProcess, tenant:
 
     assert (status, answer) == (413, TOO_LARGE)
     assert BulkSend.objects.count() == 0
+
+
+def test_a_malformed_chunked_body_gets_400(server: GunicornProcess, tenant: Tenant) -> None:
+    body = b"zz\r\n{}\r\n0\r\n\r\n"  # `zz` is no chunk size
+
+    status_line, answer = raw_post(server, tenant, body, framing="Transfer-Encoding: chunked")
+
+    assert status_line == b"HTTP/1.1 400 Bad Request"
+    assert json.loads(answer) == {"detail": "Malformed chunked request body."}
