@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from bulksend.models import BulkSend, BulkSendStatus
 from messaging.models import Message, MessageStatus
+from mindo.query_params import PositiveIntegerFilter
 
 
 def _day_start(day: date) -> datetime:
@@ -18,7 +19,7 @@ class BulkSendFilter(django_filters.FilterSet):
     """Dates are whole days in UTC and both bounds include their day."""
 
     status = django_filters.ChoiceFilter(choices=BulkSendStatus.choices)
-    template = django_filters.NumberFilter(field_name="template_id")
+    template = PositiveIntegerFilter(field_name="template_id")
     created_after = django_filters.DateFilter(method="filter_created_after")
     created_before = django_filters.DateFilter(method="filter_created_before")
 

@@ -31,9 +31,12 @@ from mindo.exceptions import ContractError
 from mindo.pagination import PageNumberPagination
 from mindo.schema import DETAIL_BODY, ERROR_BODY
 from mindo.tenancy import request_api_key, request_organization
+from mindo.throttling import SEND_SCOPE
 
 
 class SendBulkView(APIView):
+    throttle_scope = SEND_SCOPE
+
     @extend_schema(
         operation_id="send_bulk",
         request=SendBulkRequestSerializer,
@@ -42,7 +45,8 @@ class SendBulkView(APIView):
             400: OpenApiResponse(description="Field errors by name (and recipient index)."),
             401: ERROR_BODY,
             404: ERROR_BODY,
-            413: DETAIL_BODY,
+            413: ERROR_BODY,
+            429: ERROR_BODY,
         },
     )
     def post(self, request: Request) -> Response:

@@ -10,6 +10,8 @@ from messaging.models import Contact, Message
 from mindo.exceptions import ContractError
 from mindo.models import Organization
 
+WAMID_MAX_LENGTH: int = Message._meta.get_field("wamid").max_length or 255
+
 
 @dataclass(frozen=True, slots=True)
 class MessageLookup:
@@ -20,10 +22,11 @@ class MessageLookup:
 
 def message_get_by_wamid(*, organization: Organization, wamid: str) -> MessageLookup:
     """The message with `wamid`: 404 when nobody has it, 403 when another organization does."""
-    # PostgreSQL text cannot hold NUL, so no wamid has one: answer without asking the database.
+    # PostgreSQL text cannot hold NUL and the column holds 255 characters, so no wamid has a NUL
+    # or is longer: answer without asking the database.
     message = (
         None
-        if "\x00" in wamid
+        if "\x00" in wamid or len(wamid) > WAMID_MAX_LENGTH
         else Message.objects.select_related("bulk_send", "bulk_send__template")
         .filter(wamid=wamid)
         .first()

@@ -35,10 +35,14 @@ def api_key_create(*, organization: Organization, user: User, name: str) -> tupl
 
 
 def api_key_authenticate(raw_key: str) -> ApiKey | None:
-    """The active key matching `raw_key`, or None. Touches `last_used_at` at most once a minute."""
+    """The usable key matching `raw_key`, or None. Touches `last_used_at` at most once a minute.
+
+    A key stops working with its user: revoked, the user deactivated, or no longer a member of
+    the key's organization all get the same None (the contract's one 401).
+    """
     if not API_KEY_PATTERN.match(raw_key):
         return None
-    candidates = ApiKey.objects.active().select_related("organization", "user")
+    candidates = ApiKey.objects.usable().select_related("organization", "user")
     for api_key in candidates.filter(lookup=api_key_lookup(raw_key)):
         if api_key.matches(raw_key):
             _touch(api_key)

@@ -17,7 +17,8 @@ class ApiKeyAuthentication(BaseAuthentication):
     """Sets `request.user` to the key's user and `request.auth` to the ApiKey.
 
     A missing key leaves the request anonymous, so the permission check answers 401; an unknown
-    or revoked key fails at once. Both get the contract's one 401 body (see mindo.exceptions).
+    or revoked key, or one whose user is inactive or has left its organization, fails at once.
+    Both get the contract's one 401 body (see mindo.exceptions).
     """
 
     def authenticate(self, request: Request) -> tuple[AbstractBaseUser, ApiKey] | None:

@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import logging
+import math
 from typing import Any
 
+from django.db import InterfaceError, OperationalError
 from rest_framework import exceptions, status
 from rest_framework.response import Response
+
+logger = logging.getLogger(__name__)
 
 UNAUTHENTICATED_BODY = {
     "error": "Este endpoint requiere autenticacion con API Key (header X-API-Key)"
 }
+# Bodies of the errors the contract does not list, in its language and its `{"error"}` shape, so a
+# client never has to parse an HTML page from the API.
+SERVER_ERROR_BODY = {"error": "Error interno del servidor"}
+UNAVAILABLE_BODY = {
+    "error": "Servicio no disponible temporalmente. Intente nuevamente en unos segundos."
+}
+# What the database driver raises when PostgreSQL cannot be reached or the connection broke.
+DATABASE_UNAVAILABLE_ERRORS = (OperationalError, InterfaceError)
 
 
 class ContractError(exceptions.APIException):
@@ -21,9 +34,22 @@ class ContractError(exceptions.APIException):
         self.message = message
 
 
-class RequestTooLarge(exceptions.APIException):
-    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
-    default_code = "request_too_large"
+class RequestTooLarge(ContractError):
+    """413, in the `{"error": "..."}` shape of the contract's own errors."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+
+
+def throttled_response(wait: float | None) -> Response:
+    """429 with the seconds until the key's next window, in the body and in `Retry-After`."""
+    seconds = max(1, math.ceil(wait or 0))  # never 0: the next window has to have begun
+    response = Response(
+        {"error": f"Demasiadas solicitudes. Intente nuevamente en {seconds} segundos."},
+        status=status.HTTP_429_TOO_MANY_REQUESTS,
+    )
+    response["Retry-After"] = str(seconds)
+    return response
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
@@ -33,8 +59,22 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         return response
     if isinstance(exc, ContractError):
         return Response({"error": exc.message}, status=exc.status_code)
+    if isinstance(exc, exceptions.Throttled):
+        return throttled_response(getattr(exc, "wait", None))  # the stubs lack `wait`
     # Imported here: rest_framework.views loads the parser classes, and mindo.parsers needs this
     # module, so a module-level import would be circular for whoever imports this module first.
     from rest_framework.views import exception_handler as drf_exception_handler
+    from rest_framework.views import set_rollback
 
-    return drf_exception_handler(exc, context)
+    handled = drf_exception_handler(exc, context)
+    if handled is not None:
+        return handled
+    # Not an API exception: DRF would re-raise it and Django answer its HTML 500 page.
+    set_rollback()
+    request = context.get("request")
+    path = request.path if request is not None else "?"
+    if isinstance(exc, DATABASE_UNAVAILABLE_ERRORS):
+        logger.error("The database is unavailable for %s: %s", path, exc)
+        return Response(UNAVAILABLE_BODY, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+    logger.error("Unhandled error in %s", path, exc_info=exc)
+    return Response(SERVER_ERROR_BODY, status=status.HTTP_500_INTERNAL_SERVER_ERROR)

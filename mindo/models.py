@@ -55,6 +55,14 @@ class ApiKeyQuerySet(models.QuerySet["ApiKey"]):
     def active(self) -> ApiKeyQuerySet:
         return self.filter(revoked_at__isnull=True)
 
+    def usable(self) -> ApiKeyQuerySet:
+        """Keys that may authenticate: not revoked, their user active and still a member of the
+        key's organization. Joins, so checking a key stays one query."""
+        return self.active().filter(
+            user__is_active=True,
+            user__membership__organization_id=models.F("organization_id"),
+        )
+
 
 class ApiKey(models.Model):
     """A client's credential. Only the hash of the key is stored; it is shown once, at creation."""

@@ -3,10 +3,40 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.paginator import Paginator
 from rest_framework import pagination
+from rest_framework.exceptions import ValidationError
+from rest_framework.request import Request
+
+from mindo.query_params import positive_int_parse
+
+
+def _query_int(request: Request, name: str) -> int | None:
+    """The positive whole number in `?name=`, None when absent or empty, 400 naming it if bad."""
+    text = request.query_params.get(name)
+    if not text:
+        return None
+    try:
+        return positive_int_parse(text)
+    except ValueError as error:
+        raise ValidationError({name: [str(error)]}) from None
 
 
 class PageNumberPagination(pagination.PageNumberPagination):
     page_size = 20
     page_size_query_param = "page_size"
     max_page_size = settings.API_PAGE_SIZE_MAX
+
+    # DRF falls back to the default for a page size it cannot read and hands any page string to
+    # the paginator; both are refused here instead, with a 400 naming the parameter.
+    def get_page_size(self, request: Request) -> int:
+        asked = _query_int(request, self.page_size_query_param)
+        if asked is None:
+            return self.page_size
+        # Asking for more than the maximum gets the maximum, as the README documents.
+        return min(asked, self.max_page_size)
+
+    def get_page_number(self, request: Request, paginator: Paginator) -> int:
+        if request.query_params.get(self.page_query_param) in self.last_page_strings:
+            return paginator.num_pages
+        return _query_int(request, self.page_query_param) or 1

@@ -1,4 +1,8 @@
-"""A JSON parser that is fast on large sends and refuses oversized bodies before reading them."""
+"""A JSON parser that is fast on large sends and refuses oversized bodies before reading them.
+
+A chunked body reaches it sized by mindo.middleware.ApiRequestBodyMiddleware, and whatever it
+leaves unread is drained there, so the client receives the 413 rather than a reset.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ from mindo.exceptions import RequestTooLarge
 
 def _too_large() -> RequestTooLarge:
     limit = settings.API_MAX_BODY_BYTES
-    return RequestTooLarge(f"Request body is larger than the maximum of {limit} bytes.")
+    return RequestTooLarge(f"El cuerpo de la solicitud supera el maximo de {limit} bytes")
 
 
 class BoundedJSONParser(BaseParser):

@@ -56,6 +56,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "mindo.middleware.ApiErrorMiddleware",
+    "mindo.middleware.ApiRequestBodyMiddleware",
 ]
 
 ROOT_URLCONF = "mindo.urls"
@@ -107,6 +109,7 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_PAGINATION_CLASS": "mindo.pagination.PageNumberPagination",
+    "DEFAULT_THROTTLE_CLASSES": ["mindo.throttling.ApiKeyRateThrottle"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "mindo.exceptions.exception_handler",
     "UNAUTHENTICATED_USER": None,
@@ -129,6 +132,9 @@ BULK_SEND_MAX_RECIPIENTS = env.int("BULK_SEND_MAX_RECIPIENTS", default=100_000)
 # About 320 bytes a recipient at the maximum, so a full send with long variables still fits.
 API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=32 * 1024 * 1024)
 API_PAGE_SIZE_MAX = env.int("API_PAGE_SIZE_MAX", default=100)
+# Requests per API key (N/s, N/min, N/hour or N/day): POST send-bulk, and everything else.
+API_THROTTLE_SEND_RATE = env.str("API_THROTTLE_SEND_RATE", default="60/min")
+API_THROTTLE_READ_RATE = env.str("API_THROTTLE_READ_RATE", default="1200/min")
 # Writing last_used_at on every request would turn each read into a write.
 API_KEY_LAST_USED_RESOLUTION_SECONDS = env.int("API_KEY_LAST_USED_RESOLUTION_SECONDS", default=60)
 

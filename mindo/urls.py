@@ -14,3 +14,4 @@ urlpatterns = [
 ]
 
 handler404 = "mindo.views.not_found"
+handler500 = "mindo.views.server_error"

@@ -11,3 +11,7 @@ from mindo.settings import *  # noqa: F403
 
 # No collected static files in tests: WhiteNoise would warn on every request.
 MIDDLEWARE = [m for m in MIDDLEWARE if m != "whitenoise.middleware.WhiteNoiseMiddleware"]  # noqa: F405
+
+# Tests call the API far faster than any client may; tests/test_throttling.py lowers these.
+API_THROTTLE_SEND_RATE = "1000000/min"
+API_THROTTLE_READ_RATE = "1000000/min"

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import User
 from django.utils import timezone
 from rest_framework.test import APIClient
 
 from bulksend.models import BulkSend
-from mindo.api_keys import api_key_generate
-from mindo.models import ApiKey
+from mindo.api_keys import api_key_authenticate, api_key_generate
+from mindo.models import ApiKey, Membership
 from tests import factories
 from tests.conftest import Tenant
 
@@ -109,6 +111,45 @@ def test_it_answers_401_for_a_revoked_key(
 
     assert_unauthenticated(call(tenant.client, endpoint, bulk_send))
     assert BulkSend.objects.count() == 1
+
+
+def deactivate_user(tenant: Tenant, other_tenant: Tenant) -> None:
+    User.objects.filter(pk=tenant.api_key.user_id).update(is_active=False)
+
+
+def remove_membership(tenant: Tenant, other_tenant: Tenant) -> None:
+    Membership.objects.filter(user_id=tenant.api_key.user_id).delete()
+
+
+def move_membership(tenant: Tenant, other_tenant: Tenant) -> None:
+    Membership.objects.filter(user_id=tenant.api_key.user_id).update(
+        organization=other_tenant.organization
+    )
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
+@pytest.mark.parametrize("lose_user", [deactivate_user, remove_membership, move_membership])
+def test_it_answers_401_for_a_key_whose_user_is_inactive_or_left_its_organization(
+    tenant: Tenant,
+    other_tenant: Tenant,
+    bulk_send: BulkSend,
+    endpoint: str,
+    lose_user: Callable[[Tenant, Tenant], None],
+) -> None:
+    lose_user(tenant, other_tenant)
+
+    assert_unauthenticated(call(tenant.client, endpoint, bulk_send))
+    assert BulkSend.objects.count() == 1
+
+
+def test_it_checks_a_key_its_user_and_the_membership_in_one_query(
+    tenant: Tenant, django_assert_num_queries: Any
+) -> None:
+    # A key used just now is not written again (see the last_used_at tests below).
+    ApiKey.objects.filter(pk=tenant.api_key.pk).update(last_used_at=timezone.now())
+
+    with django_assert_num_queries(1):
+        assert api_key_authenticate(tenant.raw_key) == tenant.api_key
 
 
 def test_it_answers_401_for_a_key_that_differs_only_after_its_lookup_prefix(

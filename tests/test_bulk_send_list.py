@@ -339,16 +339,14 @@ def test_it_caps_the_page_size_at_100(tenant: Tenant) -> None:
     )
 
 
-@pytest.mark.parametrize("page_size", ["0", "-1", "many"])
-def test_it_uses_the_default_page_size_for_a_meaningless_one(
-    tenant: Tenant, page_size: str
-) -> None:
+def test_it_uses_the_default_page_size_for_an_empty_one(tenant: Tenant) -> None:
     make_sends(tenant, 21)
 
-    assert len(listed(tenant, f"?page_size={page_size}")["results"]) == 20
+    assert len(listed(tenant, "?page_size=&page=")["results"]) == 20
 
 
-@pytest.mark.parametrize("page", ["3", "0", "-1", "two"])
+# A page or page size that is not a positive whole number is a 400 (tests/test_query_params.py).
+@pytest.mark.parametrize("page", ["3", "9223372036854775807"])
 def test_it_answers_404_for_a_page_out_of_range(tenant: Tenant, page: str) -> None:
     make_sends(tenant, 3)
 

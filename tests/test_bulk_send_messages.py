@@ -302,7 +302,7 @@ def test_it_caps_the_page_size_at_100(tenant: Tenant, bulk_send: BulkSend) -> No
     assert len(body["results"]) == 100
 
 
-@pytest.mark.parametrize("page", ["2", "0", "x"])
+@pytest.mark.parametrize("page", ["2", "1000"])
 def test_it_answers_404_for_a_page_out_of_range(
     tenant: Tenant, bulk_send: BulkSend, page: str
 ) -> None:

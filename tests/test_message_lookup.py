@@ -240,6 +240,34 @@ def test_it_answers_404_for_a_wamid_with_a_null_character(tenant: Tenant) -> Non
     assert response.json() == {"error": "Mensaje no encontrado"}
 
 
+@pytest.mark.parametrize(
+    "wamid",
+    [
+        "%0A",
+        "wamid.HBgN%0A",
+        f"{quote(SPEC_WAMID, safe='')}%0A",
+        "%0D%0A",
+        "%0Awamid.HBgN",
+        "%00",
+        "%FF%FE",
+        "%20",
+        "",
+        "w" * 256,
+        "w" * 100_000,
+    ],
+    ids=lambda wamid: wamid if len(wamid) < 40 else f"{len(wamid)}-characters",
+)
+def test_it_answers_the_contract_s_404_for_any_wamid_nobody_has(
+    tenant: Tenant, bulk_send: BulkSend, wamid: str
+) -> None:
+    read_message(bulk_send)
+
+    response = tenant.client.get(f"{BASE}{wamid}/")
+
+    assert response.status_code == 404
+    assert response.json() == {"error": "Mensaje no encontrado"}
+
+
 def test_it_does_not_find_a_wamid_by_a_prefix(tenant: Tenant, bulk_send: BulkSend) -> None:
     read_message(bulk_send)
 

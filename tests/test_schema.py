@@ -116,7 +116,7 @@ def test_it_documents_the_api_key_header(schema: dict[str, Any]) -> None:
 def test_it_documents_the_error_statuses_of_send_bulk(schema: dict[str, Any]) -> None:
     responses = schema["paths"]["/api/v1/meta-templates/send-bulk/"]["post"]["responses"]
 
-    assert {"202", "400", "401", "404"} <= set(responses)
+    assert {"202", "400", "401", "404", "413", "429"} <= set(responses)
 
 
 def test_it_serves_the_swagger_ui(client: Client, db: None) -> None:

@@ -127,7 +127,7 @@ def test_it_rejects_an_oversized_body_with_413(tenant: Tenant) -> None:
     with override_settings(API_MAX_BODY_BYTES=200):
         body = refused(tenant.client, payload(*[recipient(p) for p in phones(3)]), status=413)
 
-    assert body == {"detail": "Request body is larger than the maximum of 200 bytes."}
+    assert body == {"error": "El cuerpo de la solicitud supera el maximo de 200 bytes"}
 
 
 @pytest.mark.parametrize(("spare", "status"), [(0, 202), (-1, 413)])
