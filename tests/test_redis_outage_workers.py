@@ -11,9 +11,6 @@ are ten minutes here: a send that finishes within the test's deadline did not wa
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -21,12 +18,12 @@ from pathlib import Path
 
 import pytest
 import redis
+from django.conf import settings
 
 from bulksend.models import BulkSend, BulkSendStatus
 from messaging.models import Message
 from tests.conftest import Tenant
 from tests.delivery_support import (
-    PROCESS_START_TIMEOUT,
     QUEUE_KEY,
     SandboxProcess,
     assert_counters_exact,
@@ -54,10 +51,14 @@ FINISH_DEADLINE = 120.0
 LOG_TAIL = 3000
 
 
-class CeleryBeat:
-    """`celery beat` with its schedule file in the test's directory."""
+class CeleryBeat(CeleryWorker):
+    """`celery beat`, its schedule file in the test's directory; watched and killed like a
+    worker."""
+
+    ready_line = "beat: Starting..."
 
     def __init__(self, env: dict[str, str], log_dir: Path) -> None:
+        self.name = "beat"
         self.log_path = log_dir / "beat.log"
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
@@ -66,28 +67,12 @@ class CeleryBeat:
                     *("-m", "celery", "-A", "mindo", "beat"),
                     *("--schedule", str(log_dir / "beat-schedule"), "--loglevel", "INFO"),
                 ],
-                cwd=Path(__file__).resolve().parent.parent,
+                cwd=settings.BASE_DIR,
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_ready(self) -> None:
-        def ready() -> bool:
-            assert self.process.poll() is None, f"beat exited:\n{self.log()}"
-            return "beat: Starting..." in self.log()
-
-        wait_for(ready, timeout=PROCESS_START_TIMEOUT, interval=0.1, what="beat")
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=10)
 
 
 @pytest.mark.parametrize("redis_wait", ["rides_out", "gives_back"])
