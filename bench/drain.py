@@ -53,7 +53,7 @@ phases
     Where a drain's time goes: the same unlimited send drained in this process (no Celery, no
     pacing) with the drain's steps wrapped in timers: claim (one UPDATE ... SKIP LOCKED per
     batch), quota admission, building the bodies, the HTTP sends, settling (messaging.status's
-    statement) and the liveness mark in Redis.
+    statement). The liveness mark is a heartbeat in a thread of its own, off the drain's path.
 
 Every subprocess runs in its own process group and is stopped in `finally`; each round is bound
 in time (--round-timeout) and the whole bench by --max-seconds. Nothing is asserted: the tables
@@ -1031,7 +1031,6 @@ def phases_round(*, web: str, meta: str, demo: Demo, body: bytes, size: int) -> 
     patches = {
         "messages_claim": ("claim (UPDATE ... SKIP LOCKED)", False),
         "messages_settle": ("settle (statuses_apply)", False),
-        "drain_alive_mark": ("liveness mark (Redis)", False),
         "bulk_send_start": ("start the send", False),
         "bulk_send_finish_if_done": ("finish the send", False),
     }

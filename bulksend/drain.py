@@ -15,6 +15,11 @@ Each batch:
 3. Settle the batch in one transaction (messaging.delivery), counters by delta.
 4. Stop at once if Meta says the token is invalid (190) or the account is blocked (368): the
    send is halted with the reason, its untried messages stay pending for when it is resumed.
+
+Redis away: the limiter's pacer waits for it (bounded, see `_redis_wait_seconds`) rather than
+failing the batch. Whatever interrupts a batch's sending (Redis away for longer, a bug, a time
+limit), the messages that were never handed to Meta go back to `pending` at once, untried; those
+that were settle by Meta's answers, or as uncertain when none came (`_settle_interrupted`).
 """
 
 from __future__ import annotations
@@ -28,12 +33,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import orjson
+import redis
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Min
 from django.utils import timezone
 
-from bulksend.liveness import drain_alive_clear, drain_alive_mark
+from bulksend.liveness import DrainHeartbeat
 from bulksend.models import BulkSend, BulkSendStatus
 from bulksend.operations import bulk_send_cancel_leftovers
 from bulksend.quota import WINDOW
@@ -49,10 +55,11 @@ from messaging.graph import (
     ErrorClass,
     GraphError,
     SendOutcome,
+    SendProgress,
     SendRequest,
 )
 from messaging.models import Message, MessageStatus, callback_data_for
-from messaging.ratelimit import AsyncPacer, get_rate_limiter
+from messaging.ratelimit import AsyncPacer, LimiterUnavailable, get_rate_limiter
 from templates_app.graph_components import (
     MissingVariableError,
     template_message_body,
@@ -208,7 +215,12 @@ class _Sender:
         self.limiter = get_rate_limiter()
         # A permit is taken right before its request goes out, never banked: the limiter's
         # promise (no 1-s window above the rate) holds for the moments requests leave.
-        self.pacer = AsyncPacer(self.limiter, self.phone_number_id, number.throughput_per_second)
+        self.pacer = AsyncPacer(
+            self.limiter,
+            self.phone_number_id,
+            number.throughput_per_second,
+            redis_wait=_redis_wait_seconds(),
+        )
         self.before_send = self.pacer.wait if settings.DELIVERY_PACING else None
 
     def _request(self, message: ClaimedMessage) -> SendRequest | SendOutcome:
@@ -232,19 +244,90 @@ class _Sender:
             return SendOutcome(None, unsendable)
         return SendRequest(self.phone_number_id, self.access_token, orjson.dumps(body))
 
-    async def send(self, batch: list[ClaimedMessage]) -> list[SendOutcome]:
+    async def send(self, batch: list[ClaimedMessage], progress: SendProgress) -> list[SendOutcome]:
+        """The outcome of each message of `batch`, in order.
+
+        `progress` has a slot per message of the batch; if this raises, it says which were
+        handed to Meta and what came back of them.
+        """
         prepared = [self._request(message) for message in batch]
+        positions = [i for i, item in enumerate(prepared) if isinstance(item, SendRequest)]
         requests = [item for item in prepared if isinstance(item, SendRequest)]
-        answers = iter(
+        sent = SendProgress(len(requests))
+        try:
             await self.client.send_many(
-                requests, settings.DELIVERY_CONCURRENCY, before_send=self.before_send
+                requests,
+                settings.DELIVERY_CONCURRENCY,
+                before_send=self.before_send,
+                progress=sent,
             )
-        )
-        outcomes = [next(answers) if isinstance(item, SendRequest) else item for item in prepared]
+        finally:
+            for index, item in enumerate(prepared):
+                if isinstance(item, SendOutcome):
+                    progress.outcomes[index] = item
+            for index, position in enumerate(positions):
+                progress.handed_over[position] = sent.handed_over[index]
+                progress.outcomes[position] = sent.outcomes[index]
+        outcomes = [outcome for outcome in progress.outcomes if outcome is not None]
         if any(o.error is not None and o.error.code == RATE_LIMIT_HIT for o in outcomes):
             # Meta says this number goes too fast: every worker slows down, not just this one.
-            self.limiter.slow_down(self.phone_number_id, RATE_LIMIT_PAUSE_SECONDS)
+            try:
+                self.limiter.slow_down(self.phone_number_id, RATE_LIMIT_PAUSE_SECONDS)
+            except redis.RedisError as error:
+                logger.warning("Cannot slow number %s down: %s", self.phone_number_id, error)
         return outcomes
+
+
+def _redis_wait_seconds() -> float:
+    """How long a batch waits for an unreachable Redis before giving back what it has not sent.
+
+    At most half a lease: a batch that waited and then sends must finish well inside its lease,
+    or the reaper could hand its messages to another drain while it still sends them.
+    """
+    return float(min(settings.DELIVERY_REDIS_WAIT_SECONDS, settings.DELIVERY_LEASE_SECONDS / 2))
+
+
+def _send_batch(
+    loop: asyncio.AbstractEventLoop, sender: _Sender, batch: list[ClaimedMessage]
+) -> list[SendOutcome] | None:
+    """The batch's outcomes; None if Redis stayed away, what was not sent being back already."""
+    progress = SendProgress(len(batch))
+    try:
+        return loop.run_until_complete(sender.send(batch, progress))
+    except LimiterUnavailable as error:
+        _settle_interrupted(batch, progress, error)
+        return None
+    except BaseException as error:
+        _settle_interrupted(batch, progress, error)
+        raise
+
+
+def _settle_interrupted(
+    batch: list[ClaimedMessage], progress: SendProgress, error: BaseException
+) -> None:
+    """Settle a batch whose sending raised `error` part way.
+
+    Never handed to Meta: back to `pending` now, the attempt not counted (waiting out the lease
+    would only delay them). Handed over: by Meta's answer, or uncertain when none came back.
+    A failure here is logged, not raised over `error`: the leases and the reaper still hold.
+    """
+    now = timezone.now()
+    results = []
+    for message, handed_over, outcome in zip(
+        batch, progress.handed_over, progress.outcomes, strict=True
+    ):
+        if outcome is not None:
+            results.append(_result_for(message, outcome, now))
+        elif handed_over:
+            results.append(DeliveryResult(message.id, Settle.UNCERTAIN))
+        else:
+            results.append(DeliveryResult(message.id, Settle.RELEASE))
+    try:
+        counts = messages_settle(results, now=now)
+    except Exception:
+        logger.exception("Cannot settle the interrupted batch (%s); its leases will", error)
+        return
+    logger.warning("Batch interrupted (%s): settled %s", error, counts)
 
 
 def bulk_send_drain(bulk_send_id: uuid.UUID, *, budget_seconds: float | None = None) -> DrainReport:
@@ -264,7 +347,9 @@ def bulk_send_drain(bulk_send_id: uuid.UUID, *, budget_seconds: float | None = N
     loop = asyncio.new_event_loop()
     client = AsyncGraphClient()
     loop.run_until_complete(client.__aenter__())
+    heartbeat = DrainHeartbeat(bulk_send_id, until=deadline + settings.DELIVERY_LEASE_SECONDS)
     try:
+        heartbeat.start()
         sender = _Sender(bulk_send, client)
         while time.monotonic() < deadline:
             if not BulkSend.objects.filter(
@@ -274,7 +359,6 @@ def bulk_send_drain(bulk_send_id: uuid.UUID, *, budget_seconds: float | None = N
                 # last batch sent back to `pending` after a cancel is cancelled now.
                 bulk_send_cancel_leftovers(bulk_send_id)
                 break
-            drain_alive_mark(bulk_send_id)
             now = timezone.now()
             with transaction.atomic():
                 claimed = messages_claim(
@@ -288,7 +372,11 @@ def bulk_send_drain(bulk_send_id: uuid.UUID, *, budget_seconds: float | None = N
                 break
             if not batch:
                 continue
-            outcomes = loop.run_until_complete(sender.send(batch))
+            outcomes = _send_batch(loop, sender, batch)
+            if outcomes is None:
+                # Redis stayed away: end this drain; the reaper wakes the send once it is back.
+                report.more_work = True
+                break
             now = timezone.now()
             results = [_result_for(m, o, now) for m, o in zip(batch, outcomes, strict=True)]
             report.add(messages_settle(results, now=now))
@@ -305,7 +393,7 @@ def bulk_send_drain(bulk_send_id: uuid.UUID, *, budget_seconds: float | None = N
     finally:
         loop.run_until_complete(client.__aexit__(None, None, None))
         loop.close()
-        drain_alive_clear(bulk_send_id)
+        heartbeat.stop()
     bulk_send_finish_if_done(bulk_send_id)
     report.next_wake_at = _next_wake_at(bulk_send_id)
     return report

@@ -43,4 +43,6 @@ def bulk_sends_reap(*, now: datetime) -> list[str]:
         .values_list("bulk_send_id", flat=True)
         .distinct()
     )
+    # With Redis away a send counts as not drained: waking a second drain of it is safe (claims
+    # skip what another drain holds), leaving it without one is not.
     return [str(bulk_send_id) for bulk_send_id in due if not drain_is_alive(bulk_send_id)]

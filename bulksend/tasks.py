@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
+import redis
 from celery import shared_task
 from django.utils import timezone
+from kombu.exceptions import OperationalError
 
 from bulksend.creation import DRAIN_TASK_NAME
 from bulksend.drain import bulk_send_drain
 from bulksend.reaper import bulk_sends_reap
+
+logger = logging.getLogger(__name__)
 
 # A retry due later than this is left to the reaper rather than to a delayed Celery message,
 # which Redis would redeliver after its visibility timeout.
@@ -23,12 +28,27 @@ def drain_bulk_send(bulk_send_id: str) -> None:
     if report.halted:
         return
     if report.more_work:
-        drain_bulk_send.apply_async(args=(bulk_send_id,))
+        _wake(bulk_send_id)
     elif report.next_wake_at is not None and report.next_wake_at - timezone.now() < SHORT_WAIT:
-        drain_bulk_send.apply_async(args=(bulk_send_id,), eta=report.next_wake_at)
+        _wake(bulk_send_id, eta=report.next_wake_at)
 
 
 @shared_task(name="bulksend.reap", ignore_result=True)
 def reap() -> None:
     for bulk_send_id in bulk_sends_reap(now=timezone.now()):
-        drain_bulk_send.apply_async(args=(bulk_send_id,))
+        _wake(bulk_send_id)
+
+
+def _wake(bulk_send_id: str, *, eta: datetime | None = None) -> None:
+    """Publish a drain of the send; with the broker away, log it and go on.
+
+    A lost wake-up loses nothing: the reaper wakes every send with due messages and no live
+    drain once the broker is back.
+    """
+    try:
+        if eta is None:
+            drain_bulk_send.apply_async(args=(bulk_send_id,))
+        else:
+            drain_bulk_send.apply_async(args=(bulk_send_id,), eta=eta)
+    except (OperationalError, redis.RedisError) as error:
+        logger.warning("Cannot wake send %s, the reaper will: %s", bulk_send_id, error)

@@ -50,6 +50,7 @@ __all__ = [
     "GraphError",
     "GraphRequestError",
     "SendOutcome",
+    "SendProgress",
     "SendRequest",
     "graph_base_url",
     "graph_list_phone_numbers",
@@ -207,6 +208,7 @@ class AsyncGraphClient:
         concurrency: int,
         *,
         before_send: Callable[[], Awaitable[object]] | None = None,
+        progress: SendProgress | None = None,
     ) -> list[SendOutcome]:
         """Send all `requests`, at most `concurrency` at a time; outcomes in the same order.
 
@@ -214,16 +216,29 @@ class AsyncGraphClient:
         in flight exactly like a semaphore would without creating a task per request.
         `before_send`, when given, is awaited by a worker right before each request: the place
         for a rate limiter's `AsyncPacer.wait`, so that a permit is taken when it is used.
+
+        If `before_send` raises, no worker takes another request: those in flight finish, and
+        the error is raised once they have. Whatever is raised, `progress` (when given) tells the
+        caller which requests were handed to Meta and what came back of them.
         """
-        outcomes: list[SendOutcome | None] = [None] * len(requests)
+        progress = progress if progress is not None else SendProgress(len(requests))
         indexes = iter(range(len(requests)))  # shared: next() is atomic between awaits
+        refused: list[Exception] = []
 
         async def worker() -> None:
             for index in indexes:
-                request = requests[index]
+                if refused:
+                    return
                 if before_send is not None:
-                    await before_send()
-                outcomes[index] = await self.send_template(
+                    try:
+                        await before_send()
+                    except Exception as error:
+                        refused.append(error)
+                        return
+                request = requests[index]
+                # From here on Meta may receive it, whatever happens to this task.
+                progress.handed_over[index] = True
+                progress.outcomes[index] = await self.send_template(
                     phone_number_id=request.phone_number_id,
                     access_token=request.access_token,
                     body=request.body,
@@ -233,7 +248,24 @@ class AsyncGraphClient:
         async with asyncio.TaskGroup() as group:
             for _ in range(max(1, min(concurrency, len(requests)))):
                 group.create_task(worker())
-        return [outcome for outcome in outcomes if outcome is not None]
+        if refused:
+            raise refused[0]
+        return [outcome for outcome in progress.outcomes if outcome is not None]
+
+
+class SendProgress:
+    """What `AsyncGraphClient.send_many` did with each of its requests, by index, as it goes.
+
+    A caller whose sending was interrupted reads it to tell the requests that never left (safe
+    to send again at once) from those handed to Meta (which may have accepted them) and those
+    Meta answered.
+    """
+
+    __slots__ = ("handed_over", "outcomes")
+
+    def __init__(self, count: int) -> None:
+        self.handed_over: list[bool] = [False] * count
+        self.outcomes: list[SendOutcome | None] = [None] * count
 
 
 # --- listings, for operators' syncs --------------------------------------------------------------

@@ -28,11 +28,19 @@ lets a call take 1 + floor(tau / T) permits at once: 1 below 337/s, 3 at 1,000/s
 would mean fewer Redis calls at high rates but, for the same window guarantee, a lower average.
 
 `slow_down` moves TAT at least `seconds` ahead: Meta's 130429 says the number went too fast.
+
+Redis away. The pacer rides out an outage: a connection error or timeout is retried with capped
+exponential backoff for up to the pacer's `redis_wait` seconds (a restart takes a few), and only
+past that bound do its waiters get `LimiterUnavailable`, so that the drain gives back at once what
+it has not sent. Nothing is granted while Redis is away. A Redis that restarted empty has
+forgotten the TAT of the permits it granted just before: the first retry comes 1 s + GUARD after
+the first failure, when none of those can share a window with a new permit any more.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -41,9 +49,17 @@ from functools import lru_cache
 import redis
 from django.conf import settings
 
+logger = logging.getLogger(__name__)
+
 TOLERANCE_SECONDS = 0.003
 GUARD_SECONDS = 0.008
 KEY_PREFIX = "mindo:rate:"
+# The limiter's calls block the drain's event loop: a Redis that stopped answering (a lost
+# network rather than a crash, which is refused at once) must not hold it for minutes.
+REDIS_SOCKET_TIMEOUT_SECONDS = 2.0
+# Retrying a Redis that is away: the first pause (see the docstring), then doubled up to the cap.
+OUTAGE_FIRST_PAUSE_SECONDS = 1.0 + GUARD_SECONDS
+OUTAGE_MAX_PAUSE_SECONDS = 2.0
 
 # KEYS[1]: the key. ARGV: rate (permits/s), n (permits wanted, 0 to only slow down),
 # tolerance (us), guard (us), block (us: slow_down's pause, 0 otherwise).
@@ -78,6 +94,10 @@ end
 local wait = math.max(tat - tolerance - now, 0)
 return {granted, math.ceil(wait)}
 """
+
+
+class LimiterUnavailable(Exception):
+    """Redis did not answer the limiter for longer than the pacer was told to wait."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,10 +174,13 @@ class AsyncPacer:
     permit used long after its grant would break the window guarantee.
     """
 
-    def __init__(self, limiter: RateLimiter, key: str, rate: int) -> None:
+    def __init__(
+        self, limiter: RateLimiter, key: str, rate: int, *, redis_wait: float = 0.0
+    ) -> None:
         self.limiter = limiter
         self.key = key
         self.rate = rate
+        self.redis_wait = redis_wait
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._pump_task: asyncio.Task[None] | None = None
 
@@ -177,7 +200,7 @@ class AsyncPacer:
                     self._waiters.popleft()
                 if not self._waiters:
                     break
-                granted = await take(self.limiter, self.key, self.rate, len(self._waiters))
+                granted = await self._take_through_outage(len(self._waiters))
                 while granted and self._waiters:
                     waiter = self._waiters.popleft()
                     if not waiter.done():
@@ -186,7 +209,7 @@ class AsyncPacer:
                 # Let the granted workers send now, before the next (blocking) Redis call: a
                 # permit is only good while its request leaves on time.
                 await asyncio.sleep(0)
-        except Exception as error:  # Redis is away: let the workers see why, not hang
+        except Exception as error:  # Redis is away for too long: let the workers see why
             while self._waiters:
                 waiter = self._waiters.popleft()
                 if not waiter.done():
@@ -194,8 +217,45 @@ class AsyncPacer:
         finally:
             self._pump_task = None
 
+    async def _take_through_outage(self, wanted: int) -> int:
+        """`take`, retrying while Redis is unreachable for up to `redis_wait` seconds in all."""
+        failing_since: float | None = None
+        pause = OUTAGE_FIRST_PAUSE_SECONDS
+        while True:
+            try:
+                granted = await take(self.limiter, self.key, self.rate, wanted)
+            except (redis.ConnectionError, redis.TimeoutError) as error:
+                now = time.monotonic()
+                if failing_since is None:
+                    failing_since = now
+                    logger.warning(
+                        "Rate limiter of %s: Redis is unreachable (%s); waiting up to %s s",
+                        self.key,
+                        error,
+                        self.redis_wait,
+                    )
+                waited = now - failing_since
+                if waited >= self.redis_wait:
+                    raise LimiterUnavailable(
+                        f"Redis did not answer the rate limiter for {waited:.1f} s: {error}"
+                    ) from error
+                await asyncio.sleep(min(pause, self.redis_wait - waited))
+                pause = min(pause * 2, OUTAGE_MAX_PAUSE_SECONDS)
+                continue
+            if failing_since is not None:
+                outage = time.monotonic() - failing_since
+                logger.warning(
+                    "Rate limiter of %s: Redis answers again after %.1f s", self.key, outage
+                )
+            return granted
+
 
 @lru_cache(maxsize=1)
 def get_rate_limiter() -> RateLimiter:
     """The process's limiter on settings.REDIS_URL."""
-    return RateLimiter(redis.Redis.from_url(settings.REDIS_URL))
+    client = redis.Redis.from_url(
+        settings.REDIS_URL,
+        socket_timeout=REDIS_SOCKET_TIMEOUT_SECONDS,
+        socket_connect_timeout=REDIS_SOCKET_TIMEOUT_SECONDS,
+    )
+    return RateLimiter(client)

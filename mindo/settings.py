@@ -152,6 +152,9 @@ DELIVERY_PACING = env.bool("DELIVERY_PACING", default=True)
 DELIVERY_BATCH_SIZE = env.int("DELIVERY_BATCH_SIZE", default=500)
 DELIVERY_CONCURRENCY = env.int("DELIVERY_CONCURRENCY", default=64)
 DELIVERY_LEASE_SECONDS = env.int("DELIVERY_LEASE_SECONDS", default=120)
+# How long a batch waits for an unreachable Redis (the limiter) before giving back what it has
+# not sent; at most half of DELIVERY_LEASE_SECONDS is used.
+DELIVERY_REDIS_WAIT_SECONDS = env.float("DELIVERY_REDIS_WAIT_SECONDS", default=60.0)
 DELIVERY_CALLBACK_GRACE_SECONDS = env.int("DELIVERY_CALLBACK_GRACE_SECONDS", default=60)
 # A message Meta may have taken (no answer came) is sent again only once Meta's webhooks for its
 # number have come past it plus the grace without naming it. With no such evidence it waits this

@@ -56,6 +56,9 @@ class CeleryWorker:
     """One `celery worker` (prefork, one child) in a session of its own, so that killing its
     process group kills the pool child with it."""
 
+    # What its log says once it takes work.
+    ready_line = " ready."
+
     def __init__(self, name: str, env: dict[str, str], log_dir: Path) -> None:
         self.name = name
         self.log_path = log_dir / f"{name}.log"
@@ -95,7 +98,7 @@ class CeleryWorker:
     def wait_ready(self) -> None:
         def ready() -> bool:
             assert self.process.poll() is None, f"worker {self.name} exited:\n{self.log()}"
-            return " ready." in self.log()
+            return self.ready_line in self.log()
 
         wait_for(ready, timeout=PROCESS_START_TIMEOUT, interval=0.1, what=f"worker {self.name}")
 
