@@ -4,12 +4,13 @@ read the body within its limit, check the signature, store, answer."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import Any
 
 from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 
 from mindo.meta_signature import signature_is_valid
+from mindo.request_body import request_is_chunked, stream_drain, stream_read, wsgi_body_read
 from webhooks.processing import NotJson, webhook_store
 
 # Meta's bodies are a few kilobytes; anything far larger is not Meta.
@@ -17,7 +18,6 @@ MAX_BODY_BYTES = 5 * 1024 * 1024
 # A body declared larger than the limit is read (and dropped) up to this much before the 413, so
 # the sender reads our answer instead of a connection reset; past it, the connection just ends.
 DRAIN_BYTES = 2 * MAX_BODY_BYTES
-READ_CHUNK = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,32 +72,17 @@ def _host_allowed(environ: dict[str, Any]) -> bool:
 
 def _body_read(environ: dict[str, Any], limit: int) -> bytes | None:
     """The body, chunked or with a Content-Length; None when it is over `limit` bytes."""
-    stream: BinaryIO = environ["wsgi.input"]
-    if "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
-        # The server decodes the chunks; the body's end is the stream's end.
-        body = _read(stream, limit + 1)
-        if len(body) <= limit:
-            return body
-        _read(stream, DRAIN_BYTES, keep=False)
-        return None
-    declared = environ.get("CONTENT_LENGTH") or "0"
-    if not declared.isdigit():
-        return None
-    length = int(declared)
-    if length > limit:
-        _read(stream, min(length, DRAIN_BYTES), keep=False)
-        return None
-    return _read(stream, length)
-
-
-def _read(stream: BinaryIO, size: int, *, keep: bool = True) -> bytes:
-    parts: list[bytes] = []
-    left = size
-    while left > 0:
-        part = stream.read(min(left, READ_CHUNK))
-        if not part:
-            break
-        left -= len(part)
-        if keep:
-            parts.append(part)
-    return b"".join(parts)
+    stream = environ["wsgi.input"]
+    if not request_is_chunked(environ):
+        declared = environ.get("CONTENT_LENGTH") or "0"
+        if not declared.isdigit():
+            return None
+        if int(declared) > limit:
+            # Read (and drop) what the sender declared, within a bound, before answering.
+            stream_read(stream, min(int(declared), DRAIN_BYTES))
+            return None
+    body = wsgi_body_read(environ, limit=limit)
+    if len(body) <= limit:
+        return body
+    stream_drain(stream, DRAIN_BYTES)  # chunked: the stream ends where the body does
+    return None
