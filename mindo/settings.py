@@ -47,6 +47,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: load balancers' probes, by IP address too (mindo.health).
+    "mindo.health.HealthProbeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Serves the admin's static files from gunicorn itself, with no web server in front.
     "whitenoise.middleware.WhiteNoiseMiddleware",
