@@ -53,6 +53,8 @@ MIDDLEWARE = [
     # Serves the admin's static files from gunicorn itself, with no web server in front.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # Before CommonMiddleware: `/api/.../send-bulk` is served, not redirected (see the module).
+    "mindo.middleware.ApiSlashMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
