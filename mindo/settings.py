@@ -10,6 +10,8 @@ from pathlib import Path
 import django_stubs_ext
 import environ
 
+from mindo.logging import logging_config
+
 # Lets classes such as ModelAdmin take type parameters at run time, as the type checker wants.
 django_stubs_ext.monkeypatch()
 
@@ -195,10 +197,6 @@ CELERY_BEAT_SCHEDULE = {
     "purge-webhook-events": {"task": "webhooks.purge_events", "schedule": 60 * 60},
 }
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-}
+# `json`: one JSON object per line (mindo.logging), for Django, Celery and gunicorn alike.
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
+LOGGING = logging_config(log_format=LOG_FORMAT, level=env.str("LOG_LEVEL", default="INFO"))
