@@ -41,6 +41,8 @@ from functools import lru_cache
 import redis
 from django.conf import settings
 
+from mindo import metrics
+
 TOLERANCE_SECONDS = 0.003
 GUARD_SECONDS = 0.008
 KEY_PREFIX = "mindo:rate:"
@@ -161,6 +163,7 @@ class AsyncPacer:
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._pump_task: asyncio.Task[None] | None = None
 
+    @metrics.observe_seconds(metrics.LIMITER_WAIT_SECONDS)
     async def wait(self) -> None:
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)

@@ -5,6 +5,7 @@ Every variable read here is listed, with its default, in `.env.example` and in t
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import django_stubs_ext
@@ -200,3 +201,19 @@ CELERY_BEAT_SCHEDULE = {
 # `json`: one JSON object per line (mindo.logging), for Django, Celery and gunicorn alike.
 LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
 LOGGING = logging_config(log_format=LOG_FORMAT, level=env.str("LOG_LEVEL", default="INFO"))
+
+# Prometheus metrics at /metrics (mindo.metrics). With several processes (gunicorn workers, Celery
+# children) each writes its samples to files in this directory, emptied before they start, and
+# /metrics adds them up; empty: one process, samples in memory.
+PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
+if not PROMETHEUS_MULTIPROC_DIR:
+    # prometheus_client turns multiprocess mode on when the variable exists at all, even empty.
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+# When set, /metrics wants `Authorization: Bearer <METRICS_TOKEN>`; empty: open to anyone.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# The apps' gauges read from the database at each scrape (mindo.metrics).
+METRICS_DATABASE_COLLECTORS = [
+    "webhooks.metrics.webhook_lag_collect",
+    "bulksend.metrics.pending_collect",
+    "bulksend.metrics.quota_collect",
+]

@@ -19,6 +19,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from messaging.status import StatusOutcome, statuses_apply
+from mindo import metrics
 from templates_app import meta_updates
 from webhooks.models import WebhookEvent
 from webhooks.payload import Payload, payload_read
@@ -183,6 +184,7 @@ def _apply_batches(batch_size: int) -> int:
             if not batch:
                 return applied
             webhook_events_apply(batch)
+            metrics.WEBHOOKS_APPLIED.inc(len(batch))
             applied += len(batch)
 
 

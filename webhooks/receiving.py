@@ -7,6 +7,7 @@ from typing import Any
 
 from django.conf import settings
 
+from mindo import metrics
 from mindo.meta_signature import signature_is_valid
 from webhooks.processing import NotJson, webhook_store
 
@@ -35,4 +36,5 @@ def webhook_receive(body: bytes, signature: str | None) -> Received:
         event_id = webhook_store(body)
     except NotJson as error:
         return Received(400, {"error": f"Body is not JSON: {error}"})
+    metrics.WEBHOOKS_STORED.inc()
     return Received(200, {"received": True, "event_id": event_id})
