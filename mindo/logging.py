@@ -100,4 +100,7 @@ def gunicorn_logging_config(*, log_format: str, level: str) -> dict[str, Any]:
         "gunicorn.error": {"level": level, "handlers": ["console"], "propagate": False},
         "gunicorn.access": {"level": "INFO", "handlers": ["access"], "propagate": False},
     }
+    # Until Django sets LOG_LEVEL up in each worker, only warnings: importing the settings logs
+    # at INFO (django-environ's "no .env"), which Django's own start would never show.
+    config["root"]["level"] = "WARNING"
     return config

@@ -39,6 +39,7 @@ atoms = {"h": "10.0.0.7", "m": "POST", "U": "/api/v1/meta-templates/send-bulk/",
          "r": "POST /api/v1/meta-templates/send-bulk/ HTTP/1.1"}
 logging.getLogger("gunicorn.access").info(gunicorn_conf.access_log_format, atoms)
 logging.getLogger("gunicorn.error").info("Booting worker with pid: %s", 4242)
+logging.getLogger("environ.environ").info("/app/.env not found")  # before Django's setup
 """
 
 
@@ -90,6 +91,7 @@ def test_celery_logs_through_djangos_configuration() -> None:
 
 
 def test_gunicorn_access_lines_carry_the_request_by_field() -> None:
+    # Exactly these two: nothing below WARNING from other loggers before Django sets LOG_LEVEL.
     access, error = run_json_logging(GUNICORN_LINES)
 
     assert access["logger"] == "gunicorn.access"
