@@ -9,6 +9,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
 from django.conf import settings
 
 ROOT = Path(settings.BASE_DIR)
@@ -57,37 +58,47 @@ def test_a_second_up_refuses_to_start_and_leaves_the_running_ones_logs(tmp_path:
     assert not (tmp_path / ".venv").exists(), "the second copy went on to install"
 
 
-def test_it_takes_its_addresses_from_the_environment_then_dot_env(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("dot_env", "environment", "expected"),
+    [
+        pytest.param(
+            None,
+            {},
+            [
+                "DATABASE_URL=postgres://postgres@127.0.0.1:5432/mindo "
+                "(PostgreSQL checked at 127.0.0.1:5432)",
+                "REDIS_URL=redis://127.0.0.1:6379/0 (Redis checked at 127.0.0.1:6379)",
+                "PORT=8000 SANDBOX_PORT=8100 WEB_CONCURRENCY=3",
+            ],
+            id="defaults",
+        ),
+        pytest.param(
+            "# a comment\n"
+            "DATABASE_URL=postgres://mindo@db.internal:6543/mindo\n"
+            'REDIS_URL="redis://cache.internal:6390/4"\n'
+            "PORT=8300\n",
+            {"REDIS_URL": "redis://127.0.0.1:6381/2", "WEB_CONCURRENCY": "5"},
+            [
+                "DATABASE_URL=postgres://mindo@db.internal:6543/mindo "
+                "(PostgreSQL checked at db.internal:6543)",
+                "REDIS_URL=redis://127.0.0.1:6381/2 (Redis checked at 127.0.0.1:6381)",
+                "PORT=8300 SANDBOX_PORT=8100 WEB_CONCURRENCY=5",
+            ],
+            id="environment-then-dot-env",
+        ),
+    ],
+)
+def test_it_takes_its_addresses_from_the_environment_then_dot_env_then_defaults(
+    tmp_path: Path, dot_env: str | None, environment: dict[str, str], expected: list[str]
+) -> None:
     script = dev_copy(tmp_path)
-    (tmp_path / ".env").write_text(
-        "# a comment\n"
-        "DATABASE_URL=postgres://mindo@db.internal:6543/mindo\n"
-        'REDIS_URL="redis://cache.internal:6390/4"\n'
-        "PORT=8300\n"
-    )
-    env = {**base_env(), "REDIS_URL": "redis://127.0.0.1:6381/2", "WEB_CONCURRENCY": "5"}
+    if dot_env is not None:
+        (tmp_path / ".env").write_text(dot_env)
 
-    done = run_dev(script, "config", env=env)
+    done = run_dev(script, "config", env={**base_env(), **environment})
 
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines() == [
-        "DATABASE_URL=postgres://mindo@db.internal:6543/mindo "
-        "(PostgreSQL checked at db.internal:6543)",
-        "REDIS_URL=redis://127.0.0.1:6381/2 (Redis checked at 127.0.0.1:6381)",
-        "PORT=8300 SANDBOX_PORT=8100 WEB_CONCURRENCY=5",
-    ]
-
-
-def test_without_dot_env_it_uses_the_local_defaults(tmp_path: Path) -> None:
-    done = run_dev(dev_copy(tmp_path), "config", env=base_env())
-
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines() == [
-        "DATABASE_URL=postgres://postgres@127.0.0.1:5432/mindo "
-        "(PostgreSQL checked at 127.0.0.1:5432)",
-        "REDIS_URL=redis://127.0.0.1:6379/0 (Redis checked at 127.0.0.1:6379)",
-        "PORT=8000 SANDBOX_PORT=8100 WEB_CONCURRENCY=3",
-    ]
+    assert done.stdout.splitlines() == expected
 
 
 def example_lines() -> tuple[dict[str, str], set[str]]:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from typing import Any
 
 import pytest
 from django.conf import settings
 
 from mindo.logging import logging_config
+from tests.process_support import run_python
 
 # Each runs in a fresh interpreter, so that logging is configured from the environment.
 DJANGO_LINES = """
@@ -53,16 +52,7 @@ def run_json_logging(code: str) -> list[dict[str, Any]]:
         "LOG_FORMAT": "json",
         "LOG_LEVEL": "INFO",
     }
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=settings.BASE_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
+    done = run_python(code, env=env)
     lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
     assert lines, "nothing was logged"
     return [json.loads(line) for line in lines]  # fails on any line that is not JSON

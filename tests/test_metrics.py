@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -27,6 +25,7 @@ from tests.delivery_support import (
     send_bulk,
     welcome_recipients,
 )
+from tests.process_support import run_python
 from webhooks.models import WebhookEvent
 
 METRIC_NAMES = [
@@ -196,21 +195,9 @@ def test_in_multiprocess_mode_a_scrape_adds_up_every_processs_counts(
 ) -> None:
     env = {**process_env(), "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
 
-    def python(code: str, *args: str) -> str:
-        done = subprocess.run(
-            [sys.executable, "-c", code, *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        assert done.returncode == 0, done.stderr
-        return done.stdout
-
-    python(ACCEPT_IN_A_PROCESS, "3")
-    python(ACCEPT_IN_A_PROCESS, "4")
-    exposition = python(SCRAPE_IN_A_PROCESS)
+    run_python(ACCEPT_IN_A_PROCESS, "3", env=env)
+    run_python(ACCEPT_IN_A_PROCESS, "4", env=env)
+    exposition = run_python(SCRAPE_IN_A_PROCESS, env=env).stdout
 
     assert list(tmp_path.glob("counter_*.db")), "no process wrote its samples to the directory"
     samples = parse(exposition)
