@@ -4,21 +4,20 @@ Neither needs an API key. Liveness does no I/O at all, so a slow database never 
 process restarted; readiness asks PostgreSQL and Redis with short timeouts, so a dead dependency
 takes a process out of rotation within a couple of seconds instead of hanging the probe.
 
-Both are answered by a middleware at the head of the chain rather than by the URL configuration:
+Both are answered before Django's host check (mindo.middleware.OperatorPathsMiddleware):
 orchestrators probe a process by its IP address, a Host that DJANGO_ALLOWED_HOSTS rightly does not
-list, and Django's host check (in CommonMiddleware) would answer them 400.
+list.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 
 import redis
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
@@ -83,19 +82,3 @@ def readyz(request: HttpRequest) -> JsonResponse:
         {"status": OK if ready else "unavailable", "checks": checks},
         status=200 if ready else 503,
     )
-
-
-PROBES: dict[str, Callable[[HttpRequest], HttpResponse]] = {"/healthz": healthz, "/readyz": readyz}
-
-
-class HealthProbeMiddleware:
-    """Answers the probes' paths before any other middleware sees the request."""
-
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
-
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        probe = PROBES.get(request.path_info)
-        if probe is not None:
-            return probe(request)
-        return self.get_response(request)

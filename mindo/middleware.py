@@ -1,4 +1,10 @@
-"""API paths answer with or without their trailing slash.
+"""Requests answered differently from what the URL configuration alone would do.
+
+- The operators' endpoints (health probes, metrics) are answered first, whatever the Host:
+  orchestrators and Prometheus reach a process by its IP address, which DJANGO_ALLOWED_HOSTS
+  rightly does not list, and Django's host check (in CommonMiddleware) would answer them 400.
+  None of them builds a URL from the Host, which is what that check protects.
+- API paths answer with or without their trailing slash.
 
 The contract writes `POST /api/v1/meta-templates/send-bulk/`; clients often drop the slash.
 Django's APPEND_SLASH would answer such a request with a redirect, which clients follow with a GET
@@ -14,7 +20,28 @@ from collections.abc import Callable
 from django.http import HttpRequest, HttpResponse
 from django.urls import get_urlconf, is_valid_path
 
+from mindo import health, metrics
+
 API_PREFIX = "/api/"
+
+OPERATOR_PATHS: dict[str, Callable[[HttpRequest], HttpResponse]] = {
+    "/healthz": health.healthz,
+    "/readyz": health.readyz,
+    "/metrics": metrics.metrics_view,
+}
+
+
+class OperatorPathsMiddleware:
+    """Answers the operators' endpoints before any other middleware sees the request."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        view = OPERATOR_PATHS.get(request.path_info)
+        if view is not None:
+            return view(request)
+        return self.get_response(request)
 
 
 class ApiSlashMiddleware:

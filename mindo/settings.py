@@ -52,8 +52,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    # First: load balancers' probes, by IP address too (mindo.health).
-    "mindo.health.HealthProbeMiddleware",
+    # First: health probes and metrics, reached by IP address too (see the module).
+    "mindo.middleware.OperatorPathsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Serves the admin's static files from gunicorn itself, with no web server in front.
     "whitenoise.middleware.WhiteNoiseMiddleware",

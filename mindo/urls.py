@@ -4,8 +4,6 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from mindo import metrics
-
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/meta-templates/", include("bulksend.urls")),
@@ -13,7 +11,6 @@ urlpatterns = [
     path("webhooks/", include("webhooks.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
-    path("metrics", metrics.metrics_view, name="metrics"),
 ]
 
 handler404 = "mindo.views.not_found"

@@ -73,6 +73,14 @@ def test_it_exposes_every_metric_by_name(client: Client, db: None) -> None:
         assert f"# TYPE {name} " in text, name
 
 
+def test_it_answers_a_scrape_by_ip_address(db: None) -> None:
+    # Prometheus reaches a process by its IP address, which DJANGO_ALLOWED_HOSTS does not list.
+    response = Client(HTTP_HOST="10.11.12.13:8000").get("/metrics")
+
+    assert response.status_code == 200
+    assert b"mindo_bulk_sends_accepted_total" in response.content
+
+
 def test_accepting_a_send_counts_the_send_and_its_unique_recipients(
     client: Client, tenant: Tenant
 ) -> None:
