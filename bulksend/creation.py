@@ -27,6 +27,7 @@ from bulksend.recipients import (
     raise_for_recipient_errors,
 )
 from messaging.models import Message
+from mindo import metrics
 from mindo.celery import app as celery_app
 from mindo.exceptions import ContractError
 from mindo.models import Organization
@@ -187,4 +188,5 @@ def bulk_send_create(
         )
         bulk_send.save(update_fields=["quota_overflow", "quota_frees_at", "estimated_time_minutes"])
         transaction.on_commit(lambda: bulk_send_enqueue(bulk_send))
+    metrics.send_accepted(recipients=len(unique))
     return BulkSendAccepted(bulk_send=bulk_send, quota=quota)

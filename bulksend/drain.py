@@ -60,6 +60,7 @@ from messaging.graph import (
 )
 from messaging.models import Message, MessageStatus, callback_data_for
 from messaging.ratelimit import AsyncPacer, LimiterUnavailable, get_rate_limiter
+from mindo import metrics
 from templates_app.graph_components import (
     MissingVariableError,
     template_message_body,
@@ -380,6 +381,7 @@ def bulk_send_drain(bulk_send_id: uuid.UUID, *, budget_seconds: float | None = N
             now = timezone.now()
             results = [_result_for(m, o, now) for m, o in zip(batch, outcomes, strict=True)]
             report.add(messages_settle(results, now=now))
+            metrics.messages_settled(results, outcomes)
             halting = next(
                 (o.error for o in outcomes if o.error and o.error.error_class == ErrorClass.HALT),
                 None,

@@ -42,6 +42,7 @@ from messaging.graph_errors import (
     graph_error_from_response,
     transport_error,
 )
+from mindo import metrics
 
 # The error types are defined next door and re-exported: callers need only this module.
 __all__ = [
@@ -163,6 +164,7 @@ class AsyncGraphClient:
             }
         return headers
 
+    @metrics.observe_seconds(metrics.GRAPH_REQUEST_SECONDS)
     async def send_template(
         self, *, phone_number_id: str, access_token: str, body: dict[str, Any] | bytes
     ) -> SendOutcome:

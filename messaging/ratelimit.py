@@ -49,6 +49,8 @@ from functools import lru_cache
 import redis
 from django.conf import settings
 
+from mindo import metrics
+
 logger = logging.getLogger(__name__)
 
 TOLERANCE_SECONDS = 0.003
@@ -184,6 +186,7 @@ class AsyncPacer:
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._pump_task: asyncio.Task[None] | None = None
 
+    @metrics.observe_seconds(metrics.LIMITER_WAIT_SECONDS)
     async def wait(self) -> None:
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)

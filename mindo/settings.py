@@ -5,10 +5,13 @@ Every variable read here is listed, with its default, in `.env.example` and in t
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import django_stubs_ext
 import environ
+
+from mindo.logging import logging_config
 
 # Lets classes such as ModelAdmin take type parameters at run time, as the type checker wants.
 django_stubs_ext.monkeypatch()
@@ -39,6 +42,8 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_filters",
     "drf_spectacular",
+    # Swagger UI's files, served from this process: /api/docs/ works without internet.
+    "drf_spectacular_sidecar",
     "mindo",
     "templates_app",
     "bulksend",
@@ -47,10 +52,14 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: health probes and metrics, reached by IP address too (see the module).
+    "mindo.paths.OperatorPathsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Serves the admin's static files from gunicorn itself, with no web server in front.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # Before CommonMiddleware: `/api/.../send-bulk` is served, not redirected (see the module).
+    "mindo.paths.ApiSlashMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -125,6 +134,9 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # The contract's limits, documented in the README.
@@ -177,7 +189,8 @@ WEBHOOK_EVENT_RETENTION_DAYS = env.int("WEBHOOK_EVENT_RETENTION_DAYS", default=1
 DEFERRED_STATUS_RETENTION_HOURS = env.int("DEFERRED_STATUS_RETENTION_HOURS", default=48)
 
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
+# REDIS_URL unless set, also when set empty (as a copied .env may leave it).
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="") or REDIS_URL
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -203,10 +216,22 @@ CELERY_BEAT_SCHEDULE = {
     "purge-webhook-events": {"task": "webhooks.purge_events", "schedule": 60 * 60},
 }
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-}
+# `json`: one JSON object per line (mindo.logging), for Django, Celery and gunicorn alike.
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
+LOGGING = logging_config(log_format=LOG_FORMAT, level=env.str("LOG_LEVEL", default="INFO"))
+
+# Prometheus metrics at /metrics (mindo.metrics). With several processes (gunicorn workers, Celery
+# children) each writes its samples to files in this directory, emptied before they start, and
+# /metrics adds them up; empty: one process, samples in memory.
+PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
+if not PROMETHEUS_MULTIPROC_DIR:
+    # prometheus_client turns multiprocess mode on when the variable exists at all, even empty.
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+# When set, /metrics wants `Authorization: Bearer <METRICS_TOKEN>`; empty: open to anyone.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# The apps' gauges read from the database at each scrape (mindo.metrics).
+METRICS_DATABASE_COLLECTORS = [
+    "webhooks.metrics.webhook_lag_collect",
+    "bulksend.metrics.pending_collect",
+    "bulksend.metrics.quota_collect",
+]

@@ -1,13 +1,26 @@
-"""Settings for the test suite: the real services, with Redis on a database of its own."""
+"""Settings for the test suite: the real services, with Redis on a database of its own.
+
+TEST_REDIS_URL names the tests' Redis; by default REDIS_URL's server (from the environment or
+.env) with database 15, so the tests never touch the development queue.
+"""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
+from urllib.parse import urlsplit
 
-os.environ["REDIS_URL"] = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+import environ
+
+TEST_REDIS_DB = 15
+
+environ.Env.read_env(Path(__file__).resolve().parent.parent / ".env", overwrite=False)
+_server = urlsplit(os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0")
+_derived = _server._replace(path=f"/{TEST_REDIS_DB}", query="").geturl()
+os.environ["REDIS_URL"] = os.environ.get("TEST_REDIS_URL") or _derived
 os.environ["CELERY_BROKER_URL"] = os.environ["REDIS_URL"]
 
-from mindo.settings import *  # noqa: F403
+from mindo.settings import *  # noqa: F403, E402
 
 # No collected static files in tests: WhiteNoise would warn on every request.
 MIDDLEWARE = [m for m in MIDDLEWARE if m != "whitenoise.middleware.WhiteNoiseMiddleware"]  # noqa: F405

@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from messaging.delivery import webhook_progress_record
 from messaging.status import StatusOutcome, statuses_apply
+from mindo import metrics
 from templates_app import meta_updates
 from webhooks.models import WebhookEvent
 from webhooks.payload import Payload, payload_read
@@ -285,6 +286,7 @@ def _apply_batches(batch_size: int) -> int:
             else:
                 with transaction.atomic():
                     _apply_isolating_poison(group)
+        metrics.WEBHOOKS_APPLIED.inc(len(batch))
         applied += len(batch)
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 
+from mindo import metrics
 from mindo.meta_signature import signature_is_valid
 from mindo.request_body import request_is_chunked, stream_drain, stream_read, wsgi_body_read
 from webhooks.processing import NotJson, webhook_store
@@ -42,6 +43,7 @@ def webhook_receive(body: bytes, signature: str | None) -> Received:
         event_id = webhook_store(body)
     except NotJson as error:
         return Received(400, {"error": f"Body is not JSON: {error}"})
+    metrics.WEBHOOKS_STORED.inc()
     return Received(200, {"received": True, "event_id": event_id})
 
 

@@ -1,0 +1,125 @@
+"""./dev: one `up` at a time, the addresses of .env and the environment, a complete .env.example."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+ROOT = Path(settings.BASE_DIR)
+# Variables ./dev reads besides the service's own settings.
+DEV_VARIABLES = ["PORT", "SANDBOX_PORT", "WEB_CONCURRENCY"]
+
+
+def dev_copy(tmp_path: Path) -> Path:
+    """The script in a checkout of its own: it works in the folder it lives in."""
+    shutil.copy2(ROOT / "dev", tmp_path / "dev")
+    return tmp_path / "dev"
+
+
+def run_dev(script: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(script), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def base_env() -> dict[str, str]:
+    drop = {"DATABASE_URL", "REDIS_URL", *DEV_VARIABLES}
+    return {key: value for key, value in os.environ.items() if key not in drop}
+
+
+def test_a_second_up_refuses_to_start_and_leaves_the_running_ones_logs(tmp_path: Path) -> None:
+    script = dev_copy(tmp_path)
+    run_dir = tmp_path / ".run"
+    run_dir.mkdir()
+    (run_dir / "up.pid").write_text("4242\n")
+    (run_dir / "worker.log").write_text("the running copy's log\n")
+
+    # The lock the running copy (and its processes) hold.
+    with (run_dir / "up.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        second = run_dev(script, "up", env=base_env())
+
+    assert second.returncode == 1
+    assert "already running" in second.stderr
+    assert "4242" in second.stderr
+    assert (run_dir / "worker.log").read_text() == "the running copy's log\n"
+    assert not (tmp_path / ".venv").exists(), "the second copy went on to install"
+
+
+@pytest.mark.parametrize(
+    ("dot_env", "environment", "expected"),
+    [
+        pytest.param(
+            None,
+            {},
+            [
+                "DATABASE_URL=postgres://postgres@127.0.0.1:5432/mindo "
+                "(PostgreSQL checked at 127.0.0.1:5432)",
+                "REDIS_URL=redis://127.0.0.1:6379/0 (Redis checked at 127.0.0.1:6379)",
+                "PORT=8000 SANDBOX_PORT=8100 WEB_CONCURRENCY=3",
+            ],
+            id="defaults",
+        ),
+        pytest.param(
+            "# a comment\n"
+            "DATABASE_URL=postgres://mindo@db.internal:6543/mindo\n"
+            'REDIS_URL="redis://cache.internal:6390/4"\n'
+            "PORT=8300\n",
+            {"REDIS_URL": "redis://127.0.0.1:6381/2", "WEB_CONCURRENCY": "5"},
+            [
+                "DATABASE_URL=postgres://mindo@db.internal:6543/mindo "
+                "(PostgreSQL checked at db.internal:6543)",
+                "REDIS_URL=redis://127.0.0.1:6381/2 (Redis checked at 127.0.0.1:6381)",
+                "PORT=8300 SANDBOX_PORT=8100 WEB_CONCURRENCY=5",
+            ],
+            id="environment-then-dot-env",
+        ),
+    ],
+)
+def test_it_takes_its_addresses_from_the_environment_then_dot_env_then_defaults(
+    tmp_path: Path, dot_env: str | None, environment: dict[str, str], expected: list[str]
+) -> None:
+    script = dev_copy(tmp_path)
+    if dot_env is not None:
+        (tmp_path / ".env").write_text(dot_env)
+
+    done = run_dev(script, "config", env={**base_env(), **environment})
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == expected
+
+
+def example_lines() -> tuple[dict[str, str], set[str]]:
+    """.env.example's assignments, and the names it only mentions in comments."""
+    active: dict[str, str] = {}
+    commented: set[str] = set()
+    for line in (ROOT / ".env.example").read_text().splitlines():
+        if match := re.match(r"^([A-Z][A-Z0-9_]*)=(.*)$", line):
+            active[match[1]] = match[2]
+        elif match := re.match(r"^#\s*([A-Z][A-Z0-9_]*)=", line):
+            commented.add(match[1])
+    return active, commented
+
+
+def test_dot_env_example_lists_every_variable_and_pins_no_other_broker() -> None:
+    active, commented = example_lines()
+    source = (ROOT / "mindo" / "settings.py").read_text()
+    read_by_settings = set(re.findall(r"env\.\w+\(\s*\"([A-Z][A-Z0-9_]*)\"", source))
+
+    assert read_by_settings | set(DEV_VARIABLES) <= active.keys() | commented
+    # The broker follows REDIS_URL unless set: a value here would stay behind when REDIS_URL
+    # is changed in a copied .env.
+    assert "CELERY_BROKER_URL" not in active
+    assert "CELERY_BROKER_URL" in commented
