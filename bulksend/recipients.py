@@ -18,7 +18,9 @@ from templates_app.components import TemplateButton
 
 # International E.164: a `+`, a country code that does not start with 0, at most 15 digits.
 E164 = re.compile(r"\+[1-9][0-9]{6,14}")
-BUTTON_KEY = re.compile(r"^button_([0-9]{1,2})$")
+# `button_<index>` exactly: no leading zero (button_00 would be a second key for button 0), and
+# used with fullmatch (`$` would also match before a trailing newline).
+BUTTON_KEY = re.compile(r"button_(0|[1-9][0-9]?)")
 
 REQUIRED = "This field is required."
 NOT_A_STRING = "Not a valid string."
@@ -210,7 +212,7 @@ def _button_errors(
 ) -> list[str]:
     problems = []
     for key in given:
-        match = BUTTON_KEY.match(key)
+        match = BUTTON_KEY.fullmatch(key)
         button = buttons.get(int(match.group(1))) if match else None
         if match is None:
             problems.append(f"Invalid key '{key}': use button_0, button_1... by button index.")
