@@ -14,6 +14,7 @@ from typing import Any
 import phonenumbers
 from rest_framework.exceptions import ValidationError
 
+from mindo.parsers import JSONFloat
 from templates_app.components import TemplateButton
 
 # International E.164: a `+`, a country code that does not start with 0, at most 15 digits.
@@ -51,11 +52,23 @@ def _dict_error(value: Any) -> str:
     return f'Expected a dictionary of items but got type "{type(value).__name__}".'
 
 
+class RoundedNumber(Exception):
+    """A value is a float as orjson read it, maybe rounded: parse the body again exactly."""
+
+
 def _text(value: Any) -> str | None:
-    """The parameter as text, or None when it is not text-like (DRF's CharField accepts numbers)."""
+    """The parameter as text, or None when it is not text-like (DRF's CharField accepts numbers).
+
+    A number is sent as the client wrote it: ints are exact, a `JSONFloat` keeps its spelling, and
+    a plain float (orjson's 10.5 for `10.50`) raises RoundedNumber.
+    """
     if isinstance(value, str):
         return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
+    if isinstance(value, JSONFloat):
+        return value.literal
+    if isinstance(value, float):
+        raise RoundedNumber
+    if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     return None
 

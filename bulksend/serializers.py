@@ -10,8 +10,9 @@ from rest_framework import serializers
 
 from bulksend.models import BulkSend
 from bulksend.quota import bulk_send_estimate_minutes
-from bulksend.recipients import Recipient, parse_recipients
+from bulksend.recipients import Recipient, RoundedNumber, parse_recipients
 from messaging.models import Message, in_template_order
+from mindo.parsers import request_data_exact
 
 EMPTY_RECIPIENTS = "recipients es requerido y no puede estar vacio"
 
@@ -45,7 +46,13 @@ class RecipientsField(serializers.Field):
             self.fail("empty")
         if len(data) > settings.BULK_SEND_MAX_RECIPIENTS:
             self.fail("max_length", max_length=settings.BULK_SEND_MAX_RECIPIENTS)
-        recipients, errors = parse_recipients(data)
+        try:
+            recipients, errors = parse_recipients(data)
+        except RoundedNumber:
+            # A variable was a JSON number with a fraction, or too long for 64 bits: read the
+            # body again (slower, so only now) to send it as the client wrote it.
+            data = request_data_exact(self.context["request"])[self.field_name]
+            recipients, errors = parse_recipients(data)
         if errors:
             raise serializers.ValidationError(errors)
         return recipients

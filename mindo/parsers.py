@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import IO, Any
 
@@ -11,6 +12,34 @@ from rest_framework.exceptions import ParseError
 from rest_framework.parsers import BaseParser
 
 from mindo.exceptions import RequestTooLarge
+
+# Where the parser keeps the raw body on the request, for `request_data_exact`.
+RAW_BODY_ATTRIBUTE = "_mindo_raw_json_body"
+
+
+class JSONFloat(float):
+    """A JSON number with a fraction or an exponent that remembers how the client wrote it.
+
+    As a float, orjson reads `10.50` as 10.5 and `12345678901234567890123` (past 64 bits) as
+    1.2345678901234568e+22; a template variable must reach Meta as the client's own text.
+    """
+
+    __slots__ = ("literal",)
+    literal: str
+
+    def __new__(cls, literal: str) -> JSONFloat:
+        number = super().__new__(cls, literal)
+        number.literal = literal
+        return number
+
+
+def request_data_exact(request: Any) -> Any:
+    """The request's JSON body parsed again, with every number exactly as the client wrote it.
+
+    Integers become Python's exact ints, other numbers `JSONFloat`s. The standard library's parser
+    is slower than orjson, so callers come here only when orjson's data held a float.
+    """
+    return json.loads(getattr(request, RAW_BODY_ATTRIBUTE), parse_float=JSONFloat)
 
 
 def _too_large() -> RequestTooLarge:
@@ -37,6 +66,10 @@ class BoundedJSONParser(BaseParser):
         if len(body) > limit:
             raise _too_large()
         try:
-            return orjson.loads(body)
+            data = orjson.loads(body)
         except orjson.JSONDecodeError as error:
             raise ParseError(f"JSON parse error - {error}") from error
+        if request is not None:
+            # Only a reference: kept in case a number must be read again exactly.
+            setattr(request, RAW_BODY_ATTRIBUTE, body)
+        return data
