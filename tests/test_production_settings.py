@@ -53,9 +53,9 @@ def _environment(**variables: str) -> dict[str, str]:
     }
 
 
-def _manage(*args: str, **variables: str) -> subprocess.CompletedProcess[str]:
+def _run(args: list[str], variables: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "manage.py", *args],
+        [sys.executable, *args],
         cwd=ROOT,
         env=_environment(**variables),
         capture_output=True,
@@ -63,6 +63,10 @@ def _manage(*args: str, **variables: str) -> subprocess.CompletedProcess[str]:
         timeout=300,
         check=False,
     )
+
+
+def _manage(*args: str, **variables: str) -> subprocess.CompletedProcess[str]:
+    return _run(["manage.py", *args], variables)
 
 
 @pytest.mark.parametrize(
@@ -118,15 +122,7 @@ def test_development_runs_with_no_configuration() -> None:
 
 def _gunicorn(**variables: str) -> subprocess.CompletedProcess[str]:
     # --check-config loads the application as a worker would, then exits.
-    return subprocess.run(
-        [sys.executable, "-m", "gunicorn", "--check-config", "mindo.wsgi"],
-        cwd=ROOT,
-        env=_environment(**variables),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    return _run(["-m", "gunicorn", "--check-config", "mindo.wsgi"], variables)
 
 
 def test_gunicorn_refuses_to_load_the_application_with_development_secrets() -> None:
