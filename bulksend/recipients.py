@@ -8,6 +8,7 @@ keyed by the recipient's index: `{"recipients": {"3": {"phone": ["..."]}}}`.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -157,16 +158,30 @@ def _phone_problem(phone: Any, checked: dict[str, bool]) -> str | None:
     return None if valid else INVALID_PHONE
 
 
-def parse_recipients(items: list[Any]) -> tuple[list[Recipient], dict[str, Errors]]:
+def _maps(item: dict[str, Any], item_errors: Errors) -> tuple[dict[str, str], dict[str, str]]:
+    variables = _string_map(item.get("variables"), "variables", item_errors)
+    buttons = _string_map(
+        item.get("button_variables"), "button_variables", item_errors, single_item_lists=True
+    )
+    return variables, buttons
+
+
+def parse_recipients(
+    items: list[Any], exact_items: Callable[[], list[Any]] | None = None
+) -> tuple[list[Recipient], dict[str, Errors]]:
     """Check each recipient's shape; return the clean ones and the errors by index.
 
     1. Shape: an object with a string `phone` and optional objects of strings.
     2. Phone: E.164 by pattern first (cheap), then by `phonenumbers` (country and length rules),
        once per distinct phone, so duplicates cost nothing.
+    3. Numbers: a recipient holding a float as orjson read it (maybe rounded) takes its values
+       from `exact_items()`, the same list parsed with exact numbers, asked for once and only
+       then; without it, RoundedNumber is raised.
     """
     recipients: list[Recipient] = []
     errors: dict[str, Errors] = {}
     checked: dict[str, bool] = {}
+    exact: list[Any] | None = None
     for index, item in enumerate(items):
         item_errors: Errors = {}
         if not isinstance(item, dict):
@@ -186,10 +201,15 @@ def parse_recipients(items: list[Any]) -> tuple[list[Recipient], dict[str, Error
                 f"Unknown field(s): {', '.join(unknown)}. "
                 "A recipient takes phone, variables and button_variables."
             ]
-        variables = _string_map(item.get("variables"), "variables", item_errors)
-        buttons = _string_map(
-            item.get("button_variables"), "button_variables", item_errors, single_item_lists=True
-        )
+        try:
+            variables, buttons = _maps(item, item_errors)
+        except RoundedNumber:
+            if exact_items is None:
+                raise
+            exact = exact_items() if exact is None else exact
+            for field in ("variables", "button_variables"):
+                item_errors.pop(field, None)
+            variables, buttons = _maps(exact[index], item_errors)
         if item_errors:
             errors[str(index)] = item_errors
         elif not errors:

@@ -80,6 +80,26 @@ def test_a_float_as_orjson_reads_it_asks_for_the_exact_text() -> None:
         parse_recipients([{"phone": "+5491112345678", "variables": {"1": 10.5}}])
 
 
+def test_a_recipient_holding_a_float_takes_its_values_from_the_exact_items() -> None:
+    items: list[Any] = [
+        {"phone": "+5491112345678", "variables": {"1": "a"}},
+        {
+            "phone": "+5491112345679",
+            "variables": {"1": "b"},
+            "button_variables": {"button_0": [1.5]},
+        },
+    ]
+    exact = [
+        items[0],
+        {**items[1], "button_variables": {"button_0": [JSONFloat("1.50")]}},
+    ]
+
+    recipients, errors = parse_recipients(items, lambda: exact)
+
+    assert errors == {}
+    assert [r.button_variables for r in recipients] == [{}, {"button_0": "1.50"}]
+
+
 def test_it_keeps_errors_by_the_index_of_the_recipient() -> None:
     items: list[Any] = [{"phone": "+5491112345678"}] * 10
     items = [*items[:7], {"phone": "+54 911 1234 5678"}, *items[8:]]
