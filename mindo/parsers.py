@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import IO, Any
 
 import orjson
@@ -33,13 +34,33 @@ class JSONFloat(float):
         return number
 
 
+def _without_collector(parse: Callable[[bytes], Any], body: bytes) -> Any:
+    """`parse(body)` with Python's cycle collector paused.
+
+    Parsed JSON holds no cycle, yet its hundreds of thousands of new containers set off
+    collections that walk every object alive: for a 100,000-recipient body they cost more than
+    the parse itself (measured: 1.2-1.7 s with the collector, 0.6 s without, for orjson).
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return parse(body)
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _loads_exact(body: bytes) -> Any:
+    return json.loads(body, parse_float=JSONFloat)
+
+
 def request_data_exact(request: Any) -> Any:
     """The request's JSON body parsed again, with every number exactly as the client wrote it.
 
     Integers become Python's exact ints, other numbers `JSONFloat`s. The standard library's parser
     is slower than orjson, so callers come here only when orjson's data held a float.
     """
-    return json.loads(getattr(request, RAW_BODY_ATTRIBUTE), parse_float=JSONFloat)
+    return _without_collector(_loads_exact, getattr(request, RAW_BODY_ATTRIBUTE))
 
 
 def _too_large() -> RequestTooLarge:
@@ -66,7 +87,7 @@ class BoundedJSONParser(BaseParser):
         if len(body) > limit:
             raise _too_large()
         try:
-            data = orjson.loads(body)
+            data = _without_collector(orjson.loads, body)
         except orjson.JSONDecodeError as error:
             raise ParseError(f"JSON parse error - {error}") from error
         if request is not None:
