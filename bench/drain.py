@@ -88,6 +88,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script, the project's packages are not on the path
 
 from bench.support import (  # noqa: E402
+    PRODUCTION_ENV,
     Demo,
     django_setup,
     free_port,
@@ -1168,7 +1169,7 @@ def main() -> None:
         "DATABASE_URL": args.database_url,
         "REDIS_URL": args.redis_url,
         "CELERY_BROKER_URL": args.redis_url,
-        "DJANGO_DEBUG": "false",
+        **PRODUCTION_ENV,
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
         "LOG_LEVEL": "WARNING",
     }

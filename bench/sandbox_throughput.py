@@ -152,6 +152,8 @@ async def main(seconds: float, connections: int) -> None:
             f"http://127.0.0.1:{hook_port}/webhooks/meta/",
         ],
         cwd=ROOT,
+        # The sandbox is a development tool: DEBUG on, or its checks refuse the dev secrets.
+        env={**os.environ, "DJANGO_DEBUG": "true"},
     )
     try:
         for _ in range(100):

@@ -16,6 +16,15 @@ import orjson
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = "welcome_message"
+# Production as the benches measure it (DEBUG off) over plain HTTP on the loopback: secrets of
+# their own, since production refuses the development ones, and no redirect to HTTPS.
+PRODUCTION_ENV = {
+    "DJANGO_DEBUG": "false",
+    "DJANGO_SECRET_KEY": "bench-only-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz",
+    "META_APP_SECRET": "bench-only-app-secret-0123456789abcdef",
+    "META_VERIFY_TOKEN": "bench-only-verify-token",
+    "DJANGO_SECURE_SSL_REDIRECT": "false",
+}
 
 
 def run_command(args: list[str], env: dict[str, str], timeout: float = 300) -> str:

@@ -51,10 +51,16 @@ from urllib.parse import urlsplit
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script, the project's packages are not on the path
 
-from bench.support import free_port, print_table, sig3, stop_process_group  # noqa: E402
+from bench.support import (  # noqa: E402
+    PRODUCTION_ENV,
+    free_port,
+    print_table,
+    sig3,
+    stop_process_group,
+)
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/mindo_bench_webhooks"
-APP_SECRET = "bench-webhooks-app-secret"
+APP_SECRET = "bench-webhooks-app-secret-0123456789abcdef"
 VERIFY_TOKEN = "bench-webhooks-verify-token"
 WEBHOOK_PATH = "/webhooks/meta/"
 TARGET_POSTS_PER_SECOND = 1_000
@@ -97,9 +103,9 @@ def server_environment(database_url: str) -> dict[str, str]:
         **os.environ,
         "DATABASE_URL": database_url,
         "DJANGO_SETTINGS_MODULE": "mindo.settings",
+        **PRODUCTION_ENV,
         "META_APP_SECRET": APP_SECRET,
         "META_VERIFY_TOKEN": VERIFY_TOKEN,
-        "DJANGO_DEBUG": "false",
         "LOG_LEVEL": "WARNING",
         "PYTHONWARNINGS": "ignore",  # a missing static directory is no news here
     }

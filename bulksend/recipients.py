@@ -8,17 +8,21 @@ keyed by the recipient's index: `{"recipients": {"3": {"phone": ["..."]}}}`.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import phonenumbers
 from rest_framework.exceptions import ValidationError
 
+from mindo.parsers import JSONFloat
 from templates_app.components import TemplateButton
 
 # International E.164: a `+`, a country code that does not start with 0, at most 15 digits.
 E164 = re.compile(r"\+[1-9][0-9]{6,14}")
-BUTTON_KEY = re.compile(r"^button_([0-9]{1,2})$")
+# `button_<index>` exactly: no leading zero (button_00 would be a second key for button 0), and
+# used with fullmatch (`$` would also match before a trailing newline).
+BUTTON_KEY = re.compile(r"button_(0|[1-9][0-9]?)")
 
 REQUIRED = "This field is required."
 NOT_A_STRING = "Not a valid string."
@@ -49,11 +53,23 @@ def _dict_error(value: Any) -> str:
     return f'Expected a dictionary of items but got type "{type(value).__name__}".'
 
 
+class RoundedNumber(Exception):
+    """A value is a float as orjson read it, maybe rounded: parse the body again exactly."""
+
+
 def _text(value: Any) -> str | None:
-    """The parameter as text, or None when it is not text-like (DRF's CharField accepts numbers)."""
+    """The parameter as text, or None when it is not text-like (DRF's CharField accepts numbers).
+
+    A number is sent as the client wrote it: ints are exact, a `JSONFloat` keeps its spelling, and
+    a plain float (orjson's 10.5 for `10.50`) raises RoundedNumber.
+    """
     if isinstance(value, str):
         return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
+    if isinstance(value, JSONFloat):
+        return value.literal
+    if isinstance(value, float):
+        raise RoundedNumber
+    if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     return None
 
@@ -142,16 +158,30 @@ def _phone_problem(phone: Any, checked: dict[str, bool]) -> str | None:
     return None if valid else INVALID_PHONE
 
 
-def parse_recipients(items: list[Any]) -> tuple[list[Recipient], dict[str, Errors]]:
+def _maps(item: dict[str, Any], item_errors: Errors) -> tuple[dict[str, str], dict[str, str]]:
+    variables = _string_map(item.get("variables"), "variables", item_errors)
+    buttons = _string_map(
+        item.get("button_variables"), "button_variables", item_errors, single_item_lists=True
+    )
+    return variables, buttons
+
+
+def parse_recipients(
+    items: list[Any], exact_items: Callable[[], list[Any]] | None = None
+) -> tuple[list[Recipient], dict[str, Errors]]:
     """Check each recipient's shape; return the clean ones and the errors by index.
 
     1. Shape: an object with a string `phone` and optional objects of strings.
     2. Phone: E.164 by pattern first (cheap), then by `phonenumbers` (country and length rules),
        once per distinct phone, so duplicates cost nothing.
+    3. Numbers: a recipient holding a float as orjson read it (maybe rounded) takes its values
+       from `exact_items()`, the same list parsed with exact numbers, asked for once and only
+       then; without it, RoundedNumber is raised.
     """
     recipients: list[Recipient] = []
     errors: dict[str, Errors] = {}
     checked: dict[str, bool] = {}
+    exact: list[Any] | None = None
     for index, item in enumerate(items):
         item_errors: Errors = {}
         if not isinstance(item, dict):
@@ -171,10 +201,15 @@ def parse_recipients(items: list[Any]) -> tuple[list[Recipient], dict[str, Error
                 f"Unknown field(s): {', '.join(unknown)}. "
                 "A recipient takes phone, variables and button_variables."
             ]
-        variables = _string_map(item.get("variables"), "variables", item_errors)
-        buttons = _string_map(
-            item.get("button_variables"), "button_variables", item_errors, single_item_lists=True
-        )
+        try:
+            variables, buttons = _maps(item, item_errors)
+        except RoundedNumber:
+            if exact_items is None:
+                raise
+            exact = exact_items() if exact is None else exact
+            for field in ("variables", "button_variables"):
+                item_errors.pop(field, None)
+            variables, buttons = _maps(exact[index], item_errors)
         if item_errors:
             errors[str(index)] = item_errors
         elif not errors:
@@ -210,7 +245,7 @@ def _button_errors(
 ) -> list[str]:
     problems = []
     for key in given:
-        match = BUTTON_KEY.match(key)
+        match = BUTTON_KEY.fullmatch(key)
         button = buttons.get(int(match.group(1))) if match else None
         if match is None:
             problems.append(f"Invalid key '{key}': use button_0, button_1... by button index.")

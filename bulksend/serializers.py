@@ -12,6 +12,7 @@ from bulksend.models import BulkSend
 from bulksend.quota import bulk_send_estimate_minutes
 from bulksend.recipients import Recipient, parse_recipients
 from messaging.models import Message, in_template_order
+from mindo.parsers import request_data_exact
 
 EMPTY_RECIPIENTS = "recipients es requerido y no puede estar vacio"
 
@@ -45,7 +46,11 @@ class RecipientsField(serializers.Field):
             self.fail("empty")
         if len(data) > settings.BULK_SEND_MAX_RECIPIENTS:
             self.fail("max_length", max_length=settings.BULK_SEND_MAX_RECIPIENTS)
-        recipients, errors = parse_recipients(data)
+        # Only for a variable that is a JSON number with a fraction, or too long for 64 bits:
+        # the body is read again (slower, so only then) to send it as the client wrote it.
+        recipients, errors = parse_recipients(
+            data, lambda: request_data_exact(self.context["request"])[self.field_name]
+        )
         if errors:
             raise serializers.ValidationError(errors)
         return recipients

@@ -50,7 +50,7 @@ class SendBulkView(APIView):
         },
     )
     def post(self, request: Request) -> Response:
-        serializer = SendBulkRequestSerializer(data=request.data)
+        serializer = SendBulkRequestSerializer(data=request.data, context={"request": request})
         if not serializer.is_valid():
             if serializer.errors == {"recipients": [EMPTY_RECIPIENTS]}:
                 raise ContractError(EMPTY_RECIPIENTS, status.HTTP_400_BAD_REQUEST)

@@ -6,7 +6,9 @@ leaves unread is drained there, so the client receives the 413 rather than a res
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import gc
+import json
+from collections.abc import Callable, Mapping
 from typing import IO, Any
 
 import orjson
@@ -15,6 +17,54 @@ from rest_framework.exceptions import ParseError
 from rest_framework.parsers import BaseParser
 
 from mindo.exceptions import RequestTooLarge
+
+# Where the parser keeps the raw body on the request, for `request_data_exact`.
+RAW_BODY_ATTRIBUTE = "_mindo_raw_json_body"
+
+
+class JSONFloat(float):
+    """A JSON number with a fraction or an exponent that remembers how the client wrote it.
+
+    As a float, orjson reads `10.50` as 10.5 and `12345678901234567890123` (past 64 bits) as
+    1.2345678901234568e+22; a template variable must reach Meta as the client's own text.
+    """
+
+    __slots__ = ("literal",)
+    literal: str
+
+    def __new__(cls, literal: str) -> JSONFloat:
+        number = super().__new__(cls, literal)
+        number.literal = literal
+        return number
+
+
+def _without_collector(parse: Callable[[bytes], Any], body: bytes) -> Any:
+    """`parse(body)` with Python's cycle collector paused.
+
+    Parsed JSON holds no cycle, yet its hundreds of thousands of new containers set off
+    collections that walk every object alive: for a 100,000-recipient body they cost more than
+    the parse itself (measured: 1.2-1.7 s with the collector, 0.6 s without, for orjson).
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return parse(body)
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _loads_exact(body: bytes) -> Any:
+    return json.loads(body, parse_float=JSONFloat)
+
+
+def request_data_exact(request: Any) -> Any:
+    """The request's JSON body parsed again, with every number exactly as the client wrote it.
+
+    Integers become Python's exact ints, other numbers `JSONFloat`s. The standard library's parser
+    is slower than orjson, so callers come here only when orjson's data held a float.
+    """
+    return _without_collector(_loads_exact, getattr(request, RAW_BODY_ATTRIBUTE))
 
 
 def _too_large() -> RequestTooLarge:
@@ -41,6 +91,10 @@ class BoundedJSONParser(BaseParser):
         if len(body) > limit:
             raise _too_large()
         try:
-            return orjson.loads(body)
+            data = _without_collector(orjson.loads, body)
         except orjson.JSONDecodeError as error:
             raise ParseError(f"JSON parse error - {error}") from error
+        if request is not None:
+            # Only a reference: kept in case a number must be read again exactly.
+            setattr(request, RAW_BODY_ATTRIBUTE, body)
+        return data

@@ -22,15 +22,31 @@ env = environ.Env()
 # A local .env is a convenience for developers; real deployments set the environment itself.
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
+# Off unless asked: a deployment that forgets it is production. `./dev up` turns it on.
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
-# The default key only lets a fresh clone start; production must set its own.
-SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="insecure-development-key-change-me")
+# Published values that only let a fresh clone start. With DEBUG off they are refused, like a
+# missing or weak secret: mindo/checks.py stops `manage.py` and the web server, naming each one.
+DEVELOPMENT_SECRETS = {
+    "DJANGO_SECRET_KEY": "insecure-development-key-change-me",
+    "META_APP_SECRET": "mindo-dev-app-secret",
+    "META_VERIFY_TOKEN": "mindo-dev-verify-token",
+}
+# An empty value (as in .env.example) counts as unset.
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="") or DEVELOPMENT_SECRETS["DJANGO_SECRET_KEY"]
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 # Behind a TLS-terminating proxy, pagination links must carry the public host and scheme.
 if env.bool("DJANGO_BEHIND_PROXY", default=False):
     USE_X_FORWARDED_HOST = True
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# HTTPS only in production (`check --deploy` is clean with the README's production settings).
+# Behind a TLS proxy set DJANGO_BEHIND_PROXY, so that Django sees which requests were HTTPS.
+SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=not DEBUG)
+SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=0 if DEBUG else 31_536_000)
+# Both bind every subdomain (and, preloaded, every browser) to HTTPS: the operator's decision.
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=False)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env.bool("DJANGO_SECURE_COOKIES", default=not DEBUG)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -181,8 +197,10 @@ DELIVERY_RETRY_MAX_SECONDS = env.float("DELIVERY_RETRY_MAX_SECONDS", default=300
 DELIVERY_DEFER_SECONDS = env.int("DELIVERY_DEFER_SECONDS", default=4 * 60 * 60)
 
 # Meta's webhooks: the token of the subscription handshake and the app secret that signs bodies.
-META_VERIFY_TOKEN = env.str("META_VERIFY_TOKEN", default="mindo-dev-verify-token")
-META_APP_SECRET = env.str("META_APP_SECRET", default="mindo-dev-app-secret")
+META_VERIFY_TOKEN = (
+    env.str("META_VERIFY_TOKEN", default="") or DEVELOPMENT_SECRETS["META_VERIFY_TOKEN"]
+)
+META_APP_SECRET = env.str("META_APP_SECRET", default="") or DEVELOPMENT_SECRETS["META_APP_SECRET"]
 # Received webhook bodies are kept for operators this many days, then purged by beat.
 WEBHOOK_EVENT_RETENTION_DAYS = env.int("WEBHOOK_EVENT_RETENTION_DAYS", default=14)
 # A status for a wamid no message recorded within this long belongs to none of ours: purged.

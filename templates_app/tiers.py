@@ -36,8 +36,13 @@ def tier_limit(tier: str) -> int | None:
     return int(count) * (1000 if thousands else 1)
 
 
-def tier_for_limit(limit: int | None) -> str:
-    """The tier name Meta uses for a daily limit of `limit` unique recipients (None: unlimited)."""
-    if limit is None or limit < 0:
-        return TIER_UNLIMITED
+def tier_for_limit(limit: int) -> str | None:
+    """The tier name Meta uses for a daily limit of `limit` unique recipients.
+
+    A negative count is no limit we can read, so None: the caller keeps the tier it has. Meta
+    writes an unlimited portfolio as TIER_UNLIMITED; reading -1 (or any negative) as unlimited
+    would let a bad or forged value lift the quota altogether.
+    """
+    if limit < 0:
+        return None
     return f"TIER_{limit // 1000}K" if limit >= 1000 and limit % 1000 == 0 else f"TIER_{limit}"

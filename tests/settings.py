@@ -28,3 +28,11 @@ MIDDLEWARE = [m for m in MIDDLEWARE if m != "whitenoise.middleware.WhiteNoiseMid
 # Tests call the API far faster than any client may; tests/test_throttling.py lowers these.
 API_THROTTLE_SEND_RATE = "1000000/min"
 API_THROTTLE_READ_RATE = "1000000/min"
+# The suite runs as production does (DEBUG off), so it needs secrets that production accepts:
+# tests import mindo.wsgi, which refuses the development ones.
+SECRET_KEY = "tests-only-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"
+META_APP_SECRET = "tests-only-app-secret-0123456789abcdef"
+META_VERIFY_TOKEN = "tests-only-verify-token"
+# The test client and the live servers speak plain HTTP.
+SECURE_SSL_REDIRECT = False
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = False

@@ -15,6 +15,7 @@ from tests import factories
 from tests.conftest import Tenant
 from tests.delivery_support import (
     ORDER_COMPONENTS,
+    SEND_BULK_URL,
     SandboxProcess,
     assert_counters_exact,
     delivery_redis_fixture,  # noqa: F401  (fixtures)
@@ -97,6 +98,35 @@ def test_a_named_template_goes_out_with_parameter_names_and_its_url_button(
             "5491150000002", ids["+5491150000002"], "Maria Garcia", "DEF456", "DEF-456"
         ),
     }
+
+
+def test_numeric_variables_reach_the_message_and_meta_as_the_client_wrote_them(
+    tenant: Tenant, sandbox: SandboxThread
+) -> None:
+    # Written out by hand: an encoder would already spell 10.50 as 10.5 before the service.
+    numbers = (
+        '{"name": 12345678901234567890123, "code": 10.50}, "button_variables": {"button_0": 1e3}'
+    )
+    body = (
+        f'{{"phone_number_id": "{tenant.number.phone_number_id}", '
+        '"template_name": "welcome_message", "language": "es", '
+        f'"recipients": [{{"phone": "+5491150000001", "variables": {numbers}}}]}}'
+    )
+
+    response = tenant.client.post(SEND_BULK_URL, body, content_type="application/json")
+
+    assert response.status_code == 202, response.content
+    message = Message.objects.get(bulk_send=response.json()["bulk_send_id"])
+    assert message.variables == {"name": "12345678901234567890123", "code": "10.50"}
+    assert message.button_variables == {"button_0": "1e3"}
+    drain_to_completion(response.json()["bulk_send_id"])
+    [sent] = received(sandbox).messages
+    components = sent["request_body"]["template"]["components"]
+    assert [p["text"] for c in components for p in c["parameters"]] == [
+        "12345678901234567890123",
+        "10.50",
+        "1e3",
+    ]
 
 
 def welcome_body(to: str, message_id: int, name: str, code: str, url_suffix: str) -> Any:

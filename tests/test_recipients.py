@@ -12,10 +12,12 @@ from hypothesis import strategies as st
 from bulksend.recipients import (
     INVALID_PHONE,
     Recipient,
+    RoundedNumber,
     check_against_template,
     deduplicate,
     parse_recipients,
 )
+from mindo.parsers import JSONFloat
 from templates_app.components import TemplateButton, template_buttons
 
 WELCOME_BUTTONS = {
@@ -60,12 +62,42 @@ def test_it_treats_null_variables_as_none_given() -> None:
     assert recipients == [Recipient("+5491112345678", {}, {})]
 
 
-def test_it_turns_numeric_values_into_text() -> None:
+def test_it_turns_numeric_values_into_the_text_the_client_wrote() -> None:
     recipients, _errors = parse_recipients(
-        [{"phone": "+5491112345678", "variables": {"1": 12, "2": 1.5}}]
+        [
+            {
+                "phone": "+5491112345678",
+                "variables": {"1": 12, "2": JSONFloat("1.50"), "3": 12345678901234567890123},
+            }
+        ]
     )
 
-    assert recipients[0].variables == {"1": "12", "2": "1.5"}
+    assert recipients[0].variables == {"1": "12", "2": "1.50", "3": "12345678901234567890123"}
+
+
+def test_a_float_as_orjson_reads_it_asks_for_the_exact_text() -> None:
+    with pytest.raises(RoundedNumber):
+        parse_recipients([{"phone": "+5491112345678", "variables": {"1": 10.5}}])
+
+
+def test_a_recipient_holding_a_float_takes_its_values_from_the_exact_items() -> None:
+    items: list[Any] = [
+        {"phone": "+5491112345678", "variables": {"1": "a"}},
+        {
+            "phone": "+5491112345679",
+            "variables": {"1": "b"},
+            "button_variables": {"button_0": [1.5]},
+        },
+    ]
+    exact = [
+        items[0],
+        {**items[1], "button_variables": {"button_0": [JSONFloat("1.50")]}},
+    ]
+
+    recipients, errors = parse_recipients(items, lambda: exact)
+
+    assert errors == {}
+    assert [r.button_variables for r in recipients] == [{}, {"button_0": "1.50"}]
 
 
 def test_it_keeps_errors_by_the_index_of_the_recipient() -> None:

@@ -472,7 +472,10 @@ def test_it_rejects_a_button_index_the_template_does_not_have(tenant: Tenant) ->
     }
 
 
-@pytest.mark.parametrize("key", ["button0", "button_", "Button_0", "button_-1", "0"])
+@pytest.mark.parametrize(
+    "key",
+    ["button0", "button_", "Button_0", "button_-1", "0", "button_00", "button_01", "button_0\n"],
+)
 def test_it_rejects_a_malformed_button_key(tenant: Tenant, key: str) -> None:
     item = recipient(button_variables={"button_0": "ABC-123", key: "x"})
 

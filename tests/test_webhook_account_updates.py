@@ -227,15 +227,41 @@ def test_a_capability_update_sets_the_tier_of_the_accounts_numbers_and_the_accou
 
 @pytest.mark.parametrize(
     ("limit", "tier"),
-    [(2000, "TIER_2K"), (250, "TIER_250"), (100000, "TIER_100K"), (-1, "TIER_UNLIMITED")],
+    [
+        (2000, "TIER_2K"),
+        (250, "TIER_250"),
+        (100000, "TIER_100K"),
+        ("TIER_UNLIMITED", "TIER_UNLIMITED"),
+    ],
 )
 def test_a_capability_update_of_the_portfolio_alone_sets_the_accounts_tier(
-    client: Client, tenant: Tenant, limit: int, tier: str
+    client: Client, tenant: Tenant, limit: Any, tier: str
 ) -> None:
     post_changes(client, tenant.account, meta.capability_change(per_business=limit))
 
     assert fresh(tenant.account).messaging_limit_tier == tier
     assert fresh(tenant.number).messaging_limit_tier == "TIER_1000"
+
+
+@pytest.mark.parametrize("limit", [-1, -250, "-1"], ids=["minus-1", "minus-250", "minus-1-as-text"])
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param(lambda limit: meta.capability_change(per_business=limit), id="capability"),
+        pytest.param(
+            lambda limit: meta.quality_change("UPGRADE", current_limit=None, portfolio_limit=limit),
+            id="quality",
+        ),
+    ],
+)
+def test_a_negative_portfolio_limit_is_refused_and_leaves_the_tier_as_it_was(
+    client: Client, tenant: Tenant, limit: Any, change: Any
+) -> None:
+    outcome = post_changes(client, tenant.account, change(limit))
+
+    assert fresh(tenant.account).messaging_limit_tier == "TIER_1000"
+    assert fresh(tenant.number).messaging_limit_tier == "TIER_1000"
+    assert outcome.outcome["numbers_or_accounts_changed"] == 0
 
 
 def test_account_changes_and_statuses_in_one_body_all_apply(client: Client, tenant: Tenant) -> None:
