@@ -54,7 +54,7 @@ def test_a_tier_no_column_can_hold_changes_nothing_and_the_next_status_applies(
                 "UPGRADE",
                 display_phone_number=tenant.number.display_phone_number,
                 current_limit="TIER_" + "9" * 40,
-                portfolio_limit="TIER_" + "9" * 40,
+                portfolio_limit="9" * 20,
             ),
             waba_id=tenant.account.waba_id,
         )

@@ -74,9 +74,8 @@ def _int(value: Any) -> int | None:
 def _tier(value: Any) -> str | None:
     """A limit as Meta writes it, a tier name ("TIER_10K") or a count (10000), as a tier name."""
     count = _int(value)
-    if count is not None:
-        return tier_for_limit(count)
-    return known_tier(value)
+    # A count no tier has (negative, or far past any of Meta's) changes nothing.
+    return known_tier(tier_for_limit(count) if count is not None else value)
 
 
 def _text(value: Any, limit: int | None = None) -> str | None:
