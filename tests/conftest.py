@@ -1,8 +1,13 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from unittest import mock
 
 import pytest
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from mindo.models import ApiKey, Organization
@@ -48,3 +53,33 @@ def other_tenant(db: None) -> Tenant:
 @pytest.fixture
 def anonymous_client() -> APIClient:
     return APIClient()
+
+
+class TickingClock:
+    """`timezone.now()` for a test: a fixed instant that moves one microsecond per reading.
+
+    Two readings differ by how many readings lie between them, never by how long the machine
+    took: a figure computed from "an hour ago" in the test and "now" in the view rounds the same
+    way on a busy machine. Rows still get distinct, ordered timestamps.
+    """
+
+    def __init__(self, start: datetime) -> None:
+        self.current = start
+
+    def __call__(self) -> datetime:
+        self.current += timedelta(microseconds=1)
+        return self.current
+
+
+@contextmanager
+def clock_frozen(start: datetime | None = None) -> Iterator[TickingClock]:
+    """`timezone.now()` reads a TickingClock from `start` (the real now by default) inside."""
+    clock = TickingClock(start or timezone.now())
+    with mock.patch.object(timezone, "now", clock):
+        yield clock
+
+
+@pytest.fixture
+def frozen_now() -> Iterator[TickingClock]:
+    with clock_frozen(datetime(2026, 1, 15, 12, 0, tzinfo=UTC)) as clock:
+        yield clock
