@@ -4,6 +4,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from unittest import mock
 
 import pytest
@@ -13,6 +14,7 @@ from rest_framework.test import APIClient
 from mindo.models import ApiKey, Organization
 from templates_app.models import MessageTemplate, PhoneNumber, WhatsAppBusinessAccount
 from tests import factories
+from tests.live_server_gate import live_server_gate
 
 
 @dataclass
@@ -83,3 +85,14 @@ def clock_frozen(start: datetime | None = None) -> Iterator[TickingClock]:
 def frozen_now() -> Iterator[TickingClock]:
     with clock_frozen(datetime(2026, 1, 15, 12, 0, tzinfo=UTC)) as clock:
         yield clock
+
+
+@pytest.fixture
+def live_server(live_server: Any, transactional_db: None) -> Iterator[Any]:
+    """pytest-django's live server (one for the session), closed to new requests at the end of
+    each test and waited for until the ones in flight, and their after-answer work, are done:
+    before the database is flushed for the next test."""
+    gate = live_server_gate(live_server)
+    gate.open()
+    yield live_server
+    gate.wait_until_idle(close=True)
