@@ -13,7 +13,7 @@ import redis
 from django.test import override_settings
 from django.utils import timezone
 
-from bulksend.drain import bulk_send_drain
+from bulksend.drain import RATE_LIMIT_PAUSE_SECONDS, bulk_send_drain
 from bulksend.models import BulkSend, BulkSendStatus
 from bulksend.operations import bulk_send_resume
 from bulksend.reaper import bulk_sends_reap
@@ -21,7 +21,7 @@ from messaging.models import Message, MessageStatus
 from messaging.ratelimit import KEY_PREFIX
 from messaging.sandbox import SandboxThread
 from tests import factories
-from tests.conftest import Tenant
+from tests.conftest import Tenant, clock_frozen
 from tests.delivery_support import (
     ACCOUNT_BLOCKED,
     ECOSYSTEM_HELD_BACK,
@@ -158,9 +158,12 @@ def test_a_transient_error_is_retried_after_a_backoff_until_it_goes_through(
     accepted = send_bulk(tenant, welcome_recipients(4))
     send_id = accepted["bulk_send_id"]
 
-    before = timezone.now()
-    report = bulk_send_drain(send_id)
-    after = timezone.now()
+    # The drain takes no time on this clock: however slow the machine, no backoff runs out
+    # during it, so no message is retried before the test looks.
+    with clock_frozen():
+        before = timezone.now()
+        report = bulk_send_drain(send_id)
+        after = timezone.now()
 
     # The first attempt's backoff is between the base and twice the base.
     retry_times = []
@@ -217,13 +220,15 @@ def test_a_rate_limit_hit_is_retried_and_slows_the_number_down_for_every_worker(
     accepted = send_bulk(tenant, welcome_recipients(10))
     number = tenant.number.phone_number_id
 
-    report = bulk_send_drain(accepted["bulk_send_id"])
+    seconds, microseconds = delivery_redis.time()
+    with clock_frozen():  # no retry falls due during the drain, however slow the machine
+        report = bulk_send_drain(accepted["bulk_send_id"])
 
     assert report.outcomes == {"sent": 5, "retry": 5}
-    # The shared limiter gives no permit to anyone for about a second.
-    seconds, microseconds = delivery_redis.time()
+    # The shared limiter gives no permit to anyone for a second from the 130429 (which came
+    # after `seconds` on Redis's clock, the limiter's).
     next_permit = float(delivery_redis.get(f"{KEY_PREFIX}{number}") or 0)
-    assert next_permit - (seconds * 1_000_000 + microseconds) >= 500_000
+    assert next_permit - (seconds * 1_000_000 + microseconds) >= RATE_LIMIT_PAUSE_SECONDS * 1e6
 
     bulk_send = drain_to_completion(accepted["bulk_send_id"], timeout=20)
 
@@ -414,12 +419,15 @@ def test_an_accepted_send_whose_answer_was_lost_is_retried_once_when_no_webhook_
     send_id = accepted["bulk_send_id"]
 
     bulk_send_drain(send_id)
-    dropped_at = time.monotonic()
+    # The reaper is told the time, counted from when the drain gave up on each answer (its
+    # lease then ends): within the grace whatever the machine's speed, then just past it.
+    leases = [m.lease_expires_at for m in messages_of(send_id) if m.lease_expires_at]
+    assert len(leases) == 3
+    grace = timedelta(seconds=1)
 
-    assert bulk_sends_reap(now=timezone.now()) == []
+    assert bulk_sends_reap(now=min(leases) + grace) == []
     assert {m.status for m in messages_of(send_id)} == {MessageStatus.SENDING}
-    time.sleep(max(0.0, dropped_at + 1.2 - time.monotonic()))
-    assert bulk_sends_reap(now=timezone.now()) == [send_id]
+    assert bulk_sends_reap(now=max(leases) + grace + timedelta(milliseconds=1)) == [send_id]
     assert {(m.status, m.lease_expires_at) for m in messages_of(send_id)} == {
         (MessageStatus.PENDING, None)
     }
