@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from unittest import mock
 
+import hypothesis
 import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -15,6 +16,13 @@ from mindo.models import ApiKey, Organization
 from templates_app.models import MessageTemplate, PhoneNumber, WhatsAppBusinessAccount
 from tests import factories
 from tests.live_server_gate import live_server_gate
+
+# Hypothesis's timing checks (200 ms an example, slow data generation) fail on a busy machine and
+# say nothing about the code: the properties are what the tests check.
+hypothesis.settings.register_profile(
+    "suite", deadline=None, suppress_health_check=[hypothesis.HealthCheck.too_slow]
+)
+hypothesis.settings.load_profile("suite")
 
 
 @dataclass

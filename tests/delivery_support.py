@@ -122,7 +122,7 @@ def send_bulk(
 # --- draining ----------------------------------------------------------------------------------
 
 
-def drain_to_completion(bulk_send_id: uuid.UUID | str, *, timeout: float = 20.0) -> BulkSend:
+def drain_to_completion(bulk_send_id: uuid.UUID | str, *, timeout: float = 120.0) -> BulkSend:
     """Drain as the workers would, again and again, until the send is no longer active.
 
     Between drains it sleeps until the earliest retry is due (at most a fifth of a second), as
@@ -158,7 +158,7 @@ def in_threads(*work: Callable[[], Any], timeout: float = 60.0) -> list[Any]:
 
     def run(index: int, job: Callable[[], Any]) -> None:
         try:
-            barrier.wait(timeout=10)
+            barrier.wait(timeout=timeout)
             results[index] = job()
         except BaseException as error:
             errors.append(error)
@@ -180,7 +180,7 @@ def in_threads(*work: Callable[[], Any], timeout: float = 60.0) -> list[Any]:
 
 
 def wait_for(
-    condition: Callable[[], Any], *, timeout: float = 10.0, interval: float = 0.05, what: str = ""
+    condition: Callable[[], Any], *, timeout: float = 60.0, interval: float = 0.05, what: str = ""
 ) -> Any:
     """Poll `condition` until it returns something truthy, which is returned; fail after
     `timeout` seconds."""
@@ -509,7 +509,7 @@ class WebhookHold:
 
 # --- processes of their own -------------------------------------------------------------------
 
-PROCESS_START_TIMEOUT = 30.0
+PROCESS_START_TIMEOUT = 120.0
 
 
 def free_port() -> int:

@@ -195,7 +195,7 @@ def test_status_webhooks_move_messages_to_delivered_and_read_and_the_counters_fo
     bulk_send = drain_to_completion(accepted["bulk_send_id"])
     wait_for(
         lambda: BulkSend.objects.get(pk=bulk_send.pk).read_count == 20,
-        timeout=15,
+        timeout=60,
         what="every message to be read",
     )
 
