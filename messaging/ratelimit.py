@@ -5,7 +5,8 @@ each key stores its TAT, the theoretical arrival time of the next permit, in mic
 Redis's clock. With emission interval T (seconds per permit) and tolerance tau, a call for n
 permits at Redis time `now` runs, atomically, in one Lua script:
 
-1. Read `now` from Redis (`TIME`), never from the caller, so machines with drifting clocks agree.
+1. Read `now` from Redis (`TIME`), never from the caller, so machines with drifting clocks agree
+   (a test may inject a clock instead: `RateLimiter(..., clock=...)`).
 2. TAT' = max(stored TAT, now): an idle key has no debt and keeps no credit beyond tau.
 3. Permit i of the call (i = 0, 1, ...) conforms when TAT' + i*T - tau <= now; grant the k
    conforming ones, k = min(n, floor((now + tau - TAT') / T) + 1). k may be less than n.
@@ -43,6 +44,7 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -64,15 +66,20 @@ OUTAGE_FIRST_PAUSE_SECONDS = 1.0 + GUARD_SECONDS
 OUTAGE_MAX_PAUSE_SECONDS = 2.0
 
 # KEYS[1]: the key. ARGV: rate (permits/s), n (permits wanted, 0 to only slow down),
-# tolerance (us), guard (us), block (us: slow_down's pause, 0 otherwise).
+# tolerance (us), guard (us), block (us: slow_down's pause, 0 otherwise), and optionally now (us:
+# an injected clock's reading, for tests; without it, Redis's TIME).
 GCRA_SCRIPT = """
 local rate = tonumber(ARGV[1])
 local wanted = tonumber(ARGV[2])
 local tolerance = tonumber(ARGV[3])
 local guard = tonumber(ARGV[4])
 local block = tonumber(ARGV[5])
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+local injected = tonumber(ARGV[6])
+local now = injected
+if not now then
+  local clock = redis.call('TIME')
+  now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+end
 local interval = (1000000 + guard + tolerance) / rate
 local tat = now
 local stored = redis.call('GET', KEYS[1])
@@ -89,7 +96,10 @@ if block > 0 then
   -- No permit before now + block: the first one after it conforms at TAT - tolerance.
   tat = math.max(tat, now + block + tolerance)
 end
-if tat > now then
+if tat > now and injected then
+  -- An injected clock need not keep Redis's pace: no expiry, the caller deletes its keys.
+  redis.call('SET', KEYS[1], string.format('%.3f', tat))
+elseif tat > now then
   local ttl = math.ceil((tat - now) / 1000) + 1000
   redis.call('SET', KEYS[1], string.format('%.3f', tat), 'PX', ttl)
 end
@@ -118,8 +128,12 @@ class RateLimiter:
         prefix: str = KEY_PREFIX,
         tolerance: float = TOLERANCE_SECONDS,
         guard: float = GUARD_SECONDS,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.redis = redis_client
+        # Seconds on any scale, read once per call: lets a test decide what time it is. None (the
+        # default, and what production uses) is Redis's own clock.
+        self.clock = clock
         self.prefix = prefix
         self._tolerance_us = round(tolerance * 1_000_000)
         self._guard_us = round(guard * 1_000_000)
@@ -129,10 +143,10 @@ class RateLimiter:
     def _call(self, key: str, rate: int, n: int, block_us: int) -> Grant:
         if not 1 <= rate <= 1_000_000:
             raise ValueError(f"rate must be a positive number of permits per second, not {rate}")
-        granted, wait_us = self._script(
-            keys=[self.prefix + key],
-            args=[rate, max(n, 0), self._tolerance_us, self._guard_us, block_us],
-        )
+        args = [rate, max(n, 0), self._tolerance_us, self._guard_us, block_us]
+        if self.clock is not None:
+            args.append(round(self.clock() * 1_000_000))
+        granted, wait_us = self._script(keys=[self.prefix + key], args=args)
         return Grant(int(granted), int(wait_us) / 1_000_000)
 
     def acquire(self, key: str, rate: int, n: int = 1) -> Grant:

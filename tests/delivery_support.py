@@ -10,7 +10,8 @@ Its fixtures are named apart from their functions, so that a test module imports
 - `scripted_meta`: a tiny Graph API that answers each send as the test says, with Meta's exact
   error bodies, for the codes the sandbox does not produce (131049, 368, a synchronous 131026);
 - `webhook_hold`: a webhook endpoint that keeps what the sandbox posts until the test releases it;
-- `delivery_redis`: no limiter or drain-liveness key left over from another test.
+- `delivery_redis`: no limiter or drain-liveness key left over from another test;
+- `recording_limiter`: the drains' limiter, keeping the Redis time it granted each permit at.
 The sandbox and the live server read the database from other threads: tests that use them are
 transactional.
 """
@@ -52,7 +53,7 @@ from bulksend.drain import bulk_send_drain
 from bulksend.liveness import ALIVE_KEY
 from bulksend.models import BulkSend
 from messaging.models import Message, MessageStatus, message_id_from_callback_data
-from messaging.ratelimit import KEY_PREFIX
+from messaging.ratelimit import KEY_PREFIX, Grant, RateLimiter
 from messaging.sandbox import SandboxThread
 from tests.conftest import Tenant
 
@@ -121,7 +122,7 @@ def send_bulk(
 # --- draining ----------------------------------------------------------------------------------
 
 
-def drain_to_completion(bulk_send_id: uuid.UUID | str, *, timeout: float = 20.0) -> BulkSend:
+def drain_to_completion(bulk_send_id: uuid.UUID | str, *, timeout: float = 120.0) -> BulkSend:
     """Drain as the workers would, again and again, until the send is no longer active.
 
     Between drains it sleeps until the earliest retry is due (at most a fifth of a second), as
@@ -157,7 +158,7 @@ def in_threads(*work: Callable[[], Any], timeout: float = 60.0) -> list[Any]:
 
     def run(index: int, job: Callable[[], Any]) -> None:
         try:
-            barrier.wait(timeout=10)
+            barrier.wait(timeout=timeout)
             results[index] = job()
         except BaseException as error:
             errors.append(error)
@@ -179,7 +180,7 @@ def in_threads(*work: Callable[[], Any], timeout: float = 60.0) -> list[Any]:
 
 
 def wait_for(
-    condition: Callable[[], Any], *, timeout: float = 10.0, interval: float = 0.05, what: str = ""
+    condition: Callable[[], Any], *, timeout: float = 60.0, interval: float = 0.05, what: str = ""
 ) -> Any:
     """Poll `condition` until it returns something truthy, which is returned; fail after
     `timeout` seconds."""
@@ -300,6 +301,29 @@ def max_in_one_second(moments: list[float]) -> int:
             start += 1
         most = max(most, end - start + 1)
     return most
+
+
+class RecordingLimiter(RateLimiter):
+    """The number's limiter on Redis's clock, as the drain uses it, keeping the moment (Redis
+    time, in seconds) it decided each permit at: the guarantee "never more than the rate in any
+    second" holds on that clock however late a busy machine then uses the permit."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._reading = threading.local()
+        self._lock = threading.Lock()
+        self.permits: list[float] = []
+        super().__init__(client, clock=self._redis_time)
+
+    def _redis_time(self) -> float:
+        seconds, microseconds = self.redis.time()
+        self._reading.seconds = seconds + microseconds / 1_000_000
+        return float(self._reading.seconds)
+
+    def acquire(self, key: str, rate: int, n: int = 1) -> Grant:
+        grant = super().acquire(key, rate, n)
+        with self._lock:
+            self.permits.extend([self._reading.seconds] * grant.granted)
+        return grant
 
 
 # --- the broker's queue ------------------------------------------------------------------------
@@ -485,7 +509,7 @@ class WebhookHold:
 
 # --- processes of their own -------------------------------------------------------------------
 
-PROCESS_START_TIMEOUT = 30.0
+PROCESS_START_TIMEOUT = 120.0
 
 
 def free_port() -> int:
@@ -617,6 +641,16 @@ def sandbox_fixture(
 @pytest.fixture(name="webhook_url")
 def webhook_url_fixture(live_server: Any) -> str:
     return f"{live_server.url}{WEBHOOK_PATH}"
+
+
+@pytest.fixture(name="recording_limiter")
+def recording_limiter_fixture(
+    delivery_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> RecordingLimiter:
+    """The limiter every drain of this process uses, recording when it granted each permit."""
+    limiter = RecordingLimiter(delivery_redis)
+    monkeypatch.setattr("bulksend.drain.get_rate_limiter", lambda: limiter)
+    return limiter
 
 
 @pytest.fixture(name="scripted_meta")

@@ -100,6 +100,10 @@ class FakeMeta:
 
     def __init__(self, delay: float = 0.0) -> None:
         self.delay = delay
+        # Answer nothing until this many requests are in flight at once (0: no waiting), so
+        # that a slow machine cannot finish one before the client has sent the others.
+        self.gather = 0
+        self._gathered = asyncio.Event()
         self.in_flight = 0
         self.max_in_flight = 0
         self.connections: set[int] = set()
@@ -144,6 +148,9 @@ class FakeMeta:
             return web.json_response(answer, status=status)
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        if self.in_flight >= self.gather:
+            self._gathered.set()
+        await asyncio.wait_for(self._gathered.wait(), timeout=60)
         await asyncio.sleep(self.delay)
         self.in_flight -= 1
         wamid = f"wamid.{body.get('to')}"
@@ -159,7 +166,7 @@ class FakeMeta:
 def run(scenario: Callable[[FakeMeta, AsyncGraphClient], Awaitable[Any]], **client: Any) -> Any:
     async def main() -> Any:
         async with FakeMeta() as meta, AsyncGraphClient(base_url=meta.url, **client) as graph:
-            return await asyncio.wait_for(scenario(meta, graph), timeout=20)
+            return await asyncio.wait_for(scenario(meta, graph), timeout=120)
 
     return asyncio.run(main())
 
@@ -271,7 +278,7 @@ def requests_for(count: int) -> list[SendRequest]:
 
 def test_send_many_keeps_the_order_and_bounds_the_requests_in_flight() -> None:
     async def scenario(meta: FakeMeta, graph: AsyncGraphClient) -> tuple[list[SendOutcome], int]:
-        meta.delay = 0.01
+        meta.delay, meta.gather = 0.01, 7
         outcomes = await graph.send_many(requests_for(100), concurrency=7)
         return outcomes, meta.max_in_flight
 

@@ -1,13 +1,18 @@
-"""The per-number limiter against the real Redis: exact windows, shared across processes."""
+"""The per-number limiter against the real Redis: exact windows, shared across processes.
+
+The limiter runs on a clock the test moves (`RateLimiter(clock=...)`), and every permit is
+stamped with the time the limiter decided it at. So the guarantees are checked on the limiter's
+own time: a busy machine that pauses the test between two calls changes nothing, while a limiter
+that granted one permit too many in some second is still caught.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import bisect
 import multiprocessing
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,6 +20,37 @@ import redis
 from django.conf import settings
 
 from messaging.ratelimit import AsyncPacer, RateLimiter, take
+
+MICROS = 1_000_000
+
+
+class ManualClock:
+    """The limiter's clock: whole microseconds that move only when the test says so."""
+
+    def __init__(self) -> None:
+        self.micros = 1_000 * MICROS
+
+    def __call__(self) -> float:
+        return self.micros / MICROS
+
+    def advance(self, seconds: float) -> None:
+        self.micros += round(seconds * MICROS)
+
+
+class SharedClock:
+    """A ManualClock shared by processes; remembers the reading this process's limiter used."""
+
+    def __init__(self, micros: Any) -> None:
+        self.shared = micros  # a multiprocessing Value("q")
+        self.last = 0
+
+    def __call__(self) -> float:
+        self.last = self.shared.value
+        return self.last / MICROS
+
+    def advance_to(self, micros: int) -> None:
+        with self.shared.get_lock():
+            self.shared.value = max(self.shared.value, micros)
 
 
 @pytest.fixture
@@ -25,77 +61,105 @@ def redis_client() -> Iterator[redis.Redis]:
 
 
 @pytest.fixture
-def limiter(redis_client: redis.Redis) -> Iterator[RateLimiter]:
+def prefix(redis_client: redis.Redis) -> Iterator[str]:
     prefix = f"test:rate:{uuid.uuid4().hex}:"
-    yield RateLimiter(redis_client, prefix=prefix)
+    yield prefix
     keys = list(redis_client.scan_iter(f"{prefix}*"))
     if keys:
         redis_client.delete(*keys)
 
 
-def max_in_any_window(stamps: list[float], width: float = 1.0) -> int:
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def limiter(redis_client: redis.Redis, prefix: str, clock: ManualClock) -> RateLimiter:
+    return RateLimiter(redis_client, prefix=prefix, clock=clock)
+
+
+@pytest.fixture
+def sleeps(monkeypatch: pytest.MonkeyPatch, clock: ManualClock) -> list[float]:
+    """`asyncio.sleep` moves the limiter's clock by the pause instead of waiting it out; the
+    pauses asked for, in order."""
+    asked: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def sleep_on_the_clock(delay: float, result: Any = None) -> Any:
+        asked.append(delay)
+        clock.advance(delay)
+        await real_sleep(0)
+        return result
+
+    monkeypatch.setattr(asyncio, "sleep", sleep_on_the_clock)
+    return asked
+
+
+def max_in_any_window(stamps: list[int], width: int = MICROS) -> int:
     """The most permits in any window [t, t + width) that starts at a permit."""
     stamps = sorted(stamps)
     return max(bisect.bisect_left(stamps, start + width) - i for i, start in enumerate(stamps))
 
 
-def acquire_until(
-    limiter: RateLimiter, key: str, rate: int, end: float, now: Callable[[], float]
-) -> list[float]:
-    """Take permits one by one as fast as the limiter allows; one timestamp per permit."""
-    stamps: list[float] = []
-    while now() < end:
-        grant = limiter.acquire(key, rate, 1)
-        if grant.granted:
-            stamps.extend([now()] * grant.granted)
-        else:
-            time.sleep(grant.retry_after)
-    return stamps
+def average_rate(stamps: list[int]) -> float:
+    return (len(stamps) - 1) / ((max(stamps) - min(stamps)) / MICROS)
 
 
 def test_a_single_client_gets_the_rate_and_never_more_in_any_second(
-    limiter: RateLimiter,
+    limiter: RateLimiter, clock: ManualClock
 ) -> None:
-    stamps = acquire_until(limiter, "number", 50, time.monotonic() + 3.0, time.monotonic)
+    end = clock.micros + 3 * MICROS
+    stamps: list[int] = []
+    while clock.micros < end:
+        grant = limiter.acquire("number", 50, 1)
+        if grant.granted:
+            stamps.extend([clock.micros] * grant.granted)
+        else:
+            clock.advance(grant.retry_after)
 
     assert max_in_any_window(stamps) <= 50
-    measured = (len(stamps) - 1) / (stamps[-1] - stamps[0])
-    assert measured == pytest.approx(50, rel=0.02)
+    assert average_rate(stamps) == pytest.approx(50, rel=0.02)
 
 
 def _worker(
-    prefix: str, key: str, rate: int, seconds: float, ready: Any, go: Any, start_at: Any, out: Any
+    prefix: str, key: str, rate: int, permits: int, micros: Any, ready: Any, out: Any
 ) -> None:
-    limiter = RateLimiter(redis.Redis.from_url(settings.REDIS_URL), prefix=prefix)
-    ready.wait(timeout=30)  # every process is up (spawned interpreters start slowly)
-    go.wait(timeout=30)
-    # One start and one end for all: the window is the same whatever each process's start-up.
-    time.sleep(max(0.0, start_at.value - time.time()))
-    out.put(acquire_until(limiter, key, rate, start_at.value + seconds, time.time))
+    clock = SharedClock(micros)
+    limiter = RateLimiter(redis.Redis.from_url(settings.REDIS_URL), prefix=prefix, clock=clock)
+    stamps: list[int] = []
+    ready.wait(timeout=120)  # every process is up (spawned interpreters start slowly)
+    while len(stamps) < permits:
+        grant = limiter.acquire(key, rate, 1)
+        if grant.granted:
+            stamps.extend([clock.last] * grant.granted)
+        else:
+            # Time moves on only when a permit is refused, to when the next one conforms: however
+            # the processes are scheduled, the limiter is asked at every moment it could grant.
+            clock.advance_to(clock.last + round(grant.retry_after * MICROS))
+    out.put(stamps)
 
 
-def test_processes_sharing_a_number_together_stay_within_its_rate(limiter: RateLimiter) -> None:
-    rate, seconds, workers = 80, 3.0, 3
+def test_processes_sharing_a_number_together_stay_within_its_rate(prefix: str) -> None:
+    rate, permits, workers = 80, 80, 3
     context = multiprocessing.get_context("spawn")
-    ready, go = context.Barrier(workers + 1), context.Event()
-    start_at, out = context.Value("d", 0.0), context.Queue()
-    args = (limiter.prefix, "shared", rate, seconds, ready, go, start_at, out)
+    micros = context.Value("q", 1_000 * MICROS)
+    ready, out = context.Barrier(workers), context.Queue()
+    args = (prefix, "shared", rate, permits, micros, ready, out)
     processes = [context.Process(target=_worker, args=args) for _ in range(workers)]
     for process in processes:
         process.start()
     try:
-        ready.wait(timeout=30)
-        start_at.value = time.time() + 0.05
-        go.set()
-        results = [out.get(timeout=30) for _ in processes]
+        results = [out.get(timeout=120) for _ in processes]
     finally:
         for process in processes:
-            process.join(timeout=10)
+            process.join(timeout=60)
     stamps = sorted(stamp for result in results for stamp in result)
 
-    assert all(results), "every process got permits"
+    assert [len(result) for result in results] == [permits] * workers
     assert max_in_any_window(stamps) <= rate
-    assert len(stamps) == pytest.approx(rate * seconds, rel=0.03), [len(r) for r in results]
+    # Three seconds' worth together, at the rate of one number (not three).
+    assert average_rate(stamps) == pytest.approx(rate, rel=0.03)
 
 
 def test_a_batch_takes_what_the_burst_allows_and_says_when_the_next_comes(
@@ -114,17 +178,28 @@ def test_a_batch_takes_what_the_burst_allows_and_says_when_the_next_comes(
     assert refused.retry_after == pytest.approx(0.5, abs=0.05)
 
 
-def test_slow_down_grants_nothing_for_that_long(limiter: RateLimiter) -> None:
+def test_slow_down_grants_nothing_for_that_long(
+    limiter: RateLimiter, clock: ManualClock, sleeps: list[float]
+) -> None:
     limiter.slow_down("number", 0.6)
     blocked = limiter.acquire("number", rate=1000, n=10)
-    started = time.monotonic()
 
     granted = asyncio.run(take(limiter, "number", 1000, 10, timeout=3))
 
-    assert blocked.granted == 0
-    assert blocked.retry_after == pytest.approx(0.6, abs=0.05)
+    assert (blocked.granted, blocked.retry_after) == (0, 0.6)
     assert granted >= 1
-    assert time.monotonic() - started == pytest.approx(0.6, abs=0.1)
+    # take slept once, exactly until the permit conformed, and then had it.
+    assert sleeps == [0.6]
+
+
+def test_slow_down_ends_to_the_microsecond(limiter: RateLimiter, clock: ManualClock) -> None:
+    limiter.slow_down("number", 0.6)
+    clock.advance(0.599_999)
+    still_blocked = limiter.acquire("number", rate=1000, n=10)
+    clock.advance(0.000_001)
+
+    assert (still_blocked.granted, still_blocked.retry_after) == (0, 0.000_001)
+    assert limiter.acquire("number", rate=1000, n=10).granted >= 1
 
 
 def test_keys_are_independent(limiter: RateLimiter) -> None:
@@ -135,26 +210,45 @@ def test_keys_are_independent(limiter: RateLimiter) -> None:
 
 
 def test_take_gives_up_after_its_timeout(limiter: RateLimiter) -> None:
+    # The limiter's clock stands still: no permit ever comes, whatever the machine's speed.
     limiter.slow_down("number", 5)
 
     assert asyncio.run(take(limiter, "number", 10, timeout=0.2)) == 0
 
 
-def test_the_pacer_lets_concurrent_workers_through_at_the_rate(limiter: RateLimiter) -> None:
+def test_without_a_clock_the_limiter_keeps_redis_time_and_forgets_past_debts(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    limiter = RateLimiter(redis_client, prefix=prefix)
+
+    limiter.slow_down("number", 3600)
+    blocked = limiter.acquire("number", rate=1000, n=1)
+
+    assert blocked.granted == 0
+    # Less than an hour by the time Redis took to answer (generously: a minute).
+    assert 3600 - 60 < blocked.retry_after <= 3600
+    expires_in_ms = int(redis_client.pttl(f"{prefix}number"))  # type: ignore[arg-type]
+    assert (3600 - 60) * 1000 < expires_in_ms <= (3600 + 2) * 1000
+
+
+def test_the_pacer_lets_concurrent_workers_through_at_the_rate(
+    limiter: RateLimiter, clock: ManualClock, sleeps: list[float]
+) -> None:
     pacer = AsyncPacer(limiter, "number", rate=200)
-    stamps: list[float] = []
+    end = clock.micros + round(1.5 * MICROS)
+    stamps: list[int] = []
 
     async def worker() -> None:
-        end = time.monotonic() + 1.5
-        while time.monotonic() < end:
+        while clock.micros < end:
             await pacer.wait()
-            stamps.append(time.monotonic())
+            # Only the pacer's sleeps move the clock: this is when its permit was granted.
+            stamps.append(clock.micros)
 
     async def main() -> None:
-        await asyncio.wait_for(asyncio.gather(*(worker() for _ in range(16))), timeout=5)
+        await asyncio.wait_for(asyncio.gather(*(worker() for _ in range(16))), timeout=120)
 
     asyncio.run(main())
 
     assert max_in_any_window(stamps) <= 200
-    measured = (len(stamps) - 1) / (max(stamps) - min(stamps))
-    assert measured == pytest.approx(200, rel=0.04)
+    assert average_rate(stamps) == pytest.approx(200, rel=0.04)
+    assert sleeps, "the pacer waited for permits rather than taking them early"

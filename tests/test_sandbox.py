@@ -190,7 +190,7 @@ def error_of(response: requests.Response) -> dict[str, Any]:
     return error
 
 
-def wait_for(condition: Callable[[], bool], seconds: float = 8.0) -> None:
+def wait_for(condition: Callable[[], bool], seconds: float = 60.0) -> None:
     deadline = time.monotonic() + seconds
     while not condition():
         assert time.monotonic() < deadline, "timed out waiting"
