@@ -26,7 +26,6 @@ import contextlib
 import os
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -49,12 +48,12 @@ sys.path.insert(0, str(ROOT))  # run as a script, the project's packages are not
 from bench.support import (  # noqa: E402
     TEMPLATE,
     Demo,
+    bench_env,
     django_setup,
-    free_port,
+    gunicorn,
     print_table,
     provision,
     sig3,
-    stop_process_group,
 )
 
 API = "/api/v1/meta-templates"
@@ -219,23 +218,6 @@ def baseline_app(environ: dict[str, Any], start_response: Callable[..., Any]) ->
 # --- serving and timing ------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def gunicorn(app: str, env: dict[str, str], workers: int, log_dir: Path) -> Iterator[str]:
-    """Run gunicorn serving `app` in its own process group; yield its base URL; always stop it."""
-    port = free_port()
-    args = [
-        *(sys.executable, "-m", "gunicorn", app),
-        *("--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--worker-class", "sync"),
-        *("--timeout", "60", "--graceful-timeout", "5"),
-        *("--error-logfile", str(log_dir / f"{app}.log")),
-    ]
-    process = subprocess.Popen(args, cwd=ROOT, env=env, start_new_session=True)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        stop_process_group(process)
-
-
 def wait_ok(session: requests.Session, url: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -352,15 +334,7 @@ def main() -> None:
     database = urlsplit(args.database_url).path.lstrip("/")
     if "bench" not in database:
         sys.exit(f"refusing to fill and drop database {database!r}: name one with 'bench'")
-    env = {
-        **os.environ,
-        "DATABASE_URL": args.database_url,
-        "REDIS_URL": args.redis_url,
-        "CELERY_BROKER_URL": args.redis_url,
-        "DJANGO_DEBUG": "false",
-        "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
-        "LOG_LEVEL": "WARNING",
-    }
+    env = bench_env(args.database_url, args.redis_url)
     print(f"database {database}, {args.workers} gunicorn sync workers, load {os.getloadavg()}")
     try:
         demo = provision(env, args.org)
