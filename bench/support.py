@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,6 +89,36 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def bench_env(database_url: str, redis_url: str) -> dict[str, str]:
+    """The environment of a bench's servers and commands: its own database and Redis, no debug."""
+    return {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "CELERY_BROKER_URL": redis_url,
+        "DJANGO_DEBUG": "false",
+        "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
+        "LOG_LEVEL": "WARNING",
+    }
+
+
+@contextlib.contextmanager
+def gunicorn(app: str, env: dict[str, str], workers: int, log_dir: Path) -> Iterator[str]:
+    """Run gunicorn serving `app` in its own process group; yield its base URL; always stop it."""
+    port = free_port()
+    args = [
+        *(sys.executable, "-m", "gunicorn", app),
+        *("--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--worker-class", "sync"),
+        *("--timeout", "60", "--graceful-timeout", "5"),
+        *("--error-logfile", str(log_dir / f"{app}.log")),
+    ]
+    process = subprocess.Popen(args, cwd=ROOT, env=env, start_new_session=True)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop_process_group(process)
 
 
 def stop_process_group(process: subprocess.Popen[bytes]) -> None:

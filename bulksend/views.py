@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from django.core.paginator import Paginator
 from django.db.models import QuerySet
 from django.utils.functional import cached_property
 from drf_spectacular.utils import OpenApiResponse, extend_schema
@@ -18,6 +17,7 @@ from rest_framework.views import APIView
 from bulksend.creation import bulk_send_create
 from bulksend.filters import BulkSendFilter, MessageFilter
 from bulksend.models import BulkSend
+from bulksend.quota import with_queued_ahead
 from bulksend.serializers import (
     EMPTY_RECIPIENTS,
     BulkSendDetailSerializer,
@@ -28,7 +28,7 @@ from bulksend.serializers import (
 )
 from messaging.models import Message
 from mindo.exceptions import ContractError
-from mindo.pagination import PageNumberPagination
+from mindo.pagination import PageByKeysPaginator, PageNumberPagination
 from mindo.schema import DETAIL_BODY, ERROR_BODY
 from mindo.tenancy import request_api_key, request_organization
 from mindo.throttling import SEND_SCOPE
@@ -68,18 +68,16 @@ class SendBulkView(APIView):
         return Response(SendBulkAcceptedSerializer(accepted).data, status=status.HTTP_202_ACCEPTED)
 
 
-def _bulk_send_get(request: Request, bulk_send_id: str) -> BulkSend:
-    """The caller's send, or 404 alike for a malformed id, an unknown one or another's."""
+def _bulk_send_get(request: Request, bulk_send_id: str, *, estimate: bool = False) -> BulkSend:
+    """The caller's send, or 404 alike for a malformed id, an unknown one or another's.
+    With `estimate`, what its estimate needs comes in the same query."""
     try:
         key = uuid.UUID(bulk_send_id)
     except ValueError:
         raise NotFound() from None
-    bulk_send = (
-        BulkSend.objects.for_organization(request_organization(request).pk)
-        .with_api_relations()
-        .filter(pk=key)
-        .first()
-    )
+    organization = request_organization(request)
+    sends = BulkSend.objects.for_organization(organization.pk).with_api_relations()
+    bulk_send = (with_queued_ahead(sends) if estimate else sends).filter(pk=key).first()
     if bulk_send is None:
         raise NotFound()
     return bulk_send
@@ -99,18 +97,20 @@ class BulkSendListView(generics.ListAPIView[BulkSend]):
 class BulkSendDetailView(APIView):
     @extend_schema(responses={200: BulkSendDetailSerializer, 401: ERROR_BODY, 404: DETAIL_BODY})
     def get(self, request: Request, bulk_send_id: str) -> Response:
-        return Response(BulkSendDetailSerializer(_bulk_send_get(request, bulk_send_id)).data)
+        bulk_send = _bulk_send_get(request, bulk_send_id, estimate=True)
+        return Response(BulkSendDetailSerializer(bulk_send).data)
 
 
 class CountedPagination(PageNumberPagination):
-    """Takes the total from the view instead of running COUNT(*) over a send's messages."""
+    """Takes the total from the view instead of running COUNT(*) over a send's messages, and reads
+    a page through its keys (deep pages of a 100,000-message send skip index entries, not rows)."""
 
     def paginate_queryset(
         self, queryset: Any, request: Request, view: Any = None
     ) -> list[Any] | None:
         known_count = view.known_count if view is not None else None
 
-        class KnownCountPaginator(Paginator):
+        class KnownCountPaginator(PageByKeysPaginator):
             @cached_property
             def count(self) -> int:
                 return known_count if known_count is not None else super().count
@@ -129,7 +129,13 @@ class BulkSendMessagesView(generics.ListAPIView[Message]):
         if getattr(self, "swagger_fake_view", False):  # schema generation has no request
             return Message.objects.none()
         self.bulk_send = _bulk_send_get(self.request, self.kwargs["bulk_send_id"])
-        return Message.objects.filter(bulk_send=self.bulk_send).order_by("id")
+        # The send as a range of one value, and the order by (send, id): the same rows in the same
+        # order, but PostgreSQL cannot reduce it to "ORDER BY id" and walk the primary key through
+        # other sends' messages (it would guess a send's messages are spread evenly among all;
+        # they are contiguous): it reads the (bulk_send, id) index, from the send's first entry.
+        return Message.objects.filter(
+            bulk_send_id__gte=self.bulk_send.pk, bulk_send_id__lte=self.bulk_send.pk
+        ).order_by("bulk_send_id", "id")
 
     def get_serializer_context(self) -> dict[str, Any]:
         context = super().get_serializer_context()

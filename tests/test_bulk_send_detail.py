@@ -262,3 +262,19 @@ def test_it_answers_404_for_a_random_uuid(tenant: Tenant) -> None:
 
     assert response.status_code == 404
     assert response.json() == {"detail": "Not found."}
+
+
+def test_the_status_of_an_active_send_takes_two_queries(
+    tenant: Tenant, django_assert_max_num_queries: Any
+) -> None:
+    # The key; the send with its template, number, creator and what is queued ahead of it.
+    bulk_send = factories.make_bulk_send(
+        tenant.number, tenant.template, status=BulkSendStatus.PROCESSING
+    )
+    with_messages(bulk_send, {"sent": 2, "pending": 3})
+    detail(tenant, bulk_send)  # the key's `last_used_at` is written once, on first use
+
+    with django_assert_max_num_queries(2):
+        body = detail(tenant, bulk_send)
+
+    assert body["pending_count"] == 3

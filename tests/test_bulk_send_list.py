@@ -360,3 +360,17 @@ def test_it_answers_the_last_page_for_page_last(tenant: Tenant) -> None:
     sends = make_sends(tenant, 3)
 
     assert ids(listed(tenant, "?page=last&page_size=2")) == [str(sends[2].pk)]
+
+
+def test_a_page_of_sends_takes_three_queries(
+    tenant: Tenant, django_assert_max_num_queries: Any
+) -> None:
+    # The key, the count, the page with each send's template and number: nothing per send.
+    for _ in range(3):
+        make_send(tenant, status=BulkSendStatus.PROCESSING)
+    listed(tenant)  # the key's `last_used_at` is written once, on first use
+
+    with django_assert_max_num_queries(3):
+        body = listed(tenant)
+
+    assert body["count"] == 3

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 
 from bulksend.models import BulkSend
 from messaging.models import Message, MessageStatus
@@ -41,6 +44,13 @@ def listed(tenant: Tenant, bulk_send: BulkSend, query: str = "") -> dict[str, An
 
 def ids(body: dict[str, Any]) -> list[int]:
     return [item["id"] for item in body["results"]]
+
+
+def plan_nodes(node: dict[str, Any]) -> Iterator[tuple[str, str | None]]:
+    """(node type, index name) of every node of an EXPLAIN (FORMAT JSON) plan."""
+    yield node["Node Type"], node.get("Index Name")
+    for child in node.get("Plans", []):
+        yield from plan_nodes(child)
 
 
 @pytest.fixture
@@ -352,3 +362,64 @@ def test_it_answers_404_before_validating_the_filter(tenant: Tenant) -> None:
 
     assert response.status_code == 404
     assert response.json() == {"detail": "Not found."}
+
+
+# --- Pages read through their keys -----------------------------------------------------------
+
+
+def test_every_page_holds_the_next_messages_of_that_send_and_status(tenant: Tenant) -> None:
+    # Two sends whose messages interleave by id, the pending ones partly claimed (`sending`):
+    # each page is the filter's next slice in id order, whatever the other send holds.
+    mine = factories.make_bulk_send(tenant.number, tenant.template)
+    other = factories.make_bulk_send(tenant.number, tenant.template)
+    statuses = ["pending", "sending", "sent", "delivered", "pending", "read", "failed"]
+    messages = []
+    for n in range(35):
+        factories.make_message(other, status=statuses[(n + 3) % len(statuses)])
+        messages.append(factories.make_message(mine, status=statuses[n % len(statuses)]))
+    pending = [m.pk for m in messages if m.status in ("pending", "sending")]
+    assert len(pending) == 15
+
+    pages = [listed(tenant, mine, f"?page_size=4&page={page}") for page in range(1, 10)]
+    pending_pages = [
+        listed(tenant, mine, f"?status=pending&page_size=4&page={page}") for page in range(1, 5)
+    ]
+
+    assert [ids(page) for page in pages] == [
+        [m.pk for m in messages[i : i + 4]] for i in range(0, 35, 4)
+    ]
+    assert [ids(page) for page in pending_pages] == [pending[i : i + 4] for i in range(0, 16, 4)]
+    assert {page["count"] for page in pending_pages} == {len(pending)}
+    assert {item["status"] for page in pending_pages for item in page["results"]} == {"pending"}
+
+
+@pytest.mark.parametrize("query", ["", "?status=pending", "?page=3&page_size=2"])
+def test_a_page_takes_three_queries(
+    tenant: Tenant, bulk_send: BulkSend, django_assert_max_num_queries: Any, query: str
+) -> None:
+    # The key, the send, the page: no COUNT (the counters answer it), nothing per message.
+    make_messages(bulk_send, ["pending", "sent", "delivered", "read", "failed", "sending"] * 2)
+    listed(tenant, bulk_send)  # the key's `last_used_at` is written once, on first use
+
+    with django_assert_max_num_queries(3):
+        body = listed(tenant, bulk_send, query)
+
+    assert body["results"]
+
+
+def test_a_page_reads_its_keys_from_the_sends_id_index(tenant: Tenant, bulk_send: BulkSend) -> None:
+    # OFFSET reads every row it skips: the page's keys come from an index-only scan of
+    # (bulk_send, id), which skips index entries, and only the page's rows are read from the table.
+    make_messages(bulk_send, ["sent", "pending"] * 10)
+    with CaptureQueriesContext(connection) as queries:
+        listed(tenant, bulk_send, "?page=3&page_size=4")
+    page_sql = next(q["sql"] for q in queries.captured_queries if "messaging_message" in q["sql"])
+
+    with transaction.atomic(), connection.cursor() as cursor:
+        # A table this small is cheapest to read whole: plan as for a large one.
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute(f"EXPLAIN (FORMAT JSON) {page_sql}")
+        plan = cursor.fetchone()[0]
+
+    scans = list(plan_nodes(plan[0]["Plan"]))
+    assert ("Index Only Scan", "message_send_id") in scans

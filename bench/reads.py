@@ -1,0 +1,405 @@
+"""How fast the read endpoints answer with a million messages in the tables.
+
+    .venv/bin/python bench/reads.py [--sends 10] [--per-send 100000] [--requests 300] [--keep]
+
+Targets (issue 8): the status endpoint, the sends list and the first pages of a send's messages
+under 10 ms at the 99th percentile; deep pages (page 1,000, the last page) under 100 ms.
+
+1. Create and migrate its own database (`mindo_bench_reads`), provision an organization with
+   `manage.py demo --json --org BenchReads`.
+2. Fill it with COPY, straight into the tables: `--sends` sends of `--per-send` messages each, in
+   the mix of a send half way through (mostly sent, delivered and read; some pending and failed),
+   with exact counters, then ANALYZE. A database kept by `--keep` with the same fill is reused.
+3. Start gunicorn (sync workers, no Celery worker: nothing moves while it is measured), warm every
+   endpoint up, then time `--requests` sequential GETs per endpoint with one keep-alive session.
+4. Baseline, in the same run and with the same client: gunicorn serving a bare WSGI app that
+   reads one message by primary key with psycopg and answers its JSON. That is the floor of a
+   read (HTTP, gunicorn, one round trip to PostgreSQL). One GET of it follows each timed GET, so
+   both see the same load; each endpoint is printed as a ratio to the baseline timed beside it.
+5. Always: stop gunicorn; drop the database unless `--keep`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+import psycopg
+import requests
+from psycopg import sql
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as a script, the project's packages are not on the path
+
+from bench.support import (  # noqa: E402
+    TEMPLATE,
+    Demo,
+    bench_env,
+    django_setup,
+    gunicorn,
+    print_table,
+    provision,
+    sig3,
+)
+
+API = "/api/v1/meta-templates"
+PAGE_SIZE = 20
+FIRST_TARGET_MS = 10.0
+DEEP_TARGET_MS = 100.0
+REQUEST_TIMEOUT = (5.0, 60.0)
+# Out of every 100 messages of a send: a send half way through, as after a day of traffic.
+STATUS_MIX = (("pending", 3), ("failed", 2), ("sent", 25), ("delivered", 40), ("read", 30))
+
+
+# --- filling the tables --------------------------------------------------------------------------
+
+
+def status_of(index: int) -> str:
+    slot = index % 100
+    for name, share in STATUS_MIX:
+        if slot < share:
+            return name
+        slot -= share
+    raise AssertionError("STATUS_MIX must add up to 100")
+
+
+def message_rows(send_index: int, send_id: str, account_id: int, count: int) -> Iterator[tuple]:
+    from django.utils import timezone
+
+    sent_at = timezone.now() - timedelta(hours=30)  # out of the quota window: it is not measured
+    delivered_at, read_at = sent_at + timedelta(seconds=5), sent_at + timedelta(minutes=3)
+    for i in range(count):
+        status = status_of(i)
+        reached = ("sent", "delivered", "read")
+        wamid = f"wamid.BENCH{send_index:03d}{i:07d}" if status in reached else None
+        yield (
+            send_id,
+            account_id,
+            f"+54911{20_000_000 + send_index * 1_000_000 + i:08d}",
+            orjson.dumps({"name": f"Cliente {i}", "code": f"C{i:06d}"}).decode(),
+            orjson.dumps({"button_0": f"B-{i}"}).decode(),
+            status,
+            wamid,
+            sent_at if status in reached else None,
+            delivered_at if status in ("delivered", "read") else None,
+            read_at if status == "read" else None,
+            sent_at if status == "failed" else None,
+            "131026" if status == "failed" else None,
+            "Message undeliverable" if status == "failed" else None,
+        )
+
+
+MESSAGE_COLUMNS = (
+    "bulk_send_id, business_account_id, recipient_phone, variables, button_variables, status, "
+    "wamid, sent_at, delivered_at, read_at, failed_at, error_code, error_message"
+)
+
+
+def counters(count: int) -> dict[str, int]:
+    """The sends' counters, exactly what `status_of` gives `count` messages."""
+    by_status = {name: 0 for name, _ in STATUS_MIX}
+    for i in range(count):
+        by_status[status_of(i)] += 1
+    return {
+        "submitted_recipients": count,
+        "total_recipients": count,
+        "pending_count": by_status["pending"],
+        "sent_count": by_status["sent"] + by_status["delivered"] + by_status["read"],
+        "delivered_count": by_status["delivered"] + by_status["read"],
+        "read_count": by_status["read"],
+        "failed_count": by_status["failed"],
+        "cancelled_count": 0,
+    }
+
+
+def fill(demo: Demo, org: str, sends: int, per_send: int) -> list[str]:
+    """The sends of `org`, filled unless a kept database already holds exactly this fill."""
+    from django.db import connection, transaction
+
+    from bulksend.models import BulkSend, BulkSendStatus
+    from messaging.models import Message
+    from templates_app.models import MessageTemplate, PhoneNumber
+
+    existing = BulkSend.objects.filter(organization__name=org)
+    if existing.count() == sends and all(s.total_recipients == per_send for s in existing):
+        print(f"reusing the {sends} sends of {per_send:,} messages of the kept database")
+        return [str(pk) for pk in existing.values_list("pk", flat=True)]
+    number = PhoneNumber.objects.select_related("business_account__organization").get(
+        phone_number_id=demo.phone_number_id
+    )
+    template = MessageTemplate.objects.get(
+        name=TEMPLATE, language=demo.language, business_account=number.business_account
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(f"TRUNCATE {Message._meta.db_table}, {BulkSend._meta.db_table} CASCADE")
+    started = time.monotonic()
+    ids = []
+    for send_index in range(sends):
+        with transaction.atomic():
+            # Active with messages still pending: the status endpoint computes its estimate.
+            bulk_send = BulkSend.objects.create(
+                organization=number.business_account.organization,
+                phone_number=number,
+                template=template,
+                status=BulkSendStatus.PROCESSING,
+                **counters(per_send),
+            )
+            rows = message_rows(send_index, str(bulk_send.pk), number.business_account_id, per_send)
+            with (
+                connection.cursor() as cursor,
+                cursor.cursor.copy(
+                    f"COPY {Message._meta.db_table} ({MESSAGE_COLUMNS}) FROM STDIN"
+                ) as copy,
+            ):
+                for row in rows:
+                    copy.write_row(row)
+        ids.append(str(bulk_send.pk))
+        print(
+            f"  send {send_index + 1}/{sends} filled ({time.monotonic() - started:.0f} s)",
+            flush=True,
+        )
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {Message._meta.db_table}, {BulkSend._meta.db_table}")
+    return ids
+
+
+def middle_message_id(send_id: str, per_send: int) -> int:
+    from messaging.models import Message
+
+    ids = (
+        Message.objects.filter(bulk_send_id=uuid.UUID(send_id))
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    return int(ids[per_send // 2])
+
+
+# --- the baseline app (gunicorn imports this module as bench.reads:baseline_app) ---------------
+
+_baseline_connection: Any = None
+
+
+def baseline_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    """One message by primary key with psycopg, as JSON: no framework, one round trip."""
+    global _baseline_connection
+    if _baseline_connection is None:
+        url = os.environ["DATABASE_URL"].replace("postgres://", "postgresql://", 1)
+        _baseline_connection = psycopg.connect(url, autocommit=True)
+    message_id = int(environ.get("QUERY_STRING", "id=0").partition("=")[2] or 0)
+    row = _baseline_connection.execute(
+        "SELECT id, recipient_phone, status, wamid, variables FROM messaging_message WHERE id = %s",
+        [message_id],
+    ).fetchone()
+    body = orjson.dumps(
+        {"id": row[0], "recipient_phone": row[1], "status": row[2], "wamid": row[3], "v": row[4]}
+        if row
+        else {}
+    )
+    start_response(
+        "200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+    )
+    return [body]
+
+
+# --- serving and timing ------------------------------------------------------------------------
+
+
+def wait_ok(session: requests.Session, url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(requests.ConnectionError):
+            response = session.get(url, timeout=REQUEST_TIMEOUT)
+            if response.status_code == 200:
+                return
+            sys.exit(f"GET {url} answered {response.status_code}: {response.text[:500]}")
+        time.sleep(0.2)
+    sys.exit(f"no answer from {url} in {timeout:.0f} s")
+
+
+@dataclass
+class Timed:
+    """Milliseconds of one read's GETs, and of the baseline's GETs made between them."""
+
+    read: list[float] = field(default_factory=list)
+    baseline: list[float] = field(default_factory=list)
+
+
+def get_ms(session: requests.Session, url: str) -> float:
+    started = time.perf_counter()
+    response = session.get(url, timeout=REQUEST_TIMEOUT)
+    elapsed = (time.perf_counter() - started) * 1000
+    if response.status_code != 200:
+        sys.exit(f"GET {url} answered {response.status_code}: {response.text[:500]}")
+    return elapsed
+
+
+def time_reads(
+    service: tuple[requests.Session, str],
+    baseline: tuple[requests.Session, str],
+    paths: list[tuple[str, str]],
+    count: int,
+) -> dict[str, Timed]:
+    """`count` sequential GETs of each path, each followed by one GET of the baseline: on a
+    shared machine the load changes by the minute, and both then see the same load."""
+    (session, base), (baseline_session, baseline_url) = service, baseline
+    results: dict[str, Timed] = {}
+    for name, path in paths:
+        for _ in range(5):  # untimed: the first answers fill caches
+            get_ms(session, base + path)
+        timed = results[name] = Timed()
+        for _ in range(count):
+            timed.read.append(get_ms(session, base + path))
+            timed.baseline.append(get_ms(baseline_session, baseline_url))
+        median, baseline_median = statistics.median(timed.read), statistics.median(timed.baseline)
+        print(f"  {name}: median {median:.1f} ms, baseline {baseline_median:.1f} ms", flush=True)
+    return results
+
+
+def p99(times: list[float]) -> float:
+    return statistics.quantiles(times, n=100, method="inclusive")[98]
+
+
+def endpoints(send_id: str, per_send: int, wamid: str) -> list[tuple[str, str, float]]:
+    """(name, path, p99 target in ms) of every read timed."""
+    messages = f"{API}/bulk-sends/{send_id}/messages/"
+    last_page = -(-per_send // PAGE_SIZE)
+    deep = min(1000, last_page)
+    return [
+        ("status", f"{API}/bulk-sends/{send_id}/", FIRST_TARGET_MS),
+        ("sends list", f"{API}/bulk-sends/", FIRST_TARGET_MS),
+        ("messages, page 1", messages, FIRST_TARGET_MS),
+        ("messages ?status=pending, page 1", f"{messages}?status=pending", FIRST_TARGET_MS),
+        (f"messages, page {deep:,}", f"{messages}?page={deep}", DEEP_TARGET_MS),
+        (f"messages, last page ({last_page:,})", f"{messages}?page={last_page}", DEEP_TARGET_MS),
+        ("message by wamid", f"{API}/messages/{wamid}/", FIRST_TARGET_MS),
+    ]
+
+
+# --- main --------------------------------------------------------------------------------------
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sends", type=int, default=10)
+    parser.add_argument("--per-send", type=int, default=100_000, help="messages per send")
+    parser.add_argument("--requests", type=int, default=300, help="timed GETs per endpoint")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers (2-3)")
+    parser.add_argument("--keep", action="store_true", help="keep the database (reused next run)")
+    parser.add_argument("--org", default="BenchReads", help="organization provisioned by `demo`")
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get(
+            "BENCH_READS_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/mindo_bench_reads"
+        ),
+    )
+    parser.add_argument(
+        "--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+    )
+    return parser.parse_args()
+
+
+def database_drop(database_url: str) -> None:
+    from django.conf import settings
+    from django.db import connections
+
+    if settings.configured:  # an interrupted run may not have come that far
+        connections.close_all()
+    server = urlsplit(database_url)._replace(path="/postgres", scheme="postgresql").geturl()
+    with psycopg.connect(server, autocommit=True) as connection:
+        name = urlsplit(database_url).path.lstrip("/")
+        connection.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+    print(f"dropped database {name}")
+
+
+def main() -> None:
+    # A plain SIGTERM would end Python without its `finally` blocks and leave gunicorn running.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    args = parse_args()
+    database = urlsplit(args.database_url).path.lstrip("/")
+    if "bench" not in database:
+        sys.exit(f"refusing to fill and drop database {database!r}: name one with 'bench'")
+    env = bench_env(args.database_url, args.redis_url)
+    print(f"database {database}, {args.workers} gunicorn sync workers, load {os.getloadavg()}")
+    try:
+        demo = provision(env, args.org)
+        django_setup(env)
+        send_ids = fill(demo, args.org, args.sends, args.per_send)
+        from messaging.models import Message
+
+        measured = send_ids[len(send_ids) // 2]
+        wamid = Message.objects.filter(
+            bulk_send_id=uuid.UUID(measured), wamid__isnull=False
+        ).values_list("wamid", flat=True)[args.per_send // 4]
+        reads = endpoints(measured, args.per_send, wamid)
+        baseline_path = f"/?id={middle_message_id(measured, args.per_send)}"
+        paths = [(name, path) for name, path, _ in reads]
+        with (
+            tempfile.TemporaryDirectory(prefix="bench-reads-") as log_dir,
+            gunicorn("mindo.wsgi", env, args.workers, Path(log_dir)) as base,
+            gunicorn("bench.reads:baseline_app", env, args.workers, Path(log_dir)) as baseline,
+            requests.Session() as session,
+            requests.Session() as baseline_session,
+        ):
+            session.headers["X-API-Key"] = demo.api_key
+            wait_ok(session, base + paths[0][1])
+            wait_ok(baseline_session, baseline + baseline_path)
+            results = time_reads(
+                (session, base), (baseline_session, baseline + baseline_path), paths, args.requests
+            )
+    finally:
+        if args.keep:
+            print(f"kept database {database}")
+        else:
+            database_drop(args.database_url)
+    report(reads, results, args)
+
+
+def report(
+    reads: list[tuple[str, str, float]], results: dict[str, Timed], args: argparse.Namespace
+) -> None:
+    print()
+    print(
+        f"Reads through gunicorn, {args.sends} sends of {args.per_send:,} messages, "
+        f"{args.requests} sequential GETs each, milliseconds; load {os.getloadavg()}"
+    )
+    print("baseline: a bare WSGI app reading one message by id, GETs between the read's own")
+    rows = []
+    for name, _, target in reads:
+        timed = results[name]
+        median, high = statistics.median(timed.read), p99(timed.read)
+        base_median, base_high = statistics.median(timed.baseline), p99(timed.baseline)
+        rows.append(
+            [
+                name,
+                sig3(median),
+                sig3(high),
+                f"< {target:g}",
+                "PASS" if high < target else "MISS",
+                sig3(base_median),
+                sig3(base_high),
+                sig3(median / base_median),
+                sig3(high / base_high),
+            ]
+        )
+    headers = ["read", "median", "p99", "p99 target", "result", "base median", "base p99"]
+    print_table([*headers, "median/base", "p99/base"], rows)
+
+
+if __name__ == "__main__":
+    main()
