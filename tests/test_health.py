@@ -2,64 +2,20 @@
 
 from __future__ import annotations
 
-import subprocess
-from collections.abc import Iterator
-
 import pytest
-import redis
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.test import Client, override_settings
 
 from mindo import health
-from tests.delivery_support import free_port, wait_for
+from tests.delivery_support import free_port
+from tests.redis_server import PrivateRedis, private_redis_fixture  # noqa: F401  (fixture)
 
 
 @pytest.fixture
 def probe_client() -> Client:
     # Orchestrators probe a process by its IP address, which DJANGO_ALLOWED_HOSTS does not list.
     return Client(HTTP_HOST="10.11.12.13:8000")
-
-
-class PrivateRedis:
-    """A redis-server of the test's own on a free port, so that stopping it harms nobody."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process = subprocess.Popen(
-            [
-                "redis-server",
-                *("--port", str(self.port), "--bind", "127.0.0.1"),
-                *("--save", "", "--appendonly", "no", "--daemonize", "no"),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_for(self.answers, timeout=30, what="redis-server")
-
-    def answers(self) -> bool:
-        client = redis.Redis.from_url(self.url, socket_connect_timeout=1)
-        try:
-            return bool(client.ping())
-        except redis.ConnectionError:
-            return False
-        finally:
-            client.close()
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-        self.process.wait(timeout=30)
-
-
-@pytest.fixture
-def private_redis() -> Iterator[PrivateRedis]:
-    server = PrivateRedis()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def test_healthz_answers_ok_without_a_key_or_a_listed_host(probe_client: Client) -> None:
