@@ -50,6 +50,7 @@ sys.path.insert(0, str(ROOT))  # run as a script, the project's packages are not
 from bench.support import (  # noqa: E402
     PRODUCTION_ENV,
     Demo,
+    add_service_arguments,
     django_setup,
     free_port,
     print_table,
@@ -353,15 +354,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--org", default="Bench", help="organization provisioned by `demo`")
     parser.add_argument("--no-phases", action="store_true", help="skip the in-process phases")
     parser.add_argument("--max-seconds", type=float, default=1200, help="stop starting rounds")
-    parser.add_argument(
-        "--database-url",
-        default=os.environ.get(
-            "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/mindo_bench"
-        ),
-    )
-    parser.add_argument(
-        "--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
-    )
+    add_service_arguments(parser, database="mindo_bench")
     return parser.parse_args()
 
 

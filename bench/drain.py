@@ -90,6 +90,7 @@ sys.path.insert(0, str(ROOT))  # run as a script, the project's packages are not
 from bench.support import (  # noqa: E402
     PRODUCTION_ENV,
     Demo,
+    add_service_arguments,
     django_setup,
     free_port,
     print_table,
@@ -97,7 +98,6 @@ from bench.support import (  # noqa: E402
     sig3,
 )
 
-DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/mindo_bench_drain"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/11"
 ORG = "Bench"
 TEMPLATE = "welcome_message"
@@ -1137,10 +1137,7 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--round-timeout", type=float, default=180, help="seconds per round")
     parser.add_argument("--max-seconds", type=float, default=1800, help="stop starting rounds")
-    parser.add_argument(
-        "--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL)
-    )
-    parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS_URL))
+    add_service_arguments(parser, database="mindo_bench_drain", redis_url=DEFAULT_REDIS_URL)
     args = parser.parse_args()
     args.rounds = args.rounds or (1 if args.quick else 3)
     args.seconds = args.seconds or (15.0 if args.quick else 60.0)

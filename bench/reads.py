@@ -48,6 +48,7 @@ sys.path.insert(0, str(ROOT))  # run as a script, the project's packages are not
 from bench.support import (  # noqa: E402
     TEMPLATE,
     Demo,
+    add_service_arguments,
     bench_env,
     django_setup,
     gunicorn,
@@ -300,14 +301,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers (2-3)")
     parser.add_argument("--keep", action="store_true", help="keep the database (reused next run)")
     parser.add_argument("--org", default="BenchReads", help="organization provisioned by `demo`")
-    parser.add_argument(
-        "--database-url",
-        default=os.environ.get(
-            "BENCH_READS_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/mindo_bench_reads"
-        ),
-    )
-    parser.add_argument(
-        "--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+    add_service_arguments(
+        parser, database="mindo_bench_reads", database_variable="BENCH_READS_DATABASE_URL"
     )
     return parser.parse_args()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import math
 import os
@@ -89,6 +90,22 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def add_service_arguments(
+    parser: argparse.ArgumentParser,
+    *,
+    database: str,
+    database_variable: str = "BENCH_DATABASE_URL",
+    redis_url: str = "redis://127.0.0.1:6379/14",
+) -> None:
+    """`--database-url` (the bench's own database, `database` unless `database_variable` is set)
+    and `--redis-url` (BENCH_REDIS_URL, else `redis_url`)."""
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get(database_variable, f"postgres://postgres@127.0.0.1:5432/{database}"),
+    )
+    parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", redis_url))
 
 
 def bench_env(database_url: str, redis_url: str) -> dict[str, str]:
