@@ -45,7 +45,6 @@ class MessageStatus(models.TextChoices):
 
 # Statuses a client sees: a message claimed by a worker is still pending to them.
 PUBLIC_STATUS = {MessageStatus.SENDING: MessageStatus.PENDING}
-UNSENT_STATUSES = (MessageStatus.PENDING, MessageStatus.SENDING)
 
 
 def in_template_order(variables: dict[str, str], names: list[str]) -> dict[str, str]:

@@ -162,11 +162,6 @@ def _apply_reads(reads: list[_Read]) -> StatusOutcome:
     return statuses
 
 
-def webhook_events_apply(events: list[WebhookEvent]) -> StatusOutcome:
-    """Apply `events` (bodies not applied yet) together and record what each one changed."""
-    return _apply_reads([_read(event) for event in events])
-
-
 def _is_transient(error: Exception) -> bool:
     """An error of the connection or of concurrency, not of the body: try again later, do not
     quarantine (a database restarting must not put every body aside)."""
