@@ -156,8 +156,8 @@ def sends_reset() -> None:
 
 
 def sends_cancel_active() -> None:
+    from bulksend.lifecycle import bulk_send_cancel
     from bulksend.models import ACTIVE_STATUSES, BulkSend
-    from bulksend.operations import bulk_send_cancel
 
     for bulk_send in BulkSend.objects.filter(status__in=ACTIVE_STATUSES):
         bulk_send_cancel(bulk_send=bulk_send)

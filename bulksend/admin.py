@@ -3,7 +3,7 @@
 Sends are created through the API, and their status and counters move only in the statements that
 move their messages (DESIGN: exact counters). An edit or a delete here would break that, so the
 admin shows sends and lets nobody add, change or delete one; operators act on them through two
-actions that go through bulksend.operations: cancel, and resume a send Meta halted.
+actions that go through bulksend.lifecycle: cancel, and resume a send Meta halted.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
+from bulksend.lifecycle import bulk_send_cancel, bulk_send_resume
 from bulksend.models import BulkSend
-from bulksend.operations import bulk_send_cancel, bulk_send_resume
 
 COUNTERS = [
     "total_recipients",

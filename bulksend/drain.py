@@ -39,17 +39,17 @@ from django.db import connection, transaction
 from django.db.models import Min
 from django.utils import timezone
 
+from bulksend.lifecycle import (
+    batch_settle,
+    bulk_send_cancel_leftovers,
+    bulk_send_finish_if_done,
+    bulk_send_halt,
+    bulk_send_start,
+)
 from bulksend.liveness import DrainHeartbeat
 from bulksend.models import BulkSend, BulkSendStatus
-from bulksend.operations import bulk_send_cancel_leftovers
 from bulksend.quota import WINDOW
-from messaging.delivery import (
-    ClaimedMessage,
-    DeliveryResult,
-    Settle,
-    messages_claim,
-    messages_settle,
-)
+from messaging.delivery import ClaimedMessage, DeliveryResult, Settle, messages_claim
 from messaging.graph import (
     AsyncGraphClient,
     ErrorClass,
@@ -87,37 +87,6 @@ class DrainReport:
         self.batches += 1
         for key, count in counts.items():
             self.outcomes[key] = self.outcomes.get(key, 0) + count
-
-
-def bulk_send_start(bulk_send_id: uuid.UUID) -> bool:
-    """QUEUED -> PROCESSING once (guarded); True when the send is PROCESSING now."""
-    BulkSend.objects.filter(pk=bulk_send_id, status=BulkSendStatus.QUEUED).update(
-        status=BulkSendStatus.PROCESSING, started_at=timezone.now()
-    )
-    return BulkSend.objects.filter(pk=bulk_send_id, status=BulkSendStatus.PROCESSING).exists()
-
-
-def bulk_send_finish_if_done(bulk_send_id: uuid.UUID) -> bool:
-    """PROCESSING -> COMPLETED / PARTIAL / FAILED once nothing is pending or in flight."""
-    sends = BulkSend.objects.filter(
-        pk=bulk_send_id, status=BulkSendStatus.PROCESSING, pending_count=0
-    )
-    finished = sends.filter(failed_count=0).update(
-        status=BulkSendStatus.COMPLETED, completed_at=timezone.now()
-    )
-    finished += sends.filter(sent_count=0).update(
-        status=BulkSendStatus.FAILED, completed_at=timezone.now()
-    )
-    finished += sends.update(status=BulkSendStatus.PARTIAL, completed_at=timezone.now())
-    return finished > 0
-
-
-def bulk_send_halt(bulk_send_id: uuid.UUID, error: GraphError) -> None:
-    """Stop a send for an operator: the reason is on the status endpoint and in the admin."""
-    reason = f"Halted: Meta error {error.code}: {error.text}. Fix it and resume the send."
-    sends = BulkSend.objects.filter(pk=bulk_send_id, status=BulkSendStatus.PROCESSING)
-    sends.filter(sent_count=0).update(status=BulkSendStatus.FAILED, status_reason=reason)
-    sends.update(status=BulkSendStatus.PARTIAL, status_reason=reason)
 
 
 def _retry_delay(attempts: int, error: GraphError) -> float:
@@ -191,7 +160,7 @@ class _QuotaGate:
         if waiting:
             # Waiting for the window is not an attempt: released, not retried.
             frees_at = self._room_frees_at(now)
-            messages_settle(
+            batch_settle(
                 [DeliveryResult(m.id, Settle.RELEASE, retry_at=frees_at) for m in waiting],
                 now=now,
             )
@@ -324,7 +293,7 @@ def _settle_interrupted(
         else:
             results.append(DeliveryResult(message.id, Settle.RELEASE))
     try:
-        counts = messages_settle(results, now=now)
+        counts = batch_settle(results, now=now)
     except Exception:
         logger.exception("Cannot settle the interrupted batch (%s); its leases will", error)
         return
@@ -380,14 +349,14 @@ def bulk_send_drain(bulk_send_id: uuid.UUID, *, budget_seconds: float | None = N
                 break
             now = timezone.now()
             results = [_result_for(m, o, now) for m, o in zip(batch, outcomes, strict=True)]
-            report.add(messages_settle(results, now=now))
+            report.add(batch_settle(results, now=now))
             metrics.messages_settled(results, outcomes)
             halting = next(
                 (o.error for o in outcomes if o.error and o.error.error_class == ErrorClass.HALT),
                 None,
             )
             if halting is not None:
-                bulk_send_halt(bulk_send_id, halting)
+                bulk_send_halt(bulk_send_id, code=halting.code, text=halting.text)
                 report.halted = halting.code
                 return report
         else:

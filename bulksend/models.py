@@ -74,6 +74,10 @@ class BulkSend(models.Model):
     quota_frees_at = models.DateTimeField(null=True, blank=True)
     # Why a send stopped before its end (a halted token, a cancellation), for clients and operators.
     status_reason = models.TextField(blank=True)
+    # Set while Meta's refusal (an invalid token, a blocked account) holds the send for an
+    # operator: its untried messages stay pending until it is resumed or cancelled.
+    halted_at = models.DateTimeField(null=True, blank=True)
+    halt_reason = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
@@ -129,3 +133,7 @@ class BulkSend(models.Model):
     @property
     def is_active(self) -> bool:
         return self.status in ACTIVE_STATUSES
+
+    @property
+    def is_halted(self) -> bool:
+        return self.halted_at is not None

@@ -2,7 +2,7 @@
 
 1. Messages whose worker's lease ran out go back to `pending` once Meta's webhooks show it did
    not take them, or end as `unknown_outcome` when no evidence comes
-   (messaging.delivery.leases_reap).
+   (bulksend.lifecycle.sends_leases_reap).
 2. Every active send with due messages and no live drain gets a wake-up: a lost task, a worker
    killed mid-batch, a retry whose time has come.
 3. A send with nothing left pending is finished, in case its last drain died before doing it.
@@ -16,17 +16,15 @@ from datetime import datetime
 from django.conf import settings
 from django.db.models import Q
 
-from bulksend.drain import bulk_send_finish_if_done
+from bulksend.lifecycle import bulk_send_finish_if_done, cancelled_sends_sweep, sends_leases_reap
 from bulksend.liveness import drain_is_alive
 from bulksend.models import ACTIVE_STATUSES, BulkSend
-from bulksend.operations import cancelled_sends_sweep
-from messaging.delivery import leases_reap
 from messaging.models import Message, MessageStatus
 
 
 def bulk_sends_reap(*, now: datetime) -> list[str]:
     """Return the ids of the sends that need a wake-up now."""
-    leases_reap(
+    sends_leases_reap(
         grace_seconds=settings.DELIVERY_CALLBACK_GRACE_SECONDS,
         max_attempts=settings.DELIVERY_MAX_ATTEMPTS,
         now=now,

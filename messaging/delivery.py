@@ -12,8 +12,9 @@ LOCKED` and a lease (`sending`), sends them, and settles each in one transaction
 - release: not attempted after all (the send was halted, or the quota window is full): back to
   `pending` as it was, not claimed again before `retry_at` when one is given.
 Every status move is a guarded UPDATE (`WHERE status = 'sending'`), so a late worker never
-overwrites what a webhook or the reaper decided, and counters move by the deltas of rows that
-really changed.
+overwrites what a webhook or the reaper decided. Each function returns how the sends' counters
+moved, by the rows that really changed; its caller applies that in the same transaction
+(bulksend.lifecycle).
 """
 
 from __future__ import annotations
@@ -25,9 +26,16 @@ from enum import StrEnum
 from typing import Any
 
 import orjson
-from django.db import connection, transaction
+from django.db import connection
 
-from messaging.status import StatusEvent, counters_add, statuses_apply, table_names
+from messaging.counters import STATUS_SQL, SendDeltas, deltas_merge, deltas_move
+from messaging.models import MessageStatus
+from messaging.status import (
+    StatusEvent,
+    statuses_apply,
+    table_names,
+    transaction_required,
+)
 
 
 class Settle(StrEnum):
@@ -59,11 +67,11 @@ class DeliveryResult:
 
 _CLAIM_SQL = """
 UPDATE {messages} m
-   SET status = 'sending', lease_expires_at = %(lease_until)s, attempts = m.attempts + 1,
+   SET status = {SENDING}, lease_expires_at = %(lease_until)s, attempts = m.attempts + 1,
        next_attempt_at = NULL
  WHERE m.id IN (
     SELECT id FROM {messages}
-     WHERE bulk_send_id = %(send)s AND status = 'pending'
+     WHERE bulk_send_id = %(send)s AND status = {PENDING}
        AND (next_attempt_at IS NULL OR next_attempt_at <= %(now)s)
      ORDER BY id
      LIMIT %(limit)s
@@ -77,32 +85,32 @@ WITH outcome AS (
     SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[]) AS o(id, code, message)
 )
 UPDATE {messages} m
-   SET status = 'failed', failed_at = %s, error_code = o.code, error_message = o.message,
+   SET status = {FAILED}, failed_at = %s, error_code = o.code, error_message = o.message,
        lease_expires_at = NULL
   FROM outcome o
- WHERE m.id = o.id AND m.status = 'sending'
+ WHERE m.id = o.id AND m.status = {SENDING}
 RETURNING m.bulk_send_id
 """
 
 _RETRY_SQL = """
 WITH outcome AS (SELECT * FROM unnest(%s::bigint[], %s::timestamptz[]) AS o(id, retry_at))
 UPDATE {messages} m
-   SET status = 'pending', next_attempt_at = o.retry_at, lease_expires_at = NULL
+   SET status = {PENDING}, next_attempt_at = o.retry_at, lease_expires_at = NULL
   FROM outcome o
- WHERE m.id = o.id AND m.status = 'sending'
+ WHERE m.id = o.id AND m.status = {SENDING}
 """
 
 _UNCERTAIN_SQL = """
-UPDATE {messages} SET lease_expires_at = %s WHERE id = ANY(%s::bigint[]) AND status = 'sending'
+UPDATE {messages} SET lease_expires_at = %s WHERE id = ANY(%s::bigint[]) AND status = {SENDING}
 """
 
 _RELEASE_SQL = """
 WITH outcome AS (SELECT * FROM unnest(%s::bigint[], %s::timestamptz[]) AS o(id, retry_at))
 UPDATE {messages} m
-   SET status = 'pending', lease_expires_at = NULL, next_attempt_at = o.retry_at,
+   SET status = {PENDING}, lease_expires_at = NULL, next_attempt_at = o.retry_at,
        attempts = GREATEST(m.attempts - 1, 0)
   FROM outcome o
- WHERE m.id = o.id AND m.status = 'sending'
+ WHERE m.id = o.id AND m.status = {SENDING}
 """
 
 # Has Meta's status webhook stream for the message's number come `grace` past the moment the
@@ -114,7 +122,7 @@ _EVIDENCE = """EXISTS (
       JOIN {progress} p ON p.phone_number_id = n.phone_number_id
      WHERE b.id = m.bulk_send_id AND p.latest_status_at >= m.lease_expires_at + %(grace)s)"""
 
-_EXPIRED = """m.status = 'sending' AND m.lease_expires_at < %(cutoff)s"""
+_EXPIRED = """m.status = {SENDING} AND m.lease_expires_at < %(cutoff)s"""
 
 # Not taken by Meta (the evidence says so), or past the ceiling when resending is chosen.
 _RETRYABLE = (
@@ -122,7 +130,7 @@ _RETRYABLE = (
 )
 
 _REAP_SQL = f"""
-UPDATE {{messages}} m SET status = 'pending', lease_expires_at = NULL
+UPDATE {{messages}} m SET status = {{PENDING}}, lease_expires_at = NULL
  WHERE {_RETRYABLE} AND m.attempts < %(max_attempts)s
 RETURNING m.bulk_send_id
 """
@@ -130,7 +138,7 @@ RETURNING m.bulk_send_id
 # A message whose every attempt went unanswered (and no webhook named it) has used its attempts.
 _REAP_EXHAUSTED_SQL = f"""
 UPDATE {{messages}} m
-   SET status = 'failed', failed_at = %(now)s, lease_expires_at = NULL,
+   SET status = {{FAILED}}, failed_at = %(now)s, lease_expires_at = NULL,
        error_code = 'no_answer',
        error_message = 'Meta did not answer any of ' || m.attempts || ' attempts, and no status '
                        'webhook came for this message.'
@@ -142,7 +150,7 @@ RETURNING m.bulk_send_id
 # deliver it twice, so it ends as failed with an outcome the client can read as unknown.
 _REAP_UNKNOWN_SQL = f"""
 UPDATE {{messages}} m
-   SET status = 'failed', failed_at = %(now)s, lease_expires_at = NULL,
+   SET status = {{FAILED}}, failed_at = %(now)s, lease_expires_at = NULL,
        error_code = 'unknown_outcome',
        error_message = 'Meta did not answer and sent no status for this message within '
                        || %(ceiling)s || ' seconds: it may have been delivered. Not sent again, '
@@ -160,8 +168,14 @@ DO UPDATE SET latest_status_at = GREATEST({progress}.latest_status_at, EXCLUDED.
 """
 
 
+_CANCEL_PENDING_SQL = """
+UPDATE {messages} SET status = {CANCELLED}, next_attempt_at = NULL
+ WHERE bulk_send_id = %s AND status = {PENDING}
+"""
+
+
 def _sql(template: str) -> str:
-    return template.format(**table_names())
+    return template.format(**table_names(), **STATUS_SQL)
 
 
 def messages_claim(
@@ -203,25 +217,39 @@ def _decoded(value: Any) -> dict[str, str]:
     return dict(value or {})
 
 
-def messages_settle(results: list[DeliveryResult], *, now: datetime) -> dict[str, int]:
-    """Record what Meta said about each attempted message; returns counts by outcome."""
+@dataclass(slots=True)
+class Settled:
+    """What settling a batch did: how many results of each outcome, how the counters moved."""
+
+    counts: dict[str, int]
+    counters: SendDeltas
+
+
+def messages_settle(results: list[DeliveryResult], *, now: datetime) -> Settled:
+    """Record what Meta said about each attempted message.
+
+    Runs in the caller's transaction, which also applies `counters` to the sends.
+    """
+    transaction_required()
     by_outcome: dict[Settle, list[DeliveryResult]] = {outcome: [] for outcome in Settle}
     for result in results:
         by_outcome[result.outcome].append(result)
-    with transaction.atomic(), connection.cursor() as cursor:
+    counters: SendDeltas = {}
+    with connection.cursor() as cursor:
         sent = by_outcome[Settle.SENT]
         if sent:
-            statuses_apply(
+            recorded = statuses_apply(
                 [
                     StatusEvent(
                         wamid=str(result.wamid),
-                        status="sent",
+                        status=MessageStatus.SENT,
                         occurred_at=now,
                         message_ref=result.message_id,
                     )
                     for result in sent
                 ]
             )
+            deltas_merge(counters, recorded.counters)
         failed = by_outcome[Settle.FAILED]
         if failed:
             cursor.execute(
@@ -233,7 +261,7 @@ def messages_settle(results: list[DeliveryResult], *, now: datetime) -> dict[str
                     now,
                 ],
             )
-            _failed_per_send(cursor)
+            _moved_per_send(cursor, counters, MessageStatus.SENDING, MessageStatus.FAILED)
         retry = by_outcome[Settle.RETRY]
         if retry:
             cursor.execute(
@@ -249,21 +277,23 @@ def messages_settle(results: list[DeliveryResult], *, now: datetime) -> dict[str
                 _sql(_RELEASE_SQL),
                 [[r.message_id for r in release], [r.retry_at for r in release]],
             )
-    return {outcome.value: len(items) for outcome, items in by_outcome.items() if items}
+    counts = {outcome.value: len(items) for outcome, items in by_outcome.items() if items}
+    return Settled(counts, counters)
 
 
-def _failed_per_send(cursor: Any) -> None:
-    """Counter deltas for the messages the last statement failed (its RETURNING bulk_send_id)."""
-    per_send: dict[str, int] = {}
+def _moved_per_send(cursor: Any, counters: SendDeltas, old: str, new: str) -> None:
+    """Add to `counters` the messages the last statement moved from `old` to `new` (its
+    RETURNING bulk_send_id, a row per message)."""
     for (bulk_send_id,) in cursor.fetchall():
-        per_send[str(bulk_send_id)] = per_send.get(str(bulk_send_id), 0) + 1
-    counters_add(
-        cursor,
-        [
-            {"bulk_send_id": key, "failed": count, "pending": -count}
-            for key, count in per_send.items()
-        ],
-    )
+        deltas_move(counters, str(bulk_send_id), old, new)
+
+
+@dataclass(slots=True)
+class Reaped:
+    """The sends that got messages back to `pending`, and how the counters moved."""
+
+    send_ids: set[str]
+    counters: SendDeltas
 
 
 def leases_reap(
@@ -273,7 +303,7 @@ def leases_reap(
     now: datetime,
     unknown_after_seconds: float,
     resend_unknown: bool = False,
-) -> set[str]:
+) -> Reaped:
     """Settle messages whose worker's lease ran out: they may or may not be with Meta.
 
     Such a message is sent again only on evidence that Meta did not take it: Meta's status
@@ -282,10 +312,10 @@ def leases_reap(
     worker died). A message that has used `max_attempts` fails instead (a send must end). While
     webhooks are not arriving (Meta is late, or they do not reach us) the message waits, up to
     `unknown_after_seconds`; then it fails as `unknown_outcome` rather than risk a second
-    delivery, unless `resend_unknown`. Returns the ids of the sends that got messages back
-    (their counters do not move: `sending` and `pending` are both pending to clients; those of
-    failed messages move by delta).
+    delivery, unless `resend_unknown`. Messages given back move no counter (`sending` and
+    `pending` are both pending); failed ones do. Runs in the caller's transaction.
     """
+    transaction_required()
     params: dict[str, Any] = {
         "now": now,
         "cutoff": now - timedelta(seconds=grace_seconds),
@@ -295,13 +325,29 @@ def leases_reap(
         "resend": resend_unknown,
         "max_attempts": max_attempts,
     }
-    with transaction.atomic(), connection.cursor() as cursor:
+    counters: SendDeltas = {}
+    with connection.cursor() as cursor:
         cursor.execute(_sql(_REAP_EXHAUSTED_SQL), params)
-        _failed_per_send(cursor)
+        _moved_per_send(cursor, counters, MessageStatus.SENDING, MessageStatus.FAILED)
         cursor.execute(_sql(_REAP_UNKNOWN_SQL), params)
-        _failed_per_send(cursor)
+        _moved_per_send(cursor, counters, MessageStatus.SENDING, MessageStatus.FAILED)
         cursor.execute(_sql(_REAP_SQL), params)
-        return {str(row[0]) for row in cursor.fetchall()}
+        return Reaped({str(row[0]) for row in cursor.fetchall()}, counters)
+
+
+def messages_cancel_pending(bulk_send_id: uuid.UUID) -> SendDeltas:
+    """Cancel a send's `pending` messages (one a worker holds, `sending`, may already be with
+    Meta: it settles as Meta says). Runs in the caller's transaction."""
+    transaction_required()
+    with connection.cursor() as cursor:
+        cursor.execute(_sql(_CANCEL_PENDING_SQL), [bulk_send_id])
+        cancelled = cursor.rowcount
+    counters: SendDeltas = {}
+    if cancelled:
+        deltas_move(
+            counters, str(bulk_send_id), MessageStatus.PENDING, MessageStatus.CANCELLED, cancelled
+        )
+    return counters
 
 
 def webhook_progress_record(events: list[StatusEvent], *, received_at: datetime) -> None:

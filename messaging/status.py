@@ -1,4 +1,4 @@
-"""Applying Meta's status events to messages, and to their sends' counters by exact deltas.
+"""Applying Meta's status events to messages, and reporting how their sends' counters moved.
 
 The rules (DESIGN, the message state machine):
 - status only moves forward: sent < delivered < read; a late or duplicated event changes nothing;
@@ -8,9 +8,9 @@ The rules (DESIGN, the message state machine):
 - an event for a wamid no message has yet is kept (`DeferredStatus`) and applied when the wamid is
   recorded; an event carrying our `biz_opaque_callback_data` finds its message without the wamid.
 
-A batch is three statements whatever its size: one UPDATE of the messages that returns what
-changed, one lock of the touched sends in id order (so concurrent batches cannot deadlock), one
-UPDATE of their counters by the deltas of the rows that really changed.
+A batch is one statement whatever its size: an UPDATE of the messages that returns what changed
+and, per send, how each counter moved by the rows that really changed. The caller adds those
+deltas to the sends in the same transaction (bulksend.lifecycle, the one home of a send's state).
 """
 
 from __future__ import annotations
@@ -23,19 +23,18 @@ from typing import Any
 import orjson
 from django.db import connection, transaction
 
+from messaging.counters import (
+    STATUS_SQL,
+    SendDeltas,
+    deltas_merge,
+    deltas_move,
+    deltas_select_sql,
+    sql_in,
+)
 from messaging.models import DeferredStatus, Message, MessageStatus, WebhookProgress
 from templates_app.models import PhoneNumber
 
 APPLICABLE = (MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.READ, MessageStatus.FAILED)
-COUNTERS = ("sent", "delivered", "read", "failed", "pending")
-# Which message statuses each counter of a send counts (DESIGN: exact counters).
-COUNTED_STATUSES = {
-    "sent": {"sent", "delivered", "read"},
-    "delivered": {"delivered", "read"},
-    "read": {"read"},
-    "failed": {"failed"},
-    "pending": {"pending", "sending"},
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +56,8 @@ class StatusOutcome:
     events: int = 0
     messages_changed: int = 0
     deferred: int = 0
-    counters: dict[str, dict[str, int]] = field(default_factory=dict)
+    # How each send's counters moved; bulksend.lifecycle applies them.
+    counters: SendDeltas = field(default_factory=dict)
     # wamid -> (send, old status, new status) of each message that changed, so a batch of
     # webhooks can say which of them did what.
     changes: dict[str, tuple[str, str, str]] = field(default_factory=dict)
@@ -69,14 +69,12 @@ class StatusOutcome:
         first = self.changes.get(wamid, (bulk_send_id, old, new))[1]
         self.changes[wamid] = (bulk_send_id, first, new)
 
-    def counters_for(self, wamids: set[str]) -> dict[str, dict[str, int]]:
+    def counters_for(self, wamids: set[str]) -> SendDeltas:
         """The counter deltas by send that the messages of `wamids` caused."""
-        counters: dict[str, dict[str, int]] = {}
+        counters: SendDeltas = {}
         for wamid in wamids & self.changes.keys():
             bulk_send_id, old_status, new_status = self.changes[wamid]
-            totals = counters.setdefault(bulk_send_id, dict.fromkeys(COUNTERS, 0))
-            for column, statuses in COUNTED_STATUSES.items():
-                totals[column] += (new_status in statuses) - (old_status in statuses)
+            deltas_move(counters, bulk_send_id, old_status, new_status)
         return counters
 
     def merge(self, other: StatusOutcome) -> None:
@@ -84,10 +82,7 @@ class StatusOutcome:
         self.events += other.events
         self.messages_changed += other.messages_changed
         self.deferred += other.deferred
-        for bulk_send_id, deltas in other.counters.items():
-            totals = self.counters.setdefault(bulk_send_id, dict.fromkeys(COUNTERS, 0))
-            for column, delta in deltas.items():
-                totals[column] += delta
+        deltas_merge(self.counters, other.counters)
         for wamid, (bulk_send_id, old, new) in other.changes.items():
             self.record_change(wamid, bulk_send_id, old, new)
         self.deferred_wamids |= other.deferred_wamids
@@ -150,14 +145,14 @@ locked AS (
 decided AS (
     SELECT mt.*, l.old_status,
         CASE
-            WHEN l.old_status IN ('failed', 'cancelled') THEN l.old_status
-            WHEN mt.read_ts IS NOT NULL THEN 'read'
+            WHEN l.old_status IN {FINAL} THEN l.old_status
+            WHEN mt.read_ts IS NOT NULL THEN {READ}
             WHEN mt.delivered_ts IS NOT NULL THEN
-                CASE WHEN l.old_status = 'read' THEN l.old_status ELSE 'delivered' END
+                CASE WHEN l.old_status = {READ} THEN l.old_status ELSE {DELIVERED} END
             WHEN mt.failed_ts IS NOT NULL THEN
-                CASE WHEN l.old_status IN ('delivered', 'read') THEN l.old_status ELSE 'failed' END
+                CASE WHEN l.old_status IN {REACHED_PHONE} THEN l.old_status ELSE {FAILED} END
             WHEN mt.sent_ts IS NOT NULL THEN
-                CASE WHEN l.old_status IN ('pending', 'sending') THEN 'sent' ELSE l.old_status END
+                CASE WHEN l.old_status IN {UNSENT} THEN {SENT} ELSE l.old_status END
             ELSE l.old_status
         END AS new_status
     FROM matched mt JOIN locked l ON l.id = mt.id
@@ -166,17 +161,17 @@ changed AS (
     UPDATE {messages} m SET
         status = d.new_status,
         wamid = COALESCE(m.wamid, d.wamid),
-        sent_at = CASE WHEN d.new_status IN ('sent', 'delivered', 'read')
+        sent_at = CASE WHEN d.new_status IN {WENT_OUT}
             THEN COALESCE(m.sent_at, d.sent_ts, d.delivered_ts, d.read_ts) ELSE m.sent_at END,
-        delivered_at = CASE WHEN d.new_status IN ('delivered', 'read')
+        delivered_at = CASE WHEN d.new_status IN {REACHED_PHONE}
             THEN COALESCE(m.delivered_at, d.delivered_ts, d.read_ts) ELSE m.delivered_at END,
-        read_at = CASE WHEN d.new_status = 'read'
+        read_at = CASE WHEN d.new_status = {READ}
             THEN COALESCE(m.read_at, d.read_ts) ELSE m.read_at END,
-        failed_at = CASE WHEN d.new_status = 'failed' AND d.old_status <> 'failed'
+        failed_at = CASE WHEN d.new_status = {FAILED} AND d.old_status <> {FAILED}
             THEN d.failed_ts ELSE m.failed_at END,
-        error_code = CASE WHEN d.new_status = 'failed' AND d.old_status <> 'failed'
+        error_code = CASE WHEN d.new_status = {FAILED} AND d.old_status <> {FAILED}
             THEN d.error_code ELSE m.error_code END,
-        error_message = CASE WHEN d.new_status = 'failed' AND d.old_status <> 'failed'
+        error_message = CASE WHEN d.new_status = {FAILED} AND d.old_status <> {FAILED}
             THEN d.error_message ELSE m.error_message END
     FROM decided d
     WHERE m.id = d.id AND (d.new_status <> d.old_status OR m.wamid IS NULL)
@@ -185,14 +180,7 @@ changed AS (
 deltas AS (
     SELECT bulk_send_id,
         count(*) AS changed,
-        sum((new_status IN ('sent', 'delivered', 'read'))::int
-            - (old_status IN ('sent', 'delivered', 'read'))::int) AS sent,
-        sum((new_status IN ('delivered', 'read'))::int
-            - (old_status IN ('delivered', 'read'))::int) AS delivered,
-        sum((new_status = 'read')::int - (old_status = 'read')::int) AS read,
-        sum((new_status = 'failed')::int - (old_status = 'failed')::int) AS failed,
-        sum((new_status IN ('pending', 'sending'))::int
-            - (old_status IN ('pending', 'sending'))::int) AS pending
+        {deltas}
     FROM changed GROUP BY bulk_send_id
 )
 SELECT
@@ -203,36 +191,19 @@ SELECT
        FROM changed)
 """
 
-_LOCK_SENDS_SQL = "SELECT id FROM {sends} WHERE id = ANY(%s::uuid[]) ORDER BY id FOR UPDATE"
+_STATUS_GROUPS = {
+    "FINAL": sql_in((MessageStatus.FAILED, MessageStatus.CANCELLED)),
+    "UNSENT": sql_in((MessageStatus.PENDING, MessageStatus.SENDING)),
+    "WENT_OUT": sql_in((MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.READ)),
+    "REACHED_PHONE": sql_in((MessageStatus.DELIVERED, MessageStatus.READ)),
+}
 
-# A send finishes when its last message settles; one that had finished turns PARTIAL when a
-# failure arrives late, FAILED when none went out.
-_COUNTERS_SQL = """
-UPDATE {sends} b SET
-    sent_count = b.sent_count + d.sent,
-    delivered_count = b.delivered_count + d.delivered,
-    read_count = b.read_count + d.read,
-    failed_count = b.failed_count + d.failed,
-    pending_count = b.pending_count + d.pending,
-    -- The last message settled (by a worker or by a webhook after its worker left): finished.
-    completed_at = CASE
-        WHEN b.status = 'PROCESSING' AND b.pending_count + d.pending = 0 THEN now()
-        ELSE b.completed_at
-    END,
-    status = CASE
-        WHEN b.status = 'PROCESSING' AND b.pending_count + d.pending = 0 THEN
-            CASE WHEN b.failed_count + d.failed = 0 THEN 'COMPLETED'
-                 WHEN b.sent_count + d.sent = 0 THEN 'FAILED'
-                 ELSE 'PARTIAL' END
-        WHEN b.status IN ('COMPLETED', 'PARTIAL') AND b.failed_count + d.failed > 0
-             AND b.sent_count + d.sent = 0 AND b.pending_count + d.pending = 0 THEN 'FAILED'
-        WHEN b.status = 'COMPLETED' AND b.failed_count + d.failed > 0 THEN 'PARTIAL'
-        ELSE b.status
-    END
-FROM unnest(%s::uuid[], %s::int[], %s::int[], %s::int[], %s::int[], %s::int[])
-    AS d(id, sent, delivered, read, failed, pending)
-WHERE b.id = d.id
-"""
+
+def transaction_required() -> None:
+    """Messages and their sends' counters change together or not at all: the functions that move
+    messages return counter deltas and leave it to their caller's transaction to apply them."""
+    if not connection.in_atomic_block:
+        raise RuntimeError("call this inside the transaction that applies the counter deltas")
 
 
 def table_names() -> dict[str, str]:
@@ -248,19 +219,12 @@ def table_names() -> dict[str, str]:
     }
 
 
-def counters_add(cursor: Any, deltas: list[dict[str, Any]]) -> None:
-    """Add each delta (`bulk_send_id` and one int per name of COUNTERS) to its send's counters.
-
-    The sends are locked in id order first, so batches touching several sends cannot deadlock.
-    """
-    if not deltas:
-        return
-    tables = table_names()
-    ids = [str(delta["bulk_send_id"]) for delta in deltas]
-    cursor.execute(_LOCK_SENDS_SQL.format(**tables), [sorted(ids)])
-    cursor.execute(
-        _COUNTERS_SQL.format(**tables),
-        [ids] + [[int(delta.get(column, 0)) for delta in deltas] for column in COUNTERS],
+def _messages_sql() -> str:
+    return _MESSAGES_SQL.format(
+        **table_names(),
+        **STATUS_SQL,
+        **_STATUS_GROUPS,
+        deltas=deltas_select_sql("old_status", "new_status"),
     )
 
 
@@ -296,19 +260,16 @@ def _apply_pass(
     merged = _merge(events)
     if not merged:
         return set(), []
-    cursor.execute(_MESSAGES_SQL.format(**table_names()), _batch_params(merged))
+    cursor.execute(_messages_sql(), _batch_params(merged))
     matched_json, recorded_json, deltas_json, changed_json = cursor.fetchone()
     for wamid, bulk_send_id, old_status, new_status in _json(changed_json):
         outcome.record_change(wamid, str(bulk_send_id), old_status, new_status)
     deltas = _json(deltas_json)
-    counters_add(cursor, deltas)
-    outcome.messages_changed += sum(int(delta["changed"]) for delta in deltas)
-    for delta in deltas:
-        counters = outcome.counters.setdefault(
-            str(delta["bulk_send_id"]), dict.fromkeys(COUNTERS, 0)
-        )
-        for column in COUNTERS:
-            counters[column] += int(delta[column])
+    outcome.messages_changed += sum(int(delta.pop("changed")) for delta in deltas)
+    deltas_merge(
+        outcome.counters,
+        {str(delta.pop("bulk_send_id")): {k: int(v) for k, v in delta.items()} for delta in deltas},
+    )
     return set(_json(matched_json)), list(_json(recorded_json))
 
 
@@ -329,13 +290,16 @@ def _lock_wamids(cursor: Any, wamids: set[str]) -> None:
 
 
 def statuses_apply(events: list[StatusEvent]) -> StatusOutcome:
-    """Apply a batch of status events in one transaction; keep the ones for unknown wamids.
+    """Apply a batch of status events; keep the ones for unknown wamids.
 
-    1. Apply the batch (the three statements).
+    Runs in the caller's transaction, which also applies `outcome.counters` to the sends.
+
+    1. Apply the batch.
     2. Lock the wamids it did not find and those it just recorded from callback data.
     3. Apply the ones not found once more: a wamid committed meanwhile is found now.
     4. Keep what is still unknown; apply what was kept for the wamids recorded now.
     """
+    transaction_required()
     outcome = StatusOutcome(events=len(events))
     events = [event for event in events if event.status in APPLICABLE]
     if not events:
@@ -367,6 +331,7 @@ def statuses_apply(events: list[StatusEvent]) -> StatusOutcome:
         if recorded:
             earlier = statuses_apply_deferred(recorded)
             outcome.messages_changed += earlier.messages_changed
+            deltas_merge(outcome.counters, earlier.counters)
             for wamid, (bulk_send_id, old, new) in earlier.changes.items():
                 outcome.record_change(wamid, bulk_send_id, old, new)
     return outcome

@@ -13,8 +13,8 @@ from django.test import override_settings
 from django.utils import timezone
 
 from bulksend.drain import RATE_LIMIT_PAUSE_SECONDS, bulk_send_drain
+from bulksend.lifecycle import bulk_send_resume
 from bulksend.models import BulkSend, BulkSendStatus
-from bulksend.operations import bulk_send_resume
 from bulksend.reaper import bulk_sends_reap
 from messaging.models import Message, MessageStatus, callback_data_for
 from messaging.ratelimit import KEY_PREFIX
@@ -291,6 +291,8 @@ def test_an_invalid_token_halts_the_send_until_an_operator_resumes_it(
     assert bulk_send.status == BulkSendStatus.FAILED
     assert "190" in bulk_send.status_reason
     assert bulk_send.completed_at is None
+    assert bulk_send.halted_at is not None
+    assert "190" in bulk_send.halt_reason
     for message in messages_of(send_id):
         assert (message.status, message.attempts, message.error_code) == (
             MessageStatus.PENDING,

@@ -87,7 +87,9 @@ def test_it_wakes_an_active_send_with_due_messages_only_when_no_drain_is_alive(
     factories.make_message(later, next_attempt_at=now + timedelta(minutes=5))
     due_retry = make_send(tenant)
     factories.make_message(due_retry, next_attempt_at=now - timedelta(seconds=1))
-    halted = make_send(tenant, status=BulkSendStatus.FAILED, status_reason="Halted: 190")
+    halted = make_send(
+        tenant, status=BulkSendStatus.FAILED, status_reason="Halted: 190", halted_at=now
+    )
     factories.make_message(halted)
 
     woken = bulk_sends_reap(now=now)

@@ -19,9 +19,10 @@ import orjson
 import pytest
 from django.db import connection, connections, transaction
 
+from bulksend.lifecycle import sends_statuses_apply
 from bulksend.models import BulkSend
 from messaging.models import DeferredStatus, Message, MessageStatus
-from messaging.status import StatusEvent, statuses_apply
+from messaging.status import StatusEvent
 from tests import meta_payloads as meta
 from tests.conftest import Tenant
 from tests.live_server_gate import live_server_gate
@@ -35,7 +36,8 @@ BATCH = 5
 TIMEOUT = 60
 
 # Runs in each worker process: reads its bodies, says it is ready, waits for "go", then applies
-# them, every other batch through the whole webhook processing, the rest through statuses_apply.
+# them, every other batch through the whole webhook processing, the rest through
+# sends_statuses_apply.
 WORKER = """
 import sys
 
@@ -43,7 +45,7 @@ import django
 
 django.setup()
 
-from messaging.status import statuses_apply
+from bulksend.lifecycle import sends_statuses_apply
 from webhooks.payload import payload_read
 from webhooks.processing import webhook_process
 import orjson
@@ -55,7 +57,7 @@ for number, body in enumerate(bodies):
     if number % 2:
         webhook_process(body.encode())
     else:
-        statuses_apply(payload_read(orjson.loads(body)).statuses)
+        sends_statuses_apply(payload_read(orjson.loads(body)).statuses)
 print("done", flush=True)
 """
 
@@ -247,7 +249,7 @@ class OnItsOwnConnection(threading.Thread):
 def record(message: Message, wamid: str) -> None:
     """The sender records Meta's answer the way `messaging.delivery` does: a `sent` event found
     by our message id, which also applies what was kept for the wamid."""
-    recorded = statuses_apply(
+    recorded = sends_statuses_apply(
         [StatusEvent(wamid, "sent", meta.at(meta.T0), message_ref=message.pk)]
     )
     assert recorded.messages_changed >= 1

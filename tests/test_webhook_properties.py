@@ -15,9 +15,10 @@ from django.test import Client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bulksend.lifecycle import sends_counters_apply, sends_statuses_apply
 from bulksend.models import BulkSend, BulkSendStatus
 from messaging.models import DeferredStatus, Message
-from messaging.status import statuses_apply, statuses_apply_deferred
+from messaging.status import statuses_apply_deferred
 from tests import meta_payloads as meta
 from tests.conftest import Tenant
 from webhooks.payload import payload_read
@@ -116,7 +117,7 @@ def apply_batch(
         assert response.status_code == 200, response.content
     else:
         # The same reading the endpoint does, without the HTTP round trip.
-        statuses_apply(payload_read(document).statuses)
+        sends_statuses_apply(payload_read(document).statuses)
 
 
 def assert_final_state(
@@ -195,7 +196,7 @@ def test_statuses_that_arrive_before_the_wamid_apply_once_it_is_recorded(
                 if moment == position:
                     with transaction.atomic():
                         Message.objects.filter(pk=messages[index].pk).update(wamid=wamids[index])
-                        statuses_apply_deferred([wamids[index]])
+                        sends_counters_apply(statuses_apply_deferred([wamids[index]]).counters)
                     if waiting[index]:
                         applied[index].append(waiting[index])
 

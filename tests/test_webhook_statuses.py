@@ -8,6 +8,7 @@ import pytest
 from django.db import transaction
 from django.test import Client
 
+from bulksend.lifecycle import sends_counters_apply
 from bulksend.models import BulkSend, BulkSendStatus
 from messaging.models import Contact, DeferredStatus, Message, MessageStatus
 from messaging.status import statuses_apply_deferred
@@ -92,7 +93,7 @@ def test_a_status_moves_a_sent_message_at_metas_time(
     assert event.outcome["counters"] == {
         str(bulk_send.pk): {
             name: deltas.get(f"{name}_count", 0)
-            for name in ("sent", "delivered", "read", "failed", "pending")
+            for name in ("sent", "delivered", "read", "failed", "cancelled", "pending")
         }
     }
 
@@ -298,7 +299,7 @@ def record_wamid(message: Message, wamid: str) -> None:
     """What the sender does once Meta's answer is committed: the wamid, then the kept events."""
     with transaction.atomic():
         Message.objects.filter(pk=message.pk).update(wamid=wamid)
-        statuses_apply_deferred([wamid])
+        sends_counters_apply(statuses_apply_deferred([wamid]).counters)
 
 
 def test_a_status_for_an_unknown_wamid_is_kept_and_applied_once_the_wamid_is_recorded(
@@ -365,6 +366,7 @@ def test_a_kept_status_applies_when_a_later_one_names_its_message(
         "delivered": 1,
         "read": 0,
         "failed": 0,
+        "cancelled": 0,
         "pending": -1,
     }
     assert not DeferredStatus.objects.exists()

@@ -3,7 +3,7 @@
 Receiving (`webhook_store`) is one INSERT: once it commits, the body is safe and Meta may have
 its 200. Applying (`webhook_events_apply_pending`) runs right after the answer, in the process
 that answered, under a lock only one process holds at a time: it takes every body not applied
-yet, oldest first, and applies their statuses together in one `statuses_apply`, so a burst of
+yet, oldest first, and applies their statuses together in one `sends_statuses_apply`, so a burst of
 single-status POSTs costs a few statements per batch rather than per POST. Beat runs it too, so
 a body whose applier died is applied within seconds. Every change is idempotent: applying a body
 twice (a crash between applying and marking it) changes nothing the second time.
@@ -23,8 +23,9 @@ import orjson
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
+from bulksend.lifecycle import sends_statuses_apply
 from messaging.delivery import webhook_progress_record
-from messaging.status import StatusOutcome, statuses_apply
+from messaging.status import StatusOutcome
 from mindo import metrics
 from templates_app import meta_updates
 from webhooks.models import WebhookEvent
@@ -156,7 +157,7 @@ def _mark_applied(reads: list[_Read], outcomes: list[dict[str, Any]]) -> None:
 def _apply_reads(reads: list[_Read]) -> StatusOutcome:
     """Apply bodies together (one statuses batch) and record what each one changed."""
     events = [status for read in reads for status in read.payload.statuses]
-    statuses = statuses_apply(events)
+    statuses = sends_statuses_apply(events)
     webhook_progress_record(events, received_at=max(read.event.received_at for read in reads))
     _mark_applied(reads, [_outcome(read, statuses) for read in reads])
     return statuses
@@ -208,7 +209,7 @@ def _apply_large(read: _Read) -> None:
         for start in range(0, len(statuses), STATUS_SLICE):
             with transaction.atomic():
                 events = statuses[start : start + STATUS_SLICE]
-                outcome.merge(statuses_apply(events))
+                outcome.merge(sends_statuses_apply(events))
                 webhook_progress_record(events, received_at=read.event.received_at)
         with transaction.atomic():
             _mark_applied([read], [_outcome(read, outcome)])

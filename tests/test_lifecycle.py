@@ -15,10 +15,16 @@ from django.urls import reverse
 from django.utils import timezone
 
 from bulksend.drain import bulk_send_drain
+from bulksend.lifecycle import (
+    batch_settle,
+    bulk_send_cancel,
+    bulk_send_finish_if_done,
+    bulk_send_halt,
+    bulk_send_resume,
+)
 from bulksend.models import BulkSend, BulkSendStatus
-from bulksend.operations import bulk_send_cancel, bulk_send_resume
 from bulksend.reaper import bulk_sends_reap
-from messaging.delivery import DeliveryResult, Settle, messages_settle
+from messaging.delivery import DeliveryResult, Settle
 from messaging.models import Message, MessageStatus
 from tests import factories
 from tests.conftest import Tenant
@@ -48,12 +54,10 @@ def make_send(tenant: Tenant, statuses: dict[str, int], **fields: Any) -> BulkSe
 
 
 def make_halted_send(tenant: Tenant, *, sent: int = 0) -> BulkSend:
-    return make_send(
-        tenant,
-        {"sent": sent, "pending": 3},
-        status=BulkSendStatus.PARTIAL if sent else BulkSendStatus.FAILED,
-        status_reason="Halted: Meta error 190: Invalid OAuth access token.",
-    )
+    bulk_send = make_send(tenant, {"sent": sent, "pending": 3})
+    assert bulk_send_halt(bulk_send.pk, code="190", text="Invalid OAuth access token")
+    bulk_send.refresh_from_db()
+    return bulk_send
 
 
 def test_cancelling_cancels_the_pending_messages_and_leaves_those_in_flight(
@@ -82,7 +86,7 @@ def test_cancelling_cancels_the_pending_messages_and_leaves_those_in_flight(
 
     # The message in flight settles as Meta says; the counters stay exact.
     in_flight = Message.objects.get(bulk_send=bulk_send, status=MessageStatus.SENDING)
-    messages_settle(
+    batch_settle(
         [DeliveryResult(in_flight.pk, Settle.SENT, wamid="wamid.in-flight")], now=timezone.now()
     )
     assert assert_counters_exact(bulk_send)["sent_count"] == 3
@@ -146,9 +150,99 @@ def test_resuming_a_halted_send_clears_its_reason_and_wakes_the_workers(
 
     bulk_send.refresh_from_db()
     assert (bulk_send.status, bulk_send.status_reason) == (BulkSendStatus.PROCESSING, "")
+    assert (bulk_send.halted_at, bulk_send.halt_reason) == (None, "")
     assert queued_drains(delivery_redis) == [str(bulk_send.pk)]
     assert assert_counters_exact(bulk_send)["pending_count"] == 3
     delivery_redis.delete(QUEUE_KEY)
+
+
+@pytest.mark.parametrize(("sent", "status"), [(0, "FAILED"), (2, "PARTIAL")])
+def test_halting_records_the_state_with_its_reason_and_time(
+    tenant: Tenant, frozen_now: Any, sent: int, status: str
+) -> None:
+    bulk_send = make_send(tenant, {"sent": sent, "pending": 3})
+    before = timezone.now()
+
+    assert bulk_send_halt(bulk_send.pk, code="368", text="Temporarily blocked") is True
+    halted_by = frozen_now.current
+    assert bulk_send_halt(bulk_send.pk, code="368", text="Temporarily blocked") is False
+
+    bulk_send.refresh_from_db()
+    assert (bulk_send.status, bulk_send.completed_at) == (status, None)
+    assert bulk_send.halted_at is not None
+    assert before < bulk_send.halted_at <= halted_by
+    assert bulk_send.is_halted
+    assert bulk_send.halt_reason == bulk_send.status_reason
+    assert "Meta error 368: Temporarily blocked" in bulk_send.halt_reason
+    assert assert_counters_exact(bulk_send)["pending_count"] == 3
+
+
+def test_a_halted_send_whose_last_message_settles_is_finished(tenant: Tenant) -> None:
+    bulk_send = make_send(tenant, {"sent": 1, "sending": 1})
+    in_flight = Message.objects.get(bulk_send=bulk_send, status=MessageStatus.SENDING)
+    assert bulk_send_halt(bulk_send.pk, code="190", text="Invalid OAuth access token")
+
+    batch_settle(
+        [DeliveryResult(in_flight.pk, Settle.SENT, wamid="wamid.late")], now=timezone.now()
+    )
+
+    bulk_send.refresh_from_db()
+    assert (bulk_send.status, bulk_send.completed_at is not None) == (
+        BulkSendStatus.COMPLETED,
+        True,
+    )
+    assert bulk_send_resume(bulk_send=bulk_send) is False
+
+
+@pytest.mark.parametrize(
+    ("statuses", "finished_as"),
+    [
+        ({"sent": 2}, BulkSendStatus.COMPLETED),
+        ({"sent": 1, "failed": 1}, BulkSendStatus.PARTIAL),
+        ({"failed": 2}, BulkSendStatus.FAILED),
+    ],
+)
+def test_finishing_is_one_rule_and_happens_once(
+    tenant: Tenant, frozen_now: Any, statuses: dict[str, int], finished_as: str
+) -> None:
+    bulk_send = make_send(tenant, statuses)
+    before = timezone.now()
+
+    assert bulk_send_finish_if_done(bulk_send.pk) is True
+    finished_by = frozen_now.current
+    assert bulk_send_finish_if_done(bulk_send.pk) is False
+
+    bulk_send.refresh_from_db()
+    assert bulk_send.status == finished_as
+    assert bulk_send.completed_at is not None
+    assert before < bulk_send.completed_at <= finished_by
+
+
+def test_a_send_with_messages_pending_is_not_finished(tenant: Tenant) -> None:
+    bulk_send = make_send(tenant, {"sent": 1, "sending": 1})
+
+    assert bulk_send_finish_if_done(bulk_send.pk) is False
+
+    bulk_send.refresh_from_db()
+    assert (bulk_send.status, bulk_send.completed_at) == (BulkSendStatus.PROCESSING, None)
+
+
+def test_the_last_settled_message_finishes_its_send_in_the_same_transaction(
+    tenant: Tenant, frozen_now: Any
+) -> None:
+    bulk_send = make_send(tenant, {"sent": 1, "sending": 1})
+    in_flight = Message.objects.get(bulk_send=bulk_send, status=MessageStatus.SENDING)
+
+    now = timezone.now()
+    counts = batch_settle(
+        [DeliveryResult(in_flight.pk, Settle.FAILED, error_code="131026", error_message="x")],
+        now=now,
+    )
+
+    assert counts == {"failed": 1}
+    bulk_send.refresh_from_db()
+    assert (bulk_send.status, bulk_send.completed_at) == (BulkSendStatus.PARTIAL, now)
+    assert_counters_exact(bulk_send)
 
 
 @pytest.mark.parametrize(
@@ -266,7 +360,7 @@ def test_messages_a_drain_sends_back_to_pending_after_a_cancel_are_cancelled(
     cancel_through_the_admin(bulk_send)
     # The drain's batch settles after the cancel: Meta asked to retry, or it was never tried.
     now = timezone.now()
-    messages_settle(
+    batch_settle(
         [DeliveryResult(m.pk, outcome, retry_at=now) for m in in_flight[:2]]
         + [DeliveryResult(in_flight[2].pk, Settle.SENT, wamid="wamid.went-out")],
         now=now,
@@ -295,7 +389,7 @@ def test_a_drain_that_sees_the_cancel_cancels_what_its_batch_sent_back(tenant: T
     in_flight = list(Message.objects.filter(bulk_send=bulk_send))
     cancel_through_the_admin(bulk_send)
     now = timezone.now()
-    messages_settle([DeliveryResult(m.pk, Settle.RETRY, retry_at=now) for m in in_flight], now=now)
+    batch_settle([DeliveryResult(m.pk, Settle.RETRY, retry_at=now) for m in in_flight], now=now)
 
     report = bulk_send_drain(bulk_send.pk)
 

@@ -1,0 +1,248 @@
+"""A send's lifecycle, in one place: the only code that changes a send's status, its counters,
+`started_at`/`completed_at`, whether it is halted, and `status_reason`.
+
+    QUEUED -> PROCESSING -> COMPLETED | PARTIAL | FAILED      (the last message settled)
+    PROCESSING -> halted: FAILED or PARTIAL with `halted_at`  (Meta refused the token or account)
+    halted -> PROCESSING                                      (resumed by an operator)
+    QUEUED | PROCESSING | halted -> CANCELLED                 (cancelled by an operator)
+
+Messaging moves messages and reports how each send's counters moved (messaging.counters); the
+functions here add those deltas in the same transaction, and the statement that adds them also
+finishes a send whose last message settled, so no path (a worker, a webhook after its worker left,
+the reaper) can leave a settled send unfinished or finish it twice.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from bulksend.creation import bulk_send_enqueue
+from bulksend.models import ACTIVE_STATUSES, BulkSend, BulkSendStatus
+from messaging.counters import COUNTERS, SendDeltas, sql_literal
+from messaging.delivery import (
+    DeliveryResult,
+    leases_reap,
+    messages_cancel_pending,
+    messages_settle,
+)
+from messaging.status import StatusEvent, StatusOutcome, statuses_apply
+
+CANCELLED_REASON = "Cancelled by an operator."
+
+_STATUS_SQL = {status.name: sql_literal(status.value) for status in BulkSendStatus}
+
+_LOCK_SENDS_SQL = """
+SELECT id, completed_at IS NULL FROM {sends} WHERE id = ANY(%s::uuid[]) ORDER BY id FOR UPDATE
+"""
+
+# Counters move by the deltas; a send whose last message settled finishes in the same statement.
+# One that had finished turns PARTIAL when a failure arrives late, FAILED when none went out.
+_COUNTERS_SQL = """
+UPDATE {sends} b SET
+    {counters},
+    completed_at = CASE WHEN {finishing} THEN %s ELSE b.completed_at END,
+    status = CASE
+        WHEN {finishing} THEN
+            CASE WHEN b.failed_count + d.failed = 0 THEN {COMPLETED}
+                 WHEN b.sent_count + d.sent = 0 THEN {FAILED}
+                 ELSE {PARTIAL} END
+        WHEN b.status IN ({COMPLETED}, {PARTIAL}) AND b.failed_count + d.failed > 0
+             AND b.sent_count + d.sent = 0 AND b.pending_count + d.pending = 0 THEN {FAILED}
+        WHEN b.status = {COMPLETED} AND b.failed_count + d.failed > 0 THEN {PARTIAL}
+        ELSE b.status
+    END
+FROM unnest(%s::uuid[], {arrays}) AS d(id, {names})
+WHERE b.id = d.id
+RETURNING b.id, b.completed_at IS NOT NULL
+"""
+
+# Running, or halted with nothing left to wait for: the last message has settled.
+_FINISHING = (
+    "b.completed_at IS NULL AND b.pending_count + d.pending = 0"
+    " AND (b.status = {PROCESSING} OR b.halted_at IS NOT NULL)"
+)
+
+
+def _sends_table() -> str:
+    return BulkSend._meta.db_table
+
+
+def _counters_sql() -> str:
+    return _COUNTERS_SQL.format(
+        sends=_sends_table(),
+        counters=",\n    ".join(f"{name}_count = b.{name}_count + d.{name}" for name in COUNTERS),
+        finishing=_FINISHING.format(**_STATUS_SQL),
+        arrays=", ".join("%s::int[]" for _ in COUNTERS),
+        names=", ".join(COUNTERS),
+        **_STATUS_SQL,
+    )
+
+
+def sends_counters_apply(deltas: SendDeltas, *, now: datetime | None = None) -> set[str]:
+    """Add each send's deltas to its counters and finish the sends whose last message settled;
+    returns the ids of the sends finished by this call.
+
+    The sends are locked in id order first, so batches touching several sends cannot deadlock.
+    Call it in the transaction that moved the messages.
+    """
+    if not deltas:
+        return set()
+    ids = sorted(deltas)
+    with connection.cursor() as cursor:
+        # Locks them all; also says which were not finished before this statement.
+        cursor.execute(_LOCK_SENDS_SQL.format(sends=_sends_table()), [ids])
+        unfinished = {str(row[0]) for row in cursor.fetchall() if row[1]}
+        columns = [[int(deltas[send_id].get(name, 0)) for send_id in ids] for name in COUNTERS]
+        params: list[Any] = [now or timezone.now(), ids, *columns]
+        cursor.execute(_counters_sql(), params)
+        return {str(row[0]) for row in cursor.fetchall() if row[1]} & unfinished
+
+
+def sends_statuses_apply(events: list[StatusEvent]) -> StatusOutcome:
+    """Apply Meta's status events to the messages and their sends, in one transaction (the
+    caller's, when there is one)."""
+    with transaction.atomic(savepoint=False):
+        outcome = statuses_apply(events)
+        sends_counters_apply(outcome.counters)
+    return outcome
+
+
+def batch_settle(results: list[DeliveryResult], *, now: datetime) -> dict[str, int]:
+    """Settle a batch of attempts and its sends' counters in one transaction; returns how many
+    results of each outcome."""
+    with transaction.atomic():
+        settled = messages_settle(results, now=now)
+        sends_counters_apply(settled.counters, now=now)
+    return settled.counts
+
+
+def sends_leases_reap(
+    *,
+    grace_seconds: float,
+    max_attempts: int,
+    now: datetime,
+    unknown_after_seconds: float,
+    resend_unknown: bool = False,
+) -> set[str]:
+    """messaging.delivery.leases_reap with its sends' counters, in one transaction; returns the
+    ids of the sends that got messages back to `pending`."""
+    with transaction.atomic():
+        reaped = leases_reap(
+            grace_seconds=grace_seconds,
+            max_attempts=max_attempts,
+            now=now,
+            unknown_after_seconds=unknown_after_seconds,
+            resend_unknown=resend_unknown,
+        )
+        sends_counters_apply(reaped.counters, now=now)
+    return reaped.send_ids
+
+
+def bulk_send_start(bulk_send_id: uuid.UUID) -> bool:
+    """QUEUED -> PROCESSING once (guarded); True when the send is PROCESSING now."""
+    BulkSend.objects.filter(pk=bulk_send_id, status=BulkSendStatus.QUEUED).update(
+        status=BulkSendStatus.PROCESSING, started_at=timezone.now()
+    )
+    return BulkSend.objects.filter(pk=bulk_send_id, status=BulkSendStatus.PROCESSING).exists()
+
+
+def bulk_send_finish_if_done(bulk_send_id: uuid.UUID) -> bool:
+    """Finish the send if its last message has settled (the rule of `sends_counters_apply`, with
+    no delta): for a drain or the reaper that saw it settle. True when it finished now."""
+    with transaction.atomic():
+        return bool(sends_counters_apply({str(bulk_send_id): dict.fromkeys(COUNTERS, 0)}))
+
+
+def bulk_send_halt(bulk_send_id: uuid.UUID, *, code: str, text: str) -> bool:
+    """Stop a running send for an operator (Meta refused its token or account): FAILED when
+    nothing went out, PARTIAL otherwise, with the reason on the status endpoint and in the
+    admin. Its untried messages stay pending for when it is resumed. True when it halted now."""
+    reason = f"Halted: Meta error {code}: {text}. Fix it and resume the send."
+    now = timezone.now()
+    with transaction.atomic():
+        sends = BulkSend.objects.select_for_update().filter(
+            pk=bulk_send_id, status=BulkSendStatus.PROCESSING
+        )
+        send = sends.first()
+        if send is None:
+            return False
+        sends.update(
+            status=BulkSendStatus.FAILED if send.sent_count == 0 else BulkSendStatus.PARTIAL,
+            status_reason=reason,
+            halted_at=now,
+            halt_reason=reason,
+        )
+    return True
+
+
+def bulk_send_resume(*, bulk_send: BulkSend) -> bool:
+    """Resume a halted send (a token fixed, an account unblocked): back to PROCESSING with its
+    reason cleared, and a wake-up for the workers. False when there is nothing to do."""
+    resumed = BulkSend.objects.filter(
+        pk=bulk_send.pk, halted_at__isnull=False, completed_at__isnull=True, pending_count__gt=0
+    ).update(status=BulkSendStatus.PROCESSING, status_reason="", halted_at=None, halt_reason="")
+    if resumed:
+        transaction.on_commit(lambda: bulk_send_enqueue(bulk_send))
+    return bool(resumed)
+
+
+def bulk_send_cancel(*, bulk_send: BulkSend) -> int:
+    """Cancel what has not gone out yet; returns how many messages were cancelled.
+
+    Only `pending` messages are cancelled: one a worker holds (`sending`) may already be with
+    Meta, so it settles as Meta says. A halted send can be cancelled too, to give up on what it
+    had left.
+    """
+    with transaction.atomic():
+        send = BulkSend.objects.select_for_update().get(pk=bulk_send.pk)
+        if send.completed_at is not None or not (
+            send.status in ACTIVE_STATUSES or send.halted_at is not None
+        ):
+            return 0
+        cancelled = _pending_cancel(send.pk)
+        BulkSend.objects.filter(pk=send.pk).update(
+            status=BulkSendStatus.CANCELLED,
+            completed_at=timezone.now(),
+            status_reason=CANCELLED_REASON,
+            halted_at=None,
+            halt_reason="",
+        )
+    return cancelled
+
+
+def _pending_cancel(bulk_send_id: uuid.UUID) -> int:
+    """Cancel the send's `pending` messages and count them; the caller holds the send's lock."""
+    deltas = messages_cancel_pending(bulk_send_id)
+    sends_counters_apply(deltas)
+    return sum(moved["cancelled"] for moved in deltas.values())
+
+
+def bulk_send_cancel_leftovers(bulk_send_id: uuid.UUID) -> int:
+    """Cancel what came back to `pending` in a send cancelled meanwhile; returns how many.
+
+    A message in flight when its send was cancelled settles afterwards: sent as Meta says, but a
+    retry, a released message or a reaped lease goes back to `pending`, where no drain will look
+    for it (drains stop at a cancelled send). It is cancelled here, so a cancelled send ends
+    with nothing pending. Called by the drain that saw the cancel and by the reaper.
+    """
+    with transaction.atomic():
+        locked = BulkSend.objects.select_for_update().filter(
+            pk=bulk_send_id, status=BulkSendStatus.CANCELLED
+        )
+        if not locked.exists():
+            return 0
+        return _pending_cancel(bulk_send_id)
+
+
+def cancelled_sends_sweep() -> int:
+    """`bulk_send_cancel_leftovers` for every cancelled send that still counts messages pending
+    (in flight ones included: their settling may bring them back); returns how many."""
+    cancelled_with_pending = BulkSend.objects.filter(
+        status=BulkSendStatus.CANCELLED, pending_count__gt=0
+    ).values_list("pk", flat=True)
+    return sum(bulk_send_cancel_leftovers(bulk_send_id) for bulk_send_id in cancelled_with_pending)
