@@ -136,7 +136,7 @@ def fill(demo: Demo, org: str, sends: int, per_send: int) -> list[str]:
     from templates_app.models import MessageTemplate, PhoneNumber
 
     existing = BulkSend.objects.filter(organization__name=org)
-    if existing.count() == sends and all(s.total_recipients == per_send for s in existing):
+    if existing.count() == sends and all(s.unique_recipients == per_send for s in existing):
         print(f"reusing the {sends} sends of {per_send:,} messages of the kept database")
         return [str(pk) for pk in existing.values_list("pk", flat=True)]
     number = PhoneNumber.objects.select_related("business_account__organization").get(

@@ -192,7 +192,7 @@ class Provisioner:
                 template=self.template,
                 status=BulkSendStatus.COMPLETED,
                 submitted_recipients=count,
-                total_recipients=count,
+                unique_recipients=count,
                 sent_count=count,
                 started_at=now,
                 completed_at=now,

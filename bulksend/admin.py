@@ -22,7 +22,7 @@ from bulksend.lifecycle import bulk_send_cancel, bulk_send_resume
 from bulksend.models import BulkSend
 
 COUNTERS = [
-    "total_recipients",
+    "unique_recipients",
     "sent_count",
     "delivered_count",
     "read_count",
@@ -63,6 +63,8 @@ class BulkSendAdmin(admin.ModelAdmin):
                     "created_by",
                     "status",
                     "status_reason",
+                    "halted_at",
+                    "halt_reason",
                     "task_id",
                     "message_list",
                 ]
@@ -150,5 +152,5 @@ class BulkSendAdmin(admin.ModelAdmin):
             '<a href="{}?bulk_send__id__exact={}">{} messages</a>',
             url,
             bulk_send.pk,
-            bulk_send.total_recipients,
+            bulk_send.unique_recipients,
         )

@@ -168,7 +168,7 @@ def bulk_send_create(
             created_by=created_by,
             task_id=str(uuid.uuid4()),
             submitted_recipients=len(recipients),
-            total_recipients=len(unique),
+            unique_recipients=len(unique),
             pending_count=len(unique),
         )
         _copy_messages(bulk_send, unique)

@@ -32,8 +32,9 @@ class BulkSendQuerySet(models.QuerySet["BulkSend"]):
 class BulkSend(models.Model):
     """Counters move by deltas in the statements that move messages (DESIGN: exact counters).
 
-    `total_recipients` is the number of messages (unique recipients);
-    `submitted_recipients` is the length of the list the client sent.
+    `unique_recipients` is the number of messages (one per unique recipient; the status body
+    calls it `total_recipients`); `submitted_recipients` is the length of the list the client
+    sent (the 202's `total_recipients`).
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -58,7 +59,7 @@ class BulkSend(models.Model):
     )
     task_id = models.CharField(max_length=64, blank=True)
     submitted_recipients = models.PositiveIntegerField(default=0)
-    total_recipients = models.PositiveIntegerField(default=0)
+    unique_recipients = models.PositiveIntegerField(default=0)
     pending_count = models.PositiveIntegerField(default=0)
     sent_count = models.PositiveIntegerField(default=0)
     delivered_count = models.PositiveIntegerField(default=0)
@@ -93,7 +94,7 @@ class BulkSend(models.Model):
         constraints = [
             models.CheckConstraint(
                 condition=Q(
-                    total_recipients=F("pending_count")
+                    unique_recipients=F("pending_count")
                     + F("sent_count")
                     + F("failed_count")
                     + F("cancelled_count")
@@ -112,15 +113,15 @@ class BulkSend(models.Model):
 
     @property
     def progress_percentage(self) -> float:
-        if not self.total_recipients:
+        if not self.unique_recipients:
             return 0.0
-        return round((self.sent_count + self.failed_count) / self.total_recipients * 100, 2)
+        return round((self.sent_count + self.failed_count) / self.unique_recipients * 100, 2)
 
     def message_count(self, public_status: str | None = None) -> int:
         """How many messages are in `public_status` (all when None), read off the exact counters
         rather than counted, so a page of a million-message send needs no COUNT(*)."""
         counts = {
-            None: self.total_recipients,
+            None: self.unique_recipients,
             "pending": self.pending_count,
             "sent": self.sent_count - self.delivered_count,
             "delivered": self.delivered_count - self.read_count,

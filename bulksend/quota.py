@@ -20,7 +20,8 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from bulksend.models import ACTIVE_STATUSES, BulkSend
-from messaging.models import Message
+from messaging.counters import sql_in
+from messaging.models import Message, MessageStatus
 from templates_app.models import PhoneNumber, WhatsAppBusinessAccount
 
 WINDOW = timedelta(hours=24)
@@ -35,8 +36,8 @@ _HELD_RECIPIENTS = """
     SELECT m.recipient_phone FROM {table} m
       JOIN {send_table} s ON s.id = m.bulk_send_id
       JOIN {number_table} n ON n.id = s.phone_number_id
-     WHERE n.business_account_id = %(account)s AND s.status IN ('QUEUED', 'PROCESSING')
-       AND m.status IN ('pending', 'sending') AND m.bulk_send_id <> %(send)s
+     WHERE n.business_account_id = %(account)s AND s.status IN {active_sends}
+       AND m.status IN {unsent} AND m.bulk_send_id <> %(send)s
 """
 
 # EXCEPT is a hashed set difference: linear in both sides, whatever their sizes.
@@ -45,7 +46,7 @@ _QUOTA_SQL = f"""
     SELECT (SELECT count(*) FROM held),
            (SELECT count(*) FROM (
                 SELECT recipient_phone FROM {{table}}
-                 WHERE bulk_send_id = %(send)s AND status IN ('pending', 'sending')
+                 WHERE bulk_send_id = %(send)s AND status IN {{unsent}}
                 EXCEPT
                 SELECT recipient_phone FROM held
            ) AS needing_quota)
@@ -83,11 +84,14 @@ class QuotaInfo:
     room_frees_at: datetime | None
 
 
-def _tables() -> dict[str, str]:
+def _sql_names() -> dict[str, str]:
+    """The tables and status sets the SQL above names, from the models and their enums."""
     return {
         "table": Message._meta.db_table,
         "send_table": BulkSend._meta.db_table,
         "number_table": PhoneNumber._meta.db_table,
+        "active_sends": sql_in(ACTIVE_STATUSES),
+        "unsent": sql_in((MessageStatus.PENDING, MessageStatus.SENDING)),
     }
 
 
@@ -97,7 +101,7 @@ def quota_for_send(
     """Quota figures for `bulk_send`'s unsent messages against all else its portfolio holds."""
     params: dict[str, Any] = {"account": account.pk, "send": bulk_send.pk, "since": now - WINDOW}
     with connection.cursor() as cursor:
-        cursor.execute(_QUOTA_SQL.format(**_tables()), params)
+        cursor.execute(_QUOTA_SQL.format(**_sql_names()), params)
         held, needed = cursor.fetchone()
     total = account.quota_total
     if total is None:
@@ -130,11 +134,11 @@ def _room_frees_at(
         "offset": overflow - 1,
     }
     with connection.cursor() as cursor:
-        cursor.execute(_NTH_EXPIRY_SQL.format(**_tables()), params)
+        cursor.execute(_NTH_EXPIRY_SQL.format(**_sql_names()), params)
         row = cursor.fetchone()
         if row is not None:
             return row[0] + WINDOW
-        cursor.execute(_WINDOW_SIZE_SQL.format(**_tables()), params)
+        cursor.execute(_WINDOW_SIZE_SQL.format(**_sql_names()), params)
         (expiring,) = cursor.fetchone()
     windows = math.ceil((overflow - expiring) / total)
     return now + WINDOW * windows

@@ -89,7 +89,7 @@ class SendBulkAcceptedSerializer(serializers.Serializer):
     status = serializers.SerializerMethodField()
     template_name = serializers.CharField(source="bulk_send.template.name")
     total_recipients = serializers.IntegerField(source="bulk_send.submitted_recipients")
-    unique_recipients = serializers.IntegerField(source="bulk_send.total_recipients")
+    unique_recipients = serializers.IntegerField(source="bulk_send.unique_recipients")
     estimated_time_minutes = serializers.FloatField(source="bulk_send.estimated_time_minutes")
     created_at = serializers.DateTimeField(source="bulk_send.created_at")
     whatsapp_phone_number = WhatsAppPhoneNumberSerializer(source="bulk_send.phone_number")
@@ -122,6 +122,8 @@ class CreatedBySerializer(serializers.Serializer):
 class BulkSendListItemSerializer(serializers.ModelSerializer[BulkSend]):
     template = BulkSendTemplateSerializer()
     phone_number = BulkSendPhoneNumberSerializer()
+    # The messages of the send, one per unique recipient.
+    total_recipients = serializers.IntegerField(source="unique_recipients")
     progress_percentage = serializers.FloatField()
 
     class Meta:

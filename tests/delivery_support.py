@@ -222,7 +222,7 @@ def recount(bulk_send_id: uuid.UUID | str) -> dict[str, int]:
 
 
 _SNAPSHOT_SQL = """
-SELECT b.total_recipients, b.pending_count, b.sent_count, b.delivered_count, b.read_count,
+SELECT b.unique_recipients, b.pending_count, b.sent_count, b.delivered_count, b.read_count,
        b.failed_count, b.cancelled_count,
        count(m.id),
        count(m.id) FILTER (WHERE m.status IN ('pending', 'sending')),

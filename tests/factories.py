@@ -137,7 +137,7 @@ def make_message(
         sent_at=sent_at,
         **fields,
     )
-    bulk_send.total_recipients += 1
+    bulk_send.unique_recipients += 1
     for counter in _COUNTERS[MessageStatus(status)]:
         setattr(bulk_send, counter, getattr(bulk_send, counter) + 1)
     bulk_send.save()

@@ -295,7 +295,7 @@ COUNTED_STATUSES = {
     "pending_count": (MessageStatus.PENDING, MessageStatus.SENDING),
     "cancelled_count": (MessageStatus.CANCELLED,),
 }
-COUNTERS = (*COUNTED_STATUSES, "total_recipients")
+COUNTERS = (*COUNTED_STATUSES, "unique_recipients")
 
 
 def recount(bulk_send: BulkSend) -> dict[str, int]:
@@ -311,7 +311,7 @@ def recount(bulk_send: BulkSend) -> dict[str, int]:
         counter: sum(by_status.get(status, 0) for status in statuses)
         for counter, statuses in COUNTED_STATUSES.items()
     }
-    counts["total_recipients"] = sum(by_status.values())
+    counts["unique_recipients"] = sum(by_status.values())
     return counts
 
 

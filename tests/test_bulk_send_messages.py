@@ -304,7 +304,7 @@ def test_it_caps_the_page_size_at_100(tenant: Tenant, bulk_send: BulkSend) -> No
         )
         for n in range(101)
     )
-    BulkSend.objects.filter(pk=bulk_send.pk).update(total_recipients=101, pending_count=101)
+    BulkSend.objects.filter(pk=bulk_send.pk).update(unique_recipients=101, pending_count=101)
 
     body = listed(tenant, bulk_send, "?page_size=1000")
 

@@ -342,7 +342,7 @@ def test_it_counts_the_earlier_active_sends_on_the_same_number(
         tenant.number,
         plain,
         status=BulkSendStatus.PROCESSING,
-        total_recipients=4797,
+        unique_recipients=4797,
         pending_count=4797,
     )
 
@@ -355,13 +355,17 @@ def test_it_ignores_sends_that_are_over_or_on_other_numbers(
 ) -> None:
     other_number = factories.make_number(tenant.account)
     factories.make_bulk_send(
-        other_number, plain, status=BulkSendStatus.QUEUED, total_recipients=9600, pending_count=9600
+        other_number,
+        plain,
+        status=BulkSendStatus.QUEUED,
+        unique_recipients=9600,
+        pending_count=9600,
     )
     factories.make_bulk_send(
         tenant.number,
         plain,
         status=BulkSendStatus.CANCELLED,
-        total_recipients=9600,
+        unique_recipients=9600,
         cancelled_count=9600,
     )
 

@@ -110,7 +110,7 @@ def test_a_chunked_send_is_accepted_like_one_with_content_length(
 
     assert status == 202, answer
     bulk_send = BulkSend.objects.get(pk=answer["bulk_send_id"])
-    assert bulk_send.total_recipients == 1
+    assert bulk_send.unique_recipients == 1
 
 
 def test_a_chunked_body_over_the_limit_gets_413(server: GunicornProcess, tenant: Tenant) -> None:

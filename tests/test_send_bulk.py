@@ -137,7 +137,7 @@ def test_it_stores_the_send_queued_with_exact_counters(tenant: Tenant) -> None:
     assert bulk_send.task_id == body["task_id"]
     assert bulk_send.created_by == tenant.api_key.user
     assert bulk_send.submitted_recipients == 3
-    assert bulk_send.total_recipients == 3
+    assert bulk_send.unique_recipients == 3
     assert bulk_send.pending_count == 3
     assert (
         bulk_send.sent_count,
@@ -359,7 +359,7 @@ def test_it_removes_duplicated_phones_and_counts_both_totals(tenant: Tenant) -> 
     assert response["unique_recipients"] == 3
     assert response["quota_info"]["quota_needed"] == 3
     bulk_send = BulkSend.objects.get(pk=response["bulk_send_id"])
-    assert (bulk_send.submitted_recipients, bulk_send.total_recipients) == (5, 3)
+    assert (bulk_send.submitted_recipients, bulk_send.unique_recipients) == (5, 3)
     assert bulk_send.pending_count == 3
 
 

@@ -105,7 +105,7 @@ def test_the_send_bulk_example_creates_a_send_and_prints_it(example: Any, tenant
     assert lines[1] == "Recipients: 3"
     bulk_send = BulkSend.objects.get(pk=match.group(1))
     assert bulk_send.organization == tenant.organization
-    assert bulk_send.total_recipients == 3
+    assert bulk_send.unique_recipients == 3
 
     # The flow the pages describe: follow the send just created with the status example.
     assert example("send_status", bulk_send_id=match.group(1)).run() == [
@@ -133,7 +133,7 @@ def test_the_send_status_example_prints_a_send_in_progress(example: Any, tenant:
         tenant.number,
         tenant.template,
         status=BulkSendStatus.PROCESSING,
-        total_recipients=100,
+        unique_recipients=100,
         sent_count=45,
         delivered_count=30,
         read_count=10,
