@@ -24,4 +24,9 @@ RUN pip install --no-deps . \
 
 USER mindo
 EXPOSE 8000
-CMD ["gunicorn", "mindo.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3", "--access-logfile", "-"]
+# Each process's metrics go to files here for /metrics to add up (mindo.metrics); the entrypoint
+# creates the directory and empties it of what an earlier run of the container left.
+ENV PROMETHEUS_MULTIPROC_DIR=/tmp/mindo-metrics
+ENTRYPOINT ["/app/ops/docker/entrypoint"]
+# `-c python:mindo.gunicorn_conf`: gunicorn's own log lines follow LOG_FORMAT like Django's.
+CMD ["gunicorn", "mindo.wsgi", "-c", "python:mindo.gunicorn_conf", "--bind", "0.0.0.0:8000", "--workers", "3", "--access-logfile", "-"]

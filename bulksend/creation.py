@@ -15,8 +15,6 @@ import orjson
 from django.contrib.auth.models import User
 from django.db import connection, transaction
 from django.utils import timezone
-from rest_framework import status
-from rest_framework.exceptions import ValidationError
 
 from bulksend.models import BulkSend
 from bulksend.quota import QuotaInfo, estimate_minutes, queued_ahead, quota_for_send
@@ -29,7 +27,7 @@ from bulksend.recipients import (
 from messaging.models import Message
 from mindo import metrics
 from mindo.celery import app as celery_app
-from mindo.exceptions import ContractError
+from mindo.errors import NotFoundError, field_error
 from mindo.models import Organization
 from templates_app.models import MessageTemplate, PhoneNumber
 
@@ -61,10 +59,7 @@ def _phone_number_get(*, organization: Organization, phone_number_id: str) -> Ph
         .first()
     )
     if number is None:
-        raise ContractError(
-            f"Numero de WhatsApp con ID '{phone_number_id}' no encontrado",
-            status.HTTP_404_NOT_FOUND,
-        )
+        raise NotFoundError(f"Numero de WhatsApp con ID '{phone_number_id}' no encontrado")
     return number
 
 
@@ -73,27 +68,20 @@ def _template_get(*, number: PhoneNumber, name: str, language: str) -> MessageTe
         business_account=number.business_account, name=name, language=language
     ).first()
     if template is None:
-        raise ContractError(
-            f"Template '{name}' (language: {language}) no encontrado en este business account",
-            status.HTTP_404_NOT_FOUND,
+        raise NotFoundError(
+            f"Template '{name}' (language: {language}) no encontrado en este business account"
         )
     if template.media_header is not None:
-        raise ValidationError(
-            {
-                "template_name": [
-                    f"Template '{name}' (language: {language}) has a {template.media_header} "
-                    "header, which bulk sends cannot fill: use a template with a text header."
-                ]
-            }
+        raise field_error(
+            "template_name",
+            f"Template '{name}' (language: {language}) has a {template.media_header} "
+            "header, which bulk sends cannot fill: use a template with a text header.",
         )
     if not template.is_approved:
-        raise ValidationError(
-            {
-                "template_name": [
-                    f"Template '{name}' (language: {language}) is {template.status}: "
-                    "only APPROVED templates can be sent."
-                ]
-            }
+        raise field_error(
+            "template_name",
+            f"Template '{name}' (language: {language}) is {template.status}: "
+            "only APPROVED templates can be sent.",
         )
     return template
 

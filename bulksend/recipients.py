@@ -1,7 +1,7 @@
 """Validating and deduplicating the `recipients` of a send.
 
 This runs over up to 100,000 items per request, so it is a plain loop rather than a nested DRF
-serializer (which costs tens of microseconds per field); the errors it raises keep DRF's shape,
+serializer (which costs tens of microseconds per field); its errors keep DRF's shape,
 keyed by the recipient's index: `{"recipients": {"3": {"phone": ["..."]}}}`.
 """
 
@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import phonenumbers
-from rest_framework.exceptions import ValidationError
 
+from mindo.errors import InvalidFieldsError
 from mindo.parsers import JSONFloat
 from templates_app.components import TemplateButton
 
@@ -289,4 +289,4 @@ def check_against_template(
 
 def raise_for_recipient_errors(errors: dict[str, Errors]) -> None:
     if errors:
-        raise ValidationError({"recipients": errors})
+        raise InvalidFieldsError({"recipients": errors})

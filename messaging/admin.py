@@ -46,8 +46,21 @@ class EstimatedCountPaginator(Paginator):
         if not isinstance(queryset, QuerySet):
             return len(queryset)
         if not queryset.query.where:
+            self.count_note = (
+                "The total is PostgreSQL's estimate of the table's rows, not a count: "
+                "the table is too large to count on every page."
+            )
             return self._estimated_rows(queryset)
-        return int(queryset.order_by()[: self.count_cap + 1].count())
+        counted = int(queryset.order_by()[: self.count_cap + 1].count())
+        if counted > self.count_cap:
+            self.count_note = (
+                f"More than {self.count_cap:,} messages match: counting stops there, "
+                "so the total and the last page are not exact."
+            )
+        return counted
+
+    # Said under the list when `count` is not an exact count (the changelist template shows it).
+    count_note = ""
 
     @staticmethod
     def _estimated_rows(queryset: QuerySet[Any]) -> int:

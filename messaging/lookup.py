@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rest_framework import status
-
 from messaging.models import Contact, Message
-from mindo.exceptions import ContractError
+from mindo.errors import AccessDeniedError, NotFoundError
 from mindo.models import Organization
 
 WAMID_MAX_LENGTH: int = Message._meta.get_field("wamid").max_length or 255
@@ -21,7 +19,8 @@ class MessageLookup:
 
 
 def message_get_by_wamid(*, organization: Organization, wamid: str) -> MessageLookup:
-    """The message with `wamid`: 404 when nobody has it, 403 when another organization does."""
+    """The message with `wamid`: NotFoundError when nobody has it, AccessDeniedError when another
+    organization does."""
     # PostgreSQL text cannot hold NUL and the column holds 255 characters, so no wamid has a NUL
     # or is longer: answer without asking the database.
     message = (
@@ -32,9 +31,9 @@ def message_get_by_wamid(*, organization: Organization, wamid: str) -> MessageLo
         .first()
     )
     if message is None:
-        raise ContractError("Mensaje no encontrado", status.HTTP_404_NOT_FOUND)
+        raise NotFoundError("Mensaje no encontrado")
     if message.bulk_send.organization_id != organization.pk:
-        raise ContractError("No tienes acceso a este mensaje", status.HTTP_403_FORBIDDEN)
+        raise AccessDeniedError("No tienes acceso a este mensaje")
     contact = Contact.objects.filter(
         organization=organization, phone=message.recipient_phone
     ).first()

@@ -1,4 +1,8 @@
-"""Error bodies of the contract that DRF does not produce by itself."""
+"""Error bodies of the contract that DRF does not produce by itself.
+
+`exception_handler` is the one place where an error becomes a status and a body: DRF's own
+exceptions, the HTTP layer's `ContractError`, and the services' `mindo.errors.DomainError`.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,8 @@ from typing import Any
 from django.db import InterfaceError, OperationalError
 from rest_framework import exceptions, status
 from rest_framework.response import Response
+
+from mindo.errors import AccessDeniedError, DomainError, InvalidFieldsError, NotFoundError
 
 logger = logging.getLogger(__name__)
 
@@ -25,8 +31,15 @@ UNAVAILABLE_BODY = {
 DATABASE_UNAVAILABLE_ERRORS = (OperationalError, InterfaceError)
 
 
+# The status of each domain error whose body is `{"error": message}`.
+DOMAIN_ERROR_STATUSES: dict[type[DomainError], int] = {
+    NotFoundError: status.HTTP_404_NOT_FOUND,
+    AccessDeniedError: status.HTTP_403_FORBIDDEN,
+}
+
+
 class ContractError(exceptions.APIException):
-    """An error whose body the contract fixes as `{"error": "..."}`."""
+    """An error of the HTTP layer whose body the contract fixes as `{"error": "..."}`."""
 
     def __init__(self, message: str, status_code: int) -> None:
         super().__init__(detail=message)
@@ -52,6 +65,18 @@ def throttled_response(wait: float | None) -> Response:
     return response
 
 
+def domain_error_response(error: DomainError) -> Response | None:
+    """The contract's answer to a service's refusal: field errors in DRF's 400 shape (as the
+    serializers' own errors read), the others as `{"error": message}`; None for a domain error
+    given no status here, which is then answered as the bug it is."""
+    if isinstance(error, InvalidFieldsError):
+        return Response(error.errors, status=status.HTTP_400_BAD_REQUEST)
+    for error_class, error_status in DOMAIN_ERROR_STATUSES.items():
+        if isinstance(error, error_class):
+            return Response({"error": error.message}, status=error_status)
+    return None
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
         response = Response(UNAUTHENTICATED_BODY, status=status.HTTP_401_UNAUTHORIZED)
@@ -65,6 +90,11 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     # module, so a module-level import would be circular for whoever imports this module first.
     from rest_framework.views import exception_handler as drf_exception_handler
     from rest_framework.views import set_rollback
+
+    refused = domain_error_response(exc) if isinstance(exc, DomainError) else None
+    if refused is not None:
+        set_rollback()  # as DRF does for its own exceptions: the request changed nothing
+        return refused
 
     handled = drf_exception_handler(exc, context)
     if handled is not None:

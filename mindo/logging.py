@@ -68,12 +68,40 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(line, default=str).decode()
 
 
+class RoutineTaskRunsFilter(logging.Filter):
+    """Celery's INFO lines about a routine task's runs, demoted to DEBUG.
+
+    A worker logs "received" and "succeeded" for every task it runs and beat "Sending due task"
+    for every one it sends: for the housekeeping that beat runs every few seconds, that is a
+    screenful a minute saying nothing. Those lines are kept only when their logger is enabled for
+    DEBUG; the tasks log at INFO themselves when they did something.
+    """
+
+    def __init__(self, tasks: list[str]) -> None:
+        super().__init__()
+        self.tasks = frozenset(tasks)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.INFO or not record.name.startswith("celery."):
+            return True
+        # The task's name is an argument of the line: `{"name": ...}` in the worker's, the
+        # second of `(entry, task)` in beat's.
+        args = record.args.values() if isinstance(record.args, Mapping) else record.args or ()
+        if self.tasks.isdisjoint(arg for arg in args if isinstance(arg, str)):
+            return True
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+
+
 PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 LOG_FORMATS = ("plain", "json")
 
 
-def logging_config(*, log_format: str, level: str) -> dict[str, Any]:
-    """The `LOGGING` dict: every record to stderr, formatted as `log_format` says."""
+def logging_config(
+    *, log_format: str, level: str, routine_tasks: list[str] | None = None
+) -> dict[str, Any]:
+    """The `LOGGING` dict: every record to stderr, formatted as `log_format` says; Celery's lines
+    about each run of `routine_tasks` at DEBUG (RoutineTaskRunsFilter)."""
     if log_format not in LOG_FORMATS:
         raise ValueError(f"LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, not {log_format!r}")
     return {
@@ -83,7 +111,19 @@ def logging_config(*, log_format: str, level: str) -> dict[str, Any]:
             "plain": {"format": PLAIN_FORMAT},
             "json": {"()": "mindo.logging.JsonFormatter"},
         },
-        "handlers": {"console": {"class": "logging.StreamHandler", "formatter": log_format}},
+        "filters": {
+            "routine_tasks": {
+                "()": "mindo.logging.RoutineTaskRunsFilter",
+                "tasks": routine_tasks or [],
+            }
+        },
+        "handlers": {
+            "console": {
+                "class": "logging.StreamHandler",
+                "formatter": log_format,
+                "filters": ["routine_tasks"],
+            }
+        },
         "root": {"handlers": ["console"], "level": level},
     }
 

@@ -18,6 +18,7 @@ import functools
 import hmac
 import logging
 import os
+import socket
 import time
 from collections import Counter as Tally
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
@@ -37,11 +38,19 @@ from prometheus_client import (
     Histogram,
     disable_created_metrics,
     generate_latest,
+    values,
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
 logger = logging.getLogger(__name__)
+
+# In multiprocess mode each process writes `<type>_<pid>.db`. Containers that share the directory
+# (docker-compose's web and worker) do not share process ids, so the host name goes into the file
+# name too (without `_`, which the collector splits names on).
+_HOST = socket.gethostname().replace("_", "-")
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    values.ValueClass = values.MultiProcessValue(lambda: f"{_HOST}-{os.getpid()}")
 
 # `_created` samples double every series for a timestamp no dashboard here uses.
 disable_created_metrics()

@@ -236,7 +236,12 @@ CELERY_BEAT_SCHEDULE = {
 
 # `json`: one JSON object per line (mindo.logging), for Django, Celery and gunicorn alike.
 LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
-LOGGING = logging_config(log_format=LOG_FORMAT, level=env.str("LOG_LEVEL", default="INFO"))
+LOGGING = logging_config(
+    log_format=LOG_FORMAT,
+    level=env.str("LOG_LEVEL", default="INFO"),
+    # What beat runs is housekeeping: Celery's line for each of its runs goes to DEBUG.
+    routine_tasks=sorted({entry["task"] for entry in CELERY_BEAT_SCHEDULE.values()}),
+)
 
 # Prometheus metrics at /metrics (mindo.metrics). With several processes (gunicorn workers, Celery
 # children) each writes its samples to files in this directory, emptied before they start, and

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
 import pytest
+from django.conf import settings
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.test import Client, override_settings
@@ -10,6 +16,27 @@ from django.test import Client, override_settings
 from mindo import health
 from tests.delivery_support import free_port
 from tests.redis_server import PrivateRedis, private_redis_fixture  # noqa: F401  (fixture)
+
+# How long a test waits for /readyz before calling it hung: far beyond the probes' timeouts (a few
+# seconds), so only a probe without a timeout can reach it, however busy the machine.
+HUNG_AFTER_SECONDS = 120
+
+
+@pytest.fixture
+def silent_server() -> Iterator[int]:
+    """The port of a server that takes connections and never says a word: the kernel completes
+    each handshake into the listening socket's backlog, and nothing ever reads or answers."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)
+        yield int(listener.getsockname()[1])
+
+
+def readyz_answer(client: Client) -> Any:
+    """GET /readyz from another thread, so that a probe without a timeout fails the test instead
+    of hanging it."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(client.get, "/readyz").result(timeout=HUNG_AFTER_SECONDS)
 
 
 @pytest.fixture
@@ -67,3 +94,48 @@ def test_readyz_answers_503_naming_the_database_while_it_cannot_be_reached(
         "status": "unavailable",
         "checks": {"database": "down", "redis": "ok"},
     }
+
+
+@pytest.mark.parametrize("silent_one", ["database", "redis"])
+def test_readyz_answers_503_naming_a_dependency_that_accepts_and_never_answers(
+    probe_client: Client,
+    db: None,
+    monkeypatch: pytest.MonkeyPatch,
+    silent_server: int,
+    silent_one: str,
+) -> None:
+    if silent_one == "database":
+        default = connections["default"]
+        silent: BaseDatabaseWrapper = type(default)(
+            {**default.settings_dict, "HOST": "127.0.0.1", "PORT": str(silent_server)}, "silent"
+        )
+        monkeypatch.setattr(health, "_database", lambda: silent)
+    else:
+        monkeypatch.setattr(settings, "REDIS_URL", f"redis://127.0.0.1:{silent_server}/0")
+
+    response = readyz_answer(probe_client)
+
+    assert response.status_code == 503
+    assert response.json() == {
+        "status": "unavailable",
+        "checks": {"database": "ok", "redis": "ok", silent_one: "down"},
+    }
+
+
+def test_readyz_closes_the_connection_it_opened(
+    probe_client: Client, db: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened: list[BaseDatabaseWrapper] = []
+    probe_connection = health._probe_connection
+
+    def recorded() -> BaseDatabaseWrapper:
+        opened.append(probe_connection())
+        return opened[-1]
+
+    monkeypatch.setattr(health, "_probe_connection", recorded)
+
+    for _ in range(3):
+        assert probe_client.get("/readyz").status_code == 200
+
+    assert len(opened) == 3
+    assert [wrapper.connection for wrapper in opened] == [None, None, None]

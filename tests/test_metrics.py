@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import socket
 from datetime import timedelta
 from pathlib import Path
 
@@ -214,6 +216,22 @@ def test_in_multiprocess_mode_a_scrape_adds_up_every_processs_counts(
     assert value(samples, "mindo_bulk_sends_accepted_total") == 2
     assert value(samples, "mindo_bulk_send_recipients_accepted_total") == 7
     assert value(samples, "mindo_metrics_database_up") == 1
+
+
+def test_in_multiprocess_mode_the_files_are_named_by_host_and_process(
+    db: None, tmp_path: Path
+) -> None:
+    # Containers sharing the directory (web and worker) each have their own process 7.
+    env = {**process_env(), "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+
+    run_python(ACCEPT_IN_A_PROCESS, "3", env=env)
+
+    host = socket.gethostname().replace("_", "-")
+    names = [path.name for path in tmp_path.glob("*.db")]
+    assert names
+    assert [
+        name for name in names if not re.fullmatch(rf"[a-z]+_{re.escape(host)}-\d+\.db", name)
+    ] == []
 
 
 def test_the_grafana_dashboard_charts_every_metric() -> None:

@@ -1,0 +1,40 @@
+"""The project's own errors: what a service raises when it refuses what it was asked.
+
+Services raise these and know nothing of HTTP: they neither build responses nor raise DRF's
+exceptions. `mindo.exceptions.exception_handler` is the one place that turns each of them into the
+contract's status and body. Messages are the client's text, in the contract's language.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DomainError(Exception):
+    """A request the service refuses; `message` is what the client reads."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class NotFoundError(DomainError):
+    """What was asked for does not exist, or not within the caller's organization."""
+
+
+class AccessDeniedError(DomainError):
+    """What was asked for exists, but belongs to another organization."""
+
+
+class InvalidFieldsError(DomainError):
+    """Errors by field name, each a list of messages; a list field's errors go by item index:
+    `{"template_name": ["..."]}`, `{"recipients": {"3": {"phone": ["..."]}}}`."""
+
+    def __init__(self, errors: dict[str, Any]) -> None:
+        super().__init__(f"Invalid fields: {', '.join(errors)}")
+        self.errors = errors
+
+
+def field_error(field: str, message: str) -> InvalidFieldsError:
+    """The error of one field with one message."""
+    return InvalidFieldsError({field: [message]})
