@@ -112,10 +112,10 @@ def bench_env(database_url: str, redis_url: str) -> dict[str, str]:
     """The environment of a bench's servers and commands: its own database and Redis, no debug."""
     return {
         **os.environ,
+        **PRODUCTION_ENV,
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,
         "CELERY_BROKER_URL": redis_url,
-        "DJANGO_DEBUG": "false",
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
         "LOG_LEVEL": "WARNING",
     }
