@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.db.models import OuterRef, Subquery
 from rest_framework import status
 
 from messaging.models import Contact, Message
@@ -17,17 +18,29 @@ WAMID_MAX_LENGTH: int = Message._meta.get_field("wamid").max_length or 255
 class MessageLookup:
     message: Message
     # The organization's contact with the recipient's phone, when there is one.
-    contact: Contact | None
+    contact_id: int | None
+    contact_name: str | None
 
 
 def message_get_by_wamid(*, organization: Organization, wamid: str) -> MessageLookup:
-    """The message with `wamid`: 404 when nobody has it, 403 when another organization does."""
+    """The message with `wamid`: 404 when nobody has it, 403 when another organization does.
+
+    One query: the message, its send and template, and the caller's contact with its phone.
+    """
     # PostgreSQL text cannot hold NUL and the column holds 255 characters, so no wamid has a NUL
     # or is longer: answer without asking the database.
+    if "\x00" in wamid or len(wamid) > WAMID_MAX_LENGTH:
+        raise ContractError("Mensaje no encontrado", status.HTTP_404_NOT_FOUND)
+    # The (organization, phone) pair is unique, so each subquery reads one entry of its index.
+    contact = Contact.objects.filter(
+        organization_id=organization.pk, phone=OuterRef("recipient_phone")
+    )
     message = (
-        None
-        if "\x00" in wamid or len(wamid) > WAMID_MAX_LENGTH
-        else Message.objects.select_related("bulk_send", "bulk_send__template")
+        Message.objects.select_related("bulk_send", "bulk_send__template")
+        .annotate(
+            recipient_contact_id=Subquery(contact.values("id")),
+            recipient_contact_name=Subquery(contact.values("name")),
+        )
         .filter(wamid=wamid)
         .first()
     )
@@ -35,7 +48,8 @@ def message_get_by_wamid(*, organization: Organization, wamid: str) -> MessageLo
         raise ContractError("Mensaje no encontrado", status.HTTP_404_NOT_FOUND)
     if message.bulk_send.organization_id != organization.pk:
         raise ContractError("No tienes acceso a este mensaje", status.HTTP_403_FORBIDDEN)
-    contact = Contact.objects.filter(
-        organization=organization, phone=message.recipient_phone
-    ).first()
-    return MessageLookup(message=message, contact=contact)
+    return MessageLookup(
+        message=message,
+        contact_id=message.recipient_contact_id,
+        contact_name=message.recipient_contact_name,
+    )
