@@ -122,20 +122,32 @@ def bench_env(database_url: str, redis_url: str) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def gunicorn(app: str, env: dict[str, str], workers: int, log_dir: Path) -> Iterator[str]:
-    """Run gunicorn serving `app` in its own process group; yield its base URL; always stop it."""
+def gunicorn(
+    app: str,
+    env: dict[str, str],
+    workers: int,
+    log_dir: Path,
+    *,
+    options: tuple[str, ...] = (),
+    timeout: int = 60,
+) -> Iterator[str]:
+    """Run gunicorn serving `app` in its own process group (sync workers, `options` added); yield
+    its base URL; always stop it. A worker is killed after `timeout` seconds on one request."""
     port = free_port()
     args = [
         *(sys.executable, "-m", "gunicorn", app),
         *("--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--worker-class", "sync"),
-        *("--timeout", "60", "--graceful-timeout", "5"),
+        *("--timeout", str(timeout), "--graceful-timeout", "5"),
         *("--error-logfile", str(log_dir / f"{app}.log")),
+        *options,
     ]
     process = subprocess.Popen(args, cwd=ROOT, env=env, start_new_session=True)
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
         stop_process_group(process)
+        if process.returncode not in (0, -signal.SIGTERM):
+            print(f"gunicorn ended with {process.returncode}; its log: {log_dir / f'{app}.log'}")
 
 
 def stop_process_group(process: subprocess.Popen[bytes]) -> None:
