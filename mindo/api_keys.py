@@ -9,6 +9,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import User
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from mindo.models import API_KEY_PREFIX, ApiKey, Organization, api_key_hash, api_key_lookup
@@ -41,6 +42,15 @@ def api_key_create(*, organization: Organization, user: User, name: str) -> tupl
         key_hash=api_key_hash(raw_key),
     )
     return api_key, raw_key
+
+
+def api_keys_revoke(keys: QuerySet[ApiKey]) -> int:
+    """Revoke `keys` (those already revoked keep their moment) and forget them in this process:
+    here they stop working at once, in other processes within API_KEY_CACHE_SECONDS."""
+    revoked = keys.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+    for digest in keys.values_list("key_hash", flat=True):
+        _checked_keys.pop(digest, None)
+    return revoked
 
 
 def cache_clock() -> float:

@@ -11,7 +11,7 @@ from django.test import override_settings
 
 from mindo import api_keys
 from mindo.api_keys import api_key_authenticate
-from mindo.models import Membership
+from mindo.models import ApiKey, Membership
 from tests import factories
 from tests.conftest import Tenant
 
@@ -140,3 +140,15 @@ def test_another_key_of_the_organization_is_not_refused_with_a_revoked_one(
 
     assert api_key_authenticate(tenant.raw_key) is None
     assert api_key_authenticate(raw_other) == other
+
+
+@override_settings(API_KEY_CACHE_SECONDS=CACHE_SECONDS)
+def test_a_key_revoked_through_api_keys_revoke_is_refused_at_once_by_this_process(
+    tenant: Tenant, clock: ManualClock
+) -> None:
+    assert tenant.client.get(LIST_URL).status_code == 200
+
+    revoked = api_keys.api_keys_revoke(ApiKey.objects.filter(pk=tenant.api_key.pk))
+
+    assert revoked == 1
+    assert tenant.client.get(LIST_URL).status_code == 401
