@@ -49,6 +49,7 @@ from bench.support import (  # noqa: E402
     TEMPLATE,
     Demo,
     add_service_arguments,
+    baseline_connection,
     bench_env,
     django_setup,
     gunicorn,
@@ -191,20 +192,19 @@ def middle_message_id(send_id: str, per_send: int) -> int:
 
 # --- the baseline app (gunicorn imports this module as bench.reads:baseline_app) ---------------
 
-_baseline_connection: Any = None
-
 
 def baseline_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
     """One message by primary key with psycopg, as JSON: no framework, one round trip."""
-    global _baseline_connection
-    if _baseline_connection is None:
-        url = os.environ["DATABASE_URL"].replace("postgres://", "postgresql://", 1)
-        _baseline_connection = psycopg.connect(url, autocommit=True)
     message_id = int(environ.get("QUERY_STRING", "id=0").partition("=")[2] or 0)
-    row = _baseline_connection.execute(
-        "SELECT id, recipient_phone, status, wamid, variables FROM messaging_message WHERE id = %s",
-        [message_id],
-    ).fetchone()
+    row = (
+        baseline_connection()
+        .execute(
+            "SELECT id, recipient_phone, status, wamid, variables FROM messaging_message "
+            "WHERE id = %s",
+            [message_id],
+        )
+        .fetchone()
+    )
     body = orjson.dumps(
         {"id": row[0], "recipient_phone": row[1], "status": row[2], "wamid": row[3], "v": row[4]}
         if row

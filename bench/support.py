@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import math
 import os
 import signal
@@ -13,8 +14,10 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
+import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = "welcome_message"
@@ -66,6 +69,13 @@ def django_setup(env: dict[str, str]) -> None:
     import django
 
     django.setup()
+
+
+@functools.cache
+def baseline_connection() -> psycopg.Connection[Any]:
+    """The one autocommit connection of a bench's bare WSGI baseline app (DATABASE_URL)."""
+    url = os.environ["DATABASE_URL"].replace("postgres://", "postgresql://", 1)
+    return psycopg.connect(url, autocommit=True)
 
 
 def sig3(value: float) -> str:

@@ -42,17 +42,17 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
-import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script, the project's packages are not on the path
 
-from bench.support import print_table, sig3  # noqa: E402
+from bench.support import baseline_connection, print_table, sig3  # noqa: E402
 from bench.webhooks_support import (  # noqa: E402
     CONFIGURATIONS,
     DEFAULT_DATABASE_URL,
     WARMUP_POSTS,
     WHAT_IF_SETTINGS,
+    ClientResult,
     Provisioner,
     all_applied,
     database_prepare,
@@ -73,7 +73,6 @@ BASELINE_APP = "bench.webhooks:baseline_app"
 @dataclass
 class LoadRun:
     configuration: str
-    what_if: bool
     sends: int
     posts: int
     answered: int
@@ -136,16 +135,29 @@ def load_run(
         all_applied(timeout=120)
         seconds = max(time.monotonic() - began, posting_seconds)
     delivered, exact = sends_check(provisioned)
+    label = name + (" (what-if)" if what_if else "")
+    return run_of(label, sends, len(bodies), results, seconds, delivered - len(warmup), exact, cpu)
+
+
+def run_of(
+    label: str,
+    sends: int,
+    posts: int,
+    results: list[ClientResult],
+    seconds: float,
+    delivered: int,
+    exact: bool,
+    cpu: dict[str, float],
+) -> LoadRun:
     return LoadRun(
-        configuration=name,
-        what_if=what_if,
+        configuration=label,
         sends=sends,
-        posts=len(bodies),
+        posts=posts,
         answered=sum(r.answered for r in results),
         ok=sum(r.statuses.get(200, 0) for r in results),
         failures=failures_of(results),
         seconds=seconds,
-        delivered=delivered - len(warmup),
+        delivered=delivered,
         counters_exact=exact,
         client_cpu=sum(r.cpu_seconds for r in results),
         server_cpu=cpu,
@@ -154,22 +166,16 @@ def load_run(
 
 # --- the baseline app (gunicorn imports this module as bench.webhooks:baseline_app) -------------
 
-_baseline_connection: Any = None
-
 
 def baseline_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
     """One status applied with the least work: parse the body, one UPDATE, answer 200."""
-    global _baseline_connection
-    if _baseline_connection is None:
-        url = os.environ["DATABASE_URL"].replace("postgres://", "postgresql://", 1)
-        _baseline_connection = psycopg.connect(url, autocommit=True)
     if environ["REQUEST_METHOD"] == "GET":  # the readiness check: Meta's handshake
         start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "2")])
         return [b"ok"]
     body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
     value = orjson.loads(body)["entry"][0]["changes"][0]["value"]
     for status in value.get("statuses", []):
-        _baseline_connection.execute(
+        baseline_connection().execute(
             "UPDATE messaging_message SET status = 'delivered', delivered_at = now() "
             "WHERE wamid = %s AND status = 'sent'",
             [status["id"]],
@@ -190,25 +196,17 @@ def baseline_run(env: dict[str, str], provisioner: Provisioner, args: Any, name:
         fire(server, warmup, args.clients)
         seconds, results, cpu = fire(server, bodies, args.clients)  # applied when answered
     delivered = Message.objects.filter(bulk_send_id=send.id, status="delivered").count()
-    return LoadRun(
-        configuration=f"baseline, {workers} sync workers",
-        what_if=False,
-        sends=1,
-        posts=len(bodies),
-        answered=sum(r.answered for r in results),
-        ok=sum(r.statuses.get(200, 0) for r in results),
-        failures=failures_of(results),
-        seconds=seconds,
-        delivered=delivered - len(warmup),
-        counters_exact=True,
-        client_cpu=sum(r.cpu_seconds for r in results),
-        server_cpu=cpu,
-    )
+    label = f"baseline, {workers} sync workers"
+    return run_of(label, 1, len(bodies), results, seconds, delivered - len(warmup), True, cpu)
+
+
+def verdict(run: LoadRun) -> str:
+    return "PASS" if run.passed else "MISS"
 
 
 def load_row(run: LoadRun, baseline: LoadRun) -> list[str]:
     return [
-        run.configuration + (" (what-if)" if run.what_if else ""),
+        run.configuration,
         str(run.sends),
         f"{run.posts:,}",
         f"{run.ok:,}",
@@ -222,7 +220,7 @@ def load_row(run: LoadRun, baseline: LoadRun) -> list[str]:
         f"{sig3(run.client_cpu / run.seconds * 100)}%",
         sig3(run.cpu_ceiling),
         sig3(run.applied_per_second / baseline.applied_per_second),
-        "" if run.what_if or run is baseline else "PASS" if run.passed else "MISS",
+        "" if "what-if" in run.configuration or run is baseline else verdict(run),
     ]
 
 
