@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import math
 import os
 import signal
@@ -13,8 +14,10 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
+import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = "welcome_message"
@@ -68,6 +71,13 @@ def django_setup(env: dict[str, str]) -> None:
     django.setup()
 
 
+@functools.cache
+def baseline_connection() -> psycopg.Connection[Any]:
+    """The one autocommit connection of a bench's bare WSGI baseline app (DATABASE_URL)."""
+    url = os.environ["DATABASE_URL"].replace("postgres://", "postgresql://", 1)
+    return psycopg.connect(url, autocommit=True)
+
+
 def sig3(value: float) -> str:
     """`value` with 3 significant digits and no exponent: 0.412, 4.12, 24300."""
     if value == 0 or not math.isfinite(value):
@@ -112,30 +122,42 @@ def bench_env(database_url: str, redis_url: str) -> dict[str, str]:
     """The environment of a bench's servers and commands: its own database and Redis, no debug."""
     return {
         **os.environ,
+        **PRODUCTION_ENV,
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,
         "CELERY_BROKER_URL": redis_url,
-        "DJANGO_DEBUG": "false",
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
         "LOG_LEVEL": "WARNING",
     }
 
 
 @contextlib.contextmanager
-def gunicorn(app: str, env: dict[str, str], workers: int, log_dir: Path) -> Iterator[str]:
-    """Run gunicorn serving `app` in its own process group; yield its base URL; always stop it."""
+def gunicorn(
+    app: str,
+    env: dict[str, str],
+    workers: int,
+    log_dir: Path,
+    *,
+    options: tuple[str, ...] = (),
+    timeout: int = 60,
+) -> Iterator[str]:
+    """Run gunicorn serving `app` in its own process group (sync workers, `options` added); yield
+    its base URL; always stop it. A worker is killed after `timeout` seconds on one request."""
     port = free_port()
     args = [
         *(sys.executable, "-m", "gunicorn", app),
         *("--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--worker-class", "sync"),
-        *("--timeout", "60", "--graceful-timeout", "5"),
+        *("--timeout", str(timeout), "--graceful-timeout", "5"),
         *("--error-logfile", str(log_dir / f"{app}.log")),
+        *options,
     ]
     process = subprocess.Popen(args, cwd=ROOT, env=env, start_new_session=True)
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
         stop_process_group(process)
+        if process.returncode not in (0, -signal.SIGTERM):
+            print(f"gunicorn ended with {process.returncode}; its log: {log_dir / f'{app}.log'}")
 
 
 def stop_process_group(process: subprocess.Popen[bytes]) -> None:

@@ -68,16 +68,15 @@ class SendBulkView(APIView):
         return Response(SendBulkAcceptedSerializer(accepted).data, status=status.HTTP_202_ACCEPTED)
 
 
-def _bulk_send_get(request: Request, bulk_send_id: str, *, estimate: bool = False) -> BulkSend:
-    """The caller's send, or 404 alike for a malformed id, an unknown one or another's.
-    With `estimate`, what its estimate needs comes in the same query."""
+def _bulk_send_get(request: Request, bulk_send_id: str, sends: QuerySet[BulkSend]) -> BulkSend:
+    """The caller's send among `sends` (which say what comes with it in the same query), or 404
+    alike for a malformed id, an unknown one or another's."""
     try:
         key = uuid.UUID(bulk_send_id)
     except ValueError:
         raise NotFound() from None
     organization = request_organization(request)
-    sends = BulkSend.objects.for_organization(organization.pk).with_api_relations()
-    bulk_send = (with_queued_ahead(sends) if estimate else sends).filter(pk=key).first()
+    bulk_send = sends.filter(organization_id=organization.pk, pk=key).first()
     if bulk_send is None:
         raise NotFound()
     return bulk_send
@@ -91,13 +90,17 @@ class BulkSendListView(generics.ListAPIView[BulkSend]):
         if getattr(self, "swagger_fake_view", False):  # schema generation has no request
             return BulkSend.objects.none()
         organization = request_organization(self.request)
-        return BulkSend.objects.for_organization(organization.pk).with_api_relations()
+        # A list item shows the template and the number, not the creator.
+        sends = BulkSend.objects.for_organization(organization.pk)
+        return sends.select_related("template", "phone_number")
 
 
 class BulkSendDetailView(APIView):
     @extend_schema(responses={200: BulkSendDetailSerializer, 401: ERROR_BODY, 404: DETAIL_BODY})
     def get(self, request: Request, bulk_send_id: str) -> Response:
-        bulk_send = _bulk_send_get(request, bulk_send_id, estimate=True)
+        # The send, its relations and what its estimate needs, in one query.
+        sends = with_queued_ahead(BulkSend.objects.with_api_relations())
+        bulk_send = _bulk_send_get(request, bulk_send_id, sends)
         return Response(BulkSendDetailSerializer(bulk_send).data)
 
 
@@ -128,7 +131,10 @@ class BulkSendMessagesView(generics.ListAPIView[Message]):
     def get_queryset(self) -> QuerySet[Message]:
         if getattr(self, "swagger_fake_view", False):  # schema generation has no request
             return Message.objects.none()
-        self.bulk_send = _bulk_send_get(self.request, self.kwargs["bulk_send_id"])
+        # Only the template (its variables' order) comes with the send: a page needs no more.
+        self.bulk_send = _bulk_send_get(
+            self.request, self.kwargs["bulk_send_id"], BulkSend.objects.select_related("template")
+        )
         # The send as a range of one value, and the order by (send, id): the same rows in the same
         # order, but PostgreSQL cannot reduce it to "ORDER BY id" and walk the primary key through
         # other sends' messages (it would guess a send's messages are spread evenly among all;

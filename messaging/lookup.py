@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.db.models import OuterRef, Subquery
+
 from messaging.models import Contact, Message
 from mindo.errors import AccessDeniedError, NotFoundError
 from mindo.models import Organization
@@ -15,18 +17,30 @@ WAMID_MAX_LENGTH: int = Message._meta.get_field("wamid").max_length or 255
 class MessageLookup:
     message: Message
     # The organization's contact with the recipient's phone, when there is one.
-    contact: Contact | None
+    contact_id: int | None
+    contact_name: str | None
 
 
 def message_get_by_wamid(*, organization: Organization, wamid: str) -> MessageLookup:
     """The message with `wamid`: NotFoundError when nobody has it, AccessDeniedError when another
-    organization does."""
+    organization does.
+
+    One query: the message, its send and template, and the caller's contact with its phone.
+    """
     # PostgreSQL text cannot hold NUL and the column holds 255 characters, so no wamid has a NUL
     # or is longer: answer without asking the database.
+    if "\x00" in wamid or len(wamid) > WAMID_MAX_LENGTH:
+        raise NotFoundError("Mensaje no encontrado")
+    # The (organization, phone) pair is unique, so each subquery reads one entry of its index.
+    contact = Contact.objects.filter(
+        organization_id=organization.pk, phone=OuterRef("recipient_phone")
+    )
     message = (
-        None
-        if "\x00" in wamid or len(wamid) > WAMID_MAX_LENGTH
-        else Message.objects.select_related("bulk_send", "bulk_send__template")
+        Message.objects.select_related("bulk_send", "bulk_send__template")
+        .annotate(
+            recipient_contact_id=Subquery(contact.values("id")),
+            recipient_contact_name=Subquery(contact.values("name")),
+        )
         .filter(wamid=wamid)
         .first()
     )
@@ -34,7 +48,8 @@ def message_get_by_wamid(*, organization: Organization, wamid: str) -> MessageLo
         raise NotFoundError("Mensaje no encontrado")
     if message.bulk_send.organization_id != organization.pk:
         raise AccessDeniedError("No tienes acceso a este mensaje")
-    contact = Contact.objects.filter(
-        organization=organization, phone=message.recipient_phone
-    ).first()
-    return MessageLookup(message=message, contact=contact)
+    return MessageLookup(
+        message=message,
+        contact_id=message.recipient_contact_id,
+        contact_name=message.recipient_contact_name,
+    )

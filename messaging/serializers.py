@@ -19,8 +19,8 @@ class MessageTemplateSerializer(serializers.Serializer):
 
 class RecipientSerializer(serializers.Serializer):
     phone = serializers.CharField(source="message.recipient_phone")
-    contact_name = serializers.CharField(source="contact.name", allow_null=True, default=None)
-    contact_id = serializers.IntegerField(source="contact.id", allow_null=True, default=None)
+    contact_name = serializers.CharField(allow_null=True)
+    contact_id = serializers.IntegerField(allow_null=True)
 
 
 class DeliveryStatusSerializer(serializers.Serializer):

@@ -9,12 +9,12 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
-from django.utils import timezone
 
-from mindo.api_keys import api_key_create
+from mindo.api_keys import api_key_create, api_keys_revoke
 from mindo.models import API_KEY_PREFIX, ApiKey, Membership, Organization, api_key_lookup
 
 KEY_READONLY_FIELDS = ("masked", "organization", "user", "created_at", "last_used_at", "revoked_at")
@@ -169,8 +169,10 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     @admin.action(description="Revoke selected keys")
     def revoke_keys(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
-        # Keys already revoked keep the moment they were revoked.
-        revoked = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+        revoked = api_keys_revoke(queryset)
+        seconds = f"{settings.API_KEY_CACHE_SECONDS:g}"
         self.message_user(
-            request, f"Revoked {revoked} key(s); they stop working at once.", messages.SUCCESS
+            request,
+            f"Revoked {revoked} key(s); every web process refuses them within {seconds} s.",
+            messages.SUCCESS,
         )

@@ -165,6 +165,9 @@ API_THROTTLE_SEND_RATE = env.str("API_THROTTLE_SEND_RATE", default="60/min")
 API_THROTTLE_READ_RATE = env.str("API_THROTTLE_READ_RATE", default="1200/min")
 # Writing last_used_at on every request would turn each read into a write.
 API_KEY_LAST_USED_RESOLUTION_SECONDS = env.int("API_KEY_LAST_USED_RESOLUTION_SECONDS", default=60)
+# A key that authenticated is not looked up again by the same process for this long, so a revoked
+# key (or its user deactivated) keeps working up to this long (mindo.api_keys).
+API_KEY_CACHE_SECONDS = env.float("API_KEY_CACHE_SECONDS", default=5.0)
 
 # A number's messages per second unless its own row says otherwise (Meta's default is 80).
 DEFAULT_THROUGHPUT_PER_SECOND = env.int("DEFAULT_THROUGHPUT_PER_SECOND", default=80)
