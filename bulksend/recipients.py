@@ -15,8 +15,8 @@ from typing import Any
 import phonenumbers
 from rest_framework.exceptions import ValidationError
 
+from meta.components import TemplateButton
 from mindo.parsers import JSONFloat
-from templates_app.components import TemplateButton
 
 # International E.164: a `+`, a country code that does not start with 0, at most 15 digits.
 E164 = re.compile(r"\+[1-9][0-9]{6,14}")

@@ -12,8 +12,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from messaging.graph import AsyncGraphClient, SendOutcome, SendRequest
-from messaging.graph_errors import ErrorClass
+from meta.graph import AsyncGraphClient, SendOutcome, SendRequest
+from meta.graph_errors import ErrorClass
 
 BODY = {"messaging_product": "whatsapp", "to": "5491112345678", "type": "template"}
 
