@@ -20,6 +20,9 @@ from meta.components import (
 from meta.limits import MAX_THROUGHPUT, tier_limit
 from meta.webhook_payload import PHONE_NUMBER_ID_MAX_LENGTH
 
+# The tier an account or number has until an operator or Meta says otherwise (the contract's).
+DEFAULT_TIER = "TIER_1000"
+
 
 def default_throughput() -> int:
     return int(settings.DEFAULT_THROUGHPUT_PER_SECOND)
@@ -35,7 +38,7 @@ class WhatsAppBusinessAccount(models.Model):
     name = models.CharField(max_length=200, blank=True)
     # Kept in clear because every Graph call needs it; protect the database accordingly.
     access_token = models.TextField(blank=True)
-    messaging_limit_tier = models.CharField(max_length=32, default="TIER_1000")
+    messaging_limit_tier = models.CharField(max_length=32, default=DEFAULT_TIER)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -67,7 +70,7 @@ class PhoneNumber(models.Model):
     quality_rating = models.CharField(
         max_length=16, choices=QualityRating.choices, default=QualityRating.GREEN
     )
-    messaging_limit_tier = models.CharField(max_length=32, default="TIER_1000")
+    messaging_limit_tier = models.CharField(max_length=32, default=DEFAULT_TIER)
     throughput_per_second = models.PositiveIntegerField(
         default=default_throughput,
         validators=[MinValueValidator(1), MaxValueValidator(MAX_THROUGHPUT)],

@@ -26,6 +26,7 @@ from meta.graph import graph_list_phone_numbers, graph_list_templates
 from meta.limits import HIGH_THROUGHPUT, STANDARD_THROUGHPUT, known_tier
 from mindo.meta_client import graph_config
 from templates_app.models import (
+    DEFAULT_TIER,
     MessageTemplate,
     PhoneNumber,
     QualityRating,
@@ -142,7 +143,7 @@ def sync_numbers(account: WhatsAppBusinessAccount) -> SyncResult:
             "quality_rating": quality if quality in QualityRating.values else QualityRating.UNKNOWN,
             # TIER_NOT_SET, or a spelling we do not know: keep what we have.
             "messaging_limit_tier": known_tier(_text(item, "messaging_limit_tier"))
-            or (number.messaging_limit_tier if number else "TIER_1000"),
+            or (number.messaging_limit_tier if number else DEFAULT_TIER),
             "throughput_per_second": _throughput(
                 level, number.throughput_per_second if number else None
             ),
