@@ -129,8 +129,8 @@ def say(message: str) -> None:
 
 def number_configure(phone_number_id: str, *, throughput: int) -> None:
     """Unlimited portfolio (no quota in the way) and the number's rate for this measurement."""
+    from meta.limits import TIER_UNLIMITED
     from templates_app.models import PhoneNumber, WhatsAppBusinessAccount
-    from templates_app.tiers import TIER_UNLIMITED
 
     number = PhoneNumber.objects.get(phone_number_id=phone_number_id)
     WhatsAppBusinessAccount.objects.filter(pk=number.business_account_id).update(
@@ -540,8 +540,9 @@ class ThroughputRuns:
 
 def bare_bodies(demo: Demo, size: int) -> list[bytes]:
     """The bodies the engine would build for this template, encoded once, before any clock."""
-    from templates_app.graph_components import template_message_body, template_shape
+    from meta.template_message import template_message_body
     from templates_app.models import MessageTemplate
+    from templates_app.shapes import template_shape
 
     template = MessageTemplate.objects.get(
         business_account__phone_numbers__phone_number_id=demo.phone_number_id,

@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))  # run as a script, the project's packages are not
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mindo.settings")
 
 if TYPE_CHECKING:
-    from messaging.graph import SendRequest
+    from meta.graph import SendRequest
 
 SUCCESS = (
     b'{"messaging_product":"whatsapp","contacts":[{"input":"5491112345678","wa_id":'
@@ -104,7 +104,7 @@ async def bare_aiohttp(url: str, bodies: list[bytes], concurrency: int) -> float
 async def graph_client(
     base_url: str, requests: list[SendRequest], concurrency: int
 ) -> tuple[float, int]:
-    from messaging.graph import AsyncGraphClient
+    from meta.graph import AsyncGraphClient
 
     async with AsyncGraphClient(base_url=base_url) as client:
         started = time.perf_counter()
@@ -125,9 +125,10 @@ def main() -> None:
     django.setup()
     import orjson
 
-    from messaging.graph import SendRequest
-    from templates_app.graph_components import template_message_body, template_shape
+    from meta.graph import SendRequest
+    from meta.template_message import template_message_body
     from templates_app.models import MessageTemplate
+    from templates_app.shapes import template_shape
 
     template = MessageTemplate(name="order_update", language="es")
     template.set_components(

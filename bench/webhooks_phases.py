@@ -91,8 +91,8 @@ def phases(provisioner: Provisioner) -> list[list[str]]:
     from django.core.handlers.wsgi import WSGIHandler
     from django.db import connection
 
-    from mindo.meta_signature import signature_is_valid
-    from webhooks.payload import payload_read
+    from meta.signature import signature_is_valid
+    from meta.webhook_payload import payload_read
     from webhooks.processing import webhook_process
 
     send = provisioner.send(PROFILE_CALLS * 3)

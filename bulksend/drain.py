@@ -48,9 +48,11 @@ from bulksend.lifecycle import (
 )
 from bulksend.liveness import DrainHeartbeat
 from bulksend.models import BulkSend, BulkSendStatus
-from bulksend.quota import WINDOW
+from bulksend.quota import WINDOW, window_room_frees_at
 from messaging.delivery import ClaimedMessage, DeliveryResult, Settle, messages_claim
-from messaging.graph import (
+from messaging.models import Message, MessageStatus, callback_data_for
+from messaging.ratelimit import AsyncPacer, LimiterUnavailable, get_rate_limiter
+from meta.graph import (
     AsyncGraphClient,
     ErrorClass,
     GraphError,
@@ -58,15 +60,11 @@ from messaging.graph import (
     SendProgress,
     SendRequest,
 )
-from messaging.models import Message, MessageStatus, callback_data_for
-from messaging.ratelimit import AsyncPacer, LimiterUnavailable, get_rate_limiter
+from meta.template_message import MissingVariableError, template_message_body
 from mindo import metrics
-from templates_app.graph_components import (
-    MissingVariableError,
-    template_message_body,
-    template_shape,
-)
+from mindo.meta_client import async_graph_client
 from templates_app.models import PhoneNumber
+from templates_app.shapes import template_shape
 
 logger = logging.getLogger(__name__)
 
@@ -159,18 +157,14 @@ class _QuotaGate:
                 waiting.append(message)
         if waiting:
             # Waiting for the window is not an attempt: released, not retried.
-            frees_at = self._room_frees_at(now)
+            frees_at = window_room_frees_at(
+                account_id=self.account_id, overflow=1, total=self.limit, now=now
+            )
             batch_settle(
                 [DeliveryResult(m.id, Settle.RELEASE, retry_at=frees_at) for m in waiting],
                 now=now,
             )
         return admitted
-
-    def _room_frees_at(self, now: datetime) -> datetime:
-        oldest = Message.objects.filter(
-            business_account_id=self.account_id, sent_at__gte=now - WINDOW
-        ).aggregate(first=Min("sent_at"))["first"]
-        return (oldest + WINDOW) if oldest is not None else now + timedelta(minutes=1)
 
 
 class _Sender:
@@ -315,7 +309,7 @@ def bulk_send_drain(bulk_send_id: uuid.UUID, *, budget_seconds: float | None = N
         settings.DELIVERY_BATCH_SIZE, max(bulk_send.phone_number.throughput_per_second * 2, 1)
     )
     loop = asyncio.new_event_loop()
-    client = AsyncGraphClient()
+    client = async_graph_client()
     loop.run_until_complete(client.__aenter__())
     heartbeat = DrainHeartbeat(bulk_send_id, until=deadline + settings.DELIVERY_LEASE_SECONDS)
     try:

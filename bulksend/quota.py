@@ -115,21 +115,25 @@ def quota_for_send(
         quota_total=total,
         tier=account.messaging_limit_tier,
         overflow=overflow,
-        room_frees_at=_room_frees_at(account, overflow, total, now) if overflow else None,
+        room_frees_at=(
+            window_room_frees_at(account_id=account.pk, overflow=overflow, total=total, now=now)
+            if overflow
+            else None
+        ),
     )
 
 
-def _room_frees_at(
-    account: WhatsAppBusinessAccount, overflow: int, total: int, now: datetime
-) -> datetime:
-    """When the window will have room for `overflow` more recipients.
+def window_room_frees_at(*, account_id: int, overflow: int, total: int, now: datetime) -> datetime:
+    """When the portfolio's window will have room for `overflow` more recipients: for the
+    estimate of a send accepted beyond the room left, and for when a drain tries the recipients
+    it had to put back (`overflow=1`: as soon as one place frees, the drain admits what fits).
 
     Places held by sent messages free up 24 h after each recipient's last send. Beyond those, each
     further `total` recipients need another full window (an approximation: places held by waiting
-    messages free up 24 h after they go out, which is soon after now).
+    or in-flight messages free up 24 h after they go out, which is soon after now).
     """
     params: dict[str, Any] = {
-        "account": account.pk,
+        "account": account_id,
         "since": now - WINDOW,
         "offset": overflow - 1,
     }

@@ -14,9 +14,9 @@ from typing import Any
 
 import phonenumbers
 
+from meta.components import TemplateButton
 from mindo.errors import InvalidFieldsError
 from mindo.parsers import JSONFloat
-from templates_app.components import TemplateButton
 
 # International E.164: a `+`, a country code that does not start with 0, at most 15 digits.
 E164 = re.compile(r"\+[1-9][0-9]{6,14}")

@@ -7,6 +7,12 @@ from django.db.models import Q
 from django.db.models.functions import Now
 from django.utils.crypto import constant_time_compare, salted_hmac
 
+from meta.webhook_payload import (
+    ERROR_CODE_MAX_LENGTH,
+    PHONE_NUMBER_ID_MAX_LENGTH,
+    WAMID_MAX_LENGTH,
+)
+
 
 class Contact(models.Model):
     organization = models.ForeignKey(
@@ -79,7 +85,7 @@ class Message(models.Model):
         default=MessageStatus.PENDING,
         db_default=MessageStatus.PENDING,
     )
-    wamid = models.CharField(max_length=255, null=True, blank=True)
+    wamid = models.CharField(max_length=WAMID_MAX_LENGTH, null=True, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0, db_default=0)
     # A claimed (`sending`) message belongs to its worker until this moment; past it (and a grace
     # period for Meta's `sent` webhook) the reaper hands it back.
@@ -91,7 +97,7 @@ class Message(models.Model):
     delivered_at = models.DateTimeField(null=True, blank=True)
     read_at = models.DateTimeField(null=True, blank=True)
     failed_at = models.DateTimeField(null=True, blank=True)
-    error_code = models.CharField(max_length=32, null=True, blank=True)
+    error_code = models.CharField(max_length=ERROR_CODE_MAX_LENGTH, null=True, blank=True)
     error_message = models.TextField(null=True, blank=True)
 
     class Meta:
@@ -173,14 +179,14 @@ class DeferredStatus(models.Model):
     """A status event for a wamid no message has yet: the sender may commit the wamid after Meta's
     first webhook arrives. Applied and deleted as soon as that wamid is recorded."""
 
-    wamid = models.CharField(max_length=255, db_index=True)
+    wamid = models.CharField(max_length=WAMID_MAX_LENGTH, db_index=True)
     status = models.CharField(max_length=16, choices=MessageStatus.choices)
     occurred_at = models.DateTimeField()
-    error_code = models.CharField(max_length=32, null=True, blank=True)
+    error_code = models.CharField(max_length=ERROR_CODE_MAX_LENGTH, null=True, blank=True)
     error_message = models.TextField(null=True, blank=True)
     message_ref = models.BigIntegerField(null=True, blank=True)
     # The number the event named; checked again when the event is applied.
-    phone_number_id = models.CharField(max_length=64, null=True, blank=True)
+    phone_number_id = models.CharField(max_length=PHONE_NUMBER_ID_MAX_LENGTH, null=True, blank=True)
     received_at = models.DateTimeField(db_default=Now(), db_index=True)
 
     class Meta:

@@ -11,6 +11,7 @@ from pathlib import Path
 import django_stubs_ext
 import environ
 
+from meta.limits import STANDARD_THROUGHPUT
 from mindo.logging import logging_config
 
 # Lets classes such as ModelAdmin take type parameters at run time, as the type checker wants.
@@ -103,7 +104,6 @@ TEMPLATES = [
     },
 ]
 
-# https://docs.djangoproject.com/en/5.2/ref/settings/#databases
 DATABASES = {
     "default": env.db_url("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/mindo"),
 }
@@ -126,7 +126,6 @@ STATIC_ROOT = env.path("DJANGO_STATIC_ROOT", default=BASE_DIR / "staticfiles")
 
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
 
-# https://www.django-rest-framework.org/api-guide/settings/
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["mindo.authentication.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -140,7 +139,6 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": None,
 }
 
-# https://drf-spectacular.readthedocs.io/en/latest/settings.html
 SPECTACULAR_SETTINGS = {
     "TITLE": "Mindo bulk-send API",
     "DESCRIPTION": (
@@ -169,8 +167,10 @@ API_KEY_LAST_USED_RESOLUTION_SECONDS = env.int("API_KEY_LAST_USED_RESOLUTION_SEC
 # key (or its user deactivated) keeps working up to this long (mindo.api_keys).
 API_KEY_CACHE_SECONDS = env.float("API_KEY_CACHE_SECONDS", default=5.0)
 
-# A number's messages per second unless its own row says otherwise (Meta's default is 80).
-DEFAULT_THROUGHPUT_PER_SECOND = env.int("DEFAULT_THROUGHPUT_PER_SECOND", default=80)
+# A number's messages per second unless its own row says otherwise (Meta's standard level).
+DEFAULT_THROUGHPUT_PER_SECOND = env.int(
+    "DEFAULT_THROUGHPUT_PER_SECOND", default=STANDARD_THROUGHPUT
+)
 
 # Delivery to Meta (bulksend.drain): see the README's configuration table for each one.
 META_GRAPH_URL = env.str("META_GRAPH_URL", default="https://graph.facebook.com")
@@ -209,7 +209,6 @@ WEBHOOK_EVENT_RETENTION_DAYS = env.int("WEBHOOK_EVENT_RETENTION_DAYS", default=1
 # A status for a wamid no message recorded within this long belongs to none of ours: purged.
 DEFERRED_STATUS_RETENTION_HOURS = env.int("DEFERRED_STATUS_RETENTION_HOURS", default=48)
 
-# https://docs.celeryq.dev/en/stable/userguide/configuration.html
 # REDIS_URL unless set, also when set empty (as a copied .env may leave it).
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="") or REDIS_URL
 CELERY_RESULT_BACKEND = None
@@ -227,7 +226,6 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Publishing must not hang a request when Redis is away: the send is already committed.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2}
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
-# https://docs.celeryq.dev/en/stable/userguide/periodic-tasks.html
 CELERY_BEAT_SCHEDULE = {
     "reap-bulk-sends": {
         "task": "bulksend.reap",

@@ -10,7 +10,7 @@ from django.contrib import admin, messages
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 
-from messaging.graph import GraphRequestError
+from meta.graph import GraphRequestError
 from templates_app.models import MessageTemplate, PhoneNumber, WhatsAppBusinessAccount
 from templates_app.services import RegistrationError, components_validate, tier_validate
 from templates_app.sync import SyncResult, sync_numbers, sync_templates

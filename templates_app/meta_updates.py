@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.db.models import Q
 
+from meta.limits import known_tier
 from templates_app.models import (
     MessageTemplate,
     PhoneNumber,
@@ -11,7 +12,6 @@ from templates_app.models import (
     TemplateStatus,
     WhatsAppBusinessAccount,
 )
-from templates_app.tiers import tier_limit
 
 # The quality webhook says only that the rating fell low or recovered; the exact colour comes
 # with the next listing of the account's numbers (`GET /{waba_id}/phone_numbers`).
@@ -20,17 +20,6 @@ QUALITY_BY_EVENT = {"FLAGGED": QualityRating.RED, "UNFLAGGED": QualityRating.GRE
 
 def _digits(text: str) -> str:
     return "".join(character for character in text if character.isdigit())
-
-
-def known_tier(tier: object) -> str | None:
-    """`tier` when it is a tier name we can read; TIER_NOT_SET and the unknown change nothing."""
-    if not isinstance(tier, str):
-        return None
-    try:
-        tier_limit(tier)
-    except ValueError:
-        return None
-    return tier
 
 
 def template_status_update(

@@ -8,15 +8,20 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
-from templates_app.components import (
+from meta.components import (
     NAMED,
     POSITIONAL,
     TemplateButton,
+    media_header_format,
     template_buttons,
     template_parameter_format,
     template_variables,
 )
-from templates_app.tiers import tier_limit
+from meta.limits import MAX_THROUGHPUT, tier_limit
+from meta.webhook_payload import PHONE_NUMBER_ID_MAX_LENGTH
+
+# The tier an account or number has until an operator or Meta says otherwise (the contract's).
+DEFAULT_TIER = "TIER_1000"
 
 
 def default_throughput() -> int:
@@ -33,7 +38,7 @@ class WhatsAppBusinessAccount(models.Model):
     name = models.CharField(max_length=200, blank=True)
     # Kept in clear because every Graph call needs it; protect the database accordingly.
     access_token = models.TextField(blank=True)
-    messaging_limit_tier = models.CharField(max_length=32, default="TIER_1000")
+    messaging_limit_tier = models.CharField(max_length=32, default=DEFAULT_TIER)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -59,22 +64,25 @@ class PhoneNumber(models.Model):
         WhatsAppBusinessAccount, on_delete=models.CASCADE, related_name="phone_numbers"
     )
     # Meta's id, unique across Meta, so one number belongs to one organization.
-    phone_number_id = models.CharField(max_length=64, unique=True)
+    phone_number_id = models.CharField(max_length=PHONE_NUMBER_ID_MAX_LENGTH, unique=True)
     display_phone_number = models.CharField(max_length=32)
     verified_name = models.CharField(max_length=200, blank=True)
     quality_rating = models.CharField(
         max_length=16, choices=QualityRating.choices, default=QualityRating.GREEN
     )
-    messaging_limit_tier = models.CharField(max_length=32, default="TIER_1000")
+    messaging_limit_tier = models.CharField(max_length=32, default=DEFAULT_TIER)
     throughput_per_second = models.PositiveIntegerField(
-        default=default_throughput, validators=[MinValueValidator(1), MaxValueValidator(1000)]
+        default=default_throughput,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_THROUGHPUT)],
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         constraints = [
             models.CheckConstraint(
-                condition=models.Q(throughput_per_second__gte=1, throughput_per_second__lte=1000),
+                condition=models.Q(
+                    throughput_per_second__gte=1, throughput_per_second__lte=MAX_THROUGHPUT
+                ),
                 name="phone_number_throughput_between_1_and_1000",
             )
         ]
@@ -155,11 +163,7 @@ class MessageTemplate(models.Model):
     @property
     def media_header(self) -> str | None:
         """IMAGE, VIDEO, DOCUMENT or LOCATION when the header needs media the API cannot carry."""
-        for component in self.components:
-            if str(component.get("type", "")).upper() == "HEADER":
-                header_format = str(component.get("format", "TEXT")).upper()
-                return None if header_format == "TEXT" else header_format
-        return None
+        return media_header_format(self.components)
 
     @property
     def is_approved(self) -> bool:

@@ -12,6 +12,7 @@ from typing import Any
 
 from django.db import transaction
 
+from meta.limits import KNOWN_TIERS, MAX_THROUGHPUT, tier_limit
 from mindo.models import Organization
 from templates_app.models import (
     MessageTemplate,
@@ -21,9 +22,6 @@ from templates_app.models import (
     TemplateStatus,
     WhatsAppBusinessAccount,
 )
-from templates_app.tiers import KNOWN_TIERS, tier_limit
-
-MAX_THROUGHPUT_PER_SECOND = 1000
 
 COMPONENTS_EXAMPLE = '[{"type": "BODY", "text": "Hola {{name}}"}]'
 
@@ -33,7 +31,7 @@ class RegistrationError(ValueError):
 
 
 def tier_validate(tier: str) -> str:
-    """`tier` if the quota can read it (`tiers.tier_limit`), else RegistrationError."""
+    """`tier` if the quota can read it (`meta.limits.tier_limit`), else RegistrationError."""
     try:
         tier_limit(tier)
     except ValueError:
@@ -134,9 +132,9 @@ def phone_number_register(
         raise RegistrationError("The display phone number may not be blank.")
     _choice_validate(quality_rating, list(QualityRating.values), "quality rating")
     tier_validate(messaging_limit_tier)
-    if not 1 <= throughput_per_second <= MAX_THROUGHPUT_PER_SECOND:
+    if not 1 <= throughput_per_second <= MAX_THROUGHPUT:
         raise RegistrationError(
-            f"Throughput must be between 1 and {MAX_THROUGHPUT_PER_SECOND} messages per second, "
+            f"Throughput must be between 1 and {MAX_THROUGHPUT} messages per second, "
             f"not {throughput_per_second}."
         )
     with transaction.atomic():

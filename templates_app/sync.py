@@ -21,9 +21,12 @@ from typing import Any
 
 from django.db import transaction
 
-from messaging.graph import graph_list_phone_numbers, graph_list_templates
-from templates_app.components import NAMED, POSITIONAL
+from meta.components import NAMED, POSITIONAL
+from meta.graph import graph_list_phone_numbers, graph_list_templates
+from meta.limits import HIGH_THROUGHPUT, STANDARD_THROUGHPUT, known_tier
+from mindo.meta_client import graph_config
 from templates_app.models import (
+    DEFAULT_TIER,
     MessageTemplate,
     PhoneNumber,
     QualityRating,
@@ -31,10 +34,6 @@ from templates_app.models import (
     default_throughput,
 )
 from templates_app.services import RegistrationError, components_validate, phone_number_register
-from templates_app.tiers import tier_limit
-
-STANDARD_THROUGHPUT = 80
-HIGH_THROUGHPUT = 1000
 
 TEMPLATE_FIELDS = (
     "meta_template_id",
@@ -75,7 +74,7 @@ def _text(item: dict[str, Any], key: str) -> str:
 
 def sync_templates(account: WhatsAppBusinessAccount) -> SyncResult:
     """Create or update the account's templates from Meta's listing; raises GraphRequestError."""
-    listed = graph_list_templates(account)
+    listed = graph_list_templates(account, graph_config())
     result = SyncResult()
     existing = {
         (t.name, t.language): t for t in MessageTemplate.objects.filter(business_account=account)
@@ -113,14 +112,6 @@ def sync_templates(account: WhatsAppBusinessAccount) -> SyncResult:
     return result
 
 
-def _tier(value: str, current: str) -> str:
-    try:
-        tier_limit(value)
-    except ValueError:
-        return current  # TIER_NOT_SET, or a spelling we do not know: keep what we have
-    return value
-
-
 def _throughput(level: str, current: int | None) -> int:
     if current is None:
         if level == "HIGH":
@@ -136,7 +127,7 @@ def _throughput(level: str, current: int | None) -> int:
 def sync_numbers(account: WhatsAppBusinessAccount) -> SyncResult:
     """Create or update the account's phone numbers from Meta's listing; raises
     GraphRequestError. A number registered to another organization is skipped, never moved."""
-    listed = graph_list_phone_numbers(account)
+    listed = graph_list_phone_numbers(account, graph_config())
     result = SyncResult()
     ids = [_text(item, "id") for item in listed]
     existing = {n.phone_number_id: n for n in PhoneNumber.objects.filter(phone_number_id__in=ids)}
@@ -150,10 +141,9 @@ def sync_numbers(account: WhatsAppBusinessAccount) -> SyncResult:
             "display_phone_number": _text(item, "display_phone_number"),
             "verified_name": _text(item, "verified_name"),
             "quality_rating": quality if quality in QualityRating.values else QualityRating.UNKNOWN,
-            "messaging_limit_tier": _tier(
-                _text(item, "messaging_limit_tier"),
-                number.messaging_limit_tier if number else "TIER_1000",
-            ),
+            # TIER_NOT_SET, or a spelling we do not know: keep what we have.
+            "messaging_limit_tier": known_tier(_text(item, "messaging_limit_tier"))
+            or (number.messaging_limit_tier if number else DEFAULT_TIER),
             "throughput_per_second": _throughput(
                 level, number.throughput_per_second if number else None
             ),

@@ -25,7 +25,7 @@ from django.test import Client
 
 from bulksend.models import BulkSend
 from messaging.models import Message, MessageStatus, callback_data_for
-from mindo.meta_signature import sign
+from meta.signature import sign
 from templates_app.models import MessageTemplate, PhoneNumber
 from tests import factories
 

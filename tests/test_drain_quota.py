@@ -105,6 +105,37 @@ def test_a_send_larger_than_the_room_left_sends_what_fits_and_waits_for_the_wind
     assert len(received(sandbox).messages) == 25
 
 
+@pytest.mark.usefixtures("frozen_now")
+def test_put_back_recipients_wait_for_the_first_place_that_really_frees(
+    tenant: Tenant, sandbox: SandboxThread
+) -> None:
+    # The window is full: 49 recipients messaged two hours ago, and one messaged three hours ago
+    # and again an hour ago, whose place stays held until 23 h from now.
+    set_tier(tenant, "TIER_50")
+    now = timezone.now()
+    fill_window(tenant, recipients=49, sent_at=now - timedelta(hours=2))
+    again = phone(900, WINDOW_PREFIX)
+    for hours_ago in (3, 1):
+        earlier = factories.make_bulk_send(
+            tenant.number, tenant.template, status=BulkSendStatus.COMPLETED
+        )
+        factories.make_message(
+            earlier,
+            phone=again,
+            status=MessageStatus.SENT,
+            sent_at=now - timedelta(hours=hours_ago),
+            wamid=f"w-again-{hours_ago}",
+        )
+
+    accepted = send_bulk(tenant, welcome_recipients(3, start=700))
+    report = bulk_send_drain(accepted["bulk_send_id"])
+
+    assert received(sandbox).messages == []
+    waiting = Message.objects.filter(bulk_send=accepted["bulk_send_id"], status="pending")
+    assert [m.next_attempt_at for m in waiting] == [now - timedelta(hours=2) + WINDOW] * 3
+    assert report.next_wake_at == now - timedelta(hours=2) + WINDOW
+
+
 def test_two_drains_at_once_never_spend_more_than_the_room_left(
     tenant: Tenant, sandbox: SandboxThread
 ) -> None:

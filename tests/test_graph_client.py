@@ -12,8 +12,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from messaging.graph import AsyncGraphClient, SendOutcome, SendRequest
-from messaging.graph_errors import ErrorClass
+from meta.graph import AsyncGraphClient, GraphConfig, SendOutcome, SendRequest
+from meta.graph_errors import ErrorClass
 
 BODY = {"messaging_product": "whatsapp", "to": "5491112345678", "type": "template"}
 
@@ -316,3 +316,31 @@ def test_send_many_waits_for_before_send_before_each_request() -> None:
 
     assert len(outcomes) == 30
     assert calls == 30
+
+
+def test_each_send_answered_or_not_is_timed_for_the_callers_observer() -> None:
+    durations: list[float] = []
+
+    async def scenario(meta: FakeMeta, graph: AsyncGraphClient) -> list[SendOutcome]:
+        accepted = await graph.send_many(requests_for(5), concurrency=2)
+        refused = await graph.send_template(phone_number_id="131026", access_token="t", body=BODY)
+        return [*accepted, refused]
+
+    outcomes = run(scenario, observe_seconds=durations.append)
+
+    assert [outcome.wamid is not None for outcome in outcomes] == [True] * 5 + [False]
+    assert len(durations) == 6
+    assert all(duration >= 0 for duration in durations)
+
+
+def test_the_config_says_where_the_graph_api_is_and_the_arguments_override_it() -> None:
+    config = GraphConfig(url="http://meta.example/", version="v99.0", timeout_seconds=4.0)
+
+    configured = AsyncGraphClient(config)
+    overridden = AsyncGraphClient(config, base_url="http://sandbox.example/v21.0", timeout=2.0)
+
+    assert configured.base_url == "http://meta.example/v99.0"
+    assert (configured.timeout.total, configured.timeout.connect) == (4.0, 3.0)
+    assert configured.max_connections == 200
+    assert overridden.base_url == "http://sandbox.example/v21.0"
+    assert overridden.timeout.total == 2.0

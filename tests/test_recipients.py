@@ -17,8 +17,8 @@ from bulksend.recipients import (
     deduplicate,
     parse_recipients,
 )
+from meta.components import TemplateButton, template_buttons
 from mindo.parsers import JSONFloat
-from templates_app.components import TemplateButton, template_buttons
 
 WELCOME_BUTTONS = {
     0: TemplateButton(index=0, type="URL", takes_variable=True, requires_variable=True)

@@ -18,11 +18,11 @@ import orjson
 import pytest
 import requests
 
-from messaging.models import callback_data_for
+from messaging.models import callback_data_for, message_id_from_callback_data
 from messaging.sandbox import SandboxConfig, SandboxThread
-from mindo.meta_signature import signature_is_valid
+from meta.signature import signature_is_valid
+from meta.webhook_payload import payload_read
 from tests import factories
-from webhooks.payload import payload_read
 
 TOKEN = "sandbox-test-token"
 OTHER_TOKEN = "other-business-token"
@@ -478,7 +478,7 @@ def test_statuses_arrive_signed_in_order_with_the_callback_data(receiver: Receiv
     assert document["entry"][0]["changes"][0]["value"]["metadata"]["phone_number_id"] == NUMBER
     # The service's own reader understands every body.
     events = [e for body, _ in receiver.posts for e in payload_read(orjson.loads(body)).statuses]
-    assert [event.message_ref for event in events] == [1, 1, 1]
+    assert [message_id_from_callback_data(e.callback_data) for e in events] == [1, 1, 1]
     assert stats["webhook_statuses_posted"] == 3
     assert stats["pending_webhooks"] == 0
 

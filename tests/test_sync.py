@@ -16,8 +16,9 @@ from django.core.management import CommandError, call_command
 from django.test import Client, override_settings
 from django.urls import reverse
 
-from messaging.graph import graph_list_templates
-from messaging.graph_errors import ErrorClass, GraphRequestError
+from meta.graph import graph_list_templates
+from meta.graph_errors import ErrorClass, GraphRequestError
+from mindo.meta_client import graph_config
 from templates_app.models import MessageTemplate, PhoneNumber
 from templates_app.sync import sync_numbers, sync_templates
 from tests import factories
@@ -252,7 +253,7 @@ def test_an_expired_token_is_a_command_error(tenant: Tenant, graph: FakeGraph) -
     with pytest.raises(CommandError, match="190"):
         call_command("sync_templates", "--waba-id", tenant.account.waba_id, stdout=StringIO())
     with pytest.raises(GraphRequestError) as raised:
-        graph_list_templates(tenant.account)
+        graph_list_templates(tenant.account, graph_config())
     assert raised.value.error.error_class == ErrorClass.HALT
 
 

@@ -46,8 +46,8 @@ import django
 django.setup()
 
 from bulksend.lifecycle import sends_statuses_apply
-from webhooks.payload import payload_read
-from webhooks.processing import webhook_process
+from meta.webhook_payload import payload_read
+from webhooks.processing import status_events, webhook_process
 import orjson
 
 bodies = orjson.loads(sys.stdin.readline())
@@ -57,7 +57,7 @@ for number, body in enumerate(bodies):
     if number % 2:
         webhook_process(body.encode())
     else:
-        sends_statuses_apply(payload_read(orjson.loads(body)).statuses)
+        sends_statuses_apply(status_events(payload_read(orjson.loads(body))))
 print("done", flush=True)
 """
 

@@ -19,9 +19,10 @@ from bulksend.lifecycle import sends_counters_apply, sends_statuses_apply
 from bulksend.models import BulkSend, BulkSendStatus
 from messaging.models import DeferredStatus, Message
 from messaging.status import statuses_apply_deferred
+from meta.webhook_payload import payload_read
 from tests import meta_payloads as meta
 from tests.conftest import Tenant
-from webhooks.payload import payload_read
+from webhooks.processing import status_events
 
 # Histories Meta can produce for a message it accepted: a prefix of sent, delivered, read (read
 # may come without delivered), or a failure before delivery.
@@ -117,7 +118,7 @@ def apply_batch(
         assert response.status_code == 200, response.content
     else:
         # The same reading the endpoint does, without the HTTP round trip.
-        sends_statuses_apply(payload_read(document).statuses)
+        sends_statuses_apply(status_events(payload_read(document)))
 
 
 def assert_final_state(

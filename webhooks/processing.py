@@ -25,11 +25,12 @@ from django.utils import timezone
 
 from bulksend.lifecycle import sends_statuses_apply
 from messaging.delivery import webhook_progress_record
-from messaging.status import StatusOutcome
+from messaging.models import message_id_from_callback_data
+from messaging.status import StatusEvent, StatusOutcome
+from meta.webhook_payload import MessageStatusUpdate, Payload, payload_read
 from mindo import metrics
 from templates_app import meta_updates
 from webhooks.models import WebhookEvent
-from webhooks.payload import Payload, payload_read
 
 logger = logging.getLogger(__name__)
 
@@ -108,10 +109,29 @@ def _apply_account_changes(payload: Payload) -> dict[str, int]:
     return {"templates_changed": templates, "numbers_or_accounts_changed": numbers}
 
 
+def _status_event(update: MessageStatusUpdate) -> StatusEvent:
+    return StatusEvent(
+        wamid=update.wamid,
+        status=update.status,
+        occurred_at=update.occurred_at,
+        error_code=update.error_code,
+        error_message=update.error_message,
+        message_ref=message_id_from_callback_data(update.callback_data),
+        phone_number_id=update.phone_number_id,
+    )
+
+
+def status_events(payload: Payload) -> list[StatusEvent]:
+    """The payload's status updates as messaging applies them: the callback data each one
+    echoes read back into our message id, when we signed it."""
+    return [_status_event(update) for update in payload.statuses]
+
+
 @dataclass(slots=True)
 class _Read:
     event: WebhookEvent
     payload: Payload
+    statuses: list[StatusEvent]
 
 
 def _read(event: WebhookEvent) -> _Read:
@@ -119,14 +139,15 @@ def _read(event: WebhookEvent) -> _Read:
         document: Any = orjson.loads(event.body)
     except orjson.JSONDecodeError:
         document = None  # stored only after a JSON check: kept as evidence, nothing to apply
-    return _Read(event, payload_read(document))
+    payload = payload_read(document)
+    return _Read(event, payload, status_events(payload))
 
 
 def _outcome(read: _Read, statuses: StatusOutcome) -> dict[str, Any]:
     """What one body changed, out of the batch it was applied in."""
-    wamids = {status.wamid for status in read.payload.statuses}
+    wamids = {status.wamid for status in read.statuses}
     outcome: dict[str, Any] = {
-        "events": len(read.payload.statuses),
+        "events": len(read.statuses),
         "messages_changed": len(wamids & statuses.changes.keys()),
         "deferred": len(wamids & statuses.deferred_wamids),
         "counters": statuses.counters_for(wamids),
@@ -146,7 +167,7 @@ def _mark_applied(reads: list[_Read], outcomes: list[dict[str, Any]]) -> None:
                 [read.event.pk for read in reads],
                 [read.payload.object_type[:64] for read in reads],
                 [",".join(sorted(set(read.payload.fields)))[:200] for read in reads],
-                [len(read.payload.statuses) for read in reads],
+                [len(read.statuses) for read in reads],
                 [outcome["messages_changed"] for outcome in outcomes],
                 [outcome["deferred"] for outcome in outcomes],
                 [orjson.dumps(outcome).decode() for outcome in outcomes],
@@ -156,7 +177,7 @@ def _mark_applied(reads: list[_Read], outcomes: list[dict[str, Any]]) -> None:
 
 def _apply_reads(reads: list[_Read]) -> StatusOutcome:
     """Apply bodies together (one statuses batch) and record what each one changed."""
-    events = [status for read in reads for status in read.payload.statuses]
+    events = [status for read in reads for status in read.statuses]
     statuses = sends_statuses_apply(events)
     webhook_progress_record(events, received_at=max(read.event.received_at for read in reads))
     _mark_applied(reads, [_outcome(read, statuses) for read in reads])
@@ -203,7 +224,7 @@ def _apply_large(read: _Read) -> None:
     own per-wamid locks, so tens of thousands of unknown wamids never run PostgreSQL out of lock
     memory. A crash between slices applies the body again from the start, which is idempotent
     (at worst an unknown wamid's event is kept twice, and applying it twice changes nothing)."""
-    statuses = read.payload.statuses
+    statuses = read.statuses
     outcome = StatusOutcome()
     try:
         for start in range(0, len(statuses), STATUS_SLICE):
@@ -224,7 +245,7 @@ def _next_group(reads: list[_Read]) -> list[_Read]:
     group: list[_Read] = []
     statuses = 0
     for read in reads:
-        statuses += len(read.payload.statuses)
+        statuses += len(read.statuses)
         if group and statuses > STATUS_SLICE:
             break
         group.append(read)
@@ -277,7 +298,7 @@ def _apply_batches(batch_size: int) -> int:
         while reads:
             group = _next_group(reads)
             reads = reads[len(group) :]
-            if len(group[0].payload.statuses) > STATUS_SLICE:
+            if len(group[0].statuses) > STATUS_SLICE:
                 _apply_large(group[0])
             else:
                 with transaction.atomic():

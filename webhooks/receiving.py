@@ -9,8 +9,8 @@ from typing import Any
 from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 
+from meta.signature import signature_is_valid
 from mindo import metrics
-from mindo.meta_signature import signature_is_valid
 from mindo.request_body import request_is_chunked, stream_drain, stream_read, wsgi_body_read
 from webhooks.processing import NotJson, webhook_store
 

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from templates_app.components import (
+from meta.components import (
     NAMED,
     PLACEHOLDER,
     TemplateButton,

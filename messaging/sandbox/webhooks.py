@@ -23,7 +23,7 @@ import orjson
 
 from messaging.sandbox.config import SandboxConfig
 from messaging.sandbox.statuses import ScheduledStatus, webhook_document
-from mindo.meta_signature import sign
+from meta.signature import sign
 
 logger = logging.getLogger(__name__)
 

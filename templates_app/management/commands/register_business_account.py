@@ -8,8 +8,9 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
+from meta.limits import MAX_THROUGHPUT
 from mindo.models import Organization
-from templates_app.models import QualityRating
+from templates_app.models import DEFAULT_TIER, QualityRating
 from templates_app.services import business_account_register, phone_number_register
 
 NUMBER_OPTIONS = ("display_phone_number", "verified_name")
@@ -27,7 +28,7 @@ class Command(BaseCommand):
         parser.add_argument("--access-token", required=True, help="Graph API token of the WABA.")
         parser.add_argument("--name", default="", help="A name for the account.")
         parser.add_argument(
-            "--tier", default="TIER_1000", help="The portfolio's messaging limit tier."
+            "--tier", default=DEFAULT_TIER, help="The portfolio's messaging limit tier."
         )
         number = parser.add_argument_group("phone number (optional)")
         number.add_argument("--phone-number-id", help="Meta's phone number id.")
@@ -36,12 +37,14 @@ class Command(BaseCommand):
         number.add_argument(
             "--quality-rating", default=QualityRating.GREEN, choices=QualityRating.values
         )
-        number.add_argument("--number-tier", default="TIER_1000", help="The number's tier.")
+        number.add_argument("--number-tier", default=DEFAULT_TIER, help="The number's tier.")
         number.add_argument(
             "--throughput",
             type=int,
             default=None,
-            help="Messages per second (1-1000; default DEFAULT_THROUGHPUT_PER_SECOND).",
+            help=(
+                f"Messages per second (1-{MAX_THROUGHPUT}; default DEFAULT_THROUGHPUT_PER_SECOND)."
+            ),
         )
 
     def handle(self, *args: Any, **options: Any) -> None:

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from messaging.graph import GraphRequestError
+from meta.graph import GraphRequestError
 from templates_app.models import WhatsAppBusinessAccount
 from templates_app.sync import SyncResult, sync_templates
 

@@ -3,7 +3,7 @@
 Two clients, for two very different callers:
 - `AsyncGraphClient` is the drainer's hot path: one aiohttp session whose keep-alive connections
   carry thousands of template sends a second, concurrently. Its methods never raise for Meta's or
-  the network's failures; they return a classified `GraphError` (see `messaging.graph_errors`).
+  the network's failures; they return a classified `GraphError` (see `meta.graph_errors`).
   One that has `maybe_delivered` set (the connection dropped or timed out after the request was
   written) must not be retried at once: Meta may have accepted it. The drainer waits for the
   `sent` webhook, which carries the message's `biz_opaque_callback_data`, and retries only when
@@ -11,14 +11,15 @@ Two clients, for two very different callers:
 - `graph_list_templates` and `graph_list_phone_numbers` serve operators' syncs: plain blocking
   `requests` calls that raise `GraphRequestError`.
 
-Settings (with their defaults): META_GRAPH_URL ("https://graph.facebook.com", or the sandbox's
-address), META_GRAPH_VERSION ("v21.0"), META_HTTP_TIMEOUT_SECONDS (10, a whole call),
-META_HTTP_CONNECT_TIMEOUT_SECONDS (3) and META_MAX_CONNECTIONS (200, per async client).
+Where Meta is and how long to wait for it come in as a `GraphConfig`; this module reads no
+settings (mindo.meta_client builds the config from them), so it serves the service, the benches
+and the tests alike.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -27,10 +28,9 @@ from typing import Any, Protocol, Self
 import aiohttp
 import orjson
 import requests
-from django.conf import settings
 from yarl import URL
 
-from messaging.graph_errors import (
+from meta.graph_errors import (
     CODE_BAD_RESPONSE,
     CODE_CONNECT_TIMEOUT,
     CODE_CONNECTION_ERROR,
@@ -42,18 +42,17 @@ from messaging.graph_errors import (
     graph_error_from_response,
     transport_error,
 )
-from mindo import metrics
 
 # The error types are defined next door and re-exported: callers need only this module.
 __all__ = [
     "AsyncGraphClient",
     "ErrorClass",
+    "GraphConfig",
     "GraphError",
     "GraphRequestError",
     "SendOutcome",
     "SendProgress",
     "SendRequest",
-    "graph_base_url",
     "graph_list_phone_numbers",
     "graph_list_templates",
 ]
@@ -65,16 +64,19 @@ LIST_PAGE_SIZE = 100
 LIST_MAX_PAGES = 200  # bounds a listing even if a server kept answering with a next page
 
 
-def graph_base_url() -> str:
-    base = str(getattr(settings, "META_GRAPH_URL", "https://graph.facebook.com")).rstrip("/")
-    return f"{base}/{getattr(settings, 'META_GRAPH_VERSION', 'v21.0')}"
+@dataclass(frozen=True, slots=True)
+class GraphConfig:
+    """Where the Graph API is and how long to wait for it; the defaults are Meta's own API."""
 
+    url: str = "https://graph.facebook.com"  # or the sandbox's address
+    version: str = "v21.0"
+    timeout_seconds: float = 10.0  # a whole call
+    connect_timeout_seconds: float = 3.0
+    max_connections: int = 200  # per async client
 
-def _timeouts() -> tuple[float, float]:
-    return (
-        float(getattr(settings, "META_HTTP_TIMEOUT_SECONDS", 10)),
-        float(getattr(settings, "META_HTTP_CONNECT_TIMEOUT_SECONDS", 3)),
-    )
+    @property
+    def base_url(self) -> str:
+        return f"{self.url.rstrip('/')}/{self.version}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,30 +99,37 @@ def _unanswered(code: str, message: str, maybe_delivered: bool) -> SendOutcome:
 
 
 class AsyncGraphClient:
-    """Template sends over one aiohttp session; use as `async with AsyncGraphClient() as client`.
+    """Template sends over one aiohttp session; use as `async with AsyncGraphClient(config) as c`.
 
     CPU matters here (a thousand sends a second on two cores), so the client keeps per-request
     work small: the messages URL is parsed once per number, the headers dict built once per
     token, bodies encoded with orjson, nothing logged per request, no cookie jar.
+
+    The keyword arguments override `config` (benches and tests point one client elsewhere).
+    `observe_seconds`, when given, receives each send's duration, answered or not: the caller's
+    metrics, which this package knows nothing of.
     """
 
     def __init__(
         self,
+        config: GraphConfig | None = None,
         *,
         base_url: str | None = None,
         timeout: float | None = None,
         connect_timeout: float | None = None,
         max_connections: int | None = None,
+        observe_seconds: Callable[[float], object] | None = None,
     ) -> None:
-        default_timeout, default_connect = _timeouts()
-        self.base_url = (base_url or graph_base_url()).rstrip("/")
+        config = config or GraphConfig()
+        self.base_url = (base_url or config.base_url).rstrip("/")
         self.timeout = aiohttp.ClientTimeout(
-            total=timeout if timeout is not None else default_timeout,
-            connect=connect_timeout if connect_timeout is not None else default_connect,
+            total=timeout if timeout is not None else config.timeout_seconds,
+            connect=connect_timeout
+            if connect_timeout is not None
+            else config.connect_timeout_seconds,
         )
-        self.max_connections = max_connections or int(
-            getattr(settings, "META_MAX_CONNECTIONS", 200)
-        )
+        self.max_connections = max_connections or config.max_connections
+        self.observe_seconds = observe_seconds
         self._session: aiohttp.ClientSession | None = None
         self._urls: dict[str, URL] = {}
         self._headers: dict[str, dict[str, str]] = {}
@@ -164,11 +173,21 @@ class AsyncGraphClient:
             }
         return headers
 
-    @metrics.observe_seconds(metrics.GRAPH_REQUEST_SECONDS)
     async def send_template(
         self, *, phone_number_id: str, access_token: str, body: dict[str, Any] | bytes
     ) -> SendOutcome:
         """POST one template message. Never raises for Meta's or the network's failures."""
+        if self.observe_seconds is None:
+            return await self._send_template(phone_number_id, access_token, body)
+        started = time.perf_counter()
+        try:
+            return await self._send_template(phone_number_id, access_token, body)
+        finally:
+            self.observe_seconds(time.perf_counter() - started)
+
+    async def _send_template(
+        self, phone_number_id: str, access_token: str, body: dict[str, Any] | bytes
+    ) -> SendOutcome:
         session = self._session
         if session is None:
             raise RuntimeError("AsyncGraphClient is used outside `async with`.")
@@ -274,8 +293,7 @@ class SendProgress:
 
 
 class BusinessAccount(Protocol):
-    """What a listing needs of a WhatsAppBusinessAccount; messaging does not import templates_app
-    (imports flow bulksend -> messaging and bulksend -> templates_app)."""
+    """What a listing needs of a business account (this package imports no app's model)."""
 
     @property
     def waba_id(self) -> str: ...
@@ -284,10 +302,13 @@ class BusinessAccount(Protocol):
     def access_token(self) -> str: ...
 
 
-def _get(session: requests.Session, url: str, params: dict[str, Any] | None) -> dict[str, Any]:
-    timeout, connect_timeout = _timeouts()
+def _get(
+    session: requests.Session, config: GraphConfig, url: str, params: dict[str, Any] | None
+) -> dict[str, Any]:
     try:
-        response = session.get(url, params=params, timeout=(connect_timeout, timeout))
+        response = session.get(
+            url, params=params, timeout=(config.connect_timeout_seconds, config.timeout_seconds)
+        )
     except requests.Timeout:
         raise GraphRequestError(
             transport_error(
@@ -311,7 +332,9 @@ def _get(session: requests.Session, url: str, params: dict[str, Any] | None) -> 
     return payload
 
 
-def _list(account: BusinessAccount, edge: str, fields: str) -> list[dict[str, Any]]:
+def _list(
+    account: BusinessAccount, config: GraphConfig, edge: str, fields: str
+) -> list[dict[str, Any]]:
     """Every item of `/{waba_id}/{edge}`, following Meta's cursor paging.
 
     As Meta documents it, a page without `paging.next` is the last one. `next` is followed as
@@ -319,7 +342,7 @@ def _list(account: BusinessAccount, edge: str, fields: str) -> list[dict[str, An
     behind a proxy we were configured with), the page's `cursors.after` is asked of our URL
     instead, so the token never goes anywhere else. A repeated cursor also ends the listing.
     """
-    base = graph_base_url()
+    base = config.base_url
     first_url = f"{base}/{account.waba_id}/{edge}"
     url: str = first_url
     params: dict[str, Any] | None = {"fields": fields, "limit": LIST_PAGE_SIZE}
@@ -328,7 +351,7 @@ def _list(account: BusinessAccount, edge: str, fields: str) -> list[dict[str, An
     with requests.Session() as session:
         session.headers["Authorization"] = f"Bearer {account.access_token}"
         for _ in range(LIST_MAX_PAGES):
-            page = _get(session, url, params)
+            page = _get(session, config, url, params)
             data = page.get("data") or []
             items.extend(item for item in data if isinstance(item, dict))
             paging = page.get("paging")
@@ -355,11 +378,11 @@ PHONE_NUMBER_FIELDS = (
 )
 
 
-def graph_list_templates(account: BusinessAccount) -> list[dict[str, Any]]:
+def graph_list_templates(account: BusinessAccount, config: GraphConfig) -> list[dict[str, Any]]:
     """The account's message templates as Meta lists them; raises GraphRequestError."""
-    return _list(account, "message_templates", TEMPLATE_FIELDS)
+    return _list(account, config, "message_templates", TEMPLATE_FIELDS)
 
 
-def graph_list_phone_numbers(account: BusinessAccount) -> list[dict[str, Any]]:
+def graph_list_phone_numbers(account: BusinessAccount, config: GraphConfig) -> list[dict[str, Any]]:
     """The account's phone numbers as Meta lists them; raises GraphRequestError."""
-    return _list(account, "phone_numbers", PHONE_NUMBER_FIELDS)
+    return _list(account, config, "phone_numbers", PHONE_NUMBER_FIELDS)

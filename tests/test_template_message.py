@@ -6,23 +6,28 @@ from typing import Any
 
 import pytest
 
-from templates_app.graph_components import (
+from meta.components import template_parameter_format
+from meta.template_message import (
     MissingVariableError,
-    template_components,
+    TemplateShape,
     template_message_body,
-    template_shape,
+    template_shape_build,
 )
 from templates_app.models import MessageTemplate
+from templates_app.shapes import template_shape
 from tests import factories
 from tests.conftest import Tenant
 
 
 def unsaved_template(
     components: list[dict[str, Any]], name: str = "promo", language: str = "es"
-) -> MessageTemplate:
-    template = MessageTemplate(name=name, language=language)
-    template.set_components(components)
-    return template
+) -> TemplateShape:
+    return template_shape_build(
+        name=name,
+        language=language,
+        components=components,
+        parameter_format=template_parameter_format(components),
+    )
 
 
 NAMED_COMPONENTS = [
@@ -87,7 +92,7 @@ def test_a_positional_template_fills_placeholders_in_numeric_order() -> None:
     # The text names {{2}} first; Meta still fills the first parameter into {{1}}.
     template = unsaved_template([{"type": "BODY", "text": "Vence el {{2}}, {{1}}. Total {{3}}."}])
 
-    components = template_components(template, {"1": "Ana", "2": "lunes", "3": "$10"}, {})
+    components = template.components({"1": "Ana", "2": "lunes", "3": "$10"}, {})
 
     assert components == [
         {
@@ -116,7 +121,7 @@ def test_quick_reply_and_copy_code_buttons_carry_a_payload_and_a_coupon_code() -
         ]
     )
 
-    components = template_components(template, {}, {"button_0": "yes-42", "button_2": "SAVE10"})
+    components = template.components({}, {"button_0": "yes-42", "button_2": "SAVE10"})
 
     assert components == [
         {
@@ -154,7 +159,7 @@ def test_a_media_header_takes_no_text_parameter() -> None:
         [{"type": "HEADER", "format": "IMAGE"}, {"type": "BODY", "text": "Hola {{name}}"}]
     )
 
-    components = template_components(template, {"name": "Juan"}, {})
+    components = template.components({"name": "Juan"}, {})
 
     assert [component["type"] for component in components] == ["body"]
 
@@ -163,7 +168,7 @@ def test_a_missing_variable_is_an_error_naming_it() -> None:
     template = unsaved_template(NAMED_COMPONENTS)
 
     with pytest.raises(MissingVariableError, match="'date'"):
-        template_components(template, {"name": "Juan", "order": "A-1"}, {})
+        template.components({"name": "Juan", "order": "A-1"}, {})
 
 
 def test_a_saved_template_shape_is_reused_until_the_template_changes(tenant: Tenant) -> None:

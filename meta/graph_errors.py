@@ -2,8 +2,8 @@
 
 Every failure, whether Meta answered with an error body, answered something we cannot read, or
 never answered, becomes a `GraphError` with one `ErrorClass` that tells the drainer what to do.
-The classes and codes are DESIGN's ("Delivery to Meta"); Meta's reference for the codes is
-https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes
+Each class says what the drainer does with a message that got such an answer; the codes are
+Meta's error codes as its answers carry them.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ HALT_CODES = frozenset(
     {
         "190",  # access token expired or invalid
         "368",  # temporarily blocked for policy violations
-        # Beyond DESIGN's two, also account-wide conditions, where failing message after
+        # Beyond those two, also account-wide conditions, where failing message after
         # message would only burn the whole send: no permission, account locked, payment
         # problem, number not registered.
         "10",

@@ -7,9 +7,9 @@ button takes which kind of parameter) is worked out once into a `TemplateShape` 
 Decisions the contract leaves open:
 - A template without parameters is sent without a `components` key at all, as Meta's own
   `hello_world` example is: Meta refuses neither, and the shorter body is the cheaper one.
-- Variables are keyed by placeholder name (`MessageTemplate.variables`). A POSITIONAL template
-  whose header and body both use `{{1}}` therefore fills both with `variables["1"]`; Meta numbers
-  them separately, but a recipient gives one value per name.
+- Variables are keyed by placeholder name (`meta.components.template_variables`). A POSITIONAL
+  template whose header and body both use `{{1}}` therefore fills both with `variables["1"]`;
+  Meta numbers them separately, but a recipient gives one value per name.
 - A missing variable raises `MissingVariableError`: sends are validated when they are accepted,
   so this is a bug or a template changed under a send, and Meta would refuse the message anyway.
 - Button variables for indexes the template has no such button for are ignored, for the same
@@ -19,12 +19,15 @@ Decisions the contract leaves open:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from templates_app.components import NAMED, PLACEHOLDER
-
-if TYPE_CHECKING:
-    from templates_app.models import MessageTemplate
+from meta.components import (
+    BODY,
+    HEADER,
+    NAMED,
+    placeholders,
+    template_buttons,
+)
 
 # Our button type -> (Meta's send sub_type, the parameter's type and key).
 BUTTON_PARAMETERS = {
@@ -32,8 +35,6 @@ BUTTON_PARAMETERS = {
     "QUICK_REPLY": ("quick_reply", "payload"),
     "COPY_CODE": ("copy_code", "coupon_code"),
 }
-
-SHAPE_CACHE_SIZE = 256
 
 
 class MissingVariableError(ValueError):
@@ -100,75 +101,48 @@ class TemplateShape:
         return [{"type": "text", "text": variables[name]} for name in names]
 
 
-def _placeholder_order(text: str, named: bool) -> tuple[str, ...]:
+def _parameter_order(names: tuple[str, ...], named: bool) -> tuple[str, ...]:
     """Named parameters in order of first appearance; positional ones by number, as Meta fills
     the n-th parameter into `{{n}}` whatever the order of the placeholders in the text."""
-    names = list(dict.fromkeys(PLACEHOLDER.findall(text or "")))
-    if not named:
-        names.sort(key=lambda name: int(name) if name.isdigit() else 0)
-    return tuple(names)
+    if named:
+        return names
+    return tuple(sorted(names, key=lambda name: int(name) if name.isdigit() else 0))
 
 
-def template_shape_build(template: MessageTemplate) -> TemplateShape:
-    named = template.parameter_format == NAMED
-    header: tuple[str, ...] = ()
-    body: tuple[str, ...] = ()
-    for component in template.components:
-        kind = str(component.get("type", "")).upper()
-        if kind == "HEADER" and str(component.get("format", "TEXT")).upper() == "TEXT":
-            header = _placeholder_order(str(component.get("text", "")), named)
-        elif kind == "BODY":
-            body = _placeholder_order(str(component.get("text", "")), named)
+def template_shape_build(
+    *, name: str, language: str, components: list[dict[str, Any]], parameter_format: str
+) -> TemplateShape:
+    """The shape of a template from its components; `parameter_format` is Meta's word for it."""
+    named = parameter_format == NAMED
     buttons = tuple(
         ButtonShape(f"button_{spec['index']}", str(spec["index"]), *BUTTON_PARAMETERS[spec["type"]])
-        for spec in template.buttons
+        for spec in template_buttons(components)
         if spec["takes_variable"] and spec["type"] in BUTTON_PARAMETERS
     )
-    return TemplateShape(template.name, template.language, named, header, body, buttons)
-
-
-_shapes: dict[tuple[Any, ...], TemplateShape] = {}
-
-
-def template_shape(template: MessageTemplate) -> TemplateShape:
-    """The template's shape, cached by row and last change: a saved edit makes a new entry."""
-    if template.pk is None:
-        return template_shape_build(template)
-    key = (template.pk, template.updated_at, template.name, template.language)
-    shape = _shapes.get(key)
-    if shape is None:
-        if len(_shapes) >= SHAPE_CACHE_SIZE:
-            _shapes.clear()  # a worker uses a handful of templates; no LRU bookkeeping needed
-        shape = _shapes[key] = template_shape_build(template)
-    return shape
-
-
-def template_components(
-    template: MessageTemplate | TemplateShape,
-    variables: dict[str, str],
-    button_variables: dict[str, str],
-) -> list[dict[str, Any]]:
-    """Meta's send `components` for one recipient; empty when the template takes no parameter."""
-    shape = template if isinstance(template, TemplateShape) else template_shape(template)
-    return shape.components(variables, button_variables)
+    return TemplateShape(
+        name=name,
+        language=language,
+        named=named,
+        header=_parameter_order(placeholders(components, HEADER), named),
+        body=_parameter_order(placeholders(components, BODY), named),
+        buttons=buttons,
+    )
 
 
 def template_message_body(
     *,
     to_e164: str,
-    template: MessageTemplate | TemplateShape,
+    template: TemplateShape,
     variables: dict[str, str],
     button_variables: dict[str, str],
     callback_data: str,
 ) -> dict[str, Any]:
-    """The JSON body of `POST /{phone_number_id}/messages` for one template message.
-
-    Pass a `TemplateShape` (from `template_shape`) when building a whole batch, to skip even the
-    cache lookup.
-    """
-    shape = template if isinstance(template, TemplateShape) else template_shape(template)
-    message_template: dict[str, Any] = {"name": shape.name, "language": {"code": shape.language}}
-    components = shape.components(variables, button_variables)
+    """The JSON body of `POST /{phone_number_id}/messages` for one template message."""
+    message_template: dict[str, Any] = {
+        "name": template.name,
+        "language": {"code": template.language},
+    }
+    components = template.components(variables, button_variables)
     if components:
         message_template["components"] = components
     return {

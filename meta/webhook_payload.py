@@ -3,6 +3,9 @@
 `{"object": "whatsapp_business_account", "entry": [{"id": WABA_ID, "changes": [{"field": ...,
 "value": {...}}]}]}`. Whatever we do not handle (other objects, fields, statuses, malformed parts
 of a signed body) is skipped, never an error: Meta would only retry it forever.
+
+The events speak Meta's words: a status carries the `biz_opaque_callback_data` it echoes, which
+only its sender can read back into a message.
 """
 
 from __future__ import annotations
@@ -12,15 +15,32 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from messaging.models import Message, message_id_from_callback_data
-from messaging.status import APPLICABLE, StatusEvent
-from templates_app.meta_updates import known_tier
-from templates_app.tiers import tier_for_limit
+from meta.limits import known_tier, tier_for_limit
 
 OBJECT_TYPE = "whatsapp_business_account"
 INTEGER = re.compile(r"-?[0-9]{1,20}")
-WAMID_LENGTH = Message._meta.get_field("wamid").max_length or 255
-ERROR_CODE_LENGTH = Message._meta.get_field("error_code").max_length or 32
+# The message statuses Meta reports; others ("deleted", "warning") are skipped.
+MESSAGE_STATUSES = ("sent", "delivered", "read", "failed")
+# Meta's wamids are under a hundred characters: a longer one names no message anyone sent.
+WAMID_MAX_LENGTH = 255
+# Meta's error codes are short numbers; a longer code is cut to this.
+ERROR_CODE_MAX_LENGTH = 32
+PHONE_NUMBER_ID_MAX_LENGTH = 64
+
+
+@dataclass(frozen=True, slots=True)
+class MessageStatusUpdate:
+    """One entry of `statuses`: a message Meta accepted moved to `status` at `occurred_at`."""
+
+    wamid: str
+    status: str
+    occurred_at: datetime
+    error_code: str | None = None
+    error_message: str | None = None
+    # `biz_opaque_callback_data` as the send gave it, when Meta echoes it.
+    callback_data: str | None = None
+    # The number the event is about (`metadata.phone_number_id`); "" when Meta did not say.
+    phone_number_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +72,7 @@ class CapabilityChange:
 class Payload:
     object_type: str = ""
     fields: list[str] = field(default_factory=list)
-    statuses: list[StatusEvent] = field(default_factory=list)
+    statuses: list[MessageStatusUpdate] = field(default_factory=list)
     inbound_messages: int = 0
     templates: list[TemplateStatusChange] = field(default_factory=list)
     numbers: list[NumberQualityChange] = field(default_factory=list)
@@ -99,7 +119,7 @@ def _error(errors: list[dict[str, Any]]) -> tuple[str | None, str | None]:
     )
     title = first.get("message") or first.get("title")
     text = f"{title}: {details}" if title and details and details != title else title or details
-    return _text(code, ERROR_CODE_LENGTH), _text(text) or None
+    return _text(code, ERROR_CODE_MAX_LENGTH), _text(text) or None
 
 
 def _moment(timestamp: int | None) -> datetime | None:
@@ -111,23 +131,23 @@ def _moment(timestamp: int | None) -> datetime | None:
         return None
 
 
-def _status_event(raw: dict[str, Any], phone_number_id: str) -> StatusEvent | None:
+def _status_update(raw: dict[str, Any], phone_number_id: str) -> MessageStatusUpdate | None:
     wamid, status = raw.get("id"), raw.get("status")
     occurred_at = _moment(_int(raw.get("timestamp")))
-    if status not in APPLICABLE or occurred_at is None:
+    if status not in MESSAGE_STATUSES or occurred_at is None:
         return None
-    # No message can have a wamid longer than its column or holding NUL: nothing to apply.
-    if not isinstance(wamid, str) or len(wamid) > WAMID_LENGTH or "\x00" in wamid:
+    # No message can have a wamid that long or holding NUL: nothing to apply.
+    if not isinstance(wamid, str) or len(wamid) > WAMID_MAX_LENGTH or "\x00" in wamid:
         return None
     code, message = _error(_dicts(raw.get("errors"))) if status == "failed" else (None, None)
     callback = raw.get("biz_opaque_callback_data")
-    return StatusEvent(
+    return MessageStatusUpdate(
         wamid=wamid,
         status=status,
         occurred_at=occurred_at,
         error_code=code,
         error_message=message,
-        message_ref=message_id_from_callback_data(callback if isinstance(callback, str) else None),
+        callback_data=callback if isinstance(callback, str) else None,
         phone_number_id=phone_number_id,
     )
 
@@ -136,11 +156,15 @@ def _read_change(payload: Payload, waba_id: str, kind: str, value: dict[str, Any
     if kind == "messages":
         metadata = value.get("metadata")
         # Without the number it is about, an event can prove it owns no message: "" owns none.
-        number = _text(metadata.get("phone_number_id"), 64) if isinstance(metadata, dict) else None
+        number = (
+            _text(metadata.get("phone_number_id"), PHONE_NUMBER_ID_MAX_LENGTH)
+            if isinstance(metadata, dict)
+            else None
+        )
         payload.statuses.extend(
-            event
+            update
             for raw in _dicts(value.get("statuses"))
-            if (event := _status_event(raw, number or ""))
+            if (update := _status_update(raw, number or ""))
         )
         payload.inbound_messages += len(_dicts(value.get("messages")))
     elif kind == "message_template_status_update":

@@ -1,4 +1,5 @@
-"""Meta's messaging-limit tiers: how many unique recipients a portfolio may message in 24 h."""
+"""Meta's limits on a business: how many unique recipients a portfolio may message in 24 h (its
+messaging-limit tier) and how many messages a second a number may send (its throughput)."""
 
 from __future__ import annotations
 
@@ -36,6 +37,18 @@ def tier_limit(tier: str) -> int | None:
     return int(count) * (1000 if thousands else 1)
 
 
+def known_tier(tier: object) -> str | None:
+    """`tier` when it is a tier name `tier_limit` reads; None for anything else (Meta's
+    TIER_NOT_SET, an unknown spelling, not text), which should change nothing."""
+    if not isinstance(tier, str):
+        return None
+    try:
+        tier_limit(tier)
+    except ValueError:
+        return None
+    return tier
+
+
 def tier_for_limit(limit: int) -> str | None:
     """The tier name Meta uses for a daily limit of `limit` unique recipients.
 
@@ -46,3 +59,10 @@ def tier_for_limit(limit: int) -> str | None:
     if limit < 0:
         return None
     return f"TIER_{limit // 1000}K" if limit >= 1000 and limit % 1000 == 0 else f"TIER_{limit}"
+
+
+# Meta reports a number's throughput as a level, not a rate: STANDARD numbers may send 80
+# messages a second, HIGH ones 1,000, which is also the most any number may send.
+STANDARD_THROUGHPUT = 80
+HIGH_THROUGHPUT = 1000
+MAX_THROUGHPUT = HIGH_THROUGHPUT
