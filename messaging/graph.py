@@ -8,8 +8,9 @@ Two clients, for two very different callers:
   written) must not be retried at once: Meta may have accepted it. The drainer waits for the
   `sent` webhook, which carries the message's `biz_opaque_callback_data`, and retries only when
   none came within its reconciliation window.
-- `graph_list_templates` and `graph_list_phone_numbers` serve operators' syncs: plain blocking
-  `requests` calls that raise `GraphRequestError`.
+- `graph_list_templates` and `graph_list_phone_numbers` serve operators' syncs, and
+  `graph_request` any other call (template creation): plain blocking `requests` calls that raise
+  `GraphRequestError`.
 
 Settings (with their defaults): META_GRAPH_URL ("https://graph.facebook.com", or the sandbox's
 address), META_GRAPH_VERSION ("v21.0"), META_HTTP_TIMEOUT_SECONDS (10, a whole call),
@@ -56,6 +57,7 @@ __all__ = [
     "graph_base_url",
     "graph_list_phone_numbers",
     "graph_list_templates",
+    "graph_request",
 ]
 
 # Idle keep-alive connections are closed before Meta's side would, so that a request is rarely
@@ -284,10 +286,23 @@ class BusinessAccount(Protocol):
     def access_token(self) -> str: ...
 
 
-def _get(session: requests.Session, url: str, params: dict[str, Any] | None) -> dict[str, Any]:
+def _call(
+    session: requests.Session,
+    method: str,
+    url: str,
+    params: dict[str, Any] | None,
+    body: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     timeout, connect_timeout = _timeouts()
     try:
-        response = session.get(url, params=params, timeout=(connect_timeout, timeout))
+        response = session.request(
+            method,
+            url,
+            params=params,
+            data=None if body is None else orjson.dumps(body),
+            headers=None if body is None else {"Content-Type": "application/json"},
+            timeout=(connect_timeout, timeout),
+        )
     except requests.Timeout:
         raise GraphRequestError(
             transport_error(
@@ -328,7 +343,7 @@ def _list(account: BusinessAccount, edge: str, fields: str) -> list[dict[str, An
     with requests.Session() as session:
         session.headers["Authorization"] = f"Bearer {account.access_token}"
         for _ in range(LIST_MAX_PAGES):
-            page = _get(session, url, params)
+            page = _call(session, "GET", url, params)
             data = page.get("data") or []
             items.extend(item for item in data if isinstance(item, dict))
             paging = page.get("paging")
@@ -347,6 +362,21 @@ def _list(account: BusinessAccount, edge: str, fields: str) -> list[dict[str, An
             else:
                 break
     return items
+
+
+def graph_request(
+    method: str,
+    url: str,
+    *,
+    access_token: str | None = None,
+    params: dict[str, Any] | None = None,
+    body: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """One blocking call (`body` sent as JSON): the JSON object answered, or GraphRequestError."""
+    with requests.Session() as session:
+        if access_token is not None:
+            session.headers["Authorization"] = f"Bearer {access_token}"
+        return _call(session, method, url, params, body)
 
 
 TEMPLATE_FIELDS = "id,name,language,status,category,components,parameter_format"

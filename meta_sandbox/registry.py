@@ -52,6 +52,13 @@ def _text(document: dict[str, Any], key: str, default: str | None = None) -> str
     return value
 
 
+def _template_build(**fields: Any) -> CatalogTemplate:
+    try:
+        return CatalogTemplate.build(**fields)
+    except TemplateRuleError as error:
+        raise errors.template_not_valid(str(error)) from None
+
+
 async def template_create(request: web.Request) -> web.Response:
     """`POST /{version}/{waba_id}/message_templates`."""
     state = request.app[STATE]
@@ -61,18 +68,15 @@ async def template_create(request: web.Request) -> web.Response:
         name, language = _text(document, "name"), _text(document, "language")
         if account.templates.get((name, language)) is not None:
             raise errors.template_exists(name, language)
-        try:
-            template = CatalogTemplate.build(
-                id=state.catalog.new_template_id(),
-                waba_id=account.waba_id,
-                name=name,
-                language=language,
-                category=_text(document, "category"),
-                components=document.get("components"),
-                parameter_format=str(document.get("parameter_format") or POSITIONAL),
-            )
-        except TemplateRuleError as error:
-            raise errors.template_not_valid(str(error)) from None
+        template = _template_build(
+            id=state.catalog.new_template_id(),
+            waba_id=account.waba_id,
+            name=name,
+            language=language,
+            category=_text(document, "category"),
+            components=document.get("components"),
+            parameter_format=str(document.get("parameter_format") or POSITIONAL),
+        )
     except errors.MetaError as error:
         return error_response(state, error)
     state.catalog.template_put(template)
@@ -92,19 +96,16 @@ async def template_edit(request: web.Request) -> web.Response:
             raise errors.unknown_object(template_id)
         token_owns(request, state.catalog, existing.waba_id)
         document = await _json_object(request)
-        try:
-            template = CatalogTemplate.build(
-                id=existing.id,
-                waba_id=existing.waba_id,
-                name=existing.name,
-                language=existing.language,
-                category=str(document.get("category") or existing.category),
-                components=document.get("components", existing.components),
-                parameter_format=str(document.get("parameter_format") or existing.parameter_format),
-                status=existing.status,
-            )
-        except TemplateRuleError as error:
-            raise errors.template_not_valid(str(error)) from None
+        template = _template_build(
+            id=existing.id,
+            waba_id=existing.waba_id,
+            name=existing.name,
+            language=existing.language,
+            category=str(document.get("category") or existing.category),
+            components=document.get("components", existing.components),
+            parameter_format=str(document.get("parameter_format") or existing.parameter_format),
+            status=existing.status,
+        )
     except errors.MetaError as error:
         return error_response(state, error)
     state.catalog.template_put(template)

@@ -14,68 +14,17 @@ Both raise `GraphRequestError` with Meta's error when a call fails.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import urlsplit
 
-import orjson
-import requests
 from django.conf import settings
 
-from messaging.graph import GraphRequestError, graph_base_url
-from messaging.graph_errors import (
-    CODE_BAD_RESPONSE,
-    CODE_CONNECTION_ERROR,
-    graph_error_from_response,
-    transport_error,
-)
+from messaging.graph import GraphRequestError, graph_base_url, graph_request
 from templates_app.models import MessageTemplate, TemplateStatus, WhatsAppBusinessAccount
 
 # Meta's subcode of 100 for a name and language the account already has.
 TEMPLATE_EXISTS_SUBCODE = 2388024
 # The host of the real Graph API: never asked whether it is a sandbox.
 META_HOSTS = frozenset(("graph.facebook.com", "graph.facebook.net"))
-PROBE_TIMEOUT = 3.0
-
-
-def _request(
-    method: str, url: str, *, token: str | None = None, body: Any = None, params: Any = None
-) -> dict[str, Any]:
-    headers = {"Content-Type": "application/json"}
-    if token is not None:
-        headers["Authorization"] = f"Bearer {token}"
-    timeout = (
-        float(settings.META_HTTP_CONNECT_TIMEOUT_SECONDS),
-        float(settings.META_HTTP_TIMEOUT_SECONDS),
-    )
-    try:
-        response = requests.request(
-            method,
-            url,
-            data=None if body is None else orjson.dumps(body),
-            params=params,
-            headers=headers,
-            timeout=timeout,
-        )
-    except requests.RequestException as error:
-        raise GraphRequestError(
-            transport_error(
-                CODE_CONNECTION_ERROR, f"Cannot reach {url}: {error}", maybe_delivered=False
-            )
-        ) from None
-    if not response.ok:
-        raise GraphRequestError(graph_error_from_response(response.status_code, response.content))
-    try:
-        answer = orjson.loads(response.content)
-    except orjson.JSONDecodeError:
-        answer = None
-    if not isinstance(answer, dict):
-        message = f"Unreadable answer from {url}: {response.content[:200]!r}"
-        raise GraphRequestError(transport_error(CODE_BAD_RESPONSE, message, maybe_delivered=False))
-    return answer
-
-
-def _already_exists(error: GraphRequestError) -> bool:
-    return error.error.subcode == str(TEMPLATE_EXISTS_SUBCODE)
 
 
 def meta_template_create(template: MessageTemplate) -> str:
@@ -91,20 +40,25 @@ def meta_template_create(template: MessageTemplate) -> str:
         "components": template.components,
     }
     try:
-        template_id = str(_request("POST", base, token=account.access_token, body=definition)["id"])
+        created = graph_request("POST", base, access_token=account.access_token, body=definition)
+        template_id = str(created["id"])
     except GraphRequestError as error:
-        if not _already_exists(error):
+        if error.error.subcode != str(TEMPLATE_EXISTS_SUBCODE):
             raise
         params = {"name": template.name, "language": template.language, "fields": "id,language"}
-        listed = _request("GET", base, token=account.access_token, params=params).get("data")
-        same = [
-            t for t in listed or [] if t.get("language", template.language) == template.language
+        page = graph_request("GET", base, access_token=account.access_token, params=params)
+        listed = page.get("data")
+        ids = [
+            str(item["id"])
+            for item in (listed if isinstance(listed, list) else [])
+            if isinstance(item, dict) and item.get("language") == template.language
         ]
-        if not same:
+        if not ids:
             raise
-        template_id = str(same[0]["id"])
-        edit = {k: definition[k] for k in ("category", "parameter_format", "components")}
-        _request("POST", f"{graph_base_url()}/{template_id}", token=account.access_token, body=edit)
+        template_id = ids[0]
+        edit = {key: definition[key] for key in ("category", "parameter_format", "components")}
+        url = f"{graph_base_url()}/{template_id}"
+        graph_request("POST", url, access_token=account.access_token, body=edit)
     if template.meta_template_id != template_id:
         MessageTemplate.objects.filter(pk=template.pk).update(meta_template_id=template_id)
         template.meta_template_id = template_id
@@ -118,14 +72,12 @@ def sandbox_url() -> str | None:
     if urlsplit(base).hostname in META_HOSTS:
         return None
     try:
-        response = requests.get(f"{base}/_sandbox/stats", timeout=PROBE_TIMEOUT)
-    except requests.RequestException as error:
-        raise GraphRequestError(
-            transport_error(
-                CODE_CONNECTION_ERROR, f"No answer at {base}: {error}", maybe_delivered=False
-            )
-        ) from None
-    return base if response.status_code == 200 else None
+        graph_request("GET", f"{base}/_sandbox/stats")
+    except GraphRequestError as error:
+        if error.error.http_status is None:
+            raise
+        return None  # something answers, but not as the sandbox
+    return base
 
 
 @dataclass(frozen=True)
@@ -139,7 +91,7 @@ def sandbox_catalog_publish(account: WhatsAppBusinessAccount) -> SandboxPublishe
     sandbox at META_GRAPH_URL (the others stay unknown to it: Meta answers 132001 for them)."""
     base = str(settings.META_GRAPH_URL).rstrip("/")
     token = account.access_token
-    _request(
+    graph_request(
         "POST",
         f"{base}/_sandbox/accounts",
         body={"waba_id": account.waba_id, "access_token": token},
@@ -154,7 +106,7 @@ def sandbox_catalog_publish(account: WhatsAppBusinessAccount) -> SandboxPublishe
             "messaging_limit_tier": number.messaging_limit_tier,
         }
         url = f"{graph_base_url()}/{account.waba_id}/phone_numbers"
-        _request("POST", url, token=token, body=number_document)
+        graph_request("POST", url, access_token=token, body=number_document)
     templates = list(account.templates.filter(status=TemplateStatus.APPROVED))
     for template in templates:
         template.business_account = account

@@ -370,99 +370,54 @@ def test_a_template_meta_cannot_send_is_132001(
     assert "Template name does not exist in the translation" in error["message"]
 
 
-def _drop_one_body_parameter(body: dict[str, Any]) -> None:
-    body["template"]["components"][0]["parameters"].pop()
+def _welcome_body(body: dict[str, Any]) -> list[dict[str, Any]]:
+    parameters: list[dict[str, Any]] = body["template"]["components"][0]["parameters"]
+    return parameters
 
 
-def _rename_one_parameter(body: dict[str, Any]) -> None:
-    body["template"]["components"][0]["parameters"][0]["parameter_name"] = "first_name"
-
-
-def _drop_url_button(body: dict[str, Any]) -> None:
-    body["template"]["components"].pop()
-
-
-@pytest.mark.parametrize(
-    "spoil",
-    [_drop_one_body_parameter, _rename_one_parameter, _drop_url_button],
-    ids=["wrong-count", "unknown-parameter-name", "missing-url-button"],
-)
-def test_parameters_that_do_not_fit_the_template_are_132000(
-    sandbox: SandboxThread, spoil: Callable[[dict[str, Any]], None]
-) -> None:
-    body = welcome()
-    spoil(body)
-
-    response = send(sandbox, body)
-
-    assert response.status_code == 400
-    error = error_of(response)
-    assert error["code"] == 132000
-    assert "Number of parameters does not match" in error["message"]
-    assert sandbox.control("stats")["accepted"] == 0
-
-
-def test_positional_parameters_for_a_named_template_are_132012(sandbox: SandboxThread) -> None:
-    body = welcome()
-    for parameter in body["template"]["components"][0]["parameters"]:
+def _without_parameter_names(body: dict[str, Any]) -> None:
+    for parameter in _welcome_body(body):
         del parameter["parameter_name"]
 
-    response = send(sandbox, body)
 
-    assert response.status_code == 400
-    assert error_of(response)["code"] == 132012
-
-
-def test_named_parameters_for_a_positional_template_are_132012(sandbox: SandboxThread) -> None:
-    body = order_update()
+def _order_update_with_parameter_names(body: dict[str, Any]) -> None:
+    body["template"] = order_update()["template"]
     for n, parameter in enumerate(body["template"]["components"][1]["parameters"]):
         parameter["parameter_name"] = f"p{n}"
 
-    response = send(sandbox, body)
 
-    assert error_of(response)["code"] == 132012
-
-
-def test_a_parameter_text_with_a_new_line_is_132018(sandbox: SandboxThread) -> None:
-    body = welcome()
-    body["template"]["components"][0]["parameters"][0]["text"] = "Juan\nPerez"
-
-    response = send(sandbox, body)
-
-    assert error_of(response)["code"] == 132018
-
-
-def test_a_text_parameter_without_its_text_is_131008(sandbox: SandboxThread) -> None:
-    body = welcome()
-    del body["template"]["components"][0]["parameters"][1]["text"]
-
-    response = send(sandbox, body)
-
-    assert error_of(response)["code"] == 131008
-
-
-def test_a_button_of_the_wrong_sub_type_is_131009(sandbox: SandboxThread) -> None:
-    body = welcome()
-    body["template"]["components"][1]["sub_type"] = "quick_reply"
-
-    response = send(sandbox, body)
-
-    assert error_of(response)["code"] == 131009
+# (id, how the welcome send is spoiled, Meta's code), in the order of validation's docstring.
+BROKEN_RULES: list[tuple[str, Callable[[dict[str, Any]], None], int]] = [
+    ("to-letters", lambda body: body.update(to="not a number"), 100),
+    ("to-too-short", lambda body: body.update(to="+54 911"), 100),
+    ("language-code", lambda body: body["template"]["language"].update(code="spanish"), 100),
+    ("recipient-type", lambda body: body.update(recipient_type="group"), 100),
+    ("component-type", lambda body: body["template"]["components"].append({"type": "x"}), 100),
+    ("one-parameter-short", lambda body: _welcome_body(body).pop(), 132000),
+    (
+        "unknown-parameter-name",
+        lambda body: _welcome_body(body)[0].update(parameter_name="first_name"),
+        132000,
+    ),
+    ("no-parameter-names-for-named", _without_parameter_names, 132012),
+    ("parameter-names-for-positional", _order_update_with_parameter_names, 132012),
+    ("text-without-text", lambda body: _welcome_body(body)[1].pop("text"), 131008),
+    ("text-with-a-new-line", lambda body: _welcome_body(body)[0].update(text="A\nB"), 132018),
+    (
+        "button-sub-type",
+        lambda body: body["template"]["components"][1].update(sub_type="x"),
+        131009,
+    ),
+    ("url-button-missing", lambda body: body["template"]["components"].pop(), 132000),
+]
 
 
 @pytest.mark.parametrize(
-    "spoil",
-    [
-        lambda body: body.update(to="not a number"),
-        lambda body: body.update(to="+54 911"),
-        lambda body: body["template"]["language"].update(code="spanish"),
-        lambda body: body.update(recipient_type="group"),
-        lambda body: body["template"]["components"].append({"type": "footer"}),
-    ],
-    ids=["to-letters", "to-too-short", "language-code", "recipient-type", "component-type"],
+    ("spoil", "code"),
+    [pytest.param(spoil, code, id=name) for name, spoil, code in BROKEN_RULES],
 )
-def test_a_body_of_the_wrong_shape_is_100(
-    sandbox: SandboxThread, spoil: Callable[[dict[str, Any]], None]
+def test_a_send_that_breaks_a_rule_gets_metas_code(
+    sandbox: SandboxThread, spoil: Callable[[dict[str, Any]], None], code: int
 ) -> None:
     body = welcome()
     spoil(body)
@@ -470,8 +425,22 @@ def test_a_body_of_the_wrong_shape_is_100(
     response = send(sandbox, body)
 
     assert response.status_code == 400
-    assert error_of(response)["code"] == 100
+    assert error_of(response)["code"] == code
     assert sandbox.control("stats")["accepted"] == 0
+
+
+def test_a_parameter_count_mismatch_says_so_in_metas_words(sandbox: SandboxThread) -> None:
+    body = welcome()
+    _welcome_body(body).pop()
+
+    error = error_of(send(sandbox, body))
+
+    assert error["message"] == (
+        "(#132000) Number of parameters does not match the expected number of params"
+    )
+    assert error["error_data"]["details"] == (
+        "body: number of localizable_params (1) does not match the expected number of params (2)"
+    )
 
 
 def test_a_to_with_spaces_and_dashes_is_read_as_its_digits(sandbox: SandboxThread) -> None:
