@@ -1,4 +1,5 @@
-# The service's image: web (gunicorn), worker and beat all run it with another command.
+# The service's image: web (gunicorn), worker, beat and the Meta sandbox all run it with another
+# command. /var/lib/meta_sandbox holds the sandbox's catalog (a volume under compose).
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -20,7 +21,8 @@ RUN python -c "import tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))
 COPY . .
 RUN pip install --no-deps . \
     && python manage.py collectstatic --no-input -v0 \
-    && chown -R mindo:mindo /app
+    && chown -R mindo:mindo /app \
+    && install -d -o mindo -g mindo /var/lib/meta_sandbox
 
 USER mindo
 EXPOSE 8000

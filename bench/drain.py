@@ -11,7 +11,7 @@ Targets (DESIGN.md, "Speed"): at least 1,000 messages/s end to end against the s
 above it in any 1-second window, when it does not.
 
 Everything runs as in production, as separate processes on 127.0.0.1: gunicorn (the API and the
-webhook endpoint), `manage.py meta_sandbox` (Meta, posting its status webhooks to gunicorn),
+webhook endpoint), `python -m meta_sandbox` (Meta, posting its status webhooks to gunicorn),
 Celery workers (`celery -A mindo worker --pool prefork`) and beat (the reaper), on a database of
 the bench's own (default `mindo_bench_drain`, created, migrated and provisioned with `manage.py
 demo --json --org Bench`; its sends are emptied, so a name without "bench" is refused) and Redis
@@ -95,6 +95,7 @@ from bench.support import (  # noqa: E402
     free_port,
     print_table,
     provision,
+    sandbox_register,
     sig3,
 )
 
@@ -269,24 +270,26 @@ def gunicorn(env: dict[str, str], workers: int, api_key: str, log_dir: Path) -> 
 
 
 @contextlib.contextmanager
-def sandbox(env: dict[str, str], webhook_url: str, log_dir: Path) -> Iterator[str]:
+def sandbox(
+    env: dict[str, str], webhook_url: str, log_dir: Path, phone_number_id: str
+) -> Iterator[str]:
     """The Meta sandbox, unlimited (so it records whatever comes), no recipient made to fail
-    (a `failed` webhook would turn a COMPLETED send PARTIAL), statuses posted to gunicorn."""
+    (a `failed` webhook would turn a COMPLETED send PARTIAL), statuses posted to gunicorn; the
+    bench organization's number and templates registered with it."""
     port = free_port()
     args = [
-        *(sys.executable, "manage.py", "meta_sandbox", "--host", "127.0.0.1", "--port", str(port)),
+        *(sys.executable, "-m", "meta_sandbox", "--host", "127.0.0.1", "--port", str(port)),
         *("--webhook-url", webhook_url, "--rate-per-number", "0", "--fail-suffix", ""),
-        *("--seed", "1"),
+        *("--seed", "1", "--state-file", ""),
     ]
     base = f"http://127.0.0.1:{port}"
 
     def ready() -> bool:
-        # Up, and the catalog loaded from the database knows the bench's number.
-        stats = requests.get(f"{base}/_sandbox/stats", timeout=5).json()
-        return bool(stats["catalog"]["phone_numbers"])
+        return requests.get(f"{base}/_sandbox/stats", timeout=5).ok
 
     with process_group("sandbox", args, env, log_dir) as (process, log):
         wait_until(ready, 60, "the sandbox", process, log)
+        sandbox_register(base, phone_number_id)
         yield base
 
 
@@ -1184,7 +1187,10 @@ def main() -> None:
             logs = Path(log_dir)
             with gunicorn(env, args.web_workers, demo.api_key, logs) as web:
                 webhook_url = "" if args.no_webhooks else web + WEBHOOK_PATH
-                with sandbox(env, webhook_url, logs) as meta, celery_beat(env, logs):
+                with (
+                    sandbox(env, webhook_url, logs, demo.phone_number_id) as meta,
+                    celery_beat(env, logs),
+                ):
                     # Workers send to the sandbox: one setting away from the real Graph API.
                     env["META_GRAPH_URL"] = meta
                     if "throughput" in which:

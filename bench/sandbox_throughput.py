@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/sandbox_throughput.py [--seconds 10] [--connections 64]
 
-Starts `manage.py meta_sandbox` (catalog file, no rate limit, webhooks to a receiver in this
+Starts `python -m meta_sandbox` (catalog file, no rate limit, webhooks to a receiver in this
 process), drives it with keep-alive connections over raw asyncio streams (the cheapest Python
 client, so the client is not what is measured), and reports sends/s and webhook statuses/s.
 """
@@ -136,7 +136,7 @@ async def main(seconds: float, connections: int) -> None:
     sandbox = subprocess.Popen(
         [
             str(ROOT / ".venv/bin/python"),
-            "manage.py",
+            "-m",
             "meta_sandbox",
             "--port",
             str(port),
@@ -150,10 +150,10 @@ async def main(seconds: float, connections: int) -> None:
             "3",
             "--webhook-url",
             f"http://127.0.0.1:{hook_port}/webhooks/meta/",
+            "--state-file",
+            "",
         ],
         cwd=ROOT,
-        # The sandbox is a development tool: DEBUG on, or its checks refuse the dev secrets.
-        env={**os.environ, "DJANGO_DEBUG": "true"},
     )
     try:
         for _ in range(100):

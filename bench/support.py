@@ -78,6 +78,20 @@ def baseline_connection() -> psycopg.Connection[Any]:
     return psycopg.connect(url, autocommit=True)
 
 
+def sandbox_register(meta: str, phone_number_id: str) -> None:
+    """Register the account of `phone_number_id` (its token, numbers and templates) with the
+    sandbox at `meta`, as `demo` registers its own with the sandbox of `./dev up`; after
+    `django_setup`."""
+    from django.test import override_settings
+
+    from templates_app.meta_publish import sandbox_catalog_publish
+    from templates_app.models import WhatsAppBusinessAccount
+
+    account = WhatsAppBusinessAccount.objects.get(phone_numbers__phone_number_id=phone_number_id)
+    with override_settings(META_GRAPH_URL=meta):
+        sandbox_catalog_publish(account)
+
+
 def sig3(value: float) -> str:
     """`value` with 3 significant digits and no exponent: 0.412, 4.12, 24300."""
     if value == 0 or not math.isfinite(value):

@@ -8,8 +8,9 @@ Two clients, for two very different callers:
   written) must not be retried at once: Meta may have accepted it. The drainer waits for the
   `sent` webhook, which carries the message's `biz_opaque_callback_data`, and retries only when
   none came within its reconciliation window.
-- `graph_list_templates` and `graph_list_phone_numbers` serve operators' syncs: plain blocking
-  `requests` calls that raise `GraphRequestError`.
+- `graph_list_templates` and `graph_list_phone_numbers` serve operators' syncs, and
+  `graph_request` any other call (template creation): plain blocking `requests` calls that raise
+  `GraphRequestError`.
 
 Where Meta is and how long to wait for it come in as a `GraphConfig`; this module reads no
 settings (mindo.meta_client builds the config from them), so it serves the service, the benches
@@ -55,6 +56,7 @@ __all__ = [
     "SendRequest",
     "graph_list_phone_numbers",
     "graph_list_templates",
+    "graph_request",
 ]
 
 # Idle keep-alive connections are closed before Meta's side would, so that a request is rarely
@@ -302,12 +304,22 @@ class BusinessAccount(Protocol):
     def access_token(self) -> str: ...
 
 
-def _get(
-    session: requests.Session, config: GraphConfig, url: str, params: dict[str, Any] | None
+def _call(
+    session: requests.Session,
+    config: GraphConfig,
+    method: str,
+    url: str,
+    params: dict[str, Any] | None,
+    body: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     try:
-        response = session.get(
-            url, params=params, timeout=(config.connect_timeout_seconds, config.timeout_seconds)
+        response = session.request(
+            method,
+            url,
+            params=params,
+            data=None if body is None else orjson.dumps(body),
+            headers=None if body is None else {"Content-Type": "application/json"},
+            timeout=(config.connect_timeout_seconds, config.timeout_seconds),
         )
     except requests.Timeout:
         raise GraphRequestError(
@@ -351,7 +363,7 @@ def _list(
     with requests.Session() as session:
         session.headers["Authorization"] = f"Bearer {account.access_token}"
         for _ in range(LIST_MAX_PAGES):
-            page = _get(session, config, url, params)
+            page = _call(session, config, "GET", url, params)
             data = page.get("data") or []
             items.extend(item for item in data if isinstance(item, dict))
             paging = page.get("paging")
@@ -370,6 +382,23 @@ def _list(
             else:
                 break
     return items
+
+
+def graph_request(
+    config: GraphConfig,
+    method: str,
+    url: str,
+    *,
+    access_token: str | None = None,
+    params: dict[str, Any] | None = None,
+    body: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """One blocking call (`body` sent as JSON), with the configured timeouts: the JSON object
+    answered, or GraphRequestError."""
+    with requests.Session() as session:
+        if access_token is not None:
+            session.headers["Authorization"] = f"Bearer {access_token}"
+        return _call(session, config, method, url, params, body)
 
 
 TEMPLATE_FIELDS = "id,name,language,status,category,components,parameter_format"

@@ -2,18 +2,19 @@
 
 Its fixtures are named apart from their functions, so that a test module imports the function
 (`from tests.delivery_support import sandbox_fixture`) and its tests ask for the fixture:
-- `sandbox`: the Meta sandbox in a thread, its catalog read from the test database (the tenant's
-  account, token, number and templates), `settings.META_GRAPH_URL` pointing at it; no rate limit,
-  no fail suffix and no webhooks unless a test turns them on (`sandbox.control("config", ...)`);
-- `sandbox_process`: the same, as a `manage.py meta_sandbox` process of its own;
+- `sandbox`: the Meta sandbox in a thread, `settings.META_GRAPH_URL` pointing at it, the accounts
+  of the test database registered with it as `demo` registers its own (token, numbers and
+  approved templates; `sandbox_publish` registers those a test adds later); no rate limit, no
+  fail suffix and no webhooks unless a test turns them on (`sandbox.control("config", ...)`);
+- `sandbox_process`: the same, as a `python -m meta_sandbox` process of its own;
 - `webhook_url`: the live server's Meta webhook endpoint, for the sandbox to post statuses to;
 - `scripted_meta`: a tiny Graph API that answers each send as the test says, with Meta's exact
   error bodies, for the codes the sandbox does not produce (131049, 368, a synchronous 131026);
 - `webhook_hold`: a webhook endpoint that keeps what the sandbox posts until the test releases it;
 - `delivery_redis`: no limiter or drain-liveness key left over from another test;
 - `recording_limiter`: the drains' limiter, keeping the Redis time it granted each permit at.
-The sandbox and the live server read the database from other threads: tests that use them are
-transactional.
+The live server and the drains of other threads read the database from other connections: tests
+that use the sandbox are transactional.
 """
 
 from __future__ import annotations
@@ -54,7 +55,9 @@ from bulksend.liveness import ALIVE_KEY
 from bulksend.models import BulkSend
 from messaging.models import Message, MessageStatus, message_id_from_callback_data
 from messaging.ratelimit import KEY_PREFIX, Grant, RateLimiter
-from messaging.sandbox import SandboxThread
+from meta_sandbox import SandboxThread
+from templates_app.meta_publish import sandbox_catalog_publish
+from templates_app.models import WhatsAppBusinessAccount
 from tests.conftest import Tenant
 
 SEND_BULK_URL = "/api/v1/meta-templates/send-bulk/"
@@ -540,9 +543,9 @@ def process_env() -> dict[str, str]:
 
 
 class SandboxProcess:
-    """`manage.py meta_sandbox` on a free port of 127.0.0.1, reading the test database; no
-    webhooks until a test sets `webhook_url`. Its clock of arrivals, unlike a sandbox thread's,
-    is not held up by a busy test process."""
+    """`python -m meta_sandbox` on a free port of 127.0.0.1, its catalog in memory; no webhooks
+    until a test sets `webhook_url`. Its clock of arrivals, unlike a sandbox thread's, is not
+    held up by a busy test process."""
 
     def __init__(self, env: dict[str, str], log_dir: Path) -> None:
         port = free_port()
@@ -551,13 +554,12 @@ class SandboxProcess:
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
                 [
-                    sys.executable,
-                    "manage.py",
-                    "meta_sandbox",
+                    *(sys.executable, "-m", "meta_sandbox"),
                     *("--host", "127.0.0.1", "--port", str(port)),
                     *("--webhook-url", "", "--rate-per-number", "0"),
                     *("--delivered-after", "0.2", "--read-share", "0", "--fail-suffix", ""),
-                    *("--refresh-seconds", "3600", "--seed", "7"),
+                    *("--seed", "7", "--state-file", ""),
+                    *("--app-secret", settings.META_APP_SECRET),
                 ],
                 cwd=settings.BASE_DIR,
                 env=env,
@@ -596,6 +598,14 @@ class SandboxProcess:
 # --- fixtures ----------------------------------------------------------------------------------
 
 
+def sandbox_publish(url: str) -> None:
+    """Register every account of the test database with the sandbox at `url`, as Meta would
+    know them: their tokens, numbers and approved templates."""
+    with override_settings(META_GRAPH_URL=url):
+        for account in WhatsAppBusinessAccount.objects.all():
+            sandbox_catalog_publish(account)
+
+
 def redis_client() -> redis.Redis:
     return redis.Redis.from_url(settings.REDIS_URL)
 
@@ -620,18 +630,19 @@ def delivery_redis_fixture() -> Iterator[redis.Redis]:
 def sandbox_fixture(
     transactional_db: None, tenant: Tenant, delivery_redis: redis.Redis
 ) -> Iterator[SandboxThread]:
-    """The Meta sandbox, knowing what the database holds when it starts (refresh it after
-    adding templates or accounts); the service sends to it."""
+    """The Meta sandbox, knowing what the database holds when it starts (`sandbox_publish` again
+    after adding templates or accounts); the service sends to it."""
     running = SandboxThread(
         rate_per_number=0,
         fail_suffix="",
         read_share=0.0,
         delivered_after=0.2,
         read_after=0.4,
-        refresh_seconds=3600.0,
         seed=7,
+        app_secret=settings.META_APP_SECRET,
     ).start()
     try:
+        sandbox_publish(running.url)
         with override_settings(META_GRAPH_URL=running.url):
             yield running
     finally:
@@ -679,6 +690,7 @@ def sandbox_process_fixture(
     """The sandbox as a process of its own, knowing the tenant; the service sends to it."""
     running = SandboxProcess(process_env(), tmp_path)
     try:
+        sandbox_publish(running.url)
         with override_settings(META_GRAPH_URL=running.url):
             yield running
     finally:

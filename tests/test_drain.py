@@ -10,7 +10,7 @@ from django.test import override_settings
 from bulksend.drain import bulk_send_drain
 from bulksend.models import BulkSend, BulkSendStatus
 from messaging.models import Message, MessageStatus, callback_data_for
-from messaging.sandbox import SandboxThread
+from meta_sandbox import SandboxThread
 from tests import factories
 from tests.conftest import Tenant
 from tests.delivery_support import (
@@ -25,6 +25,7 @@ from tests.delivery_support import (
     received,
     recording_limiter_fixture,  # noqa: F401
     sandbox_fixture,  # noqa: F401
+    sandbox_publish,
     send_bulk,
     wait_for,
     webhook_url_fixture,  # noqa: F401
@@ -162,7 +163,7 @@ def test_a_positional_template_goes_out_with_its_header_quick_reply_and_copy_cod
     tenant: Tenant, sandbox: SandboxThread
 ) -> None:
     factories.make_template(tenant.account, name="order_update", components=ORDER_COMPONENTS)
-    assert sandbox.control("refresh")["refreshed"] is True
+    sandbox_publish(sandbox.url)
     accepted = send_bulk(
         tenant,
         [

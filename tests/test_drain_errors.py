@@ -18,7 +18,7 @@ from bulksend.models import BulkSend, BulkSendStatus
 from bulksend.reaper import bulk_sends_reap
 from messaging.models import Message, MessageStatus, callback_data_for
 from messaging.ratelimit import KEY_PREFIX
-from messaging.sandbox import SandboxThread
+from meta_sandbox import SandboxThread
 from tests import factories
 from tests.conftest import Tenant, clock_frozen
 from tests.delivery_support import (

@@ -11,7 +11,7 @@ from django.utils import timezone
 from bulksend.drain import bulk_send_drain
 from bulksend.models import BulkSend, BulkSendStatus
 from messaging.models import Message, MessageStatus
-from messaging.sandbox import SandboxThread
+from meta_sandbox import SandboxThread
 from tests import factories
 from tests.conftest import Tenant
 from tests.delivery_support import (

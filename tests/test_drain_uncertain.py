@@ -18,7 +18,7 @@ from bulksend.drain import bulk_send_drain
 from bulksend.models import BulkSend, BulkSendStatus
 from bulksend.reaper import bulk_sends_reap
 from messaging.models import Message, MessageStatus
-from messaging.sandbox import SandboxThread
+from meta_sandbox import SandboxThread
 from tests import meta_payloads as meta
 from tests.conftest import Tenant
 from tests.delivery_support import (

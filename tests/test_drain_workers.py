@@ -2,7 +2,7 @@
 killed mid-send to COMPLETED with every message sent exactly once.
 
 The workers are `celery -A mindo worker` subprocesses on the test database and the test Redis
-database. They send to the sandbox, a `manage.py meta_sandbox` process of its own (so that its
+database. They send to the sandbox, a `python -m meta_sandbox` process of its own (so that its
 clock of arrivals is not held up by this busy process), whose status webhooks come back to the
 live server. The test plays beat: it runs the reaper task itself every second.
 """

@@ -12,14 +12,17 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 from django.utils.text import slugify
 
+from meta.graph import GraphRequestError
 from mindo.api_keys import api_key_create
 from mindo.members import member_ensure
 from mindo.models import Organization
+from templates_app.meta_publish import sandbox_catalog_publish, sandbox_url
 from templates_app.models import (
     MessageTemplate,
     QualityRating,
     TemplateCategory,
     TemplateStatus,
+    WhatsAppBusinessAccount,
 )
 from templates_app.services import (
     business_account_register,
@@ -174,11 +177,33 @@ def demo_provision(org_name: str) -> Demo:
     return Demo(organization=organization, raw_key=raw_key, number=number, templates=templates)
 
 
+def demo_sandbox_publish(number: DemoNumber) -> str | None:
+    """Register the demo's account, number and templates with the Meta sandbox when
+    META_GRAPH_URL is one, so that a send made right after works; a line saying what happened,
+    or None against the real Graph API (whose templates are created through its own review)."""
+    try:
+        base = sandbox_url()
+        if base is None:
+            return None
+        account = WhatsAppBusinessAccount.objects.get(waba_id=number.waba_id)
+        published = sandbox_catalog_publish(account)
+    except GraphRequestError as error:
+        return (
+            f"The Meta sandbox at {settings.META_GRAPH_URL} did not take the demo's catalog "
+            f"({error}); start it and run demo again."
+        )
+    return (
+        f"Meta sandbox at {base}: registered WABA {number.waba_id}, "
+        f"{published.phone_numbers} number(s) and {published.templates} template(s)."
+    )
+
+
 class Command(BaseCommand):
     help = (
         "Provision a demo organization (default 'Mindo Demo') with a user, a business account, "
-        "a phone number and the APPROVED templates of the API reference's examples. Safe to run "
-        "again: it updates the same rows. Each run prints a new API key named 'demo' (only "
+        "a phone number and the APPROVED templates of the API reference's examples, and register "
+        "them with the Meta sandbox when META_GRAPH_URL points at one. Safe to run again: it "
+        "updates the same rows. Each run prints a new API key named 'demo' (only "
         "hashes are stored, so an old key cannot be shown again); earlier keys keep working."
     )
 
@@ -198,6 +223,10 @@ class Command(BaseCommand):
             demo = demo_provision(org_name)
         except ValueError as error:
             raise CommandError(str(error)) from None
+        sandbox_note = demo_sandbox_publish(demo.number)
+        if sandbox_note is not None:
+            # Beside the JSON, never in it: a script reads stdout.
+            (self.stderr if options["json"] else self.stdout).write(sandbox_note)
         if options["json"]:
             payload = {
                 "api_key": demo.raw_key,

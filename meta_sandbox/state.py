@@ -7,22 +7,20 @@ from typing import Any
 
 from aiohttp import web
 
-from messaging.sandbox.catalog import Catalog
-from messaging.sandbox.config import SandboxConfig
-from messaging.sandbox.ratelimit import SendWindows
-from messaging.sandbox.records import Records
-from messaging.sandbox.sources import CatalogSource
-from messaging.sandbox.wamids import WamidFactory
-from messaging.sandbox.webhooks import WebhookDispatcher
+from meta_sandbox.catalog import Catalog
+from meta_sandbox.config import SandboxConfig
+from meta_sandbox.ratelimit import SendWindows
+from meta_sandbox.records import Records
+from meta_sandbox.store import CatalogStore
+from meta_sandbox.wamids import WamidFactory
+from meta_sandbox.webhooks import WebhookDispatcher
 
 
 class SandboxState:
     def __init__(self, config: SandboxConfig) -> None:
         self.config = config
         self.rng = random.Random(config.seed)
-        self.source = CatalogSource.for_config(
-            catalog=config.catalog, catalog_file=config.catalog_file, every=config.refresh_seconds
-        )
+        self.store = CatalogStore(config)
         self.records = Records()
         self.windows = SendWindows()
         self.wamids = WamidFactory()
@@ -30,7 +28,7 @@ class SandboxState:
 
     @property
     def catalog(self) -> Catalog:
-        return self.source.current
+        return self.store.catalog
 
     def configure(self, config: SandboxConfig) -> None:
         if config.seed != self.config.seed:

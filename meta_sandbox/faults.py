@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import random
 
-from messaging.sandbox.config import SandboxConfig
+from meta_sandbox.config import SandboxConfig
 
 
 class Fault(enum.Enum):

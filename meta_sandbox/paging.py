@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from messaging.sandbox import errors
+from meta_sandbox import errors
 
 DEFAULT_LIMIT = 25
 MAX_LIMIT = 1000

@@ -6,20 +6,23 @@
   body, and the (phone_number_id, biz_opaque_callback_data) pairs sent more than once;
 - `POST /_sandbox/reset`: forget messages, counters, rate windows and unsent webhooks;
 - `GET|POST /_sandbox/config`: read or change the runtime settings (JSON, the flags' names);
-- `POST /_sandbox/refresh`: reload the catalog now, e.g. after a test created a template.
+- `POST /_sandbox/refresh`: read the `--catalog` file again now, without waiting for the check of
+  its modification time;
+- `POST /_sandbox/accounts`: create a business account with its access token, or give it a new
+  token (`{"waba_id", "access_token"}`), as Meta's business settings do; `POST /_sandbox/catalog`
+  adds the accounts of a catalog document (the `--catalog` form) at once.
 """
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from messaging.sandbox.config import config_update
-from messaging.sandbox.graph import json_response
-from messaging.sandbox.state import STATE
+from meta_sandbox.config import config_update
+from meta_sandbox.graph import json_response
+from meta_sandbox.state import STATE
 
 
 async def stats(request: web.Request) -> web.Response:
@@ -54,7 +57,7 @@ async def config_change(request: web.Request) -> web.Response:
 
 async def refresh(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    refreshed = await asyncio.to_thread(state.source.refresh_now)
+    refreshed = state.store.refresh_now()
     return json_response({"refreshed": refreshed, "catalog": state.catalog.summary()})
 
 

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+# The service's development secret, so that `./dev up` webhooks verify with nothing set.
 FALLBACK_APP_SECRET = "mindo-dev-app-secret"
+# Where the catalog persists by default when run as `python -m meta_sandbox`.
+DEFAULT_STATE_FILE = ".run/meta_sandbox.json"
 SHARES = (
     *("delivered_share", "read_share", "error_share", "http_5xx_share"),
     *("slow_share", "timeout_share", "drop_share"),
 )
 SECONDS = ("delivered_after", "read_after", "slow_seconds", "timeout_seconds", "webhook_delay")
 SECRET_FIELDS = frozenset(("app_secret",))
-# What `POST /_sandbox/config` may change while the server runs. The catalog source and the
+# What `POST /_sandbox/config` may change while the server runs. The catalog's files and the
 # webhook batching are fixed at startup.
 RUNTIME_FIELDS = frozenset(
     (*SHARES, *SECONDS, "rate_per_number", "fail_suffix", "seed", "webhook_url", "app_secret")
@@ -22,18 +26,13 @@ RUNTIME_FIELDS = frozenset(
 
 
 def default_app_secret() -> str:
-    """The project's `META_APP_SECRET` when Django is configured, so webhooks verify as is."""
-    try:
-        from django.conf import settings
-
-        return str(settings.META_APP_SECRET)
-    except Exception:  # settings not configured: a standalone use of the sandbox
-        return FALLBACK_APP_SECRET
+    """`META_APP_SECRET` of the environment, as the service reads it, else the development one."""
+    return os.environ.get("META_APP_SECRET") or FALLBACK_APP_SECRET
 
 
 @dataclass(frozen=True, slots=True)
 class SandboxConfig:
-    """Every behaviour of the sandbox; the flags of `manage.py meta_sandbox` have the same names.
+    """Every behaviour of the sandbox; the flags of `python -m meta_sandbox` have the same names.
 
     Shares are probabilities drawn per send from one seeded generator. The transient faults are
     drawn in this order from one number, so their shares add up: `error_share` (HTTP 500, code
@@ -62,9 +61,12 @@ class SandboxConfig:
     timeout_seconds: float = 60.0
     drop_share: float = 0.0
     seed: int | None = None
-    # Catalog source: `catalog` (a document, for tests), else `catalog_file`, else the database.
+    # The catalog: what `state_file` kept from earlier runs (None: memory only), then the
+    # accounts of `catalog` (a document, for tests) and of `catalog_file` added over it; the file
+    # is read again when it changes (looked at every `refresh_seconds`).
     catalog: Mapping[str, Any] | None = None
     catalog_file: str | None = None
+    state_file: str | None = None
     refresh_seconds: float = 5.0
     webhook_batch_size: int = 100
     webhook_concurrency: int = 8

@@ -14,9 +14,9 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from messaging.sandbox import control, graph
-from messaging.sandbox.config import SandboxConfig, config_validate
-from messaging.sandbox.state import STATE, SandboxState
+from meta_sandbox import control, graph, registry
+from meta_sandbox.config import SandboxConfig, config_validate
+from meta_sandbox.state import STATE, SandboxState
 
 # Any Graph API version: /v21.0/..., /v23.0/...
 VERSION = r"{version:v\d+(?:\.\d+)?}"
@@ -29,14 +29,15 @@ ACTIONS = frozenset({"reset", "refresh"})
 
 async def _start(app: web.Application) -> None:
     state = app[STATE]
-    await asyncio.to_thread(state.source.start)
+    state.store.load()
+    await state.store.start()
     await state.webhooks.start()
 
 
 async def _stop(app: web.Application) -> None:
     state = app[STATE]
     await state.webhooks.stop()
-    await asyncio.to_thread(state.source.stop)
+    await state.store.stop()
 
 
 def make_app(config: SandboxConfig | None = None) -> web.Application:
@@ -47,6 +48,7 @@ def make_app(config: SandboxConfig | None = None) -> web.Application:
     app.router.add_post(f"/{VERSION}/{{object_id}}/messages", graph.send_message)
     app.router.add_get(f"/{VERSION}/{{object_id}}/message_templates", graph.list_templates)
     app.router.add_get(f"/{VERSION}/{{object_id}}/phone_numbers", graph.list_numbers)
+    registry.registry_routes(app, VERSION)
     control.control_routes(app)
     app.router.add_route("*", "/{tail:.*}", graph.unknown_path)
     app.on_startup.append(_start)

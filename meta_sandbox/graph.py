@@ -1,4 +1,5 @@
-"""The Graph API endpoints: the template send and the two listings the service syncs from.
+"""The Graph API endpoints: the template send and the two listings the service syncs from
+(`registry` has those that fill the catalog).
 
 Checks run in Meta's order and stop at the first failure: the token (190), the object (100), the
 body (100), the template (132001), its parameters (132000 and kin), the number's throughput
@@ -15,15 +16,15 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from messaging.sandbox import errors
-from messaging.sandbox.catalog import Catalog, CatalogAccount, CatalogNumber, CatalogTemplate
-from messaging.sandbox.config import SandboxConfig
-from messaging.sandbox.faults import Fault, fault_draw
-from messaging.sandbox.paging import page_of
-from messaging.sandbox.records import AcceptedMessage
-from messaging.sandbox.state import STATE, SandboxState
-from messaging.sandbox.statuses import statuses_plan
-from messaging.sandbox.validation import TemplateSend, send_check, send_read
+from meta_sandbox import errors
+from meta_sandbox.catalog import Catalog, CatalogAccount, CatalogNumber, CatalogTemplate
+from meta_sandbox.config import SandboxConfig
+from meta_sandbox.faults import Fault, fault_draw
+from meta_sandbox.paging import page_of
+from meta_sandbox.records import AcceptedMessage
+from meta_sandbox.state import STATE, SandboxState
+from meta_sandbox.statuses import statuses_plan
+from meta_sandbox.validation import TemplateSend, send_check, send_read
 
 BAD_GATEWAY_HTML = (
     "<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1>"
@@ -40,7 +41,7 @@ def error_response(state: SandboxState, error: errors.MetaError) -> web.Response
     return json_response(error.body(), error.status)
 
 
-def _token(request: web.Request) -> str:
+def token_of(request: web.Request) -> str:
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() == "bearer" and token.strip():
         return token.strip()
@@ -58,6 +59,13 @@ def _token_check(catalog: Catalog, token: str) -> None:
 def _owner_check(catalog: Catalog, token: str, waba_id: str) -> None:
     if not catalog.token_owns(token, waba_id):
         raise errors.invalid_token("The access token does not grant access to this object.")
+
+
+def token_owns(request: web.Request, catalog: Catalog, waba_id: str) -> None:
+    """190 unless the request's token is one of the catalog's and grants `waba_id`."""
+    token = token_of(request)
+    _token_check(catalog, token)
+    _owner_check(catalog, token, waba_id)
 
 
 def _close_unanswered(request: web.Request) -> web.Response:
@@ -110,7 +118,7 @@ async def send_message(request: web.Request) -> web.StreamResponse:
     catalog, config = state.catalog, state.config
     phone_number_id = request.match_info["object_id"]
     try:
-        token = _token(request)
+        token = token_of(request)
         _token_check(catalog, token)
         number = catalog.numbers.get(phone_number_id)
         if number is None:
@@ -122,10 +130,10 @@ async def send_message(request: web.Request) -> web.StreamResponse:
         except orjson.JSONDecodeError:
             raise errors.invalid_parameter("The request body is not valid JSON.") from None
         send = send_read(document)
-        template = catalog.templates.get((number.waba_id, send.name, send.language))
+        template = catalog.template(number.waba_id, send.name, send.language)
         if template is None or not template.is_approved:
             raise errors.template_not_found(send.name, send.language)
-        send_check(template, send.components)
+        send_check(template.rules, send.components)
         now = asyncio.get_running_loop().time()
         rate = config.rate_per_number
         if rate and state.windows.count(phone_number_id, now) >= rate:
@@ -160,9 +168,9 @@ async def send_message(request: web.Request) -> web.StreamResponse:
     )
 
 
-def _account(request: web.Request, state: SandboxState) -> CatalogAccount:
-    catalog = state.catalog
-    token = _token(request)
+def account_of(request: web.Request, catalog: Catalog) -> CatalogAccount:
+    """The business account the path names, once the token is checked against it."""
+    token = token_of(request)
     _token_check(catalog, token)
     waba_id = request.match_info["object_id"]
     account = catalog.accounts.get(waba_id)
@@ -177,8 +185,8 @@ async def list_templates(request: web.Request) -> web.Response:
     and `language` filter exactly."""
     state = request.app[STATE]
     try:
-        account = _account(request, state)
-        templates = sorted(account.templates, key=lambda t: (t.name, t.language, t.id))
+        account = account_of(request, state.catalog)
+        templates = sorted(account.templates.values(), key=lambda t: (t.name, t.language, t.id))
         for key in ("name", "status", "language"):
             if wanted := request.query.get(key):
                 templates = [t for t in templates if getattr(t, key) == wanted]
@@ -192,8 +200,8 @@ async def list_numbers(request: web.Request) -> web.Response:
     """`GET /{version}/{waba_id}/phone_numbers`."""
     state = request.app[STATE]
     try:
-        account = _account(request, state)
-        page = page_of(request, [number.listing() for number in account.numbers])
+        account = account_of(request, state.catalog)
+        page = page_of(request, [number.listing() for number in account.numbers.values()])
     except errors.MetaError as error:
         return error_response(state, error)
     return json_response(page)

@@ -16,10 +16,10 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from messaging.sandbox import errors
-from messaging.sandbox.catalog import CatalogNumber
-from messaging.sandbox.config import SandboxConfig
-from messaging.sandbox.records import AcceptedMessage
+from meta_sandbox import errors
+from meta_sandbox.catalog import CatalogNumber
+from meta_sandbox.config import SandboxConfig
+from meta_sandbox.records import AcceptedMessage
 
 ERROR_DOCS = "https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes/"
 UNDELIVERABLE_ERROR = {

@@ -22,6 +22,11 @@ UNDELIVERABLE = 131026
 RATE_LIMIT_HIT = 130429
 PARAMETER_COUNT_MISMATCH = 132000
 TEMPLATE_NOT_FOUND = 132001
+PARAMETER_FORMAT_MISMATCH = 132012
+TEMPLATE_PARAMETER_ISSUE = 132018
+# Subcodes of 100 for a template Meta will not create.
+TEMPLATE_INVALID = 2388040
+TEMPLATE_EXISTS = 2388024
 
 
 def fbtrace_id() -> str:
@@ -99,6 +104,37 @@ def parameter_count_mismatch(details: str) -> MetaError:
         PARAMETER_COUNT_MISMATCH,
         "(#132000) Number of parameters does not match the expected number of params",
         details=details,
+    )
+
+
+def parameter_format_mismatch(details: str) -> MetaError:
+    return MetaError(
+        PARAMETER_FORMAT_MISMATCH,
+        "(#132012) Parameter format does not match format in the created template",
+        details=details,
+    )
+
+
+def parameter_text_not_valid(details: str) -> MetaError:
+    return MetaError(
+        TEMPLATE_PARAMETER_ISSUE,
+        "(#132018) There was an issue with the parameters in your template.",
+        details=details,
+    )
+
+
+def template_not_valid(details: str) -> MetaError:
+    return MetaError(
+        INVALID_PARAMETER, "(#100) Invalid parameter", details=details, subcode=TEMPLATE_INVALID
+    )
+
+
+def template_exists(name: str, language: str) -> MetaError:
+    return MetaError(
+        INVALID_PARAMETER,
+        "(#100) Invalid parameter",
+        details=f"Content in this language already exists: {name} ({language}).",
+        subcode=TEMPLATE_EXISTS,
     )
 
 

@@ -21,9 +21,9 @@ from collections.abc import Callable
 import aiohttp
 import orjson
 
-from messaging.sandbox.config import SandboxConfig
-from messaging.sandbox.statuses import ScheduledStatus, webhook_document
-from meta.signature import sign
+from meta_sandbox.config import SandboxConfig
+from meta_sandbox.signature import signature_header
+from meta_sandbox.statuses import ScheduledStatus, webhook_document
 
 logger = logging.getLogger(__name__)
 
@@ -139,7 +139,7 @@ class WebhookDispatcher:
         assert config.webhook_url
         headers = {
             "Content-Type": "application/json",
-            "X-Hub-Signature-256": sign(body, config.app_secret),
+            "X-Hub-Signature-256": signature_header(body, config.app_secret),
         }
         async with self._slots:
             try:
