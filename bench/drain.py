@@ -6,7 +6,7 @@
 --quick: one round of each measurement and a 15 s pacing run, for development. The default
 (3 rounds, 60 s) takes about 8 minutes on 2 cores.
 
-Targets (DESIGN.md, "Speed"): at least 1,000 messages/s end to end against the sandbox on a
+Targets: at least 1,000 messages/s end to end against the sandbox on a
 2-core machine when the number's rate allows it; within 2% of the configured rate, and never
 above it in any 1-second window, when it does not.
 

@@ -10,7 +10,7 @@
 3. Time `AsyncGraphClient.send_many` over all of them, and then a bare aiohttp loop doing the
    same requests with the same concurrency (one session, pre-encoded bodies, no parsing). The
    ratio is the client's overhead: classification, wamid parsing, body encoding.
-Nothing is asserted: DESIGN's target is 1,000 sends/s end to end on two cores.
+Nothing is asserted: the target is 1,000 sends/s end to end on two cores.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ class BulkSendQuerySet(models.QuerySet["BulkSend"]):
 
 
 class BulkSend(models.Model):
-    """Counters move by deltas in the statements that move messages (DESIGN: exact counters).
+    """Counters move by deltas in the statements that move messages, so they are always exact.
 
     `unique_recipients` is the number of messages (one per unique recipient; the status body
     calls it `total_recipients`); `submitted_recipients` is the length of the list the client

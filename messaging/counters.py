@@ -1,4 +1,4 @@
-"""Which message statuses each counter of a send counts, stated once (DESIGN: exact counters).
+"""Which message statuses each counter of a send counts, stated once: the counters are exact
 
 Messaging moves messages and reports, per send, how each counter moved (`SendDeltas`);
 bulksend.lifecycle adds those deltas to the sends in the same transaction. The SQL fragments

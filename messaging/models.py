@@ -34,7 +34,7 @@ class Contact(models.Model):
 
 
 class MessageStatus(models.TextChoices):
-    """The message state machine; see DESIGN: status only moves forward.
+    """The message state machine: status only moves forward.
 
     pending -> sending -> sent -> delivered -> read; failed ends any step before delivery;
     cancelled ends a pending message of a cancelled send.

@@ -1,6 +1,6 @@
 """Applying Meta's status events to messages, and reporting how their sends' counters moved.
 
-The rules (DESIGN, the message state machine):
+The rules of the message state machine:
 - status only moves forward: sent < delivered < read; a late or duplicated event changes nothing;
 - `read` without `delivered` sets both; `failed` ends a message that was not delivered yet and
   keeps Meta's error; failed and cancelled are final;
