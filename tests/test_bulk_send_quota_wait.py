@@ -54,20 +54,25 @@ def waiting_reason(recipients: int, until: datetime) -> str:
     )
 
 
+def send_three_beyond_room(tenant: Tenant) -> tuple[dict[str, Any], datetime]:
+    """A send of 5 to a 50 tier that messaged 48 others an hour ago: the 202's body, and the
+    moment the window has room for the 3 that do not fit (the 3rd oldest place frees up)."""
+    an_hour_ago = timezone.now() - timedelta(hours=1)
+    fill_window(tenant, tier="TIER_50", recipients=48, sent_at=an_hour_ago)
+    return send_bulk(tenant, welcome_recipients(5)), an_hour_ago + WINDOW
+
+
 @pytest.mark.django_db
 def test_a_send_beyond_the_room_left_says_how_many_wait_and_until_when(
     tenant: Tenant, frozen_now: TickingClock
 ) -> None:
-    an_hour_ago = timezone.now() - timedelta(hours=1)
-    fill_window(tenant, tier="TIER_50", recipients=48, sent_at=an_hour_ago)
+    accepted, room_at = send_three_beyond_room(tenant)
 
-    accepted = send_bulk(tenant, welcome_recipients(5))
     body = status_of(tenant, accepted["bulk_send_id"])
 
     assert accepted["quota_info"]["can_send"] is False
     assert body["status"] == "QUEUED"
-    # The 3rd oldest place frees up 24 h after it was taken: then all 3 fit.
-    assert body["status_reason"] == waiting_reason(3, an_hour_ago + WINDOW)
+    assert body["status_reason"] == waiting_reason(3, room_at)
     assert set(body) == {*DETAIL_KEYS, "status_reason"}
 
 
@@ -75,11 +80,9 @@ def test_a_send_beyond_the_room_left_says_how_many_wait_and_until_when(
 def test_the_reason_is_gone_once_the_window_has_room(
     tenant: Tenant, frozen_now: TickingClock
 ) -> None:
-    an_hour_ago = timezone.now() - timedelta(hours=1)
-    fill_window(tenant, tier="TIER_50", recipients=48, sent_at=an_hour_ago)
-    accepted = send_bulk(tenant, welcome_recipients(5))
+    accepted, room_at = send_three_beyond_room(tenant)
 
-    frozen_now.current = an_hour_ago + WINDOW
+    frozen_now.current = room_at
     body = status_of(tenant, accepted["bulk_send_id"])
 
     assert "status_reason" not in body
@@ -102,8 +105,7 @@ def test_a_send_that_fits_the_window_has_no_reason(
 def test_a_send_stopped_while_waiting_gives_the_reason_it_stopped(
     tenant: Tenant, frozen_now: TickingClock
 ) -> None:
-    fill_window(tenant, tier="TIER_50", recipients=48, sent_at=timezone.now())
-    accepted = send_bulk(tenant, welcome_recipients(5))
+    accepted, _ = send_three_beyond_room(tenant)
     BulkSend.objects.filter(pk=accepted["bulk_send_id"]).update(
         status=BulkSendStatus.PARTIAL, status_reason="Halted: Meta error 190: token expired."
     )

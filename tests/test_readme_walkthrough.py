@@ -17,7 +17,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ from tests.delivery_support import (
     wait_for,
 )
 from tests.gunicorn_support import GunicornProcess
+from tests.process_support import run_python
 from tests.test_drain_workers import CeleryWorker, forget_broker
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
@@ -48,6 +48,10 @@ BASE_AS_WRITTEN = "http://127.0.0.1:8000"
 BACKGROUND_DEADLINE = 180.0
 BLOCK_TIMEOUT = 120.0
 DEMO_NUMBER = "813497231850626"
+MANAGE_PY = (
+    "import sys; from django.core.management import execute_from_command_line; "
+    "execute_from_command_line(['manage.py', *sys.argv[1:]])"
+)
 
 
 @dataclass(frozen=True)
@@ -86,16 +90,7 @@ def bash_steps() -> list[tuple[str, dict[str, Any] | None]]:
 
 def provision_demo(env: dict[str, str]) -> dict[str, Any]:
     """`manage.py demo --json`, as `./dev up` runs it: its last line is the organization."""
-    done = subprocess.run(
-        [sys.executable, "manage.py", "demo", "--json"],
-        cwd=settings.BASE_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=BLOCK_TIMEOUT,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
+    done = run_python(MANAGE_PY, "demo", "--json", env=env)
     demo: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return demo
 
