@@ -205,6 +205,31 @@ def estimate_minutes(
     return math.ceil(round(seconds / 60 * 100, 6)) / 100
 
 
+@dataclass(frozen=True, slots=True)
+class QuotaWait:
+    """Recipients of an active send that wait for the portfolio's 24 h window, and the moment
+    the window has room for all of them."""
+
+    recipients: int
+    until: datetime
+
+
+def bulk_send_quota_wait(bulk_send: BulkSend, now: datetime) -> QuotaWait | None:
+    """Whether `bulk_send` waits for the quota window, from the figures taken when it was accepted
+    (the ones its estimate uses): the status endpoint reads no message to say so.
+
+    The trade-off: the drain admits recipients as it claims them, not in the order sends were
+    accepted, so when several sends of one portfolio wait at once another may take room this
+    one was counted on; it then waits past `until` without saying so.
+    """
+    if not bulk_send.is_active or not bulk_send.pending_count or not bulk_send.quota_overflow:
+        return None
+    until = bulk_send.quota_frees_at
+    if until is None or until <= now:
+        return None
+    return QuotaWait(min(bulk_send.quota_overflow, bulk_send.pending_count), until)
+
+
 def bulk_send_estimate_minutes(bulk_send: BulkSend) -> float:
     """The estimate shown on the status endpoint: recomputed from what is left while active."""
     if not bulk_send.is_active:

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from bulksend.models import BulkSend
-from bulksend.quota import bulk_send_estimate_minutes
+from bulksend.quota import bulk_send_estimate_minutes, bulk_send_quota_wait
 from bulksend.recipients import Recipient, parse_recipients
 from messaging.models import Message, in_template_order
 from mindo.parsers import request_data_exact
@@ -150,8 +151,9 @@ class BulkSendDetailSerializer(BulkSendListItemSerializer):
     created_by = CreatedBySerializer(allow_null=True)
     status_reason = serializers.CharField(
         required=False,
-        help_text="Only on a send stopped before its end: why (Meta halted it, an operator "
-        "cancelled it). Absent otherwise, so the body is the contract's exactly.",
+        help_text="Only on a send stopped before its end (why: Meta halted it, an operator "
+        "cancelled it) or waiting for the portfolio's 24 h quota window (how many recipients, "
+        "until when). Absent otherwise, so the body is the contract's exactly.",
     )
 
     class Meta(BulkSendListItemSerializer.Meta):
@@ -167,12 +169,28 @@ class BulkSendDetailSerializer(BulkSendListItemSerializer):
 
     def to_representation(self, instance: BulkSend) -> dict[str, Any]:
         body = dict(super().to_representation(instance))
-        if not instance.status_reason:
+        reason = instance.status_reason or quota_wait_reason(instance)
+        if reason:
+            body["status_reason"] = reason
+        else:
             body.pop("status_reason")
         return body
 
     def get_estimated_time_minutes(self, bulk_send: BulkSend) -> float:
         return bulk_send_estimate_minutes(bulk_send)
+
+
+def quota_wait_reason(bulk_send: BulkSend) -> str:
+    """Why an active send's last recipients have not gone out: computed when read, never stored,
+    so it is gone by itself once the window has room."""
+    wait = bulk_send_quota_wait(bulk_send, timezone.now())
+    if wait is None:
+        return ""
+    until = serializers.DateTimeField().to_representation(wait.until)
+    return (
+        f"Waiting for the messaging quota: {wait.recipients} recipients do not fit the "
+        f"portfolio's 24 h window of unique recipients and wait until {until}."
+    )
 
 
 class BulkSendMessageSerializer(serializers.ModelSerializer[Message]):

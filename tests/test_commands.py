@@ -78,8 +78,8 @@ def test_demo_provisions_the_number_of_the_contracts_examples(db: None) -> None:
     assert number.display_phone_number == "+54 9 223 675-0780"
     assert number.verified_name == "Mindo Software"
     assert number.quality_rating == "GREEN"
-    assert number.messaging_limit_tier == "TIER_1000"
-    assert number.business_account.messaging_limit_tier == "TIER_1000"
+    assert number.messaging_limit_tier == "TIER_100K"
+    assert number.business_account.messaging_limit_tier == "TIER_100K"
     assert number.business_account.organization.name == "Mindo Demo"
     user = User.objects.get(membership__organization__name="Mindo Demo")
     assert (user.email, user.first_name, user.last_name) == ("demo@example.com", "Demo", "User")

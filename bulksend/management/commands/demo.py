@@ -31,7 +31,9 @@ from templates_app.services import (
 )
 
 DEFAULT_ORG = "Mindo Demo"
-DEMO_TIER = "TIER_1000"
+# Room for the walk-through and a 10,000-recipient trial on the same day, several times over:
+# with the 1,000 tier the first trial would wait a day for most of its recipients.
+DEMO_TIER = "TIER_100K"
 # Placeholders: the sandbox accepts the token stored on the account; the real Graph API needs
 # the operator's own.
 DEMO_ACCESS_TOKEN = "demo-access-token"

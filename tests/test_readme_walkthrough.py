@@ -1,0 +1,369 @@
+"""The README's walk-through, run as a reader runs it: its bash blocks, in order, in one bash
+session, against the service as `./dev up` starts it (gunicorn, a real Celery worker, the Meta
+sandbox posting its webhooks back, the demo organization provisioned by `manage.py demo`).
+
+Only what the README tells the reader to fill in is filled in: the API key `./dev up` printed,
+and the server's address (this one's port is free, not 8000). Each step's answer is checked
+against what the README promises of it, and against the example answer shown after it. Work
+that happens in the background (the drain, Meta's webhooks) is waited for by running the
+README's own read again until it shows what was promised, within a deadline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from django.conf import settings
+
+from tests.delivery_support import (
+    SandboxProcess,
+    delivery_redis_fixture,  # noqa: F401  (fixtures)
+    process_env,
+    wait_for,
+)
+from tests.gunicorn_support import GunicornProcess
+from tests.process_support import run_python
+from tests.test_drain_workers import CeleryWorker, forget_broker
+
+pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+
+README = Path(settings.BASE_DIR) / "README.md"
+SECTION = "## Walk-through"
+# What the README's first block asks the reader to replace.
+KEY_PLACEHOLDER = "mindo_Xk3..."
+BASE_AS_WRITTEN = "http://127.0.0.1:8000"
+# A step that waits for background work runs its block again until this deadline: generous,
+# for a machine busy with other work; a healthy run takes seconds.
+BACKGROUND_DEADLINE = 180.0
+BLOCK_TIMEOUT = 120.0
+DEMO_NUMBER = "813497231850626"
+MANAGE_PY = (
+    "import sys; from django.core.management import execute_from_command_line; "
+    "execute_from_command_line(['manage.py', *sys.argv[1:]])"
+)
+
+
+@dataclass(frozen=True)
+class Block:
+    language: str
+    text: str
+
+
+def walkthrough_blocks() -> list[Block]:
+    """The fenced blocks of the README's walk-through section, in order."""
+    readme = README.read_text()
+    start = readme.index(f"\n{SECTION}\n")
+    end = readme.index("\n## ", start + len(SECTION) + 2)
+    fences = re.finditer(r"^```(\w*)\n(.*?)^```$", readme[start:end], flags=re.M | re.S)
+    return [Block(match.group(1), match.group(2)) for match in fences]
+
+
+def bash_steps() -> list[tuple[str, dict[str, Any] | None]]:
+    """Each bash block, with the JSON example the README shows right after it, if any."""
+    blocks = walkthrough_blocks()
+    steps: list[tuple[str, dict[str, Any] | None]] = []
+    for index, block in enumerate(blocks):
+        if block.language != "bash":
+            continue
+        following = blocks[index + 1] if index + 1 < len(blocks) else None
+        example = None
+        if following is not None and following.language == "json":
+            # Elided ids and moments are written `"65b06f9c-..."` or `"..."`: still JSON.
+            example = json.loads(following.text)
+        steps.append((block.text, example))
+    return steps
+
+
+# --- the processes `./dev up` runs --------------------------------------------------------------
+
+
+def provision_demo(env: dict[str, str]) -> dict[str, Any]:
+    """`manage.py demo --json`, as `./dev up` runs it: its last line is the organization."""
+    done = run_python(MANAGE_PY, "demo", "--json", env=env)
+    demo: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return demo
+
+
+def start_meta_sandbox(env: dict[str, str], log_dir: Path, webhook_url: str) -> SandboxProcess:
+    """The sandbox as `./dev up` runs it: its defaults (80/s a number, `delivered` after 1 s,
+    `read` after 3 s for half, 9999 fails), posting its webhooks to the service. It reads its
+    catalog (the demo's number and templates) from the database when it starts."""
+    sandbox = SandboxProcess(env, log_dir)
+    sandbox.control(
+        "config",
+        {
+            "webhook_url": webhook_url,
+            "rate_per_number": 80,
+            "delivered_after": 1.0,
+            "read_after": 3.0,
+            "read_share": 0.5,
+            "fail_suffix": "9999",
+        },
+    )
+    return sandbox
+
+
+class BashSession:
+    """One `bash` that runs blocks one after the other, so that the variables and functions a
+    block defines are there for the next, as in the reader's terminal. Each block's output goes
+    to files, and its exit status to a file written last: the test waits for that file."""
+
+    def __init__(self, env: dict[str, str], workdir: Path) -> None:
+        self.workdir = workdir
+        self.runs = 0
+        self.process = subprocess.Popen(
+            ["bash", "--norc", "--noprofile"],
+            cwd=workdir,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,
+        )
+
+    def run(self, block: str, *, timeout: float = BLOCK_TIMEOUT) -> str:
+        """Runs `block`, fails the test unless it exits 0, and returns its standard output."""
+        self.runs += 1
+        name = f"block-{self.runs}"
+        out, err, status = (self.workdir / f"{name}.{end}" for end in ("out", "err", "rc"))
+        assert self.process.stdin is not None
+        # Its own stdin is /dev/null: a command of the block cannot read the blocks after it.
+        self.process.stdin.write(
+            f"{{\n{block}\n}} </dev/null >{out} 2>{err}\n"
+            f"echo $? >{status}.tmp && mv {status}.tmp {status}\n"
+        )
+        self.process.stdin.flush()
+        wait_for(status.exists, timeout=timeout, interval=0.05, what=f"bash to run:\n{block}")
+        code = status.read_text().strip()
+        assert code == "0", f"exit {code} from:\n{block}\nstderr:\n{err.read_text()}"
+        return out.read_text()
+
+    def run_until(self, block: str, promised: Any, *, what: str) -> str:
+        """Runs `block` again until `promised(output)` holds: the README's own way to watch
+        background work. Returns the output that kept the promise."""
+        outputs: list[str] = []
+
+        def kept() -> bool:
+            outputs.append(self.run(block))
+            return bool(promised(outputs[-1]))
+
+        try:
+            wait_for(kept, timeout=BACKGROUND_DEADLINE, interval=0.5, what=what)
+        except AssertionError as timed_out:
+            raise AssertionError(f"{timed_out}; last answer: {outputs[-1:]}") from None
+        return outputs[-1]
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+
+@dataclass
+class Service:
+    key: str
+    base: str
+    sandbox: SandboxProcess
+
+
+@pytest.fixture
+def service(delivery_redis: redis.Redis, tmp_path: Path) -> Iterator[Service]:
+    """`./dev up` on the test database and Redis: the demo organization, then gunicorn, the
+    sandbox and a worker. Everything started is stopped at the end, the worker first."""
+    forget_broker(delivery_redis)
+    env = process_env()
+    demo = provision_demo(env)
+    assert demo["phone_number_id"] == DEMO_NUMBER
+    web = GunicornProcess(tmp_path)
+    base = f"http://127.0.0.1:{web.port}"
+    sandbox: SandboxProcess | None = None
+    worker: CeleryWorker | None = None
+    try:
+        sandbox = start_meta_sandbox(env, tmp_path, f"{base}/webhooks/meta/")
+        worker_env = {**env, "META_GRAPH_URL": sandbox.url, "CELERY_TASK_ALWAYS_EAGER": "false"}
+        worker = CeleryWorker("walkthrough", worker_env, tmp_path)
+        worker.wait_ready()
+        yield Service(key=demo["api_key"], base=base, sandbox=sandbox)
+    finally:
+        if worker is not None:
+            worker.kill()
+        if sandbox is not None:
+            sandbox.stop()
+        web.stop()
+        forget_broker(delivery_redis)
+
+
+@pytest.fixture
+def bash(service: Service, tmp_path: Path) -> Iterator[BashSession]:
+    """A reader's shell: the secrets of the service it talks to are in its environment, as
+    they would be from `.env` (the README's defaults are the development ones)."""
+    workdir = tmp_path / "shell"
+    workdir.mkdir()
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(workdir),
+        "LANG": "C.UTF-8",
+        "META_APP_SECRET": settings.META_APP_SECRET,
+        "META_VERIFY_TOKEN": settings.META_VERIFY_TOKEN,
+    }
+    session = BashSession(env, workdir)
+    try:
+        yield session
+    finally:
+        session.close()
+
+
+# --- the walk-through ----------------------------------------------------------------------------
+
+
+def answer(output: str) -> Any:
+    return json.loads(output)
+
+
+def lines(output: str) -> list[Any]:
+    return [json.loads(line) for line in output.splitlines() if line.strip()]
+
+
+def same_shape(actual: Any, example: Any, path: str = "") -> None:
+    """`actual` has exactly the keys of the README's example, at every depth."""
+    if isinstance(example, dict):
+        assert isinstance(actual, dict), path
+        assert set(actual) == set(example), (path, sorted(actual), sorted(example))
+        for key, value in example.items():
+            same_shape(actual[key], value, f"{path}.{key}")
+
+
+def test_every_step_of_the_readme_walkthrough_works_as_written(
+    service: Service, bash: BashSession
+) -> None:
+    steps = bash_steps()
+    blocks = [text for text, _ in steps]
+    examples = [example for _, example in steps]
+    # The steps this test knows, in the README's order; a new step needs its check here.
+    expected = [
+        "KEY=",
+        "/send-bulk/",
+        "/bulk-sends/$BULK_SEND_ID/ ",
+        "/bulk-sends/?status=",
+        "/messages/?status=delivered",
+        "WAMID=$(",
+        "post_status() {",
+        '"$API/messages/$WAMID/"',
+        "hub.challenge=123",
+        "TRIAL=$(",
+        "/bulk-sends/$TRIAL_ID/",
+    ]
+    assert len(blocks) == len(expected), blocks
+    for block, marker in zip(blocks, expected, strict=True):
+        assert marker in block, (marker, block)
+    (
+        variables,
+        create,
+        follow,
+        list_sends,
+        list_messages,
+        lookup,
+        play_meta,
+        lookup_again,
+        handshake,
+        trial,
+        follow_trial,
+    ) = blocks
+
+    # The key `./dev up` printed, and this server's address instead of :8000.
+    assert KEY_PLACEHOLDER in variables, variables
+    assert BASE_AS_WRITTEN in variables, variables
+    filled = variables.replace(KEY_PLACEHOLDER, service.key).replace(BASE_AS_WRITTEN, service.base)
+    assert bash.run(filled) == ""
+
+    # Create a bulk send: 202's body, as the example shows it.
+    accepted = answer(bash.run(create))
+    same_shape(accepted, examples[1])
+    for field in ("status", "template_name", "total_recipients", "unique_recipients"):
+        assert accepted[field] == examples[1][field], field
+    assert accepted["quota_info"] == examples[1]["quota_info"]
+    number = {k: v for k, v in accepted["whatsapp_phone_number"].items() if k != "id"}
+    assert number == {k: v for k, v in examples[1]["whatsapp_phone_number"].items() if k != "id"}
+    bulk_send_id = accepted["bulk_send_id"]
+
+    # Follow one send: COMPLETED, then every message delivered.
+    status = answer(
+        bash.run_until(
+            follow,
+            lambda out: (answer(out)["status"], answer(out)["delivered_count"]) == ("COMPLETED", 3),
+            what="the send to be COMPLETED and its 3 messages delivered",
+        )
+    )
+    same_shape(status, examples[2])
+    counters = ("sent_count", "failed_count", "pending_count", "progress_percentage")
+    for field in ("total_recipients", *counters):
+        assert status[field] == examples[2][field], field
+    assert status["id"] == bulk_send_id
+    assert status["created_by"]["email"] == examples[2]["created_by"]["email"]
+    assert status["started_at"]
+    assert status["completed_at"]
+
+    # List today's completed sends: ours among them.
+    listing = answer(bash.run(list_sends))
+    assert {"count", "next", "previous", "results"} <= set(listing)
+    assert bulk_send_id in [send["id"] for send in listing["results"]]
+    assert {send["status"] for send in listing["results"]} == {"COMPLETED"}
+
+    # A send's messages, by status: only delivered ones (the others were read), each with its wamid.
+    messages = answer(bash.run(list_messages))
+    assert messages["count"] == len(messages["results"]) <= 3
+    assert {m["status"] for m in messages["results"]} <= {"delivered"}
+    assert all(m["meta_message_id"].startswith("wamid.") for m in messages["results"])
+
+    # One message by the wamid Meta (the sandbox) gave it.
+    message = answer(bash.run(lookup))
+    assert message["recipient"]["phone"] == "+5491112345678"
+    assert message["meta_message_id"].startswith("wamid.")
+    assert message["delivery_status"]["current"] in ("delivered", "read")
+
+    # Playing Meta: both signed statuses are taken, and the message ends read.
+    assert [posted["received"] for posted in lines(bash.run(play_meta))] == [True, True]
+    read = answer(
+        bash.run_until(
+            lookup_again,
+            lambda out: answer(out)["delivery_status"]["current"] == "read",
+            what="the posted read to be applied",
+        )
+    )
+    assert read["meta_message_id"] == message["meta_message_id"]
+    assert read["delivery_status"]["read_at"]
+
+    # Meta's subscription handshake answers the challenge.
+    assert bash.run(handshake).strip() == "123"
+
+    # The 10,000-recipient trial fits the demo's quota after all of the above, and goes out.
+    assert answer(bash.run(trial)) == {
+        "can_send": True,
+        "quota_needed": 10000,
+        "quota_available": 89997,
+        "quota_total": 100000,
+        "tier": "TIER_100K",
+    }
+    sending = answer(
+        bash.run_until(
+            follow_trial,
+            lambda out: answer(out)["sent_count"] > 0,
+            what="the trial's first messages to go out",
+        )
+    )
+    assert sending["total_recipients"] == 10000
+    assert sending["failed_count"] == 0
+    assert "status_reason" not in sending  # nothing waits for the quota window
