@@ -1,9 +1,9 @@
 """Admin for bulk sends: a window on progress, not a way to change it.
 
 Sends are created through the API, and their status and counters move only in the statements that
-move their messages, so they are exact at all times. An edit or a delete here would break that, so the
-admin shows sends and lets nobody add, change or delete one; operators act on them through two
-actions that go through bulksend.lifecycle: cancel, and resume a send Meta halted.
+move their messages, so they are exact at all times. An edit or a delete here would break that,
+so the admin shows sends and lets nobody add, change or delete one; operators act on them through
+two actions that go through bulksend.lifecycle: cancel, and resume a send Meta halted.
 """
 
 from __future__ import annotations

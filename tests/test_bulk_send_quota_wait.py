@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from bulksend.drain import bulk_send_drain
 from bulksend.models import BulkSend, BulkSendStatus
-from messaging.sandbox import SandboxThread
+from meta_sandbox import SandboxThread
 from tests import factories
 from tests.conftest import Tenant, TickingClock
 from tests.delivery_support import (

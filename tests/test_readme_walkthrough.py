@@ -97,8 +97,8 @@ def provision_demo(env: dict[str, str]) -> dict[str, Any]:
 
 def start_meta_sandbox(env: dict[str, str], log_dir: Path, webhook_url: str) -> SandboxProcess:
     """The sandbox as `./dev up` runs it: its defaults (80/s a number, `delivered` after 1 s,
-    `read` after 3 s for half, 9999 fails), posting its webhooks to the service. It reads its
-    catalog (the demo's number and templates) from the database when it starts."""
+    `read` after 3 s for half, 9999 fails), posting its webhooks to the service. Its catalog is
+    empty until `demo` registers the demo's account, number and templates with it."""
     sandbox = SandboxProcess(env, log_dir)
     sandbox.control(
         "config",
@@ -181,18 +181,19 @@ class Service:
 
 @pytest.fixture
 def service(delivery_redis: redis.Redis, tmp_path: Path) -> Iterator[Service]:
-    """`./dev up` on the test database and Redis: the demo organization, then gunicorn, the
-    sandbox and a worker. Everything started is stopped at the end, the worker first."""
+    """`./dev up` on the test database and Redis: the sandbox, the demo organization (which
+    registers itself with the sandbox), then gunicorn and a worker. Everything started is stopped
+    at the end, the worker first."""
     forget_broker(delivery_redis)
     env = process_env()
-    demo = provision_demo(env)
-    assert demo["phone_number_id"] == DEMO_NUMBER
     web = GunicornProcess(tmp_path)
     base = f"http://127.0.0.1:{web.port}"
     sandbox: SandboxProcess | None = None
     worker: CeleryWorker | None = None
     try:
         sandbox = start_meta_sandbox(env, tmp_path, f"{base}/webhooks/meta/")
+        demo = provision_demo({**env, "META_GRAPH_URL": sandbox.url})
+        assert demo["phone_number_id"] == DEMO_NUMBER
         worker_env = {**env, "META_GRAPH_URL": sandbox.url, "CELERY_TASK_ALWAYS_EAGER": "false"}
         worker = CeleryWorker("walkthrough", worker_env, tmp_path)
         worker.wait_ready()
