@@ -147,7 +147,8 @@ def celery_beat(env: dict[str, str], log_dir: Path) -> Iterator[None]:
         *(sys.executable, "-m", "celery", "-A", "mindo", "beat", "--loglevel", "INFO"),
         *("--schedule", str(log_dir / "celerybeat-schedule")),
     ]
-    with process_group("beat", args, env, log_dir) as (process, log):
+    # At INFO: readiness is read from the log (and the bench's LOG_LEVEL may be WARNING).
+    with process_group("beat", args, {**env, "LOG_LEVEL": "INFO"}, log_dir) as (process, log):
         # Beat logs "beat: Starting..." once it runs its schedule.
         wait_until(lambda: b"Starting..." in log.read_bytes(), 60, "beat", process, log)
         yield
@@ -163,7 +164,8 @@ def celery_workers(
     env: dict[str, str], log_dir: Path, *, count: int, concurrency: int, pacing: bool
 ) -> Iterator[None]:
     """`count` Celery worker instances of `--concurrency` each, ready to take tasks."""
-    worker_env = {**env, "DELIVERY_PACING": "true" if pacing else "false"}
+    # At INFO: readiness is read from the log; a drain logs a line per batch.
+    worker_env = {**env, "DELIVERY_PACING": "true" if pacing else "false", "LOG_LEVEL": "INFO"}
     with contextlib.ExitStack() as stack:
         started = []
         for index in range(count):

@@ -19,18 +19,22 @@ Each batch:
    messages stay pending for when it is resumed.
 
 The steps overlap: batches are sent from an event loop in a thread of its own (bulksend.sending)
-while this thread settles batch N and claims batch N+2 during the sending of batch N+1. Sending
-is never a pause away, so a paced drain keeps its number's rate and an unpaced one its
-connections busy. What makes the overlap safe:
+and settled, one after another, in a second thread, while this thread claims: batch N is
+settled and batch N+2 claimed during the sending of batch N+1. Sending is never a pause away, so
+a paced drain keeps its number's rate and an unpaced one its connections busy. What makes the
+overlap safe:
 - batch N+1 is handed to the sender only once batch N's sending has ended, after the send was
   seen still PROCESSING: a halt in batch N, or a cancel, a halt or the end of the send by
   anyone meanwhile, leaves batch N+1 unsent and back in `pending` at once;
 - a claimed batch that waited long for the one before it is given back and claimed afresh, so
   it starts with most of its lease ahead (`_held_too_long`);
-- whatever ends the drain early (an error here or in the sending, a time limit), the sender is
-  stopped, what it was sending settles by what came back and what it never sent is given back.
+- whatever ends the drain early (an error here, in the sending or in a settle, a time limit),
+  the sender is stopped, what it was sending settles by what came back and what it never sent
+  is given back;
+- every settle is waited for before the send is halted, its leftovers cancelled or its end
+  checked, so those see every message where its batch put it.
 
-Redis away: the limiter's pacer waits for it (bounded, see `_redis_wait_seconds`) rather than
+Redis away: the limiter's pacer waits for it (bounded, see `redis_wait_seconds`) rather than
 failing the batch. Whatever interrupts a batch's sending (Redis away for longer, a bug, a time
 limit), the messages that were never handed to Meta go back to `pending` at once, untried; those
 that were settle by Meta's answers, or as uncertain when none came (`SentBatch.results`).
@@ -41,12 +45,12 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection, connections, transaction
 from django.db.models import Min
 from django.utils import timezone
 
@@ -54,7 +58,7 @@ from bulksend.liveness import DrainHeartbeat
 from bulksend.models import BulkSend, BulkSendStatus
 from bulksend.operations import bulk_send_cancel_leftovers
 from bulksend.quota import WINDOW
-from bulksend.sending import BatchSender, SendingLoop, SentBatch
+from bulksend.sending import BatchSender, SendingLoop, SentBatch, redis_wait_seconds
 from messaging.delivery import (
     ClaimedMessage,
     DeliveryResult,
@@ -173,15 +177,6 @@ class _QuotaGate:
         return (oldest + WINDOW) if oldest is not None else now + timedelta(minutes=1)
 
 
-def _redis_wait_seconds() -> float:
-    """How long a batch waits for an unreachable Redis before giving back what it has not sent.
-
-    At most half a lease: a batch that waited and then sends must finish well inside its lease,
-    or the reaper could hand its messages to another drain while it still sends them.
-    """
-    return float(min(settings.DELIVERY_REDIS_WAIT_SECONDS, settings.DELIVERY_LEASE_SECONDS / 2))
-
-
 @dataclass(slots=True)
 class _Claimed:
     batch: list[ClaimedMessage]
@@ -202,10 +197,14 @@ class _Drain:
         )
         self.loop = SendingLoop()
         self.sender = BatchSender(
-            bulk_send, self.loop, get_rate_limiter(), redis_wait=_redis_wait_seconds()
+            bulk_send, self.loop, get_rate_limiter(), redis_wait=redis_wait_seconds()
         )
         self.upcoming: _Claimed | None = None  # claimed, not handed to the sender yet
         self.in_flight: SentBatch | None = None  # handed to the sender, not settled yet
+        # Settling runs in a thread of its own too, one batch after another, so that this thread
+        # claims the next batch meanwhile: the sender never waits for both.
+        self.settler = ThreadPoolExecutor(max_workers=1, thread_name_prefix="drain-settling")
+        self.settling: Future[None] | None = None  # the batch handed to the settling thread last
         self.loop.start()  # last: `close()` is what stops it
 
     def run(self) -> None:
@@ -235,8 +234,10 @@ class _Drain:
                 if stopping:
                     # Halted, cancelled or finished by another drain meanwhile. What the last
                     # batch sent back to `pending` after a cancel is cancelled now.
+                    self._settled()
                     bulk_send_cancel_leftovers(self.bulk_send_id)
                 if self.in_flight is None:
+                    self._settled()
                     return
                 continue
             if finished.error is not None:
@@ -246,12 +247,14 @@ class _Drain:
                     self.report.more_work = True
                     return
                 raise finished.error
-            self._settle(finished)
+            self._settle_later(finished)
             if halting is not None:
+                self._settled()
                 bulk_send_halt(self.bulk_send_id, halting)
                 self.report.halted = halting.code
                 return
             if stopping:
+                self._settled()
                 bulk_send_cancel_leftovers(self.bulk_send_id)
                 return
 
@@ -308,18 +311,9 @@ class _Drain:
             [r for r, o in zip(results, outcomes, strict=True) if o is not None],
             [o for o in outcomes if o is not None],
         )
-        tally = Counter(result.outcome for result in results)
-        fields = {
-            "bulk_send_id": str(self.bulk_send_id),
-            "phone_number_id": self.phone_number_id,
-            "sent": tally[Settle.SENT],
-            "failed": tally[Settle.FAILED],
-            "retried": tally[Settle.RETRY],
-            "uncertain": tally[Settle.UNCERTAIN],
-            "not_tried": tally[Settle.RELEASE],
-            # Requests handed to Meta per second of the batch's sending, limiter waits included.
-            "rate": round(sent.handed_over / sent.seconds, 1) if sent.seconds > 0 else 0.0,
-        }
+        fields = sent.summary(
+            results, bulk_send_id=self.bulk_send_id, phone_number_id=self.phone_number_id
+        )
         logger.info(
             "Send %(bulk_send_id)s, number %(phone_number_id)s: %(sent)d sent, %(failed)d "
             "failed, %(retried)d retried, %(uncertain)d uncertain, %(not_tried)d not tried; "
@@ -328,14 +322,29 @@ class _Drain:
             extra=fields,
         )
 
+    def _settle_later(self, sent: SentBatch) -> None:
+        """Settle `sent` in the settling thread, after the batch before it; raise what settling
+        the batch before it raised (this one is settled all the same)."""
+        before, self.settling = self.settling, self.settler.submit(self._settle, sent)
+        if before is not None:
+            before.result()
+
+    def _settled(self) -> None:
+        """Wait until every batch handed to the settling thread is settled; raise what failed."""
+        settling, self.settling = self.settling, None
+        if settling is not None:
+            settling.result()
+
     def _settle_interrupted(self, sent: SentBatch) -> None:
-        """`_settle` for a batch whose sending was cut short or never started.
+        """Settle, and wait for it, a batch whose sending was cut short or never started.
 
         A failure here is logged, not raised over what cut the batch short: the leases and the
         reaper still hold.
         """
+        self._settle_interrupted_wait()
         try:
-            self._settle(sent)
+            self._settle_later(sent)
+            self._settled()
         except Exception:
             logger.exception(
                 "Cannot settle the interrupted batch (%s); its leases will", sent.error
@@ -345,7 +354,8 @@ class _Drain:
             logger.warning("Batch interrupted (%s)", sent.error)
 
     def close(self) -> None:
-        """Stop sending; settle what is in flight or claimed (after an error), close the loop."""
+        """Stop sending; settle what is in flight or claimed (after an error); close the threads
+        (the settling thread's database connection with it)."""
         self.sender.stop.set()
         try:
             if self.in_flight is not None:
@@ -353,8 +363,20 @@ class _Drain:
                 self._settle_interrupted(self.in_flight)
                 self.in_flight = None
             self._release_upcoming()
+            self._settle_interrupted_wait()
         finally:
-            self.loop.close()
+            try:
+                self.loop.close()
+            finally:
+                self.settler.submit(connections.close_all).result()
+                self.settler.shutdown()
+
+    def _settle_interrupted_wait(self) -> None:
+        """After an error: wait for the settling thread; a failure there is logged, not raised."""
+        try:
+            self._settled()
+        except Exception:
+            logger.exception("Cannot settle a batch; its leases will")
 
 
 def bulk_send_drain(bulk_send_id: uuid.UUID, *, budget_seconds: float | None = None) -> DrainReport:

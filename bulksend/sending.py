@@ -4,9 +4,8 @@ A drain waits on three things in turn: Meta (and, paced, the limiter) while it s
 PostgreSQL while it settles that batch and claims the next. Done one after the other, every settle
 and claim is a pause in sending: paced, the number's rate is lost for that long; unpaced, the
 connections stand idle. So the batches go out from an event loop running in a thread of its own
-(`SendingLoop`), and the drain's thread settles batch N and claims batch N+2 while batch N+1 is
-sent (bulksend.drain). Both threads mostly wait on sockets (Meta's, PostgreSQL's, Redis's), which
-release the GIL, so they overlap well on one core.
+(`SendingLoop`) while batch N is settled and batch N+2 claimed (bulksend.drain). The threads
+mostly wait on sockets (Meta's, PostgreSQL's, Redis's), which release the GIL.
 
 One batch is sent at a time: the next is submitted once the one before has finished, so the
 requests in flight never exceed DELIVERY_CONCURRENCY, and what Meta said of batch N (a halt) is
@@ -21,6 +20,7 @@ import logging
 import random
 import threading
 import time
+from collections import Counter
 from collections.abc import Coroutine
 from datetime import datetime, timedelta
 from typing import Any
@@ -82,6 +82,15 @@ def result_for(message: ClaimedMessage, outcome: SendOutcome, now: datetime) -> 
     return DeliveryResult(
         message.id, Settle.FAILED, error_code=error.code, error_message=error.text
     )
+
+
+def redis_wait_seconds() -> float:
+    """How long a batch waits for an unreachable Redis before giving back what it has not sent.
+
+    At most half a lease: a batch that waited and then sends must finish well inside its lease,
+    or the reaper could hand its messages to another drain while it still sends them.
+    """
+    return float(min(settings.DELIVERY_REDIS_WAIT_SECONDS, settings.DELIVERY_LEASE_SECONDS / 2))
 
 
 class SendingLoop:
@@ -155,6 +164,23 @@ class SentBatch:
             else:
                 results.append(DeliveryResult(message.id, Settle.RELEASE))
         return results
+
+    def summary(
+        self, results: list[DeliveryResult], *, bulk_send_id: object, phone_number_id: str
+    ) -> dict[str, Any]:
+        """The batch's line in the drain's log, as fields (JSON logs keep them apart)."""
+        tally = Counter(result.outcome for result in results)
+        return {
+            "bulk_send_id": str(bulk_send_id),
+            "phone_number_id": phone_number_id,
+            "sent": tally[Settle.SENT],
+            "failed": tally[Settle.FAILED],
+            "retried": tally[Settle.RETRY],
+            "uncertain": tally[Settle.UNCERTAIN],
+            "not_tried": tally[Settle.RELEASE],
+            # Requests handed to Meta per second of the batch's sending, limiter waits included.
+            "rate": round(self.handed_over / self.seconds, 1) if self.seconds > 0 else 0.0,
+        }
 
     def halting(self) -> GraphError | None:
         """Meta's error that halts the send (an invalid token, a blocked account), if it came."""
