@@ -4,7 +4,7 @@ the most requests in any 1-second window, on a quiet machine and with busy loops
     .venv/bin/python bench/drain_pacing.py [--quick] [--rounds N] [--seconds S]
         [--busy-loops 0,2] [--save-records DIR]
 
-Target (DESIGN.md, "Speed"): within 2% of the number's rate, and never above it in any 1-second
+Target: within 2% of the number's rate, and never above it in any 1-second
 window, also while busy loops hold the cores.
 
 The number at 80/s (pacing on), the sandbox with no rate so it records whatever comes, two Celery

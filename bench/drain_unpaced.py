@@ -3,7 +3,7 @@ aiohttp client sending the same messages to the same sandbox in the same run.
 
     .venv/bin/python bench/drain_unpaced.py [--rounds N] [--recipients N] [--configs 1x1,2x1,2x2]
 
-Targets (DESIGN.md, "Speed"): at least 1,000 messages/s end to end on a 2-core machine, and at
+Targets: at least 1,000 messages/s end to end on a 2-core machine, and at
 least 0.9 of the bare client's rate in the same run.
 
 The number is made unlimited (portfolio tier TIER_UNLIMITED, 1,000/s, so the drain's batch is
