@@ -38,9 +38,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
-import psycopg
 import requests
-from psycopg import sql
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script, the project's packages are not on the path
@@ -51,6 +49,7 @@ from bench.support import (  # noqa: E402
     add_service_arguments,
     baseline_connection,
     bench_env,
+    database_drop,
     django_setup,
     gunicorn,
     print_table,
@@ -305,21 +304,6 @@ def parse_args() -> argparse.Namespace:
         parser, database="mindo_bench_reads", database_variable="BENCH_READS_DATABASE_URL"
     )
     return parser.parse_args()
-
-
-def database_drop(database_url: str) -> None:
-    from django.conf import settings
-    from django.db import connections
-
-    if settings.configured:  # an interrupted run may not have come that far
-        connections.close_all()
-    server = urlsplit(database_url)._replace(path="/postgres", scheme="postgresql").geturl()
-    with psycopg.connect(server, autocommit=True) as connection:
-        name = urlsplit(database_url).path.lstrip("/")
-        connection.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
-    print(f"dropped database {name}")
 
 
 def main() -> None:

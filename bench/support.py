@@ -15,9 +15,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 import psycopg
+from psycopg import sql
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = "welcome_message"
@@ -186,3 +188,19 @@ def stop_process_group(process: subprocess.Popen[bytes]) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=5)
+
+
+def database_drop(database_url: str) -> None:
+    """Drop a bench's own database (closing Django's connections to it first)."""
+    from django.conf import settings
+    from django.db import connections
+
+    if settings.configured:  # an interrupted run may not have come that far
+        connections.close_all()
+    server = urlsplit(database_url)._replace(path="/postgres", scheme="postgresql").geturl()
+    with psycopg.connect(server, autocommit=True) as connection:
+        name = urlsplit(database_url).path.lstrip("/")
+        connection.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+    print(f"dropped database {name}")
