@@ -35,10 +35,11 @@ from datetime import datetime, timedelta
 import orjson
 import redis
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Min
 from django.utils import timezone
 
+from bulksend.admission import QuotaGate
 from bulksend.lifecycle import (
     batch_settle,
     bulk_send_cancel_leftovers,
@@ -48,10 +49,9 @@ from bulksend.lifecycle import (
 )
 from bulksend.liveness import DrainHeartbeat
 from bulksend.models import BulkSend, BulkSendStatus
-from bulksend.quota import WINDOW, window_room_frees_at
 from messaging.delivery import ClaimedMessage, DeliveryResult, Settle, messages_claim
 from messaging.models import Message, MessageStatus, callback_data_for
-from messaging.ratelimit import AsyncPacer, LimiterUnavailable, get_rate_limiter
+from messaging.ratelimit import AsyncPacer, LimiterUnavailable, RateLimiter, get_rate_limiter
 from meta.graph import (
     AsyncGraphClient,
     ErrorClass,
@@ -63,8 +63,7 @@ from meta.graph import (
 from meta.template_message import MissingVariableError, template_message_body
 from mindo import metrics
 from mindo.meta_client import async_graph_client
-from templates_app.models import PhoneNumber
-from templates_app.shapes import template_shape
+from templates_app.shapes import TemplateShape, template_shape
 
 logger = logging.getLogger(__name__)
 
@@ -115,56 +114,41 @@ def _result_for(message: ClaimedMessage, outcome: SendOutcome, now: datetime) ->
     )
 
 
-class _QuotaGate:
-    """Admits claimed messages within the portfolio's moving 24 h unique-recipient window."""
-
-    def __init__(self, number: PhoneNumber) -> None:
-        self.account_id = number.business_account_id
-        self.limit = number.business_account.quota_total
-
-    def admit(self, claimed: list[ClaimedMessage], now: datetime) -> list[ClaimedMessage]:
-        """Keep the messages that fit; put the others back until the window frees room.
-
-        Runs in the claim's transaction under a per-portfolio lock, so two workers cannot both
-        spend the last room.
-        """
-        if self.limit is None or not claimed:
-            return claimed
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [self.account_id])
-        claimed_ids = [message.id for message in claimed]
-        window = Message.objects.filter(business_account_id=self.account_id).exclude(
-            id__in=claimed_ids
+def message_request(
+    message: ClaimedMessage, shape: TemplateShape, phone_number_id: str, access_token: str
+) -> SendRequest | SendOutcome:
+    """The Graph request of one claimed message, or the failure of a message that cannot be
+    built (only a template edited after the message was accepted gets there)."""
+    try:
+        body = template_message_body(
+            to_e164=message.recipient_phone,
+            template=shape,
+            variables=message.variables,
+            button_variables=message.button_variables,
+            callback_data=callback_data_for(message.id),
         )
-        in_window = window.filter(sent_at__gte=now - WINDOW) | window.filter(
-            status=MessageStatus.SENDING
+    except MissingVariableError as error:
+        unsendable = GraphError(
+            code="unsendable",
+            message=str(error),
+            details=None,
+            http_status=None,
+            error_class=ErrorClass.FAIL,
         )
-        phones = [message.recipient_phone for message in claimed]
-        already = set(
-            in_window.filter(recipient_phone__in=phones).values_list("recipient_phone", flat=True)
-        )
-        room = self.limit - in_window.values("recipient_phone").distinct().count()
-        admitted: list[ClaimedMessage] = []
-        waiting: list[ClaimedMessage] = []
-        for message in claimed:
-            if message.recipient_phone in already:
-                admitted.append(message)
-            elif room > 0:
-                room -= 1
-                already.add(message.recipient_phone)
-                admitted.append(message)
-            else:
-                waiting.append(message)
-        if waiting:
-            # Waiting for the window is not an attempt: released, not retried.
-            frees_at = window_room_frees_at(
-                account_id=self.account_id, overflow=1, total=self.limit, now=now
-            )
-            batch_settle(
-                [DeliveryResult(m.id, Settle.RELEASE, retry_at=frees_at) for m in waiting],
-                now=now,
-            )
-        return admitted
+        return SendOutcome(None, unsendable)
+    return SendRequest(phone_number_id, access_token, orjson.dumps(body))
+
+
+def number_slow_down_if_told(
+    limiter: RateLimiter, phone_number_id: str, outcomes: list[SendOutcome]
+) -> None:
+    """Meta says this number goes too fast (130429): every sender of it slows down, not just the
+    one that was told."""
+    if any(o.error is not None and o.error.code == RATE_LIMIT_HIT for o in outcomes):
+        try:
+            limiter.slow_down(phone_number_id, RATE_LIMIT_PAUSE_SECONDS)
+        except redis.RedisError as error:
+            logger.warning("Cannot slow number %s down: %s", phone_number_id, error)
 
 
 class _Sender:
@@ -188,25 +172,7 @@ class _Sender:
         self.before_send = self.pacer.wait if settings.DELIVERY_PACING else None
 
     def _request(self, message: ClaimedMessage) -> SendRequest | SendOutcome:
-        try:
-            body = template_message_body(
-                to_e164=message.recipient_phone,
-                template=self.shape,
-                variables=message.variables,
-                button_variables=message.button_variables,
-                callback_data=callback_data_for(message.id),
-            )
-        except MissingVariableError as error:
-            # Only a template edited after the send was accepted can get here.
-            unsendable = GraphError(
-                code="unsendable",
-                message=str(error),
-                details=None,
-                http_status=None,
-                error_class=ErrorClass.FAIL,
-            )
-            return SendOutcome(None, unsendable)
-        return SendRequest(self.phone_number_id, self.access_token, orjson.dumps(body))
+        return message_request(message, self.shape, self.phone_number_id, self.access_token)
 
     async def send(self, batch: list[ClaimedMessage], progress: SendProgress) -> list[SendOutcome]:
         """The outcome of each message of `batch`, in order.
@@ -233,12 +199,7 @@ class _Sender:
                 progress.handed_over[position] = sent.handed_over[index]
                 progress.outcomes[position] = sent.outcomes[index]
         outcomes = [outcome for outcome in progress.outcomes if outcome is not None]
-        if any(o.error is not None and o.error.code == RATE_LIMIT_HIT for o in outcomes):
-            # Meta says this number goes too fast: every worker slows down, not just this one.
-            try:
-                self.limiter.slow_down(self.phone_number_id, RATE_LIMIT_PAUSE_SECONDS)
-            except redis.RedisError as error:
-                logger.warning("Cannot slow number %s down: %s", self.phone_number_id, error)
+        number_slow_down_if_told(self.limiter, self.phone_number_id, outcomes)
         return outcomes
 
 
@@ -303,7 +264,7 @@ def bulk_send_drain(bulk_send_id: uuid.UUID, *, budget_seconds: float | None = N
     bulk_send = BulkSend.objects.select_related(
         "template", "phone_number", "phone_number__business_account"
     ).get(pk=bulk_send_id)
-    gate = _QuotaGate(bulk_send.phone_number)
+    gate = QuotaGate(bulk_send.phone_number)
     deadline = time.monotonic() + (budget_seconds or settings.DELIVERY_DRAIN_SECONDS)
     batch_size = min(
         settings.DELIVERY_BATCH_SIZE, max(bulk_send.phone_number.throughput_per_second * 2, 1)
