@@ -30,6 +30,7 @@ from tests.delivery_support import (
     wait_for,
     webhook_url_fixture,  # noqa: F401
 )
+from tests.spec_shapes import SEND_MESSAGE_KEYS
 
 SEND_URL = "/api/v1/meta-templates/send/"
 MESSAGES_URL = "/api/v1/meta-templates/messages/"
@@ -71,14 +72,7 @@ def test_it_answers_200_with_the_page_body_key_for_key(
 
     assert response.status_code == 200, response.content
     body = response.json()
-    assert list(body) == [
-        "success",
-        "message_id",
-        "template_name",
-        "recipient_phone",
-        "status",
-        "sent_at",
-    ]
+    assert list(body) == SEND_MESSAGE_KEYS
     [(wamid, meta_body)] = scripted_meta.accepted
     assert body["success"] is True
     assert body["message_id"] == wamid
