@@ -1,4 +1,5 @@
-"""Accepting a bulk send: validate against the template, store every message, enqueue the wake-up.
+"""Accepting a bulk send: validate against the template, store every message, enqueue the wake-up;
+and writing a single send (POST send/, sent by its own request: bulksend.single).
 
 The send and all its messages are written in one transaction, the messages with COPY (a 100,000
 recipient send is one round trip, not 100,000 INSERTs), so a request either leaves a complete
