@@ -156,10 +156,12 @@ def gunicorn(
     *,
     options: tuple[str, ...] = (),
     timeout: int = 60,
+    port: int = 0,
 ) -> Iterator[str]:
-    """Run gunicorn serving `app` in its own process group (sync workers, `options` added); yield
-    its base URL; always stop it. A worker is killed after `timeout` seconds on one request."""
-    port = free_port()
+    """Run gunicorn serving `app` in its own process group (sync workers, `options` added) on
+    `port` (any free one when 0); yield its base URL; always stop it. A worker is killed after
+    `timeout` seconds on one request."""
+    port = port or free_port()
     args = [
         *(sys.executable, "-m", "gunicorn", app),
         *("--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--worker-class", "sync"),

@@ -76,7 +76,7 @@ class BulkSendAdmin(admin.ModelAdmin):
         "pending",
     ]
     list_display_links = ["template_and_organization"]
-    list_filter = ["status", "created_at", "organization"]
+    list_filter = ["status", "kind", "created_at", "organization"]
     list_select_related = ["organization", "template", "phone_number"]
     date_hierarchy = "created_at"
     search_fields = ["id"]
@@ -92,6 +92,7 @@ class BulkSendAdmin(admin.ModelAdmin):
                     "template",
                     "phone_number",
                     "created_by",
+                    "kind",
                     "status",
                     "status_reason",
                     "halted_at",

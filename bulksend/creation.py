@@ -1,4 +1,5 @@
-"""Accepting a bulk send: validate against the template, store every message, enqueue the wake-up.
+"""Accepting a bulk send: validate against the template, store every message, enqueue the wake-up;
+and writing a single send (POST send/, sent by its own request: bulksend.single).
 
 The send and all its messages are written in one transaction, the messages with COPY (a 100,000
 recipient send is one round trip, not 100,000 INSERTs), so a request either leaves a complete
@@ -10,13 +11,14 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import orjson
 from django.contrib.auth.models import User
 from django.db import connection, transaction
 from django.utils import timezone
 
-from bulksend.models import BulkSend
+from bulksend.models import BulkSend, BulkSendKind, BulkSendStatus
 from bulksend.quota import QuotaInfo, estimate_minutes, queued_ahead, quota_for_send
 from bulksend.recipients import (
     Recipient,
@@ -24,7 +26,8 @@ from bulksend.recipients import (
     deduplicate,
     raise_for_recipient_errors,
 )
-from messaging.models import Message
+from messaging.delivery import ClaimedMessage
+from messaging.models import Message, MessageStatus
 from mindo import metrics
 from mindo.celery import app as celery_app
 from mindo.errors import NotFoundError, field_error
@@ -52,7 +55,7 @@ class BulkSendAccepted:
     quota: QuotaInfo
 
 
-def _phone_number_get(*, organization: Organization, phone_number_id: str) -> PhoneNumber:
+def phone_number_get(*, organization: Organization, phone_number_id: str) -> PhoneNumber:
     number = (
         PhoneNumber.objects.select_related("business_account")
         .filter(business_account__organization=organization, phone_number_id=phone_number_id)
@@ -63,7 +66,7 @@ def _phone_number_get(*, organization: Organization, phone_number_id: str) -> Ph
     return number
 
 
-def _template_get(*, number: PhoneNumber, name: str, language: str) -> MessageTemplate:
+def template_get(*, number: PhoneNumber, name: str, language: str) -> MessageTemplate:
     template = MessageTemplate.objects.filter(
         business_account=number.business_account, name=name, language=language
     ).first()
@@ -136,8 +139,8 @@ def bulk_send_create(
     4. In one transaction: the send, its messages, its quota figures and its estimate.
     5. After commit, enqueue the wake-up for the workers.
     """
-    number = _phone_number_get(organization=organization, phone_number_id=phone_number_id)
-    template = _template_get(number=number, name=template_name, language=language)
+    number = phone_number_get(organization=organization, phone_number_id=phone_number_id)
+    template = template_get(number=number, name=template_name, language=language)
     raise_for_recipient_errors(
         check_against_template(
             recipients,
@@ -178,3 +181,51 @@ def bulk_send_create(
         transaction.on_commit(lambda: bulk_send_enqueue(bulk_send))
     metrics.send_accepted(recipients=len(unique))
     return BulkSendAccepted(bulk_send=bulk_send, quota=quota)
+
+
+def single_send_create(
+    *,
+    organization: Organization,
+    created_by: User | None,
+    number: PhoneNumber,
+    template: MessageTemplate,
+    recipient: Recipient,
+    lease_seconds: float,
+    now: datetime,
+) -> tuple[BulkSend, ClaimedMessage]:
+    """A single send and its one message, in the caller's transaction.
+
+    The send is born PROCESSING and its message born claimed (`sending`, attempt 1, with a
+    lease) by the request that sends it: no worker is woken, and should the request die before
+    it settles, the reaper treats the message as any worker's lost lease.
+    """
+    bulk_send = BulkSend.objects.create(
+        organization=organization,
+        phone_number=number,
+        template=template,
+        created_by=created_by,
+        kind=BulkSendKind.SINGLE,
+        status=BulkSendStatus.PROCESSING,
+        started_at=now,
+        submitted_recipients=1,
+        unique_recipients=1,
+        pending_count=1,
+    )
+    message = Message.objects.create(
+        bulk_send=bulk_send,
+        business_account_id=number.business_account_id,
+        recipient_phone=recipient.phone,
+        variables=recipient.variables,
+        button_variables=recipient.button_variables,
+        status=MessageStatus.SENDING,
+        attempts=1,
+        lease_expires_at=now + timedelta(seconds=lease_seconds),
+    )
+    claimed = ClaimedMessage(
+        id=message.pk,
+        recipient_phone=recipient.phone,
+        variables=recipient.variables,
+        button_variables=recipient.button_variables,
+        attempts=1,
+    )
+    return bulk_send, claimed

@@ -50,10 +50,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.conf import settings
-from django.db import connection, connections, transaction
+from django.db import connections, transaction
 from django.db.models import Min
 from django.utils import timezone
 
+from bulksend.admission import QuotaGate
 from bulksend.lifecycle import (
     batch_settle,
     bulk_send_cancel_leftovers,
@@ -63,13 +64,11 @@ from bulksend.lifecycle import (
 )
 from bulksend.liveness import DrainHeartbeat
 from bulksend.models import BulkSend, BulkSendStatus
-from bulksend.quota import WINDOW, window_room_frees_at
 from bulksend.sending import BatchSender, SendingLoop, SentBatch, redis_wait_seconds
-from messaging.delivery import ClaimedMessage, DeliveryResult, Settle, messages_claim
+from messaging.delivery import ClaimedMessage, messages_claim
 from messaging.models import Message, MessageStatus
 from messaging.ratelimit import LimiterUnavailable, get_rate_limiter
 from mindo import metrics
-from templates_app.models import PhoneNumber
 
 logger = logging.getLogger(__name__)
 
@@ -89,58 +88,6 @@ class DrainReport:
             self.outcomes[key] = self.outcomes.get(key, 0) + count
 
 
-class _QuotaGate:
-    """Admits claimed messages within the portfolio's moving 24 h unique-recipient window."""
-
-    def __init__(self, number: PhoneNumber) -> None:
-        self.account_id = number.business_account_id
-        self.limit = number.business_account.quota_total
-
-    def admit(self, claimed: list[ClaimedMessage], now: datetime) -> list[ClaimedMessage]:
-        """Keep the messages that fit; put the others back until the window frees room.
-
-        Runs in the claim's transaction under a per-portfolio lock, so two workers cannot both
-        spend the last room.
-        """
-        if self.limit is None or not claimed:
-            return claimed
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [self.account_id])
-        claimed_ids = [message.id for message in claimed]
-        window = Message.objects.filter(business_account_id=self.account_id).exclude(
-            id__in=claimed_ids
-        )
-        in_window = window.filter(sent_at__gte=now - WINDOW) | window.filter(
-            status=MessageStatus.SENDING
-        )
-        phones = [message.recipient_phone for message in claimed]
-        already = set(
-            in_window.filter(recipient_phone__in=phones).values_list("recipient_phone", flat=True)
-        )
-        room = self.limit - in_window.values("recipient_phone").distinct().count()
-        admitted: list[ClaimedMessage] = []
-        waiting: list[ClaimedMessage] = []
-        for message in claimed:
-            if message.recipient_phone in already:
-                admitted.append(message)
-            elif room > 0:
-                room -= 1
-                already.add(message.recipient_phone)
-                admitted.append(message)
-            else:
-                waiting.append(message)
-        if waiting:
-            # Waiting for the window is not an attempt: released, not retried.
-            frees_at = window_room_frees_at(
-                account_id=self.account_id, overflow=1, total=self.limit, now=now
-            )
-            batch_settle(
-                [DeliveryResult(m.id, Settle.RELEASE, retry_at=frees_at) for m in waiting],
-                now=now,
-            )
-        return admitted
-
-
 @dataclass(slots=True)
 class _Claimed:
     batch: list[ClaimedMessage]
@@ -155,7 +102,7 @@ class _Drain:
         self.phone_number_id = bulk_send.phone_number.phone_number_id
         self.report = report
         self.deadline = deadline
-        self.gate = _QuotaGate(bulk_send.phone_number)
+        self.gate = QuotaGate(bulk_send.phone_number)
         self.batch_size = min(
             settings.DELIVERY_BATCH_SIZE, max(bulk_send.phone_number.throughput_per_second * 2, 1)
         )

@@ -21,9 +21,21 @@ class BulkSendStatus(models.TextChoices):
 ACTIVE_STATUSES = (BulkSendStatus.QUEUED, BulkSendStatus.PROCESSING)
 
 
+class BulkSendKind(models.TextChoices):
+    """BULK: accepted by send-bulk and drained by the workers. SINGLE: one message sent within its
+    request by POST send/ (bulksend.single); the bulk-send endpoints do not list it."""
+
+    BULK = "BULK"
+    SINGLE = "SINGLE"
+
+
 class BulkSendQuerySet(models.QuerySet["BulkSend"]):
     def for_organization(self, organization_id: int) -> BulkSendQuerySet:
         return self.filter(organization_id=organization_id)
+
+    def bulk(self) -> BulkSendQuerySet:
+        """What the bulk-send endpoints show: single sends are not theirs."""
+        return self.filter(kind=BulkSendKind.BULK)
 
     def with_api_relations(self) -> BulkSendQuerySet:
         return self.select_related("template", "phone_number", "created_by")
@@ -56,6 +68,12 @@ class BulkSend(models.Model):
     )
     status = models.CharField(
         max_length=16, choices=BulkSendStatus.choices, default=BulkSendStatus.QUEUED
+    )
+    kind = models.CharField(
+        max_length=8,
+        choices=BulkSendKind.choices,
+        default=BulkSendKind.BULK,
+        db_default=BulkSendKind.BULK,
     )
     task_id = models.CharField(max_length=64, blank=True)
     submitted_recipients = models.PositiveIntegerField(default=0)

@@ -36,7 +36,7 @@ from messaging.ratelimit import AsyncPacer, RateLimiter
 from meta.graph import ErrorClass, GraphError, SendOutcome, SendProgress, SendRequest
 from meta.template_message import MissingVariableError, template_message_body
 from mindo.meta_client import async_graph_client
-from templates_app.shapes import template_shape
+from templates_app.shapes import TemplateShape, template_shape
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +73,43 @@ def result_for(message: ClaimedMessage, outcome: SendOutcome, now: datetime) -> 
     return DeliveryResult(
         message.id, Settle.FAILED, error_code=error.code, error_message=error.text
     )
+
+
+def message_request(
+    message: ClaimedMessage, shape: TemplateShape, phone_number_id: str, access_token: str
+) -> SendRequest | SendOutcome:
+    """The Graph request of one claimed message, or the failure of a message that cannot be
+    built (only a template edited after the message was accepted gets there)."""
+    try:
+        body = template_message_body(
+            to_e164=message.recipient_phone,
+            template=shape,
+            variables=message.variables,
+            button_variables=message.button_variables,
+            callback_data=callback_data_for(message.id),
+        )
+    except MissingVariableError as error:
+        unsendable = GraphError(
+            code="unsendable",
+            message=str(error),
+            details=None,
+            http_status=None,
+            error_class=ErrorClass.FAIL,
+        )
+        return SendOutcome(None, unsendable)
+    return SendRequest(phone_number_id, access_token, orjson.dumps(body))
+
+
+def number_slow_down_if_told(
+    limiter: RateLimiter, phone_number_id: str, outcomes: list[SendOutcome]
+) -> None:
+    """Meta says this number goes too fast (130429): every sender of it slows down, not just the
+    one that was told."""
+    if any(o.error is not None and o.error.code == RATE_LIMIT_HIT for o in outcomes):
+        try:
+            limiter.slow_down(phone_number_id, RATE_LIMIT_PAUSE_SECONDS)
+        except redis.RedisError as error:
+            logger.warning("Cannot slow number %s down: %s", phone_number_id, error)
 
 
 def redis_wait_seconds() -> float:
@@ -212,25 +249,7 @@ class BatchSender:
         return sent
 
     def _request(self, message: ClaimedMessage) -> SendRequest | SendOutcome:
-        try:
-            body = template_message_body(
-                to_e164=message.recipient_phone,
-                template=self.shape,
-                variables=message.variables,
-                button_variables=message.button_variables,
-                callback_data=callback_data_for(message.id),
-            )
-        except MissingVariableError as error:
-            # Only a template edited after the send was accepted can get here.
-            unsendable = GraphError(
-                code="unsendable",
-                message=str(error),
-                details=None,
-                http_status=None,
-                error_class=ErrorClass.FAIL,
-            )
-            return SendOutcome(None, unsendable)
-        return SendRequest(self.phone_number_id, self.access_token, orjson.dumps(body))
+        return message_request(message, self.shape, self.phone_number_id, self.access_token)
 
     async def _send(self, sent: SentBatch) -> None:
         """Fill `sent.progress` as requests go out and answers come back."""
@@ -256,11 +275,6 @@ class BatchSender:
                 progress.handed_over[position] = requested.handed_over[index]
                 progress.outcomes[position] = requested.outcomes[index]
             sent.seconds = time.monotonic() - started
-        if any(
-            o.error is not None and o.error.code == RATE_LIMIT_HIT for o in requested.outcomes if o
-        ):
-            # Meta says this number goes too fast: every worker slows down, not just this one.
-            try:
-                self.limiter.slow_down(self.phone_number_id, RATE_LIMIT_PAUSE_SECONDS)
-            except redis.RedisError as error:
-                logger.warning("Cannot slow number %s down: %s", self.phone_number_id, error)
+        number_slow_down_if_told(
+            self.limiter, self.phone_number_id, [o for o in requested.outcomes if o]
+        )

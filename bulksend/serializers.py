@@ -1,4 +1,4 @@
-"""Request and response shapes of the bulk-send endpoints, exactly as the contract shows them."""
+"""Request and response shapes of the send endpoints, exactly as the contract shows them."""
 
 from __future__ import annotations
 
@@ -214,3 +214,70 @@ class BulkSendMessageSerializer(serializers.ModelSerializer[Message]):
 
     def get_variables_used(self, message: Message) -> dict[str, str]:
         return in_template_order(message.variables, self.context.get("template_variables", []))
+
+
+# --- POST send/: one message ---------------------------------------------------------------
+
+# The recipient checks name a recipient's fields; this endpoint names them at the top level.
+_FIELD_NAMES = {"phone": "recipient_phone"}
+
+
+@extend_schema_field(serializers.DictField(child=serializers.CharField()))
+class ParametersField(serializers.Field):
+    """An object of strings, checked with the recipients' rules (bulksend.recipients), which keep
+    a number as the client wrote it."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        return data
+
+    def to_representation(self, value: Any) -> Any:
+        return value
+
+
+class SendMessageRequestSerializer(serializers.Serializer):
+    phone_number_id = serializers.CharField(max_length=64)
+    template_name = serializers.CharField(max_length=512)
+    language = serializers.CharField(max_length=16, default="es")
+    # Not trimmed: a phone with spaces is refused, as the contract asks for none.
+    recipient_phone = serializers.CharField(
+        max_length=32,
+        trim_whitespace=False,
+        help_text="International E.164, no spaces: +5491112345678",
+    )
+    variables = ParametersField(required=False, help_text="Exactly the template's variables.")
+    button_variables = ParametersField(
+        required=False,
+        help_text="`button_<index>` to the button's one variable (URL suffix, payload, code).",
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        """The recipient as send-bulk checks one, its errors under this endpoint's field names."""
+
+        def item(data: dict[str, Any]) -> dict[str, Any]:
+            return {
+                "phone": attrs["recipient_phone"],
+                "variables": data.get("variables"),
+                "button_variables": data.get("button_variables"),
+            }
+
+        recipients, errors = parse_recipients(
+            [item(attrs)], lambda: [item(request_data_exact(self.context["request"]))]
+        )
+        if errors:
+            raise serializers.ValidationError(
+                {_FIELD_NAMES.get(name, name): problems for name, problems in errors["0"].items()}
+            )
+        attrs["recipient"] = recipients[0]
+        return attrs
+
+
+class SendMessageResultSerializer(serializers.Serializer):
+    success = serializers.BooleanField()
+    message_id = serializers.CharField(
+        help_text="Meta's wamid; while `status` is `pending`, a reference the message lookup "
+        "accepts until Meta's webhook brings the wamid."
+    )
+    template_name = serializers.CharField()
+    recipient_phone = serializers.CharField()
+    status = serializers.CharField(help_text="`sent`, or `pending` (answered 202).")
+    sent_at = serializers.DateTimeField(allow_null=True)

@@ -5,6 +5,7 @@ from django.urls import path
 from bulksend import views
 
 urlpatterns = [
+    path("send/", views.SendMessageView.as_view(), name="send-message"),
     path("send-bulk/", views.SendBulkView.as_view(), name="send-bulk"),
     path("bulk-sends/", views.BulkSendListView.as_view(), name="bulk-send-list"),
     path(

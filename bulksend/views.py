@@ -1,4 +1,4 @@
-"""The bulk-send endpoints: parse, call one function, serialize."""
+"""The send endpoints: parse, call one function, serialize."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from rest_framework.views import APIView
 
 from bulksend.creation import bulk_send_create
 from bulksend.filters import BulkSendFilter, MessageFilter
-from bulksend.models import BulkSend
+from bulksend.models import BulkSend, BulkSendKind
 from bulksend.quota import with_queued_ahead
 from bulksend.serializers import (
     EMPTY_RECIPIENTS,
@@ -25,13 +25,16 @@ from bulksend.serializers import (
     BulkSendMessageSerializer,
     SendBulkAcceptedSerializer,
     SendBulkRequestSerializer,
+    SendMessageRequestSerializer,
+    SendMessageResultSerializer,
 )
+from bulksend.single import single_send
 from messaging.models import Message
 from mindo.exceptions import ContractError
 from mindo.pagination import PageByKeysPaginator, PageNumberPagination
 from mindo.schema import DETAIL_BODY, ERROR_BODY
 from mindo.tenancy import request_api_key, request_organization
-from mindo.throttling import SEND_SCOPE
+from mindo.throttling import SEND_SCOPE, SINGLE_SCOPE
 
 
 class SendBulkView(APIView):
@@ -70,13 +73,15 @@ class SendBulkView(APIView):
 
 def _bulk_send_get(request: Request, bulk_send_id: str, sends: QuerySet[BulkSend]) -> BulkSend:
     """The caller's send among `sends` (which say what comes with it in the same query), or 404
-    alike for a malformed id, an unknown one or another's."""
+    alike for a malformed id, an unknown one, another's or a single send's."""
     try:
         key = uuid.UUID(bulk_send_id)
     except ValueError:
         raise NotFound() from None
     organization = request_organization(request)
-    bulk_send = sends.filter(organization_id=organization.pk, pk=key).first()
+    bulk_send = sends.filter(
+        organization_id=organization.pk, pk=key, kind=BulkSendKind.BULK
+    ).first()
     if bulk_send is None:
         raise NotFound()
     return bulk_send
@@ -91,7 +96,7 @@ class BulkSendListView(generics.ListAPIView[BulkSend]):
             return BulkSend.objects.none()
         organization = request_organization(self.request)
         # A list item shows the template and the number, not the creator.
-        sends = BulkSend.objects.for_organization(organization.pk)
+        sends = BulkSend.objects.for_organization(organization.pk).bulk()
         return sends.select_related("template", "phone_number")
 
 
@@ -157,3 +162,48 @@ class BulkSendMessagesView(generics.ListAPIView[Message]):
         status_filter = self.request.query_params.get("status") or None
         self.known_count = self.bulk_send.message_count(status_filter)
         return filtered
+
+
+class SendMessageView(APIView):
+    """One template message, sent within the request (bulksend.single)."""
+
+    required_scope = "send"
+    throttle_scope = SINGLE_SCOPE
+
+    @extend_schema(
+        operation_id="send_message",
+        request=SendMessageRequestSerializer,
+        responses={
+            200: SendMessageResultSerializer,
+            202: OpenApiResponse(
+                SendMessageResultSerializer,
+                description="Meta may have taken the message but its answer never came: "
+                "`status` is `pending`, and Meta's webhook settles it.",
+            ),
+            400: OpenApiResponse(
+                description="Field errors by name, or Meta's refusal of the message "
+                "(`error` and `meta_error`)."
+            ),
+            401: ERROR_BODY,
+            404: ERROR_BODY,
+            429: ERROR_BODY,
+            502: OpenApiResponse(description="Meta failed (`error` and `meta_error`)."),
+            503: ERROR_BODY,
+        },
+    )
+    def post(self, request: Request) -> Response:
+        serializer = SendMessageRequestSerializer(data=request.data, context={"request": request})
+        if not serializer.is_valid():
+            return Response(serializer.errors, status=status.HTTP_400_BAD_REQUEST)
+        data = serializer.validated_data
+        api_key = request_api_key(request)
+        result = single_send(
+            organization=api_key.organization,
+            created_by=api_key.user,
+            phone_number_id=data["phone_number_id"],
+            template_name=data["template_name"],
+            language=data["language"],
+            recipient=data["recipient"],
+        )
+        answer = status.HTTP_200_OK if result.settled else status.HTTP_202_ACCEPTED
+        return Response(SendMessageResultSerializer(result).data, status=answer)

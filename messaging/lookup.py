@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from django.db.models import OuterRef, Subquery
 
-from messaging.models import Contact, Message
+from messaging.models import Contact, Message, message_id_from_callback_data
 from mindo.errors import AccessDeniedError, NotFoundError
 from mindo.models import Organization
 
@@ -23,7 +23,8 @@ class MessageLookup:
 
 def message_get_by_wamid(*, organization: Organization, wamid: str) -> MessageLookup:
     """The message with `wamid`: NotFoundError when nobody has it, AccessDeniedError when another
-    organization does.
+    organization does. `wamid` may also be the reference a single send answered with while Meta's
+    answer was unknown (its `biz_opaque_callback_data`): it finds that message, wamid or not.
 
     One query: the message, its send and template, and the caller's contact with its phone.
     """
@@ -35,13 +36,17 @@ def message_get_by_wamid(*, organization: Organization, wamid: str) -> MessageLo
     contact = Contact.objects.filter(
         organization_id=organization.pk, phone=OuterRef("recipient_phone")
     )
+    message_ref = message_id_from_callback_data(wamid)
+    if message_ref is None:
+        found = Message.objects.filter(wamid=wamid)
+    else:
+        found = Message.objects.filter(pk=message_ref)
     message = (
-        Message.objects.select_related("bulk_send", "bulk_send__template")
+        found.select_related("bulk_send", "bulk_send__template")
         .annotate(
             recipient_contact_id=Subquery(contact.values("id")),
             recipient_contact_name=Subquery(contact.values("name")),
         )
-        .filter(wamid=wamid)
         .first()
     )
     if message is None:

@@ -38,3 +38,34 @@ class InvalidFieldsError(DomainError):
 def field_error(field: str, message: str) -> InvalidFieldsError:
     """The error of one field with one message."""
     return InvalidFieldsError({field: [message]})
+
+
+class RateLimitedError(DomainError):
+    """Not now: a limit is reached (the portfolio's 24 h quota, the number's throughput).
+    `retry_after_seconds` is when trying again can succeed, when it is known."""
+
+    def __init__(self, message: str, *, retry_after_seconds: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds
+
+
+class MetaError(DomainError):
+    """Meta refused a message or did not answer for it; `code` and `meta_message` are Meta's
+    error code and text (or the client's own code for an answer that never came)."""
+
+    def __init__(self, message: str, *, code: str, meta_message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.meta_message = meta_message
+
+
+class MetaRefusedError(MetaError):
+    """Meta refused this message as it was asked for: sending it again would fail alike."""
+
+
+class MetaUnavailableError(MetaError):
+    """Meta failed (its error, our credentials, no answer): not the request's fault."""
+
+
+class ServiceUnavailableError(DomainError):
+    """A part of the service itself (Redis) cannot be reached; trying again shortly may work."""

@@ -14,7 +14,17 @@ from django.db import InterfaceError, OperationalError
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
-from mindo.errors import AccessDeniedError, DomainError, InvalidFieldsError, NotFoundError
+from mindo.errors import (
+    AccessDeniedError,
+    DomainError,
+    InvalidFieldsError,
+    MetaError,
+    MetaRefusedError,
+    MetaUnavailableError,
+    NotFoundError,
+    RateLimitedError,
+    ServiceUnavailableError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +45,10 @@ DATABASE_UNAVAILABLE_ERRORS = (OperationalError, InterfaceError)
 DOMAIN_ERROR_STATUSES: dict[type[DomainError], int] = {
     NotFoundError: status.HTTP_404_NOT_FOUND,
     AccessDeniedError: status.HTTP_403_FORBIDDEN,
+    RateLimitedError: status.HTTP_429_TOO_MANY_REQUESTS,
+    MetaRefusedError: status.HTTP_400_BAD_REQUEST,
+    MetaUnavailableError: status.HTTP_502_BAD_GATEWAY,
+    ServiceUnavailableError: status.HTTP_503_SERVICE_UNAVAILABLE,
 }
 
 
@@ -73,7 +87,14 @@ def domain_error_response(error: DomainError) -> Response | None:
         return Response(error.errors, status=status.HTTP_400_BAD_REQUEST)
     for error_class, error_status in DOMAIN_ERROR_STATUSES.items():
         if isinstance(error, error_class):
-            return Response({"error": error.message}, status=error_status)
+            body: dict[str, Any] = {"error": error.message}
+            if isinstance(error, MetaError):
+                # Meta's own code and text, for the client's logs and Meta's documentation.
+                body["meta_error"] = {"code": error.code, "message": error.meta_message}
+            response = Response(body, status=error_status)
+            if isinstance(error, RateLimitedError) and error.retry_after_seconds is not None:
+                response["Retry-After"] = str(max(1, error.retry_after_seconds))
+            return response
     return None
 
 

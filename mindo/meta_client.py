@@ -22,6 +22,9 @@ def graph_config() -> GraphConfig:
     )
 
 
-def async_graph_client() -> AsyncGraphClient:
-    """A client for template sends whose every request lands in `mindo_graph_request_seconds`."""
-    return AsyncGraphClient(graph_config(), observe_seconds=metrics.GRAPH_REQUEST_SECONDS.observe)
+def async_graph_client(*, timeout: float | None = None) -> AsyncGraphClient:
+    """A client for template sends whose every request lands in `mindo_graph_request_seconds`;
+    `timeout` (seconds, a whole call) overrides META_HTTP_TIMEOUT_SECONDS."""
+    return AsyncGraphClient(
+        graph_config(), timeout=timeout, observe_seconds=metrics.GRAPH_REQUEST_SECONDS.observe
+    )

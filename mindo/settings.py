@@ -158,9 +158,11 @@ BULK_SEND_MAX_RECIPIENTS = env.int("BULK_SEND_MAX_RECIPIENTS", default=100_000)
 # About 320 bytes a recipient at the maximum, so a full send with long variables still fits.
 API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=32 * 1024 * 1024)
 API_PAGE_SIZE_MAX = env.int("API_PAGE_SIZE_MAX", default=100)
-# Requests per API key (N/s, N/min, N/hour or N/day): POST send-bulk, and everything else.
+# Requests per API key (N/s, N/min, N/hour or N/day): POST send-bulk, reads, POST send/.
 API_THROTTLE_SEND_RATE = env.str("API_THROTTLE_SEND_RATE", default="60/min")
 API_THROTTLE_READ_RATE = env.str("API_THROTTLE_READ_RATE", default="1200/min")
+# POST send/ (one message each): a key may keep a number at Meta's standard 80 messages a second.
+API_THROTTLE_SINGLE_RATE = env.str("API_THROTTLE_SINGLE_RATE", default="6000/min")
 # Writing last_used_at on every request would turn each read into a write.
 API_KEY_LAST_USED_RESOLUTION_SECONDS = env.int("API_KEY_LAST_USED_RESOLUTION_SECONDS", default=60)
 # A key that authenticated is not looked up again by the same process for this long, so a revoked
@@ -198,6 +200,13 @@ DELIVERY_MAX_ATTEMPTS = env.int("DELIVERY_MAX_ATTEMPTS", default=5)
 DELIVERY_RETRY_BASE_SECONDS = env.float("DELIVERY_RETRY_BASE_SECONDS", default=2.0)
 DELIVERY_RETRY_MAX_SECONDS = env.float("DELIVERY_RETRY_MAX_SECONDS", default=300.0)
 DELIVERY_DEFER_SECONDS = env.int("DELIVERY_DEFER_SECONDS", default=4 * 60 * 60)
+
+# A single send (POST send/) goes out within its request, so every wait in it is bounded: the
+# number's permit, each call to Meta, and the retries of a retryable error (bulksend.single).
+SINGLE_SEND_PERMIT_WAIT_SECONDS = env.float("SINGLE_SEND_PERMIT_WAIT_SECONDS", default=2.0)
+SINGLE_SEND_META_TIMEOUT_SECONDS = env.float("SINGLE_SEND_META_TIMEOUT_SECONDS", default=5.0)
+SINGLE_SEND_MAX_ATTEMPTS = env.int("SINGLE_SEND_MAX_ATTEMPTS", default=3)
+SINGLE_SEND_RETRY_SECONDS = env.float("SINGLE_SEND_RETRY_SECONDS", default=0.25)
 
 # Meta's webhooks: the token of the subscription handshake and the app secret that signs bodies.
 META_VERIFY_TOKEN = (

@@ -1,7 +1,8 @@
 """Requests per API key and scope, counted in Redis so that every web server shares the count.
 
-Each key has two budgets: `send` (POST send-bulk, which writes a whole send) and `read`
-(everything else), at API_THROTTLE_SEND_RATE and API_THROTTLE_READ_RATE. A budget is a fixed
+Each key has three budgets: `send` (POST send-bulk, which writes a whole send), `single` (POST
+send/, one message) and `read` (everything else), at API_THROTTLE_SEND_RATE,
+API_THROTTLE_SINGLE_RATE and API_THROTTLE_READ_RATE. A budget is a fixed
 window: one Redis counter per key, scope and window, incremented atomically and expiring with
 its window. The price of so simple a counter is the window's edge, where a client may spend two
 budgets in a short time; per key, that is harmless. Throttling protects the service but is not
@@ -26,6 +27,7 @@ from mindo.models import ApiKey
 logger = logging.getLogger(__name__)
 
 SEND_SCOPE = "send"
+SINGLE_SCOPE = "single"
 READ_SCOPE = "read"
 KEY_PREFIX = "mindo:throttle:"
 # A request waits at most this long for Redis before it is let through unthrottled.

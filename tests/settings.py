@@ -28,6 +28,7 @@ MIDDLEWARE = [m for m in MIDDLEWARE if m != "whitenoise.middleware.WhiteNoiseMid
 # Tests call the API far faster than any client may; tests/test_throttling.py lowers these.
 API_THROTTLE_SEND_RATE = "1000000/min"
 API_THROTTLE_READ_RATE = "1000000/min"
+API_THROTTLE_SINGLE_RATE = "1000000/min"
 # The suite runs as production does (DEBUG off), so it needs secrets that production accepts:
 # tests import mindo.wsgi, which refuses the development ones.
 SECRET_KEY = "tests-only-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"

@@ -36,3 +36,13 @@ SEND_LIST_ITEM_KEYS = [
     "created_at",
     "completed_at",
 ]
+
+# POST send/'s 200 body, in the page's order (more/send-message.md).
+SEND_MESSAGE_KEYS = [
+    "success",
+    "message_id",
+    "template_name",
+    "recipient_phone",
+    "status",
+    "sent_at",
+]

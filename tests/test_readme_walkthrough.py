@@ -95,11 +95,10 @@ def provision_demo(env: dict[str, str]) -> dict[str, Any]:
     return demo
 
 
-def start_meta_sandbox(env: dict[str, str], log_dir: Path, webhook_url: str) -> SandboxProcess:
+def sandbox_configure(sandbox: SandboxProcess, webhook_url: str) -> None:
     """The sandbox as `./dev up` runs it: its defaults (80/s a number, `delivered` after 1 s,
     `read` after 3 s for half, 9999 fails), posting its webhooks to the service. Its catalog is
     empty until `demo` registers the demo's account, number and templates with it."""
-    sandbox = SandboxProcess(env, log_dir)
     sandbox.control(
         "config",
         {
@@ -111,7 +110,6 @@ def start_meta_sandbox(env: dict[str, str], log_dir: Path, webhook_url: str) -> 
             "fail_suffix": "9999",
         },
     )
-    return sandbox
 
 
 class BashSession:
@@ -186,12 +184,15 @@ def service(delivery_redis: redis.Redis, tmp_path: Path) -> Iterator[Service]:
     at the end, the worker first."""
     forget_broker(delivery_redis)
     env = process_env()
-    web = GunicornProcess(tmp_path)
-    base = f"http://127.0.0.1:{web.port}"
     sandbox: SandboxProcess | None = None
+    web: GunicornProcess | None = None
     worker: CeleryWorker | None = None
     try:
-        sandbox = start_meta_sandbox(env, tmp_path, f"{base}/webhooks/meta/")
+        # The web server sends too (POST send/), to the sandbox, as `./dev up`'s does.
+        sandbox = SandboxProcess(env, tmp_path)
+        web = GunicornProcess(tmp_path, {"META_GRAPH_URL": sandbox.url})
+        base = f"http://127.0.0.1:{web.port}"
+        sandbox_configure(sandbox, f"{base}/webhooks/meta/")
         demo = provision_demo({**env, "META_GRAPH_URL": sandbox.url})
         assert demo["phone_number_id"] == DEMO_NUMBER
         worker_env = {**env, "META_GRAPH_URL": sandbox.url, "CELERY_TASK_ALWAYS_EAGER": "false"}
@@ -203,7 +204,8 @@ def service(delivery_redis: redis.Redis, tmp_path: Path) -> Iterator[Service]:
             worker.kill()
         if sandbox is not None:
             sandbox.stop()
-        web.stop()
+        if web is not None:
+            web.stop()
         forget_broker(delivery_redis)
 
 
@@ -264,6 +266,7 @@ def test_every_step_of_the_readme_walkthrough_works_as_written(
         "post_status() {",
         '"$API/messages/$WAMID/"',
         "hub.challenge=123",
+        "$API/send/",
         "TRIAL=$(",
         "/bulk-sends/$TRIAL_ID/",
     ]
@@ -280,6 +283,7 @@ def test_every_step_of_the_readme_walkthrough_works_as_written(
         play_meta,
         lookup_again,
         handshake,
+        send_one,
         trial,
         follow_trial,
     ) = blocks
@@ -349,6 +353,16 @@ def test_every_step_of_the_readme_walkthrough_works_as_written(
 
     # Meta's subscription handshake answers the challenge.
     assert bash.run(handshake).strip() == "123"
+
+    # One message, sent within the request: the page's 200 body, and the lookup finds its wamid.
+    single = answer(bash.run(send_one))
+    single_example = examples[blocks.index(send_one)]
+    same_shape(single, single_example)
+    for field in ("success", "template_name", "recipient_phone", "status"):
+        assert single[field] == single_example[field], field
+    lookup_single = f'curl -s "$API/messages/{single["message_id"]}/" -H "X-API-Key: $KEY"'
+    found = answer(bash.run(lookup_single))
+    assert found["meta_message_id"] == single["message_id"]
 
     # The 10,000-recipient trial fits the demo's quota after all of the above, and goes out.
     assert answer(bash.run(trial)) == {

@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from tests.spec_shapes import DETAIL_KEYS
+from tests.spec_shapes import DETAIL_KEYS, SEND_MESSAGE_KEYS
 
 PATHS = {
+    "/api/v1/meta-templates/send/": "post",
     "/api/v1/meta-templates/send-bulk/": "post",
     "/api/v1/meta-templates/bulk-sends/": "get",
     "/api/v1/meta-templates/bulk-sends/{bulk_send_id}/": "get",
@@ -44,7 +45,7 @@ def test_it_is_an_openapi_3_document(schema: dict[str, Any]) -> None:
     assert schema["info"]["title"]
 
 
-def test_it_lists_the_five_paths_with_their_methods(schema: dict[str, Any]) -> None:
+def test_it_lists_the_api_paths_with_their_methods(schema: dict[str, Any]) -> None:
     assert {path: sorted(ops) for path, ops in schema["paths"].items() if "/api/v1/" in path} == {
         path: [method] for path, method in PATHS.items()
     }
@@ -125,3 +126,11 @@ def test_it_serves_the_swagger_ui(client: Client, db: None) -> None:
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/html")
     assert b"swagger" in response.content.lower()
+
+
+def test_it_describes_the_200_of_send_with_the_spec_fields(schema: dict[str, Any]) -> None:
+    sent = response_schema(schema, "/api/v1/meta-templates/send/", "post", "200")
+    assert list(sent["properties"]) == SEND_MESSAGE_KEYS
+    body = schema["paths"]["/api/v1/meta-templates/send/"]["post"]["requestBody"]
+    request = resolve(schema, body["content"]["application/json"]["schema"])
+    assert set(request["required"]) == {"phone_number_id", "template_name", "recipient_phone"}
