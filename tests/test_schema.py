@@ -16,6 +16,7 @@ PATHS = {
     "/api/v1/meta-templates/bulk-sends/{bulk_send_id}/": "get",
     "/api/v1/meta-templates/bulk-sends/{bulk_send_id}/messages/": "get",
     "/api/v1/meta-templates/messages/{wamid}/": "get",
+    "/api/v1/contact-lookup/": "get",
 }
 
 
@@ -44,7 +45,7 @@ def test_it_is_an_openapi_3_document(schema: dict[str, Any]) -> None:
     assert schema["info"]["title"]
 
 
-def test_it_lists_the_five_paths_with_their_methods(schema: dict[str, Any]) -> None:
+def test_it_lists_every_path_with_its_methods(schema: dict[str, Any]) -> None:
     assert {path: sorted(ops) for path, ops in schema["paths"].items() if "/api/v1/" in path} == {
         path: [method] for path, method in PATHS.items()
     }
@@ -125,3 +126,31 @@ def test_it_serves_the_swagger_ui(client: Client, db: None) -> None:
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/html")
     assert b"swagger" in response.content.lower()
+
+
+def test_it_describes_the_contact_lookup_with_the_pages_keys(schema: dict[str, Any]) -> None:
+    found = response_schema(schema, "/api/v1/contact-lookup/", "get", "200")
+    nullable_contact = found["properties"]["contact"]
+    contact = resolve(schema, nullable_contact["allOf"][0])
+    [phone] = schema["paths"]["/api/v1/contact-lookup/"]["get"]["parameters"]
+
+    assert list(found["properties"]) == [
+        "found",
+        "contact",
+        "hasReplied",
+        "lastReplyAt",
+        "sessionWindowActive",
+        "sessionExpiresAt",
+    ]
+    assert list(contact["properties"]) == [
+        "id",
+        "fullName",
+        "phone",
+        "email",
+        "contactListId",
+        "contactListName",
+        "source",
+        "createdAt",
+    ]
+    assert nullable_contact["nullable"] is True
+    assert (phone["name"], phone["in"], phone["required"]) == ("phone", "query", True)
