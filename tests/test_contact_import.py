@@ -1,14 +1,17 @@
-"""Importing contacts from CSV: the admin's action and `import_contacts`, errors by line."""
+"""Contacts by hand, from CSV (the admin's action and `import_contacts`, errors by line) and
+from the demo."""
 
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
 from django.test import Client
+from rest_framework.test import APIClient
 
 from messaging.contact_import import contacts_import
 from messaging.models import Contact, ContactList, ContactSource
@@ -195,3 +198,23 @@ def test_the_admin_refuses_a_list_of_another_organization(
 
     assert response.status_code == 200
     assert Contact.objects.count() == 0
+
+
+def test_the_demo_provisions_the_lookup_pages_contact_once(db: None) -> None:
+    call_command("demo", "--json", stdout=io.StringIO(), stderr=io.StringIO())
+    out = io.StringIO()
+    call_command("demo", "--json", stdout=out, stderr=io.StringIO())
+    client = APIClient()
+    client.credentials(HTTP_X_API_KEY=json.loads(out.getvalue())["api_key"])
+
+    body = client.get("/api/v1/contact-lookup/", {"phone": "5492235961983"}).json()
+
+    assert body["found"] is True
+    assert {k: body["contact"][k] for k in ("fullName", "phone", "email", "contactListName")} == {
+        "fullName": "Juan Perez",
+        "phone": "+5492235961983",
+        "email": "juan@ejemplo.com",
+        "contactListName": "Lista Principal",
+    }
+    assert Contact.objects.count() == 1
+    assert ContactList.objects.count() == 1

@@ -264,6 +264,7 @@ def test_every_step_of_the_readme_walkthrough_works_as_written(
         "post_status() {",
         '"$API/messages/$WAMID/"',
         "hub.challenge=123",
+        "/contact-lookup/?phone=",
         "TRIAL=$(",
         "/bulk-sends/$TRIAL_ID/",
     ]
@@ -280,6 +281,7 @@ def test_every_step_of_the_readme_walkthrough_works_as_written(
         play_meta,
         lookup_again,
         handshake,
+        contact_lookup,
         trial,
         follow_trial,
     ) = blocks
@@ -349,6 +351,14 @@ def test_every_step_of_the_readme_walkthrough_works_as_written(
 
     # Meta's subscription handshake answers the challenge.
     assert bash.run(handshake).strip() == "123"
+
+    # The demo's contact, found by the page's example spelling of its phone.
+    contact = answer(bash.run(contact_lookup))
+    same_shape(contact, examples[9])
+    assert contact["found"] is True
+    assert contact["contact"]["phone"] == examples[9]["contact"]["phone"]
+    assert contact["contact"]["fullName"] == examples[9]["contact"]["fullName"]
+    assert contact["contact"]["contactListName"] == examples[9]["contact"]["contactListName"]
 
     # The 10,000-recipient trial fits the demo's quota after all of the above, and goes out.
     assert answer(bash.run(trial)) == {

@@ -38,6 +38,16 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
+        migrations.AlterField(
+            model_name="contact",
+            name="organization",
+            field=models.ForeignKey(
+                db_index=False,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="contacts",
+                to="mindo.organization",
+            ),
+        ),
         migrations.AddField(
             model_name="contact",
             name="email",
