@@ -36,3 +36,23 @@ SEND_LIST_ITEM_KEYS = [
     "created_at",
     "completed_at",
 ]
+
+CONTACT_LOOKUP_KEYS = [
+    "found",
+    "contact",
+    "hasReplied",
+    "lastReplyAt",
+    "sessionWindowActive",
+    "sessionExpiresAt",
+]
+
+CONTACT_KEYS = [
+    "id",
+    "fullName",
+    "phone",
+    "email",
+    "contactListId",
+    "contactListName",
+    "source",
+    "createdAt",
+]

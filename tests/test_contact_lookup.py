@@ -12,26 +12,9 @@ from messaging.contacts import DEFAULT_CONTACT_LIST_NAME
 from messaging.models import Contact, ContactList, ContactSource, InboundMessage
 from tests import meta_payloads as meta
 from tests.conftest import Tenant, TickingClock
+from tests.spec_shapes import CONTACT_KEYS, CONTACT_LOOKUP_KEYS
 
 URL = "/api/v1/contact-lookup/"
-CONTACT_KEYS = [
-    "id",
-    "fullName",
-    "phone",
-    "email",
-    "contactListId",
-    "contactListName",
-    "source",
-    "createdAt",
-]
-LOOKUP_KEYS = [
-    "found",
-    "contact",
-    "hasReplied",
-    "lastReplyAt",
-    "sessionWindowActive",
-    "sessionExpiresAt",
-]
 # Every spelling of the page's table, plus what a `+` left unencoded in a query string becomes.
 PAGE_FORMATS = [
     "+5492235961983",
@@ -93,7 +76,7 @@ def test_the_page_example_body_key_for_key_with_its_types(
 
     body = lookup(tenant, "5492235961983")
 
-    assert list(body) == LOOKUP_KEYS
+    assert list(body) == CONTACT_LOOKUP_KEYS
     assert list(body["contact"]) == CONTACT_KEYS
     assert body == {
         "found": True,
@@ -174,7 +157,7 @@ def test_a_contact_who_never_replied_has_no_window(tenant: Tenant) -> None:
     body = lookup(tenant, "+5492235961983")
 
     assert body["found"] is True
-    assert {key: body[key] for key in LOOKUP_KEYS[2:]} == {
+    assert {key: body[key] for key in CONTACT_LOOKUP_KEYS[2:]} == {
         "hasReplied": False,
         "lastReplyAt": None,
         "sessionWindowActive": False,

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from tests.spec_shapes import DETAIL_KEYS
+from tests.spec_shapes import CONTACT_KEYS, CONTACT_LOOKUP_KEYS, DETAIL_KEYS
 
 PATHS = {
     "/api/v1/meta-templates/send-bulk/": "post",
@@ -134,23 +134,7 @@ def test_it_describes_the_contact_lookup_with_the_pages_keys(schema: dict[str, A
     contact = resolve(schema, nullable_contact["allOf"][0])
     [phone] = schema["paths"]["/api/v1/contact-lookup/"]["get"]["parameters"]
 
-    assert list(found["properties"]) == [
-        "found",
-        "contact",
-        "hasReplied",
-        "lastReplyAt",
-        "sessionWindowActive",
-        "sessionExpiresAt",
-    ]
-    assert list(contact["properties"]) == [
-        "id",
-        "fullName",
-        "phone",
-        "email",
-        "contactListId",
-        "contactListName",
-        "source",
-        "createdAt",
-    ]
+    assert list(found["properties"]) == CONTACT_LOOKUP_KEYS
+    assert list(contact["properties"]) == CONTACT_KEYS
     assert nullable_contact["nullable"] is True
     assert (phone["name"], phone["in"], phone["required"]) == ("phone", "query", True)
