@@ -112,10 +112,27 @@ def print_table(headers: list[str], rows: list[list[str]]) -> None:
     sys.stdout.flush()
 
 
+_PORTS_GIVEN: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A free port: the first of BENCH_PORTS (`low-high`) when set, so benches sharing a machine
+    stay in their own ranges; else any the system gives."""
+    low, _, high = os.environ.get("BENCH_PORTS", "").partition("-")
+    candidates = range(int(low), int(high) + 1) if low and high else [0]
+    for port in candidates:
+        # A port handed out a moment ago may not be bound yet by the server it was given to.
+        if port in _PORTS_GIVEN:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            given = int(sock.getsockname()[1])
+            _PORTS_GIVEN.add(given)
+            return given
+    sys.exit(f"no free port in BENCH_PORTS={os.environ['BENCH_PORTS']}")
 
 
 def add_service_arguments(

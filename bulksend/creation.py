@@ -26,8 +26,9 @@ from bulksend.recipients import (
     deduplicate,
     raise_for_recipient_errors,
 )
+from messaging.contacts import contacts_from_send
 from messaging.delivery import ClaimedMessage
-from messaging.models import Message, MessageStatus
+from messaging.models import ContactSource, Message, MessageStatus
 from mindo import metrics
 from mindo.celery import app as celery_app
 from mindo.errors import NotFoundError, field_error
@@ -136,7 +137,8 @@ def bulk_send_create(
     1. Resolve the number and the template within the caller's organization (404s, 400).
     2. Check every recipient's variables against the template, by the client's index.
     3. Deduplicate by phone, keeping the first occurrence.
-    4. In one transaction: the send, its messages, its quota figures and its estimate.
+    4. In one transaction: the send, its messages, a contact for each recipient the organization
+       has none for, its quota figures and its estimate.
     5. After commit, enqueue the wake-up for the workers.
     """
     number = phone_number_get(organization=organization, phone_number_id=phone_number_id)
@@ -163,6 +165,9 @@ def bulk_send_create(
             pending_count=len(unique),
         )
         _copy_messages(bulk_send, unique)
+        contacts_from_send(
+            organization_id=organization.pk, bulk_send_id=bulk_send.pk, source=ContactSource.API
+        )
         # Concurrent sends of one portfolio take their quota figures one after the other.
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [number.business_account_id])
@@ -220,6 +225,10 @@ def single_send_create(
         status=MessageStatus.SENDING,
         attempts=1,
         lease_expires_at=now + timedelta(seconds=lease_seconds),
+    )
+    # The recipient becomes a contact as a bulk send's do.
+    contacts_from_send(
+        organization_id=organization.pk, bulk_send_id=bulk_send.pk, source=ContactSource.API
     )
     claimed = ClaimedMessage(
         id=message.pk,

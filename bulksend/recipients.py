@@ -12,14 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import phonenumbers
-
 from meta.components import TemplateButton
 from mindo.errors import InvalidFieldsError
 from mindo.parsers import JSONFloat
+from mindo.phones import is_e164
 
-# International E.164: a `+`, a country code that does not start with 0, at most 15 digits.
-E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 # `button_<index>` exactly: no leading zero (button_00 would be a second key for button 0), and
 # used with fullmatch (`$` would also match before a trailing newline).
 BUTTON_KEY = re.compile(r"button_(0|[1-9][0-9]?)")
@@ -106,55 +103,15 @@ def _string_map(
     return clean
 
 
-def _is_valid_number(phone: str) -> bool:
-    """Whether `phone` (already `+` and digits) is a possible number written exactly in E.164.
-
-    Building the number from its country code skips `phonenumbers.parse`, three quarters of the
-    cost of a 100,000-recipient send. Country codes are prefix-free, so the first match is the one.
-    A national part starting with 0 goes the slow way: only some countries (Italy) keep the 0 in
-    E.164, and a trunk prefix (+49 0...) is not E.164 even when `parse` would forgive it.
-    """
-    digits = phone[1:]
-    for length in (1, 2, 3):
-        country_code = int(digits[:length])
-        if country_code not in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
-            continue
-        national = digits[length:]
-        if not national or national.startswith("0"):
-            return _is_exact_e164(phone)
-        number = phonenumbers.PhoneNumber(country_code=country_code, national_number=int(national))
-        return _is_possible(number)
-    return False
-
-
-def _is_possible(number: phonenumbers.PhoneNumber) -> bool:
-    """A full-length number for its country. Possible, not "valid": validity also checks the
-    number ranges a carrier has been allocated, which `phonenumbers` learns months late (it
-    refuses the contract's own +5491199887766); Meta is the judge of whether a number exists."""
-    reason = phonenumbers.is_possible_number_with_reason(number)
-    return bool(reason == phonenumbers.ValidationResult.IS_POSSIBLE)
-
-
-def _is_exact_e164(phone: str) -> bool:
-    try:
-        number = phonenumbers.parse(phone, None)
-    except phonenumbers.NumberParseException:
-        return False
-    canonical = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-    return _is_possible(number) and canonical == phone
-
-
 def _phone_problem(phone: Any, checked: dict[str, bool]) -> str | None:
     """Why `phone` is not a valid E.164 number, or None. `checked` remembers verdicts by phone."""
     if phone is None:
         return NOT_NULL
     if not isinstance(phone, str):
         return NOT_A_STRING
-    if not E164.fullmatch(phone):
-        return INVALID_PHONE
     valid = checked.get(phone)
     if valid is None:
-        valid = checked[phone] = _is_valid_number(phone)
+        valid = checked[phone] = is_e164(phone)
     return None if valid else INVALID_PHONE
 
 
@@ -172,8 +129,8 @@ def parse_recipients(
     """Check each recipient's shape; return the clean ones and the errors by index.
 
     1. Shape: an object with a string `phone` and optional objects of strings.
-    2. Phone: E.164 by pattern first (cheap), then by `phonenumbers` (country and length rules),
-       once per distinct phone, so duplicates cost nothing.
+    2. Phone: exactly E.164 (`mindo.phones`: pattern, then country and length rules), once per
+       distinct phone, so duplicates cost nothing.
     3. Numbers: a recipient holding a float as orjson read it (maybe rounded) takes its values
        from `exact_items()`, the same list parsed with exact numbers, asked for once and only
        then; without it, RoundedNumber is raised.

@@ -21,6 +21,7 @@ from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 from django.utils.functional import cached_property
 
+from messaging.contact_admin import ContactForm
 from messaging.models import Contact, Message
 
 # What an operator types to find a number: digits, maybe a `+`, maybe written with separators.
@@ -171,8 +172,18 @@ class MessageAdmin(admin.ModelAdmin):
 
 @admin.register(Contact)
 class ContactAdmin(admin.ModelAdmin):
-    list_display = ["phone", "name", "organization", "created_at"]
-    list_filter = ["organization"]
-    list_select_related = ["organization"]
-    search_fields = ["^phone", "name"]
+    form = ContactForm
+    list_display = [
+        "phone",
+        "name",
+        "email",
+        "contact_list",
+        "source",
+        "organization",
+        "created_at",
+    ]
+    list_filter = ["source", "organization"]
+    list_select_related = ["organization", "contact_list"]
+    search_fields = ["^phone", "name", "email"]
     readonly_fields = ["created_at"]
+    autocomplete_fields = ["contact_list"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Now
+from django.utils import timezone
 from django.utils.crypto import constant_time_compare, salted_hmac
 
 from meta.webhook_payload import (
@@ -14,13 +15,70 @@ from meta.webhook_payload import (
 )
 
 
-class Contact(models.Model):
+class ContactList(models.Model):
+    """A named group of an organization's contacts. Each organization has one default list,
+    made when first needed, where contacts that arrive without one go (a send's recipients, an
+    inbound message's sender)."""
+
     organization = models.ForeignKey(
-        "mindo.Organization", on_delete=models.CASCADE, related_name="contacts"
+        "mindo.Organization", on_delete=models.CASCADE, related_name="contact_lists"
+    )
+    name = models.CharField(max_length=200)
+    is_default = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "name"], name="contact_list_unique_name_per_organization"
+            ),
+            models.UniqueConstraint(
+                fields=["organization"],
+                condition=Q(is_default=True),
+                name="contact_list_one_default_per_organization",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ContactSource(models.TextChoices):
+    """How a contact came to be: it wrote to us, a send reached it, or a person added it."""
+
+    ORGANIC = "organic"
+    API = "api"
+    ADMIN = "admin"
+    IMPORT = "import"
+
+
+class Contact(models.Model):
+    """One per phone within an organization, in one of its lists.
+
+    The phone is E.164 as `mindo.phones.phone_normalize` writes it, so any spelling of the number
+    finds the same row.
+    """
+
+    # No index of its own: the (organization, phone) constraint's leads with it, and every index
+    # less is one less entry per contact a 100,000-recipient send makes.
+    organization = models.ForeignKey(
+        "mindo.Organization", on_delete=models.CASCADE, related_name="contacts", db_index=False
+    )
+    # Null only for rows written outside the service's own paths (every path sets a list).
+    contact_list = models.ForeignKey(
+        ContactList, on_delete=models.PROTECT, related_name="contacts", null=True
     )
     phone = models.CharField(max_length=20, help_text="E.164, e.g. +5491112345678")
-    name = models.CharField(max_length=200, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    # The full name; null when nobody told us (a send's recipient).
+    name = models.CharField("full name", max_length=200, null=True, blank=True)
+    email = models.EmailField(max_length=254, null=True, blank=True)
+    source = models.CharField(
+        max_length=16,
+        choices=ContactSource.choices,
+        default=ContactSource.ADMIN,
+        db_default=ContactSource.ADMIN,
+    )
+    created_at = models.DateTimeField(default=timezone.now, db_default=Now())
 
     class Meta:
         constraints = [
@@ -30,7 +88,39 @@ class Contact(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.name} {self.phone}".strip()
+        return f"{self.name or ''} {self.phone}".strip()
+
+
+class InboundMessage(models.Model):
+    """A message a person sent to one of the organization's numbers, as Meta's webhook carried
+    it: what tells whether a contact replied and whether their 24 h session window is open."""
+
+    # Meta's id of the message: a redelivered webhook records nothing twice.
+    wamid = models.CharField(max_length=WAMID_MAX_LENGTH, unique=True)
+    organization = models.ForeignKey(
+        "mindo.Organization", on_delete=models.CASCADE, related_name="+"
+    )
+    phone_number = models.ForeignKey(
+        "templates_app.PhoneNumber", on_delete=models.CASCADE, related_name="+"
+    )
+    # The sender, E.164.
+    from_phone = models.CharField(max_length=20)
+    message_type = models.CharField(max_length=32)
+    text = models.TextField(blank=True)
+    # Meta's time of the message, never later than when its webhook was received.
+    sent_at = models.DateTimeField()
+    received_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        indexes = [
+            # A contact's latest message: one index entry, read backwards.
+            models.Index(
+                fields=["organization", "from_phone", "-sent_at"], name="inbound_sender_latest"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.from_phone} {self.message_type} {self.sent_at:%Y-%m-%d %H:%M:%S}"
 
 
 class MessageStatus(models.TextChoices):

@@ -1,4 +1,4 @@
-"""The wamid lookup's body, exactly as the contract shows it."""
+"""The wamid lookup's and the contact lookup's bodies, exactly as the contract shows them."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from typing import Any
 
 from rest_framework import serializers
 
+from messaging.contacts import ContactLookup
 from messaging.lookup import MessageLookup
 from messaging.models import in_template_order
 
@@ -62,3 +63,34 @@ class MessageLookupSerializer(serializers.Serializer):
     def get_sent_at(self, lookup: MessageLookup) -> str:
         moment = lookup.message.sent_at or lookup.message.created_at
         return serializers.DateTimeField().to_representation(moment)
+
+
+class ContactSerializer(serializers.Serializer):
+    """The contact as the contact-lookup page shows it (camelCase keys)."""
+
+    id = serializers.IntegerField()
+    fullName = serializers.CharField(source="name", allow_null=True)
+    phone = serializers.CharField()
+    email = serializers.CharField(allow_null=True)
+    contactListId = serializers.IntegerField(source="contact_list_id", allow_null=True)
+    contactListName = serializers.CharField(
+        source="contact_list.name", allow_null=True, default=None
+    )
+    # DRF takes declared fields off the class, so this `source` never shadows Field.source.
+    source = serializers.CharField()  # type: ignore[assignment]
+    createdAt = serializers.DateTimeField(source="created_at")
+
+
+class ContactLookupSerializer(serializers.Serializer):
+    found = serializers.BooleanField()
+    contact = ContactSerializer(allow_null=True)
+    hasReplied = serializers.SerializerMethodField()
+    lastReplyAt = serializers.DateTimeField(source="last_reply_at", allow_null=True)
+    sessionWindowActive = serializers.SerializerMethodField()
+    sessionExpiresAt = serializers.DateTimeField(source="session_expires_at", allow_null=True)
+
+    def get_hasReplied(self, lookup: ContactLookup) -> bool:
+        return lookup.last_reply_at is not None
+
+    def get_sessionWindowActive(self, lookup: ContactLookup) -> bool:
+        return lookup.session_expires_at is not None

@@ -44,6 +44,22 @@ class MessageStatusUpdate:
 
 
 @dataclass(frozen=True, slots=True)
+class InboundUserMessage:
+    """One entry of `messages`: a person wrote to the number `phone_number_id`."""
+
+    wamid: str
+    # The sender's WhatsApp id as Meta writes it: the number in digits, without `+`.
+    from_wa_id: str
+    sent_at: datetime
+    message_type: str
+    # The text of a text message (or a button's, or a caption); "" for other kinds.
+    text: str
+    # The name the sender's WhatsApp profile shows, when Meta gives it.
+    profile_name: str | None
+    phone_number_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class TemplateStatusChange:
     waba_id: str
     meta_template_id: str
@@ -73,7 +89,7 @@ class Payload:
     object_type: str = ""
     fields: list[str] = field(default_factory=list)
     statuses: list[MessageStatusUpdate] = field(default_factory=list)
-    inbound_messages: int = 0
+    inbound: list[InboundUserMessage] = field(default_factory=list)
     templates: list[TemplateStatusChange] = field(default_factory=list)
     numbers: list[NumberQualityChange] = field(default_factory=list)
     capabilities: list[CapabilityChange] = field(default_factory=list)
@@ -152,6 +168,47 @@ def _status_update(raw: dict[str, Any], phone_number_id: str) -> MessageStatusUp
     )
 
 
+# Where each kind of message keeps its text, when it has one.
+_TEXT_PATHS = {"text": "body", "button": "text", "image": "caption", "video": "caption"}
+# Kept for the admin's eyes only: a longer text is cut.
+INBOUND_TEXT_MAX_LENGTH = 4_096
+MESSAGE_TYPE_MAX_LENGTH = 32
+
+
+def _profile_names(value: dict[str, Any]) -> dict[str, str]:
+    """`contacts[].profile.name` by `wa_id`."""
+    names = {}
+    for contact in _dicts(value.get("contacts")):
+        profile = contact.get("profile")
+        name = profile.get("name") if isinstance(profile, dict) else None
+        if isinstance(contact.get("wa_id"), str) and isinstance(name, str) and name.strip():
+            names[contact["wa_id"]] = _text(name.strip(), 200) or ""
+    return names
+
+
+def _inbound_message(
+    raw: dict[str, Any], names: dict[str, str], phone_number_id: str
+) -> InboundUserMessage | None:
+    wamid, sender = raw.get("id"), raw.get("from")
+    sent_at = _moment(_int(raw.get("timestamp")))
+    if not isinstance(wamid, str) or len(wamid) > WAMID_MAX_LENGTH or "\x00" in wamid:
+        return None
+    if not isinstance(sender, str) or sent_at is None or not phone_number_id:
+        return None
+    kind = _text(raw.get("type"), MESSAGE_TYPE_MAX_LENGTH) or ""
+    part = raw.get(kind)
+    text = part.get(_TEXT_PATHS.get(kind, "")) if isinstance(part, dict) else None
+    return InboundUserMessage(
+        wamid=wamid,
+        from_wa_id=sender,
+        sent_at=sent_at,
+        message_type=kind,
+        text=(_text(text, INBOUND_TEXT_MAX_LENGTH) or "") if isinstance(text, str) else "",
+        profile_name=names.get(sender),
+        phone_number_id=phone_number_id,
+    )
+
+
 def _read_change(payload: Payload, waba_id: str, kind: str, value: dict[str, Any]) -> None:
     if kind == "messages":
         metadata = value.get("metadata")
@@ -166,7 +223,12 @@ def _read_change(payload: Payload, waba_id: str, kind: str, value: dict[str, Any
             for raw in _dicts(value.get("statuses"))
             if (update := _status_update(raw, number or ""))
         )
-        payload.inbound_messages += len(_dicts(value.get("messages")))
+        names = _profile_names(value)
+        payload.inbound.extend(
+            message
+            for raw in _dicts(value.get("messages"))
+            if (message := _inbound_message(raw, names, number or ""))
+        )
     elif kind == "message_template_status_update":
         payload.templates.append(
             TemplateStatusChange(

@@ -46,3 +46,23 @@ SEND_MESSAGE_KEYS = [
     "status",
     "sent_at",
 ]
+
+CONTACT_LOOKUP_KEYS = [
+    "found",
+    "contact",
+    "hasReplied",
+    "lastReplyAt",
+    "sessionWindowActive",
+    "sessionExpiresAt",
+]
+
+CONTACT_KEYS = [
+    "id",
+    "fullName",
+    "phone",
+    "email",
+    "contactListId",
+    "contactListName",
+    "source",
+    "createdAt",
+]

@@ -267,6 +267,7 @@ def test_every_step_of_the_readme_walkthrough_works_as_written(
         '"$API/messages/$WAMID/"',
         "hub.challenge=123",
         "$API/send/",
+        "/contact-lookup/?phone=",
         "TRIAL=$(",
         "/bulk-sends/$TRIAL_ID/",
     ]
@@ -284,6 +285,7 @@ def test_every_step_of_the_readme_walkthrough_works_as_written(
         lookup_again,
         handshake,
         send_one,
+        contact_lookup,
         trial,
         follow_trial,
     ) = blocks
@@ -363,6 +365,15 @@ def test_every_step_of_the_readme_walkthrough_works_as_written(
     lookup_single = f'curl -s "$API/messages/{single["message_id"]}/" -H "X-API-Key: $KEY"'
     found = answer(bash.run(lookup_single))
     assert found["meta_message_id"] == single["message_id"]
+
+    # The demo's contact, found by the page's example spelling of its phone.
+    contact = answer(bash.run(contact_lookup))
+    contact_example = examples[blocks.index(contact_lookup)]
+    same_shape(contact, contact_example)
+    assert contact["found"] is True
+    assert contact["contact"]["phone"] == contact_example["contact"]["phone"]
+    assert contact["contact"]["fullName"] == contact_example["contact"]["fullName"]
+    assert contact["contact"]["contactListName"] == contact_example["contact"]["contactListName"]
 
     # The 10,000-recipient trial fits the demo's quota after all of the above, and goes out.
     assert answer(bash.run(trial)) == {

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from tests.spec_shapes import DETAIL_KEYS, SEND_MESSAGE_KEYS
+from tests.spec_shapes import CONTACT_KEYS, CONTACT_LOOKUP_KEYS, DETAIL_KEYS, SEND_MESSAGE_KEYS
 
 PATHS = {
     "/api/v1/meta-templates/send/": "post",
@@ -17,6 +17,7 @@ PATHS = {
     "/api/v1/meta-templates/bulk-sends/{bulk_send_id}/": "get",
     "/api/v1/meta-templates/bulk-sends/{bulk_send_id}/messages/": "get",
     "/api/v1/meta-templates/messages/{wamid}/": "get",
+    "/api/v1/contact-lookup/": "get",
 }
 
 
@@ -134,3 +135,15 @@ def test_it_describes_the_200_of_send_with_the_spec_fields(schema: dict[str, Any
     body = schema["paths"]["/api/v1/meta-templates/send/"]["post"]["requestBody"]
     request = resolve(schema, body["content"]["application/json"]["schema"])
     assert set(request["required"]) == {"phone_number_id", "template_name", "recipient_phone"}
+
+
+def test_it_describes_the_contact_lookup_with_the_pages_keys(schema: dict[str, Any]) -> None:
+    found = response_schema(schema, "/api/v1/contact-lookup/", "get", "200")
+    nullable_contact = found["properties"]["contact"]
+    contact = resolve(schema, nullable_contact["allOf"][0])
+    [phone] = schema["paths"]["/api/v1/contact-lookup/"]["get"]["parameters"]
+
+    assert list(found["properties"]) == CONTACT_LOOKUP_KEYS
+    assert list(contact["properties"]) == CONTACT_KEYS
+    assert nullable_contact["nullable"] is True
+    assert (phone["name"], phone["in"], phone["required"]) == ("phone", "query", True)

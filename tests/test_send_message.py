@@ -14,7 +14,7 @@ from django.test import override_settings
 from bulksend.models import BulkSend, BulkSendKind, BulkSendStatus
 from bulksend.recipients import INVALID_PHONE
 from bulksend.views import SendMessageView
-from messaging.models import Message, MessageStatus, message_id_from_callback_data
+from messaging.models import Contact, Message, MessageStatus, message_id_from_callback_data
 from meta_sandbox import SandboxThread
 from templates_app.models import TemplateStatus
 from tests import factories
@@ -58,7 +58,7 @@ def post(tenant: Tenant, **fields: Any) -> Any:
 
 
 def nothing_written() -> bool:
-    return not BulkSend.objects.exists() and not Message.objects.exists()
+    return not (BulkSend.objects.exists() or Message.objects.exists() or Contact.objects.exists())
 
 
 def test_the_view_needs_the_send_scope() -> None:
@@ -104,6 +104,16 @@ def test_the_single_send_is_finished_and_kept_out_of_the_bulk_send_endpoints(
     assert detail.status_code == 404
     messages = tenant.client.get(f"/api/v1/meta-templates/bulk-sends/{send.pk}/messages/")
     assert messages.status_code == 404
+
+
+def test_the_recipient_becomes_a_contact_of_the_organization(
+    tenant: Tenant, scripted_meta: ScriptedMeta
+) -> None:
+    assert post(tenant).status_code == 200
+
+    looked_up = tenant.client.get("/api/v1/contact-lookup/", {"phone": PHONE}).json()
+    assert looked_up["found"] is True
+    assert (looked_up["contact"]["phone"], looked_up["contact"]["source"]) == (PHONE, "api")
 
 
 def test_the_message_is_found_by_its_wamid(tenant: Tenant, scripted_meta: ScriptedMeta) -> None:

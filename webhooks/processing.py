@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from bulksend.lifecycle import sends_statuses_apply
 from messaging.delivery import webhook_progress_record
+from messaging.inbound import inbound_messages_record
 from messaging.models import message_id_from_callback_data
 from messaging.status import StatusEvent, StatusOutcome
 from meta.webhook_payload import MessageStatusUpdate, Payload, payload_read
@@ -153,8 +154,8 @@ def _outcome(read: _Read, statuses: StatusOutcome) -> dict[str, Any]:
         "counters": statuses.counters_for(wamids),
         **_apply_account_changes(read.payload),
     }
-    if read.payload.inbound_messages:
-        outcome["inbound_messages"] = read.payload.inbound_messages
+    if read.payload.inbound:
+        outcome["inbound_messages"] = len(read.payload.inbound)
     return outcome
 
 
@@ -179,7 +180,11 @@ def _apply_reads(reads: list[_Read]) -> StatusOutcome:
     """Apply bodies together (one statuses batch) and record what each one changed."""
     events = [status for read in reads for status in read.statuses]
     statuses = sends_statuses_apply(events)
-    webhook_progress_record(events, received_at=max(read.event.received_at for read in reads))
+    received_at = max(read.event.received_at for read in reads)
+    webhook_progress_record(events, received_at=received_at)
+    inbound_messages_record(
+        [message for read in reads for message in read.payload.inbound], received_at=received_at
+    )
     _mark_applied(reads, [_outcome(read, statuses) for read in reads])
     return statuses
 
@@ -233,6 +238,7 @@ def _apply_large(read: _Read) -> None:
                 outcome.merge(sends_statuses_apply(events))
                 webhook_progress_record(events, received_at=read.event.received_at)
         with transaction.atomic():
+            inbound_messages_record(read.payload.inbound, received_at=read.event.received_at)
             _mark_applied([read], [_outcome(read, outcome)])
     except Exception as error:
         if _is_transient(error):

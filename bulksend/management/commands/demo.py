@@ -12,6 +12,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 from django.utils.text import slugify
 
+from messaging.contacts import contact_list_default
+from messaging.models import Contact, ContactSource
 from meta.graph import GraphRequestError
 from mindo.api_keys import api_key_create
 from mindo.members import member_ensure
@@ -129,6 +131,25 @@ def demo_email(org_name: str) -> str:
     return f"demo+{tag}@example.com"
 
 
+# The contact of the contact-lookup page's example, so its request answers as the page shows.
+DEMO_CONTACT = {"phone": "+5492235961983", "name": "Juan Perez", "email": "juan@ejemplo.com"}
+
+
+def demo_contacts(organization: Organization) -> None:
+    """The organization's default contact list with the page's example contact in it."""
+    contact_list = contact_list_default(organization.pk)
+    Contact.objects.update_or_create(
+        organization=organization,
+        phone=DEMO_CONTACT["phone"],
+        defaults={
+            "contact_list": contact_list,
+            "name": DEMO_CONTACT["name"],
+            "email": DEMO_CONTACT["email"],
+            "source": ContactSource.ADMIN,
+        },
+    )
+
+
 @dataclass(frozen=True)
 class Demo:
     organization: Organization
@@ -176,6 +197,7 @@ def demo_provision(org_name: str) -> Demo:
             )
             for name, category, components in DEMO_TEMPLATES
         ]
+        demo_contacts(organization)
     return Demo(organization=organization, raw_key=raw_key, number=number, templates=templates)
 
 
@@ -203,7 +225,8 @@ def demo_sandbox_publish(number: DemoNumber) -> str | None:
 class Command(BaseCommand):
     help = (
         "Provision a demo organization (default 'Mindo Demo') with a user, a business account, "
-        "a phone number and the APPROVED templates of the API reference's examples, and register "
+        "a phone number, the APPROVED templates of the API reference's examples and a contact "
+        "list with the contact lookup's example contact, and register "
         "them with the Meta sandbox when META_GRAPH_URL points at one. Safe to run again: it "
         "updates the same rows. Each run prints a new API key named 'demo' (only "
         "hashes are stored, so an old key cannot be shown again); earlier keys keep working."

@@ -1,0 +1,138 @@
+"""An organization's contacts: their default list, the contacts a send makes, and looking one up
+by phone with whether they replied and whether their 24 h session window is open."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Subquery
+from django.utils import timezone
+
+from messaging.models import Contact, ContactList, ContactSource, InboundMessage, Message
+from mindo.phones import phone_normalize
+
+DEFAULT_CONTACT_LIST_NAME = "Lista Principal"
+# WhatsApp's customer service window: free-form messages are allowed this long after the
+# person's last message.
+SESSION_WINDOW = timedelta(hours=24)
+
+# One statement however many recipients: the send's messages are already in the table, so
+# their phones never travel back to Python. In phone order, as inbound messages make theirs:
+# transactions inserting the same phones take their locks in one order and never deadlock.
+_CONTACTS_FROM_SEND_SQL = f"""
+INSERT INTO {Contact._meta.db_table} (organization_id, contact_list_id, phone, source, created_at)
+SELECT %s, %s, m.recipient_phone, %s, %s
+FROM {Message._meta.db_table} m
+WHERE m.bulk_send_id = %s
+ORDER BY m.recipient_phone
+ON CONFLICT (organization_id, phone) DO NOTHING
+"""
+
+
+def contact_list_default(organization_id: int) -> ContactList:
+    """The organization's default list, made on first use (named DEFAULT_CONTACT_LIST_NAME, or
+    that list made the default when a list of that name exists already)."""
+    default = ContactList.objects.filter(organization_id=organization_id, is_default=True).first()
+    if default is not None:
+        return default
+    try:
+        with transaction.atomic():
+            named, _ = ContactList.objects.get_or_create(
+                organization_id=organization_id, name=DEFAULT_CONTACT_LIST_NAME
+            )
+            ContactList.objects.filter(pk=named.pk).update(is_default=True)
+    except IntegrityError:
+        pass  # made by a concurrent request meanwhile: it is the one below
+    return ContactList.objects.get(organization_id=organization_id, is_default=True)
+
+
+def contacts_from_send(*, organization_id: int, bulk_send_id: uuid.UUID, source: str) -> int:
+    """Make a contact, in the default list, of every recipient of the send the organization has
+    no contact for yet; returns how many. Call it in the transaction that stored the messages."""
+    default = contact_list_default(organization_id)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _CONTACTS_FROM_SEND_SQL,
+            [organization_id, default.pk, source, timezone.now(), bulk_send_id],
+        )
+        return cursor.rowcount
+
+
+def contact_ensure(
+    *, organization_id: int, phone: str, source: str = ContactSource.API, name: str | None = None
+) -> Contact:
+    """The organization's contact with `phone` (E.164), made in the default list when missing."""
+    existing = Contact.objects.filter(organization_id=organization_id, phone=phone).first()
+    if existing is not None:
+        return existing
+    default = contact_list_default(organization_id)
+    try:
+        with transaction.atomic():
+            return Contact.objects.create(
+                organization_id=organization_id,
+                contact_list=default,
+                phone=phone,
+                source=source,
+                name=name or None,
+            )
+    except IntegrityError:
+        return Contact.objects.get(organization_id=organization_id, phone=phone)
+
+
+@dataclass(frozen=True, slots=True)
+class ContactLookup:
+    contact: Contact | None
+    last_reply_at: datetime | None
+    now: datetime
+
+    @property
+    def found(self) -> bool:
+        return self.contact is not None
+
+    @property
+    def session_expires_at(self) -> datetime | None:
+        """When the open window closes; None when no window is open."""
+        if self.last_reply_at is None:
+            return None
+        expires_at = self.last_reply_at + SESSION_WINDOW
+        return expires_at if expires_at > self.now else None
+
+
+def _latest_reply(organization_id: int, phone: str) -> Subquery:
+    return Subquery(
+        InboundMessage.objects.filter(organization_id=organization_id, from_phone=phone)
+        .order_by("-sent_at")
+        .values("sent_at")[:1]
+    )
+
+
+def contact_lookup(*, organization_id: int, phone: str) -> ContactLookup:
+    """The organization's contact with `phone` in any spelling `phone_normalize` reads, and the
+    time of the last message that number sent to any of the organization's numbers.
+
+    One query when the contact exists (the latest reply is one entry of an index); an
+    unparsable phone asks nothing.
+    """
+    now = timezone.now()
+    normalized = phone_normalize(phone)
+    if normalized is None:
+        return ContactLookup(contact=None, last_reply_at=None, now=now)
+    contact = (
+        Contact.objects.select_related("contact_list")
+        .annotate(last_reply_at=_latest_reply(organization_id, normalized))
+        .filter(organization_id=organization_id, phone=normalized)
+        .first()
+    )
+    if contact is not None:
+        return ContactLookup(contact=contact, last_reply_at=contact.last_reply_at, now=now)
+    # Someone who wrote in and whose contact was deleted still replied.
+    last_reply_at = (
+        InboundMessage.objects.filter(organization_id=organization_id, from_phone=normalized)
+        .order_by("-sent_at")
+        .values_list("sent_at", flat=True)
+        .first()
+    )
+    return ContactLookup(contact=None, last_reply_at=last_reply_at, now=now)

@@ -1,0 +1,46 @@
+"""One reading of phone numbers for the whole service (mindo.phones)."""
+
+from __future__ import annotations
+
+import pytest
+
+from mindo.phones import is_e164, phone_normalize
+
+
+@pytest.mark.parametrize(
+    ("written", "e164"),
+    [
+        ("+5492235961983", "+5492235961983"),
+        ("5492235961983", "+5492235961983"),
+        ("+54223155961983", "+5492235961983"),
+        ("54223155961983", "+5492235961983"),
+        ("+54 223 15-596-1983", "+5492235961983"),
+        ("0054 9 223 596 1983", "+5492235961983"),
+        ("+1 (202) 555-0143", "+12025550143"),
+        ("+39 06 1234 5678", "+390612345678"),
+    ],
+)
+def test_every_spelling_reads_as_one_e164_number(written: str, e164: str) -> None:
+    assert phone_normalize(written) == e164
+
+
+@pytest.mark.parametrize(
+    "text", ["", "hola", "+", "+54", "+0111234567", "+999123456789", "+54-223-ABC", "1" * 80]
+)
+def test_what_is_no_number_reads_as_none(text: str) -> None:
+    assert phone_normalize(text) is None
+
+
+@pytest.mark.parametrize(
+    ("phone", "exact"),
+    [
+        ("+5492235961983", True),
+        ("+390612345678", True),
+        ("5492235961983", False),
+        ("+54223155961983", False),
+        ("+54 9 223 596 1983", False),
+        ("+49 030 123456", False),
+    ],
+)
+def test_only_the_e164_spelling_itself_is_exact(phone: str, exact: bool) -> None:
+    assert is_e164(phone) is exact
