@@ -264,6 +264,7 @@ def test_every_step_of_the_readme_walkthrough_works_as_written(
         "post_status() {",
         '"$API/messages/$WAMID/"',
         "hub.challenge=123",
+        "/business-info/",
         "TRIAL=$(",
         "/bulk-sends/$TRIAL_ID/",
     ]
@@ -280,6 +281,7 @@ def test_every_step_of_the_readme_walkthrough_works_as_written(
         play_meta,
         lookup_again,
         handshake,
+        business_info,
         trial,
         follow_trial,
     ) = blocks
@@ -349,6 +351,15 @@ def test_every_step_of_the_readme_walkthrough_works_as_written(
 
     # Meta's subscription handshake answers the challenge.
     assert bash.run(handshake).strip() == "123"
+
+    # The demo organization's profile, as the example shows it (but its id).
+    business_example = examples[blocks.index(business_info)]
+    assert business_example is not None
+    profile = answer(bash.run(business_info))
+    assert list(profile) == list(business_example)
+    assert {k: v for k, v in profile.items() if k != "id"} == {
+        k: v for k, v in business_example.items() if k != "id"
+    }
 
     # The 10,000-recipient trial fits the demo's quota after all of the above, and goes out.
     assert answer(bash.run(trial)) == {
