@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from mindo.business_info import BusinessInfoView
+from mindo.views import BusinessInfoView
 
 urlpatterns = [
     path("admin/", admin.site.urls),

@@ -1,15 +1,10 @@
-"""`GET /api/v1/business-info/`: the profile of the organization that owns the API key."""
+"""Serializers of the endpoints that answer from the organization itself."""
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
-from rest_framework.request import Request
-from rest_framework.response import Response
-from rest_framework.views import APIView
 
-from mindo.models import ApiKeyScope, CompanySize, CompanyType, Organization
-from mindo.tenancy import request_organization
+from mindo.models import CompanySize, CompanyType, Organization
 
 
 class BusinessInfoSerializer(serializers.Serializer[Organization]):
@@ -37,14 +32,3 @@ class BusinessInfoSerializer(serializers.Serializer[Organization]):
         read_only=True,
     )
     categories = serializers.ListField(child=serializers.CharField(), read_only=True)
-
-
-class BusinessInfoView(APIView):
-    required_scope = ApiKeyScope.ACCOUNT
-
-    @extend_schema(operation_id="business_info", responses={200: BusinessInfoSerializer})
-    def get(self, request: Request) -> Response:
-        # Read afresh: the key's organization may come from the key cache, up to
-        # API_KEY_CACHE_SECONDS old, and an edit in the admin should show at once.
-        organization = Organization.objects.get(pk=request_organization(request).pk)
-        return Response(BusinessInfoSerializer(organization).data)
