@@ -31,6 +31,7 @@ from bulksend.serializers import (
 from bulksend.single import single_send
 from messaging.models import Message
 from mindo.exceptions import ContractError
+from mindo.models import ApiKeyScope
 from mindo.pagination import PageByKeysPaginator, PageNumberPagination
 from mindo.schema import DETAIL_BODY, ERROR_BODY
 from mindo.tenancy import request_api_key, request_organization
@@ -38,6 +39,7 @@ from mindo.throttling import SEND_SCOPE, SINGLE_SCOPE
 
 
 class SendBulkView(APIView):
+    required_scope = ApiKeyScope.SEND
     throttle_scope = SEND_SCOPE
 
     @extend_schema(
@@ -88,6 +90,7 @@ def _bulk_send_get(request: Request, bulk_send_id: str, sends: QuerySet[BulkSend
 
 
 class BulkSendListView(generics.ListAPIView[BulkSend]):
+    required_scope = ApiKeyScope.READ
     serializer_class = BulkSendListItemSerializer
     filterset_class = BulkSendFilter
 
@@ -101,6 +104,8 @@ class BulkSendListView(generics.ListAPIView[BulkSend]):
 
 
 class BulkSendDetailView(APIView):
+    required_scope = ApiKeyScope.READ
+
     @extend_schema(responses={200: BulkSendDetailSerializer, 401: ERROR_BODY, 404: DETAIL_BODY})
     def get(self, request: Request, bulk_send_id: str) -> Response:
         # The send, its relations and what its estimate needs, in one query.
@@ -128,6 +133,7 @@ class CountedPagination(PageNumberPagination):
 
 
 class BulkSendMessagesView(generics.ListAPIView[Message]):
+    required_scope = ApiKeyScope.READ
     serializer_class = BulkSendMessageSerializer
     filterset_class = MessageFilter
     pagination_class = CountedPagination

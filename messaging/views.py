@@ -11,11 +11,14 @@ from messaging.contacts import contact_lookup
 from messaging.lookup import message_get_by_wamid
 from messaging.serializers import ContactLookupSerializer, MessageLookupSerializer
 from mindo.errors import field_error
+from mindo.models import ApiKeyScope
 from mindo.schema import ERROR_BODY
 from mindo.tenancy import request_organization
 
 
 class MessageByWamidView(APIView):
+    required_scope = ApiKeyScope.READ
+
     @extend_schema(
         operation_id="message_by_wamid",
         responses={200: MessageLookupSerializer, 401: ERROR_BODY, 403: ERROR_BODY, 404: ERROR_BODY},
@@ -31,7 +34,7 @@ PHONE_ERRORS = serializers.ListField(child=serializers.CharField())
 
 
 class ContactLookupView(APIView):
-    required_scope = "contacts"
+    required_scope = ApiKeyScope.CONTACTS
 
     @extend_schema(
         operation_id="contact_lookup",

@@ -1,23 +1,48 @@
-"""Admin for organizations and their API keys.
+"""Admin for organizations (and their profile) and their API keys.
 
 An API key is shown in full exactly once, in the message that follows its creation: only its hash
-is stored. After that an operator can rename it or revoke it, nothing else.
+is stored. After that an operator can rename it, change its scopes and expiry, or revoke it.
 """
 
 from __future__ import annotations
 
 from typing import Any
+from zoneinfo import available_timezones
 
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
+from django.utils import timezone
 
-from mindo.api_keys import api_key_create, api_keys_revoke
-from mindo.models import API_KEY_PREFIX, ApiKey, Membership, Organization, api_key_lookup
+from mindo.api_keys import api_key_create, api_keys_forget, api_keys_revoke
+from mindo.models import (
+    API_KEY_PREFIX,
+    ApiKey,
+    ApiKeyScope,
+    CompanyType,
+    Membership,
+    Organization,
+    all_scopes,
+    api_key_lookup,
+)
 
 KEY_READONLY_FIELDS = ("masked", "organization", "user", "created_at", "last_used_at", "revoked_at")
+# An organization's profile, as business-info answers it.
+PROFILE_FIELDS = (
+    "email",
+    "phone",
+    "website",
+    "address",
+    "description",
+    "timezone",
+    "company_size",
+    "company_types",
+    "categories",
+)
+# What an operator may change on an existing key.
+KEY_EDITABLE_FIELDS = ("name", "scopes", "expires_at")
 
 
 class MembershipInline(admin.TabularInline):
@@ -27,11 +52,34 @@ class MembershipInline(admin.TabularInline):
     readonly_fields = ["created_at"]
 
 
+class OrganizationForm(forms.ModelForm):
+    """The profile business-info answers: types as checkboxes, the time zone from IANA's list,
+    categories as a comma-separated list."""
+
+    company_types = forms.MultipleChoiceField(
+        choices=CompanyType.choices, widget=forms.CheckboxSelectMultiple, required=False
+    )
+    # Django 6 reads a website written without a scheme as https; so does this form already.
+    website = forms.URLField(required=False, assume_scheme="https")
+    timezone = forms.ChoiceField(choices=lambda: [(z, z) for z in sorted(available_timezones())])
+
+    class Meta:
+        model = Organization
+        fields = ["name", *PROFILE_FIELDS]
+        help_texts = {"categories": "Category names, separated by commas."}
+
+
 @admin.register(Organization)
 class OrganizationAdmin(admin.ModelAdmin):
-    list_display = ["name", "member_count", "api_key_count", "created_at"]
-    search_fields = ["name"]
+    form = OrganizationForm
+    list_display = ["name", "company_size", "timezone", "member_count", "api_key_count"]
+    list_filter = ["company_size"]
+    search_fields = ["name", "email"]
     readonly_fields = ["created_at"]
+    fieldsets = [
+        (None, {"fields": ["name", "created_at"]}),
+        ("Business profile", {"fields": PROFILE_FIELDS}),
+    ]
     inlines = [MembershipInline]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Organization]:
@@ -53,12 +101,27 @@ class OrganizationAdmin(admin.ModelAdmin):
         return int(organization.api_key_total)
 
 
-class ApiKeyAddForm(forms.ModelForm):
-    """Organization, user and name: the secret itself is generated on save."""
+class ApiKeyForm(forms.ModelForm):
+    """Scopes as checkboxes (every one for a new key) and at least one of them."""
+
+    scopes = forms.MultipleChoiceField(
+        choices=ApiKeyScope.choices,
+        widget=forms.CheckboxSelectMultiple,
+        initial=all_scopes,
+        help_text="The endpoints the key may call.",
+    )
 
     class Meta:
         model = ApiKey
-        fields = ["organization", "user", "name"]
+        fields = list(KEY_EDITABLE_FIELDS)
+        help_texts = {"expires_at": "Empty: the key never expires. In UTC."}
+
+
+class ApiKeyAddForm(ApiKeyForm):
+    """Organization, user, name, scopes and expiry: the secret itself is generated on save."""
+
+    class Meta(ApiKeyForm.Meta):
+        fields = ["organization", "user", *KEY_EDITABLE_FIELDS]
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
@@ -76,18 +139,21 @@ class ApiKeyAddForm(forms.ModelForm):
         return cleaned
 
 
-class RevokedFilter(admin.SimpleListFilter):
+class KeyStateFilter(admin.SimpleListFilter):
     title = "state"
     parameter_name = "state"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [("active", "Active"), ("revoked", "Revoked")]
+        return [("active", "Active"), ("expired", "Expired"), ("revoked", "Revoked")]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        now = timezone.now()
         if self.value() == "active":
-            return queryset.filter(revoked_at__isnull=True)
+            return queryset.in_force(now)  # type: ignore[attr-defined]
+        if self.value() == "expired":
+            return queryset.lapsed(now)  # type: ignore[attr-defined]
         if self.value() == "revoked":
-            return queryset.filter(revoked_at__isnull=False)
+            return queryset.revoked()  # type: ignore[attr-defined]
         return queryset
 
 
@@ -98,12 +164,13 @@ class ApiKeyAdmin(admin.ModelAdmin):
         "masked",
         "organization",
         "user",
-        "is_active",
-        "created_at",
+        "in_force",
+        "scope_list",
+        "expires_at",
         "last_used_at",
         "revoked_at",
     ]
-    list_filter = [RevokedFilter, "organization"]
+    list_filter = [KeyStateFilter, "organization"]
     list_select_related = ["organization", "user"]
     search_fields = ["name", "organization__name", "user__email"]
     search_help_text = "A key name, an organization, a user's email, or the key itself."
@@ -112,20 +179,20 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     def get_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> tuple[str, ...]:
         if obj is None:
-            return ("organization", "user", "name")
-        return ("name", *KEY_READONLY_FIELDS)
+            return ("organization", "user", *KEY_EDITABLE_FIELDS)
+        return (*KEY_EDITABLE_FIELDS, *KEY_READONLY_FIELDS)
 
     def get_readonly_fields(
         self, request: HttpRequest, obj: ApiKey | None = None
     ) -> tuple[str, ...]:
-        # Once created, a key keeps its owner: only its name changes, and revoking is an action.
+        # Once created, a key keeps its owner: its name, scopes and expiry change, and revoking
+        # is an action.
         return () if obj is None else KEY_READONLY_FIELDS
 
     def get_form(
         self, request: HttpRequest, obj: ApiKey | None = None, change: bool = False, **kwargs: Any
     ) -> Any:
-        if obj is None:
-            kwargs["form"] = ApiKeyAddForm
+        kwargs["form"] = ApiKeyAddForm if obj is None else ApiKeyForm
         return super().get_form(request, obj, change, **kwargs)
 
     def has_delete_permission(self, request: HttpRequest, obj: ApiKey | None = None) -> bool:
@@ -143,18 +210,24 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:
         if change:
-            # Only the name: a full save would write back the `revoked_at` read with the form and
-            # could undo a revocation made in the meantime.
-            obj.save(update_fields=["name"])
+            # Only what the form edits: a full save would write back the `revoked_at` read with
+            # the form and could undo a revocation made in the meantime.
+            obj.save(update_fields=list(KEY_EDITABLE_FIELDS))
+            api_keys_forget(ApiKey.objects.filter(pk=obj.pk))
             return
         api_key, raw_key = api_key_create(
-            organization=obj.organization, user=obj.user, name=obj.name
+            organization=obj.organization,
+            user=obj.user,
+            name=obj.name,
+            scopes=obj.scopes,
+            expires_at=obj.expires_at,
         )
         # The admin goes on with `obj` (its log entry, its redirect): make it the row just made.
         obj.pk = api_key.pk
         obj.lookup = api_key.lookup
         obj.key_hash = api_key.key_hash
         obj.created_at = api_key.created_at
+        obj.scopes = api_key.scopes
         obj._state.adding = False
         obj._state.db = api_key._state.db
         messages.success(
@@ -163,9 +236,13 @@ class ApiKeyAdmin(admin.ModelAdmin):
             "shown again.",
         )
 
-    @admin.display(description="active", boolean=True)
-    def is_active(self, api_key: ApiKey) -> bool:
-        return api_key.is_active
+    @admin.display(description="in force", boolean=True)
+    def in_force(self, api_key: ApiKey) -> bool:
+        return not api_key.is_expired(timezone.now())
+
+    @admin.display(description="scopes")
+    def scope_list(self, api_key: ApiKey) -> str:
+        return ", ".join(api_key.scopes)
 
     @admin.action(description="Revoke selected keys")
     def revoke_keys(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:

@@ -26,6 +26,10 @@ class AccessDeniedError(DomainError):
     """What was asked for exists, but belongs to another organization."""
 
 
+class ApiKeyExpiredError(DomainError):
+    """The API key exists but has expired or was revoked."""
+
+
 class InvalidFieldsError(DomainError):
     """Errors by field name, each a list of messages; a list field's errors go by item index:
     `{"template_name": ["..."]}`, `{"recipients": {"3": {"phone": ["..."]}}}`."""

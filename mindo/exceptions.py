@@ -31,6 +31,8 @@ logger = logging.getLogger(__name__)
 UNAUTHENTICATED_BODY = {
     "error": "Este endpoint requiere autenticacion con API Key (header X-API-Key)"
 }
+# The code of the 401 whose body is its own message (an expired or revoked key), not the above.
+API_KEY_EXPIRED_CODE = "api_key_expired"
 # Bodies of the errors the contract does not list, in its language and its `{"error"}` shape, so a
 # client never has to parse an HTML page from the API.
 SERVER_ERROR_BODY = {"error": "Error interno del servidor"}
@@ -100,7 +102,9 @@ def domain_error_response(error: DomainError) -> Response | None:
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
-        response = Response(UNAUTHENTICATED_BODY, status=status.HTTP_401_UNAUTHORIZED)
+        expired = exc.get_codes() == API_KEY_EXPIRED_CODE
+        body = {"error": str(exc.detail)} if expired else UNAUTHENTICATED_BODY
+        response = Response(body, status=status.HTTP_401_UNAUTHORIZED)
         response["WWW-Authenticate"] = "X-API-Key"
         return response
     if isinstance(exc, ContractError):

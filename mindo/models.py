@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import zoneinfo
+from datetime import datetime
 
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
@@ -14,10 +18,53 @@ API_KEY_PREFIX = "mindo_"
 API_KEY_LOOKUP_LENGTH = 8
 
 
+class CompanySize(models.TextChoices):
+    """The sizes of the contract's business information; each label is its `companySizeDisplay`."""
+
+    MICRO = "MICRO", "1-10 empleados (Micro)"
+    SMALL = "SMALL", "11-50 empleados (Pequeña)"
+    MEDIUM = "MEDIUM", "51-250 empleados (Mediana)"
+    LARGE = "LARGE", "251-1000 empleados (Grande)"
+    ENTERPRISE = "ENTERPRISE", "1000+ empleados (Corporativa)"
+
+
+class CompanyType(models.TextChoices):
+    """The business types an organization may enable (`companyTypes`)."""
+
+    ECOMMERCE = "ECOMMERCE", "E-commerce"
+    CLINIC = "CLINIC", "Clinic"
+
+
+DEFAULT_TIMEZONE = "UTC"
+
+
+def validate_timezone(name: str) -> None:
+    if name not in zoneinfo.available_timezones():
+        raise ValidationError(f"{name!r} is not an IANA time zone, such as America/Bogota.")
+
+
 class Organization(models.Model):
-    """A customer of the service: everything an API client can see belongs to one."""
+    """A customer of the service: everything an API client can see belongs to one.
+
+    Its profile (contact, time zone, size, types, categories) is what business-info answers.
+    """
 
     name = models.CharField(max_length=200, unique=True)
+    email = models.EmailField(blank=True)
+    phone = models.CharField(max_length=40, blank=True)
+    website = models.URLField(blank=True)
+    address = models.CharField(max_length=300, blank=True)
+    description = models.TextField(blank=True)
+    timezone = models.CharField(
+        max_length=64, default=DEFAULT_TIMEZONE, validators=[validate_timezone]
+    )
+    company_size = models.CharField(
+        max_length=16, choices=CompanySize.choices, null=True, blank=True
+    )
+    company_types = ArrayField(
+        models.CharField(max_length=16, choices=CompanyType.choices), default=list, blank=True
+    )
+    categories = ArrayField(models.CharField(max_length=100), default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -51,17 +98,39 @@ def api_key_lookup(raw_key: str) -> str:
     return raw_key[len(API_KEY_PREFIX) : len(API_KEY_PREFIX) + API_KEY_LOOKUP_LENGTH]
 
 
-class ApiKeyQuerySet(models.QuerySet["ApiKey"]):
-    def active(self) -> ApiKeyQuerySet:
-        return self.filter(revoked_at__isnull=True)
+class ApiKeyScope(models.TextChoices):
+    """What a key may be used for; each API view names the one it requires (`required_scope`)."""
 
-    def usable(self) -> ApiKeyQuerySet:
-        """Keys that may authenticate: not revoked, their user active and still a member of the
-        key's organization. Joins, so checking a key stays one query."""
-        return self.active().filter(
+    SEND = "send", "send (send, send-bulk)"
+    READ = "read", "read (bulk sends, their messages, message lookup)"
+    CONTACTS = "contacts", "contacts (contact-lookup)"
+    ACCOUNT = "account", "account (business-accounts, business-info)"
+
+
+def all_scopes() -> list[str]:
+    """Every scope: a key's default, so a key made without naming scopes works everywhere."""
+    return list(ApiKeyScope.values)
+
+
+class ApiKeyQuerySet(models.QuerySet["ApiKey"]):
+    def of_members(self) -> ApiKeyQuerySet:
+        """Keys whose user is active and still a member of the key's organization: the others
+        are not told apart from unknown keys. Joins, so checking a key stays one query."""
+        return self.filter(
             user__is_active=True,
             user__membership__organization_id=models.F("organization_id"),
         )
+
+    def in_force(self, now: datetime) -> ApiKeyQuerySet:
+        """Neither revoked nor expired at `now`."""
+        return self.filter(revoked_at__isnull=True).exclude(expires_at__lte=now)
+
+    def lapsed(self, now: datetime) -> ApiKeyQuerySet:
+        """Not revoked, but past their expiry at `now`."""
+        return self.filter(revoked_at__isnull=True, expires_at__lte=now)
+
+    def revoked(self) -> ApiKeyQuerySet:
+        return self.filter(revoked_at__isnull=False)
 
 
 class ApiKey(models.Model):
@@ -80,6 +149,11 @@ class ApiKey(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # None: the key never expires. Checked against the clock on every request.
+    expires_at = models.DateTimeField(null=True, blank=True)
+    scopes = ArrayField(
+        models.CharField(max_length=16, choices=ApiKeyScope.choices), default=all_scopes
+    )
 
     objects = ApiKeyQuerySet.as_manager()
 
@@ -94,9 +168,14 @@ class ApiKey(models.Model):
     def masked(self) -> str:
         return f"{API_KEY_PREFIX}{self.lookup}{'*' * 16}"
 
-    @property
-    def is_active(self) -> bool:
-        return self.revoked_at is None
+    def is_expired(self, now: datetime) -> bool:
+        """Revoked, or past its expiry at `now`: the contract's "API Key expirada"."""
+        return self.revoked_at is not None or (
+            self.expires_at is not None and self.expires_at <= now
+        )
+
+    def allows(self, scope: str) -> bool:
+        return scope in self.scopes
 
     def matches(self, raw_key: str) -> bool:
         return hmac.compare_digest(self.key_hash, api_key_hash(raw_key))

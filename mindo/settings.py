@@ -128,13 +128,16 @@ REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["mindo.authentication.ApiKeyAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PERMISSION_CLASSES": [
+        "rest_framework.permissions.IsAuthenticated",
+        "mindo.permissions.ApiKeyScopePermission",
+    ],
     "DEFAULT_PARSER_CLASSES": ["mindo.parsers.BoundedJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_PAGINATION_CLASS": "mindo.pagination.PageNumberPagination",
     "DEFAULT_THROTTLE_CLASSES": ["mindo.throttling.ApiKeyRateThrottle"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "mindo.schema.ApiKeyAutoSchema",
     "EXCEPTION_HANDLER": "mindo.exceptions.exception_handler",
     "UNAUTHENTICATED_USER": None,
 }

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -16,8 +16,7 @@ from rest_framework.test import APIClient
 from bulksend.models import BulkSend, BulkSendStatus
 from messaging.admin import EstimatedCountPaginator
 from messaging.models import Contact, Message, MessageStatus
-from mindo.exceptions import UNAUTHENTICATED_BODY
-from mindo.models import ApiKey, Membership, api_key_hash
+from mindo.models import ApiKey, ApiKeyScope, Membership, api_key_hash
 from templates_app.models import MessageTemplate, PhoneNumber, WhatsAppBusinessAccount
 from tests import factories
 from tests.conftest import Tenant
@@ -190,14 +189,14 @@ def test_it_offers_no_way_to_add_or_change_sends_and_messages(
     assert message.status == MessageStatus.READ
 
 
-def _add_key(admin_client: Client, tenant: Tenant, name: str = "ops key") -> tuple[str, str]:
+def _add_key(
+    admin_client: Client, tenant: Tenant, name: str = "ops key", **fields: Any
+) -> tuple[str, str]:
     """Add a key through the admin; return the raw key and the one message that showed it."""
     user = factories.make_user(tenant.organization)
-    response = admin_client.post(
-        "/admin/mindo/apikey/add/",
-        {"organization": tenant.organization.pk, "user": user.pk, "name": name},
-        follow=True,
-    )
+    form = {"organization": tenant.organization.pk, "user": user.pk, "name": name}
+    form.update({"scopes": list(ApiKeyScope.values), **fields})
+    response = admin_client.post("/admin/mindo/apikey/add/", form, follow=True)
     assert response.status_code == 200
     shown = [m for m in _messages(response) if RAW_KEY.search(m)]
     assert len(shown) == 1, _messages(response)
@@ -242,14 +241,26 @@ def test_it_refuses_a_key_for_a_user_of_another_organization(
     assert not ApiKey.objects.filter(name="wrong").exists()
 
 
-def test_it_only_lets_an_existing_key_be_renamed(admin_client: Client, tenant: Tenant) -> None:
+def test_it_only_lets_an_existing_keys_name_scopes_and_expiry_change(
+    admin_client: Client, tenant: Tenant
+) -> None:
     url = f"/admin/mindo/apikey/{tenant.api_key.pk}/change/"
     response = admin_client.post(
-        url, {"name": "renamed", "organization": 0, "revoked_at_0": "2020-01-01"}
+        url,
+        {
+            "name": "renamed",
+            "scopes": ["read", "account"],
+            "expires_at_0": "2031-05-01",
+            "expires_at_1": "12:00:00",
+            "organization": 0,
+            "revoked_at_0": "2020-01-01",
+        },
     )
     assert response.status_code == 302
     tenant.api_key.refresh_from_db()
     assert tenant.api_key.name == "renamed"
+    assert tenant.api_key.scopes == ["read", "account"]
+    assert tenant.api_key.expires_at == datetime(2031, 5, 1, 12, tzinfo=UTC)
     assert tenant.api_key.organization == tenant.organization
     assert tenant.api_key.revoked_at is None
 
@@ -267,7 +278,7 @@ def test_revoking_a_key_makes_the_api_refuse_it(admin_client: Client, tenant: Te
 
     refused = tenant.client.get(BULK_SENDS_URL)
     assert refused.status_code == 401
-    assert refused.json() == UNAUTHENTICATED_BODY
+    assert refused.json() == {"error": "API Key expirada"}
 
 
 def test_revoking_again_keeps_the_first_revocation_time(

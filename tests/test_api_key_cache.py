@@ -11,6 +11,7 @@ from django.test import override_settings
 
 from mindo import api_keys
 from mindo.api_keys import api_key_authenticate
+from mindo.errors import ApiKeyExpiredError
 from mindo.models import ApiKey, Membership
 from tests import factories
 from tests.conftest import Tenant
@@ -48,10 +49,17 @@ def remove_membership(tenant: Tenant) -> None:
     Membership.objects.filter(user_id=tenant.api_key.user_id).delete()
 
 
+UNAUTHENTICATED = {"error": "Este endpoint requiere autenticacion con API Key (header X-API-Key)"}
+EXPIRED = {"error": "API Key expirada"}
+
+
 @override_settings(API_KEY_CACHE_SECONDS=CACHE_SECONDS)
-@pytest.mark.parametrize("lose_key", [revoke, deactivate_user, remove_membership])
+@pytest.mark.parametrize(
+    ("lose_key", "body"),
+    [(revoke, EXPIRED), (deactivate_user, UNAUTHENTICATED), (remove_membership, UNAUTHENTICATED)],
+)
 def test_a_key_that_stops_working_is_refused_once_the_cache_time_has_passed(
-    tenant: Tenant, clock: ManualClock, lose_key: Callable[[Tenant], None]
+    tenant: Tenant, clock: ManualClock, lose_key: Callable[[Tenant], None], body: dict[str, str]
 ) -> None:
     assert tenant.client.get(LIST_URL).status_code == 200
     lose_key(tenant)
@@ -63,9 +71,7 @@ def test_a_key_that_stops_working_is_refused_once_the_cache_time_has_passed(
 
     assert still_trusted == 200
     assert refused.status_code == 401
-    assert refused.json() == {
-        "error": "Este endpoint requiere autenticacion con API Key (header X-API-Key)"
-    }
+    assert refused.json() == body
 
 
 @override_settings(API_KEY_CACHE_SECONDS=0)
@@ -138,7 +144,8 @@ def test_another_key_of_the_organization_is_not_refused_with_a_revoked_one(
 
     clock.current += CACHE_SECONDS
 
-    assert api_key_authenticate(tenant.raw_key) is None
+    with pytest.raises(ApiKeyExpiredError):
+        api_key_authenticate(tenant.raw_key)
     assert api_key_authenticate(raw_other) == other
 
 

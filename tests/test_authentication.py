@@ -18,6 +18,7 @@ from tests import factories
 from tests.conftest import Tenant
 
 UNAUTHENTICATED = {"error": "Este endpoint requiere autenticacion con API Key (header X-API-Key)"}
+EXPIRED = {"error": "API Key expirada"}
 
 SEND_BODY = {
     "phone_number_id": "813497231850626",
@@ -104,12 +105,16 @@ def test_it_answers_401_for_a_malformed_key(bulk_send: BulkSend, endpoint: str, 
 
 
 @pytest.mark.parametrize("endpoint", ENDPOINTS)
-def test_it_answers_401_for_a_revoked_key(
+def test_it_answers_401_api_key_expirada_for_a_revoked_key(
     tenant: Tenant, bulk_send: BulkSend, endpoint: str
 ) -> None:
     tenant.api_key.revoke()
 
-    assert_unauthenticated(call(tenant.client, endpoint, bulk_send))
+    response = call(tenant.client, endpoint, bulk_send)
+
+    assert response.status_code == 401
+    assert response.json() == EXPIRED
+    assert response["WWW-Authenticate"] == "X-API-Key"
     assert BulkSend.objects.count() == 1
 
 

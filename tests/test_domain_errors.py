@@ -29,6 +29,7 @@ MINDO_HTTP_MODULES = {
     "exceptions.py",
     "pagination.py",
     "parsers.py",
+    "permissions.py",
     "query_params.py",
     "schema.py",
     "tenancy.py",

@@ -268,6 +268,7 @@ def test_every_step_of_the_readme_walkthrough_works_as_written(
         "hub.challenge=123",
         "$API/send/",
         "/contact-lookup/?phone=",
+        "/business-info/",
         "TRIAL=$(",
         "/bulk-sends/$TRIAL_ID/",
     ]
@@ -286,6 +287,7 @@ def test_every_step_of_the_readme_walkthrough_works_as_written(
         handshake,
         send_one,
         contact_lookup,
+        business_info,
         trial,
         follow_trial,
     ) = blocks
@@ -374,6 +376,15 @@ def test_every_step_of_the_readme_walkthrough_works_as_written(
     assert contact["contact"]["phone"] == contact_example["contact"]["phone"]
     assert contact["contact"]["fullName"] == contact_example["contact"]["fullName"]
     assert contact["contact"]["contactListName"] == contact_example["contact"]["contactListName"]
+
+    # The demo organization's profile, as the example shows it (but its id).
+    business_example = examples[blocks.index(business_info)]
+    assert business_example is not None
+    profile = answer(bash.run(business_info))
+    assert list(profile) == list(business_example)
+    assert {k: v for k, v in profile.items() if k != "id"} == {
+        k: v for k, v in business_example.items() if k != "id"
+    }
 
     # The 10,000-recipient trial fits the demo's quota after all of the above, and goes out.
     assert answer(bash.run(trial)) == {

@@ -18,6 +18,7 @@ PATHS = {
     "/api/v1/meta-templates/bulk-sends/{bulk_send_id}/messages/": "get",
     "/api/v1/meta-templates/messages/{wamid}/": "get",
     "/api/v1/contact-lookup/": "get",
+    "/api/v1/business-info/": "get",
 }
 
 
@@ -147,3 +148,56 @@ def test_it_describes_the_contact_lookup_with_the_pages_keys(schema: dict[str, A
     assert list(contact["properties"]) == CONTACT_KEYS
     assert nullable_contact["nullable"] is True
     assert (phone["name"], phone["in"], phone["required"]) == ("phone", "query", True)
+
+
+def test_every_endpoint_documents_the_key_checks_401_and_403(schema: dict[str, Any]) -> None:
+    for path, method in PATHS.items():
+        responses = schema["paths"][path][method]["responses"]
+        unauthorized = responses["401"]["content"]["application/json"]
+        forbidden = responses["403"]["content"]["application/json"]
+
+        assert resolve(schema, unauthorized["schema"])["properties"] == {
+            "error": {"type": "string"}
+        }
+        assert [example["value"] for example in unauthorized["examples"].values()] == [
+            {"error": "Este endpoint requiere autenticacion con API Key (header X-API-Key)"},
+            {"error": "API Key expirada"},
+        ], path
+        assert [example["value"] for example in forbidden["examples"].values()] == [
+            {"error": "API Key no tiene acceso a este recurso"}
+        ], path
+        assert "scope" in responses["403"]["description"], path
+
+
+def test_the_message_lookups_own_403_stays_described(schema: dict[str, Any]) -> None:
+    forbidden = schema["paths"]["/api/v1/meta-templates/messages/{wamid}/"]["get"]["responses"]
+
+    assert "another organization" in forbidden["403"]["description"]
+
+
+def test_business_info_documents_its_fields_and_sizes(schema: dict[str, Any]) -> None:
+    info = response_schema(schema, "/api/v1/business-info/", "get", "200")
+
+    assert list(info["properties"]) == [
+        "id",
+        "name",
+        "email",
+        "phone",
+        "website",
+        "address",
+        "description",
+        "timezone",
+        "companySize",
+        "companySizeDisplay",
+        "companyTypes",
+        "categories",
+    ]
+    size = info["properties"]["companySize"]
+    sizes = resolve(schema, size["oneOf"][0]) if "oneOf" in size else resolve(schema, size)
+    assert [value for value in sizes["enum"] if value] == [
+        "MICRO",
+        "SMALL",
+        "MEDIUM",
+        "LARGE",
+        "ENTERPRISE",
+    ]

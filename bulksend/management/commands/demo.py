@@ -17,7 +17,7 @@ from messaging.models import Contact, ContactSource
 from meta.graph import GraphRequestError
 from mindo.api_keys import api_key_create
 from mindo.members import member_ensure
-from mindo.models import Organization
+from mindo.models import CompanySize, CompanyType, Organization
 from templates_app.meta_publish import sandbox_catalog_publish, sandbox_url
 from templates_app.models import (
     MessageTemplate,
@@ -150,6 +150,21 @@ def demo_contacts(organization: Organization) -> None:
     )
 
 
+def demo_profile_fill(organization: Organization, number: DemoNumber) -> None:
+    """The business profile business-info answers, in the shape of the contract's example (its
+    addresses on example.com, reserved for examples)."""
+    organization.email = "contacto@example.com"
+    organization.phone = number.display_phone_number
+    organization.website = "https://example.com"
+    organization.address = "Av. Siempre Viva 123, Mar del Plata"
+    organization.description = "Tienda de indumentaria deportiva."
+    organization.timezone = "America/Argentina/Buenos_Aires"
+    organization.company_size = CompanySize.SMALL
+    organization.company_types = [CompanyType.ECOMMERCE]
+    organization.categories = ["Indumentaria", "Retail"]
+    organization.save()
+
+
 @dataclass(frozen=True)
 class Demo:
     organization: Organization
@@ -163,6 +178,7 @@ def demo_provision(org_name: str) -> Demo:
     number = demo_number(org_name)
     with transaction.atomic():
         organization, _ = Organization.objects.get_or_create(name=org_name)
+        demo_profile_fill(organization, number)
         user = member_ensure(
             organization=organization,
             email=demo_email(org_name),
