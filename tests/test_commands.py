@@ -355,7 +355,7 @@ def test_register_template_derives_variables_and_buttons(tenant: Tenant) -> None
         ("QUICK_REPLY", True),
     ]
     assert f"id {template.pk}" in stdout
-    assert "name, day, hour" in stdout
+    assert "name (TEXT), day (TEXT), hour (TEXT)" in stdout
 
 
 def test_register_template_reads_components_from_a_file_and_updates_in_place(
