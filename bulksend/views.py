@@ -6,6 +6,7 @@ import uuid
 from typing import Any
 
 from django.db.models import QuerySet
+from django.utils import timezone
 from django.utils.functional import cached_property
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, status
@@ -14,6 +15,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from bulksend.business_accounts import business_accounts_body
+from bulksend.business_accounts_schema import BusinessAccountsSerializer
 from bulksend.creation import bulk_send_create
 from bulksend.filters import BulkSendFilter, MessageFilter
 from bulksend.models import BulkSend
@@ -157,3 +160,16 @@ class BulkSendMessagesView(generics.ListAPIView[Message]):
         status_filter = self.request.query_params.get("status") or None
         self.known_count = self.bulk_send.message_count(status_filter)
         return filtered
+
+
+class BusinessAccountsView(APIView):
+    required_scope = "account"
+
+    @extend_schema(
+        operation_id="business_accounts",
+        responses={200: BusinessAccountsSerializer, 401: ERROR_BODY, 403: ERROR_BODY},
+    )
+    def get(self, request: Request) -> Response:
+        """The key's company, its business accounts and numbers (with the portfolio's 24 h
+        quota) and their APPROVED templates with typed variables."""
+        return Response(business_accounts_body(request_api_key(request), now=timezone.now()))

@@ -8,6 +8,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/meta-templates/", include("bulksend.urls")),
     path("api/v1/meta-templates/", include("messaging.urls")),
+    path("api/v1/", include("bulksend.account_urls")),
     path("webhooks/", include("webhooks.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
