@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from datetime import timedelta
 from typing import Any
 
@@ -137,38 +138,18 @@ def mi_empresa(sent_24h: int = 45) -> tuple[APIClient, dict[str, Any]]:
         factories.make_message(send, phone=f"+5491160{n:06d}", status="sent", sent_at=sent_at)
     client = APIClient()
     client.credentials(HTTP_X_API_KEY=raw_key)
-    expected = {
-        "companyName": "Mi Empresa SRL",
-        "apiKeyName": "Production API Key",
-        "businessAccounts": [
-            {
-                "businessAccountId": account.pk,
-                "businessName": "Mi Empresa WhatsApp Business",
-                "phoneNumbers": [
-                    {
-                        "id": number.pk,
-                        "phoneNumberId": "813497231850626",
-                        "displayPhoneNumber": "+54 9 223 675-0780",
-                        "verifiedName": "Mi Empresa",
-                        "isPrimary": True,
-                        "messagingLimitTier": "TIER_1000",
-                        "quota": {
-                            "dailyLimit": 1000,
-                            "uniqueNumbersSent24h": sent_24h,
-                            "remaining": 1000 - sent_24h,
-                            "usagePercentage": sent_24h / 10,
-                            "canSend": True,
-                        },
-                    }
-                ],
-                # By name: order_confirmation first. Our categories are Meta's (UTILITY).
-                "templates": [
-                    {**SPEC_EXAMPLE["businessAccounts"][0]["templates"][1], "category": "UTILITY"},
-                    SPEC_EXAMPLE["businessAccounts"][0]["templates"][0],
-                ],
-            }
-        ],
-    }
+    # The example's values, but for our ids, this window and Meta's categories (UTILITY);
+    # templates come by name, so order_confirmation first.
+    expected = copy.deepcopy(SPEC_EXAMPLE)
+    expected_account = expected["businessAccounts"][0]
+    expected_account["businessAccountId"] = account.pk
+    expected_number = expected_account["phoneNumbers"][0]
+    expected_number["id"] = number.pk
+    expected_number["quota"].update(
+        uniqueNumbersSent24h=sent_24h, remaining=1000 - sent_24h, usagePercentage=sent_24h / 10
+    )
+    welcome, order = expected_account["templates"]
+    expected_account["templates"] = [{**order, "category": "UTILITY"}, welcome]
     return client, expected
 
 
