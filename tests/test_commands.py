@@ -23,6 +23,7 @@ DEMO_TEMPLATES = {
     "verification_code": ["name", "code"],
     "order_update": ["order_id", "status"],
     "event_reminder": ["name", "event_name", "event_date"],
+    "product_launch": ["header_image", "name", "product", "launch_date", "price"],
 }
 COMPONENTS = [
     {"type": "HEADER", "format": "TEXT", "text": "Hola {{name}}"},

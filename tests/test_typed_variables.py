@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from io import StringIO
 from typing import Any
 
 import orjson
 import pytest
 import requests
+from django.core.management import call_command
+from django.test import override_settings
+from rest_framework.test import APIClient
 
 from bulksend.models import BulkSend
 from messaging.models import Message
@@ -164,6 +169,50 @@ def test_an_image_header_of_a_positional_template_goes_as_metas_image_parameter(
             ],
         },
     ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_demos_media_template_goes_to_the_sandbox_as_metas_media_parameter(
+    delivery_redis: Any,
+) -> None:
+    config = SandboxConfig(rate_per_number=0, webhook_url=None, seed=7)
+    with SandboxThread(config) as running, override_settings(META_GRAPH_URL=running.url):
+        stdout = StringIO()
+        call_command("demo", "--org", "Acme", "--json", stdout=stdout, stderr=StringIO())
+        demo = json.loads(stdout.getvalue())
+        client = APIClient()
+        client.credentials(HTTP_X_API_KEY=demo["api_key"])
+        variables = {
+            "header_image": "https://cdn.example/launch.png",
+            "name": "Ana",
+            "product": "Mindo Pro",
+            "launch_date": "1 de diciembre",
+            "price": "1500",
+        }
+        accepted = client.post(
+            SEND_BULK_URL,
+            {
+                "phone_number_id": demo["phone_number_id"],
+                "template_name": "product_launch",
+                "language": "es",
+                "recipients": [{"phone": "+5491150000001", "variables": variables}],
+            },
+            format="json",
+        )
+        assert accepted.status_code == 202, accepted.content
+        drain_to_completion(accepted.json()["bulk_send_id"])
+        [message] = received(running).messages
+
+    header, body = message["request_body"]["template"]["components"]
+    assert header == {
+        "type": "header",
+        "parameters": [{"type": "image", "image": {"link": "https://cdn.example/launch.png"}}],
+    }
+    assert body["parameters"][-1] == {
+        "type": "currency",
+        "parameter_name": "price",
+        "currency": {"fallback_value": "1500", "code": "ARS", "amount_1000": 1500000},
+    }
 
 
 # --- what a send must give ---------------------------------------------------------------------
