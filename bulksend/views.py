@@ -32,6 +32,7 @@ from bulksend.serializers import (
 from messaging.models import Message
 from mindo.exceptions import ContractError
 from mindo.pagination import PageByKeysPaginator, PageNumberPagination
+from mindo.renderers import OrjsonRenderer
 from mindo.schema import DETAIL_BODY, ERROR_BODY
 from mindo.tenancy import request_api_key, request_organization
 from mindo.throttling import SEND_SCOPE
@@ -164,6 +165,7 @@ class BulkSendMessagesView(generics.ListAPIView[Message]):
 
 class BusinessAccountsView(APIView):
     required_scope = "account"
+    renderer_classes = [OrjsonRenderer]
 
     @extend_schema(
         operation_id="business_accounts",
