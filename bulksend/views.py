@@ -16,7 +16,6 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from bulksend.business_accounts import business_accounts_body
-from bulksend.business_accounts_schema import BusinessAccountsSerializer
 from bulksend.creation import bulk_send_create
 from bulksend.filters import BulkSendFilter, MessageFilter
 from bulksend.models import BulkSend
@@ -26,6 +25,7 @@ from bulksend.serializers import (
     BulkSendDetailSerializer,
     BulkSendListItemSerializer,
     BulkSendMessageSerializer,
+    BusinessAccountsSerializer,
     SendBulkAcceptedSerializer,
     SendBulkRequestSerializer,
 )

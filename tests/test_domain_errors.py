@@ -30,6 +30,7 @@ MINDO_HTTP_MODULES = {
     "pagination.py",
     "parsers.py",
     "query_params.py",
+    "renderers.py",
     "schema.py",
     "tenancy.py",
     "throttling.py",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from io import StringIO
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import orjson
 import pytest
 import requests
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.test import override_settings
 from rest_framework.test import APIClient
 
@@ -432,3 +433,51 @@ def test_the_sandbox_checks_typed_and_media_parameters_by_metas_rules(
     else:
         assert response.status_code == 400
         assert response.json()["error"]["code"] == code
+
+
+# --- how an operator types a template ------------------------------------------------------------
+
+
+def test_register_template_sets_variable_types_and_the_currency(tenant: Tenant) -> None:
+    args = [
+        "register_template",
+        *("--waba-id", tenant.account.waba_id, "--name", "order_confirmation"),
+        *("--components", json.dumps(ORDER_CONFIRMATION)),
+    ]
+    stdout = StringIO()
+
+    call_command(
+        *args,
+        "--variable-types",
+        json.dumps(ORDER_TYPES),
+        "--currency-code",
+        "ARS",
+        stdout=stdout,
+    )
+    call_command(*args, stdout=StringIO())  # left out: kept
+
+    template = tenant.account.templates.get(name="order_confirmation")
+    assert (template.variable_types, template.currency_code) == (ORDER_TYPES, "ARS")
+    assert "total_amount (CURRENCY)" in stdout.getvalue()
+    assert "header_document (DOCUMENT)" in stdout.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("types", "problem"),
+    [
+        ({"total": "CURRENCY"}, "no placeholder {{total}}"),
+        ({"total_amount": "IMAGE"}, "Unknown variable type 'IMAGE'"),
+        (["CURRENCY"], "JSON object"),
+    ],
+)
+def test_register_template_refuses_types_the_template_cannot_take(
+    tenant: Tenant, types: Any, problem: str
+) -> None:
+    with pytest.raises(CommandError, match=re.escape(problem)):
+        call_command(
+            "register_template",
+            *("--waba-id", tenant.account.waba_id, "--name", "order_confirmation"),
+            *("--components", json.dumps(ORDER_CONFIRMATION)),
+            *("--variable-types", json.dumps(types)),
+            stdout=StringIO(),
+        )
