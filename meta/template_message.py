@@ -113,10 +113,13 @@ class TemplateShape:
         parameters: list[dict[str, Any]] = []
         for shape in shapes:
             value = variables[shape.name]
-            if shape.type == TEXT:  # the common case, without the dispatch
-                parameter: dict[str, Any] = {"type": "text", "text": value}
-            else:
-                parameter = typed_parameter(shape.type, value, currency_code=self.currency_code)
+            if shape.type == TEXT:  # every message of most sends: one dict, no dispatch
+                if self.named:
+                    parameters.append({"type": "text", "parameter_name": shape.name, "text": value})
+                else:
+                    parameters.append({"type": "text", "text": value})
+                continue
+            parameter = typed_parameter(shape.type, value, currency_code=self.currency_code)
             if self.named and shape.type not in MEDIA_TYPES:
                 parameter = {"type": parameter["type"], "parameter_name": shape.name, **parameter}
             parameters.append(parameter)
