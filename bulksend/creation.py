@@ -75,11 +75,11 @@ def template_get(*, number: PhoneNumber, name: str, language: str) -> MessageTem
         raise NotFoundError(
             f"Template '{name}' (language: {language}) no encontrado en este business account"
         )
-    if template.media_header is not None:
+    if template.unsendable_header is not None:
         raise field_error(
             "template_name",
-            f"Template '{name}' (language: {language}) has a {template.media_header} "
-            "header, which bulk sends cannot fill: use a template with a text header.",
+            f"Template '{name}' (language: {language}) has a {template.unsendable_header} "
+            "header, which no variable can fill: use a template with a text or media header.",
         )
     if not template.is_approved:
         raise field_error(
@@ -149,6 +149,8 @@ def bulk_send_create(
             variables=list(template.variables),
             buttons=template.button_specs,
             template=template.name,
+            variable_types=template.typed_variables,
+            currency_code=template.currency_code,
         )
     )
     unique = deduplicate(recipients)

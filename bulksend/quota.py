@@ -10,6 +10,7 @@ no new quota.
 from __future__ import annotations
 
 import math
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -61,6 +62,10 @@ _NTH_EXPIRY_SQL = """
     ) AS window_recipients
     ORDER BY last_sent_at OFFSET %(offset)s LIMIT 1
 """
+
+# The places held in the portfolio's window, by the same rule: no send is left out.
+_HELD_COUNT_SQL = f"SELECT count(*) FROM ({_HELD_RECIPIENTS}) AS held"
+NO_SEND = uuid.UUID(int=0)
 
 _WINDOW_SIZE_SQL = """
     SELECT count(DISTINCT recipient_phone) FROM {table}
@@ -121,6 +126,38 @@ def quota_for_send(
             else None
         ),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class WindowUsage:
+    """A portfolio's 24 h window as business-accounts shows it: `held` places (recipients sent to
+    in the last 24 h or waiting in an active send) of `limit` (None: unlimited tier)."""
+
+    limit: int | None
+    held: int
+
+    @property
+    def remaining(self) -> int | None:
+        return None if self.limit is None else max(self.limit - self.held, 0)
+
+    @property
+    def usage_percentage(self) -> float | None:
+        if self.limit is None:
+            return None
+        return round(self.held / self.limit * 100, 2)
+
+    @property
+    def can_send(self) -> bool:
+        return self.remaining is None or self.remaining > 0
+
+
+def window_usage(account: WhatsAppBusinessAccount, now: datetime) -> WindowUsage:
+    """How much of the portfolio's window is taken: the count `quota_for_send` starts from."""
+    params: dict[str, Any] = {"account": account.pk, "send": NO_SEND, "since": now - WINDOW}
+    with connection.cursor() as cursor:
+        cursor.execute(_HELD_COUNT_SQL.format(**_sql_names()), params)
+        (held,) = cursor.fetchone()
+    return WindowUsage(limit=account.quota_total, held=int(held))
 
 
 def window_room_frees_at(*, account_id: int, overflow: int, total: int, now: datetime) -> datetime:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from meta.components import TemplateButton
+from meta.parameters import value_problem
 from mindo.errors import InvalidFieldsError
 from mindo.parsers import JSONFloat
 from mindo.phones import is_e164
@@ -221,20 +222,43 @@ def _button_errors(
     return problems
 
 
+def _typed_errors(
+    given: dict[str, str], variable_types: dict[str, str], currency_code: str
+) -> dict[str, list[str]]:
+    problems: dict[str, list[str]] = {}
+    for name, variable_type in variable_types.items():
+        problem = value_problem(variable_type, given[name], currency_code=currency_code)
+        if problem is not None:
+            problems[name] = [problem]
+    return problems
+
+
 def check_against_template(
     recipients: list[Recipient],
     *,
     variables: list[str],
     buttons: dict[int, TemplateButton],
     template: str,
+    variable_types: dict[str, str] | None = None,
+    currency_code: str = "",
 ) -> dict[str, Errors]:
-    """Errors by index for recipients whose variables do not fit the template exactly."""
+    """Errors by index for recipients whose variables do not fit the template exactly.
+
+    A recipient with missing or unknown variables gets a list naming them under `variables`;
+    one with the right names but a value its type refuses (`variable_types`: name -> type for
+    every variable that is not TEXT) gets the errors by variable name:
+    `{"variables": {"header_image": ["Enter a valid https URL..."]}}`.
+    """
     errors: dict[str, Errors] = {}
     expected = set(variables)
     for index, recipient in enumerate(recipients):
         item_errors: Errors = {}
         if recipient.variables.keys() != expected:
             item_errors["variables"] = _variables_errors(recipient.variables, variables, template)
+        elif variable_types:
+            typed = _typed_errors(recipient.variables, variable_types, currency_code)
+            if typed:
+                item_errors["variables"] = typed
         if recipient.button_variables or buttons:
             problems = _button_errors(recipient.button_variables, buttons, template)
             if problems:

@@ -13,6 +13,7 @@ from bulksend.models import BulkSend
 from bulksend.quota import bulk_send_estimate_minutes, bulk_send_quota_wait
 from bulksend.recipients import Recipient, parse_recipients
 from messaging.models import Message, in_template_order
+from meta.parameters import VARIABLE_TYPES
 from mindo.parsers import request_data_exact
 
 EMPTY_RECIPIENTS = "recipients es requerido y no puede estar vacio"
@@ -281,3 +282,57 @@ class SendMessageResultSerializer(serializers.Serializer):
     recipient_phone = serializers.CharField()
     status = serializers.CharField(help_text="`sent`, or `pending` (answered 202).")
     sent_at = serializers.DateTimeField(allow_null=True)
+
+
+# GET /api/v1/business-accounts/: the body is built in `bulksend.business_accounts`; these
+# only describe it to the OpenAPI document, in the contract's camelCase.
+
+
+class AccountQuotaSerializer(serializers.Serializer):
+    dailyLimit = serializers.IntegerField(
+        allow_null=True, help_text="The portfolio's unique recipients per 24 h; null: unlimited."
+    )
+    uniqueNumbersSent24h = serializers.IntegerField(
+        help_text="Recipients holding a place: sent to in the last 24 h or waiting in a send."
+    )
+    remaining = serializers.IntegerField(allow_null=True)
+    usagePercentage = serializers.FloatField(allow_null=True)
+    canSend = serializers.BooleanField()
+
+
+class AccountPhoneNumberSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    phoneNumberId = serializers.CharField(help_text="Meta's id: the phone_number_id to send with.")
+    displayPhoneNumber = serializers.CharField()
+    verifiedName = serializers.CharField()
+    isPrimary = serializers.BooleanField()
+    messagingLimitTier = serializers.CharField()
+    quota = AccountQuotaSerializer()
+
+
+class TemplateVariableSerializer(serializers.Serializer):
+    name = serializers.CharField(help_text="The key of a recipient's `variables`.")
+    type = serializers.ChoiceField(choices=VARIABLE_TYPES)
+    position = serializers.IntegerField(help_text="1-based place in its component.")
+    isRequired = serializers.BooleanField()
+    component = serializers.ChoiceField(choices=["HEADER", "BODY"])
+
+
+class AccountTemplateSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    language = serializers.CharField()
+    category = serializers.CharField()
+    variables = TemplateVariableSerializer(many=True)
+
+
+class BusinessAccountSerializer(serializers.Serializer):
+    businessAccountId = serializers.IntegerField()
+    businessName = serializers.CharField()
+    phoneNumbers = AccountPhoneNumberSerializer(many=True)
+    templates = AccountTemplateSerializer(many=True)
+
+
+class BusinessAccountsSerializer(serializers.Serializer):
+    companyName = serializers.CharField()
+    apiKeyName = serializers.CharField()
+    businessAccounts = BusinessAccountSerializer(many=True)

@@ -268,6 +268,8 @@ def single_send(
         variables=list(template.variables),
         buttons=template.button_specs,
         template=template.name,
+        variable_types=template.typed_variables,
+        currency_code=template.currency_code,
     )
     if errors:
         raise InvalidFieldsError(errors["0"])

@@ -6,6 +6,7 @@ import uuid
 from typing import Any
 
 from django.db.models import QuerySet
+from django.utils import timezone
 from django.utils.functional import cached_property
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, status
@@ -14,6 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from bulksend.business_accounts import business_accounts_body
 from bulksend.creation import bulk_send_create
 from bulksend.filters import BulkSendFilter, MessageFilter
 from bulksend.models import BulkSend, BulkSendKind
@@ -23,6 +25,7 @@ from bulksend.serializers import (
     BulkSendDetailSerializer,
     BulkSendListItemSerializer,
     BulkSendMessageSerializer,
+    BusinessAccountsSerializer,
     SendBulkAcceptedSerializer,
     SendBulkRequestSerializer,
     SendMessageRequestSerializer,
@@ -33,6 +36,7 @@ from messaging.models import Message
 from mindo.exceptions import ContractError
 from mindo.models import ApiKeyScope
 from mindo.pagination import PageByKeysPaginator, PageNumberPagination
+from mindo.renderers import OrjsonRenderer
 from mindo.schema import DETAIL_BODY, ERROR_BODY
 from mindo.tenancy import request_api_key, request_organization
 from mindo.throttling import SEND_SCOPE, SINGLE_SCOPE
@@ -173,7 +177,7 @@ class BulkSendMessagesView(generics.ListAPIView[Message]):
 class SendMessageView(APIView):
     """One template message, sent within the request (bulksend.single)."""
 
-    required_scope = "send"
+    required_scope = ApiKeyScope.SEND
     throttle_scope = SINGLE_SCOPE
 
     @extend_schema(
@@ -213,3 +217,17 @@ class SendMessageView(APIView):
         )
         answer = status.HTTP_200_OK if result.settled else status.HTTP_202_ACCEPTED
         return Response(SendMessageResultSerializer(result).data, status=answer)
+
+
+class BusinessAccountsView(APIView):
+    required_scope = ApiKeyScope.ACCOUNT
+    renderer_classes = [OrjsonRenderer]
+
+    @extend_schema(
+        operation_id="business_accounts",
+        responses={200: BusinessAccountsSerializer, 401: ERROR_BODY, 403: ERROR_BODY},
+    )
+    def get(self, request: Request) -> Response:
+        """The key's company, its business accounts and numbers (with the portfolio's 24 h
+        quota) and their APPROVED templates with typed variables."""
+        return Response(business_accounts_body(request_api_key(request), now=timezone.now()))

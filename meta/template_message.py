@@ -10,14 +10,19 @@ Decisions the contract leaves open:
 - Variables are keyed by placeholder name (`meta.components.template_variables`). A POSITIONAL
   template whose header and body both use `{{1}}` therefore fills both with `variables["1"]`;
   Meta numbers them separately, but a recipient gives one value per name.
-- A missing variable raises `MissingVariableError`: sends are validated when they are accepted,
-  so this is a bug or a template changed under a send, and Meta would refuse the message anyway.
+- Typed variables (`meta.components.template_variable_specs`) go as Meta's typed parameters:
+  a media header as `{"type": "image", "image": {"link": ...}}`, CURRENCY as `currency`,
+  DATE_TIME as `date_time` (`meta.parameters`).
+- A missing variable, or one that does not fit its type, raises `MissingVariableError`: sends
+  are validated when they are accepted, so this is a bug or a template changed under a send,
+  and Meta would refuse the message anyway.
 - Button variables for indexes the template has no such button for are ignored, for the same
   reason; a quick reply without a payload needs no component.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,9 +30,10 @@ from meta.components import (
     BODY,
     HEADER,
     NAMED,
-    placeholders,
     template_buttons,
+    template_variable_specs,
 )
+from meta.parameters import MEDIA_TYPES, TEXT, ParameterValueError, typed_parameter
 
 # Our button type -> (Meta's send sub_type, the parameter's type and key).
 BUTTON_PARAMETERS = {
@@ -38,7 +44,8 @@ BUTTON_PARAMETERS = {
 
 
 class MissingVariableError(ValueError):
-    """A variable the template needs is not among the message's variables."""
+    """A variable the template needs is not among the message's variables, or its value does
+    not fit the variable's type."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,15 +57,22 @@ class ButtonShape:
 
 
 @dataclass(frozen=True, slots=True)
+class ParameterShape:
+    name: str  # the key of the recipient's variables
+    type: str  # TEXT, CURRENCY, DATE_TIME, IMAGE, VIDEO or DOCUMENT
+
+
+@dataclass(frozen=True, slots=True)
 class TemplateShape:
     """What a template's send components need, precomputed once per template."""
 
     name: str
     language: str
     named: bool
-    header: tuple[str, ...]  # placeholder names of a text header, in parameter order
-    body: tuple[str, ...]
+    header: tuple[ParameterShape, ...]  # a media header's variable, or a text header's
+    body: tuple[ParameterShape, ...]
     buttons: tuple[ButtonShape, ...]
+    currency_code: str = ""  # for CURRENCY values that name no currency
 
     def components(
         self, variables: dict[str, str], button_variables: dict[str, str]
@@ -77,6 +91,8 @@ class TemplateShape:
             raise MissingVariableError(
                 f"Template {self.name} ({self.language}) needs variable {error.args[0]!r}."
             ) from None
+        except ParameterValueError as error:
+            raise MissingVariableError(f"Template {self.name} ({self.language}): {error}") from None
         for button in self.buttons:
             value = button_variables.get(button.key)
             if value is None:
@@ -92,28 +108,47 @@ class TemplateShape:
         return components
 
     def _parameters(
-        self, names: tuple[str, ...], variables: dict[str, str]
-    ) -> list[dict[str, str]]:
-        if self.named:
-            return [
-                {"type": "text", "parameter_name": name, "text": variables[name]} for name in names
-            ]
-        return [{"type": "text", "text": variables[name]} for name in names]
-
-
-def _parameter_order(names: tuple[str, ...], named: bool) -> tuple[str, ...]:
-    """Named parameters in order of first appearance; positional ones by number, as Meta fills
-    the n-th parameter into `{{n}}` whatever the order of the placeholders in the text."""
-    if named:
-        return names
-    return tuple(sorted(names, key=lambda name: int(name) if name.isdigit() else 0))
+        self, shapes: tuple[ParameterShape, ...], variables: dict[str, str]
+    ) -> list[dict[str, Any]]:
+        parameters: list[dict[str, Any]] = []
+        for shape in shapes:
+            value = variables[shape.name]
+            if shape.type == TEXT:  # every message of most sends: one dict, no dispatch
+                if self.named:
+                    parameters.append({"type": "text", "parameter_name": shape.name, "text": value})
+                else:
+                    parameters.append({"type": "text", "text": value})
+                continue
+            parameter = typed_parameter(shape.type, value, currency_code=self.currency_code)
+            if self.named and shape.type not in MEDIA_TYPES:
+                parameter = {"type": parameter["type"], "parameter_name": shape.name, **parameter}
+            parameters.append(parameter)
+        return parameters
 
 
 def template_shape_build(
-    *, name: str, language: str, components: list[dict[str, Any]], parameter_format: str
+    *,
+    name: str,
+    language: str,
+    components: list[dict[str, Any]],
+    parameter_format: str,
+    variable_types: Mapping[str, str] | None = None,
+    currency_code: str = "",
 ) -> TemplateShape:
-    """The shape of a template from its components; `parameter_format` is Meta's word for it."""
+    """The shape of a template from its components; `parameter_format` is Meta's word for it,
+    `variable_types` the operator's (see `meta.components.template_variable_specs`)."""
     named = parameter_format == NAMED
+    specs = template_variable_specs(
+        components, parameter_format=parameter_format, variable_types=variable_types
+    )
+
+    def of(component: str) -> tuple[ParameterShape, ...]:
+        return tuple(
+            ParameterShape(spec["name"], spec["type"])
+            for spec in specs
+            if spec["component"] == component
+        )
+
     buttons = tuple(
         ButtonShape(f"button_{spec['index']}", str(spec["index"]), *BUTTON_PARAMETERS[spec["type"]])
         for spec in template_buttons(components)
@@ -123,9 +158,10 @@ def template_shape_build(
         name=name,
         language=language,
         named=named,
-        header=_parameter_order(placeholders(components, HEADER), named),
-        body=_parameter_order(placeholders(components, BODY), named),
+        header=of(HEADER),
+        body=of(BODY),
         buttons=buttons,
+        currency_code=currency_code,
     )
 
 

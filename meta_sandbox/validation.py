@@ -11,9 +11,13 @@
   (132000). In a NAMED template each parameter carries the `parameter_name` of a variable, and
   in a POSITIONAL one none does (132012). Their type is `text`, `currency` or `date_time`
   (131009); a text without its `text` is 131008; a text may not hold a new line, a tab or more
-  than four spaces in a row (132018).
+  than four spaces in a row (132018). A `currency` carries `fallback_value` (text), `code`
+  (ISO 4217, three capital letters) and `amount_1000` (a whole number), a `date_time` its
+  `fallback_value`: any of them missing, 131008; of the wrong kind, 131009.
 - A media header takes one parameter of its kind (`image`, `video`, `document` with a `link` or
-  an `id`, `location` with its coordinates): missing, 131008; another kind, 131009.
+  an `id`, `location` with its coordinates): missing, 131008; another kind, 131009. A `link`
+  is an http or https URL with a host (131009 otherwise); a document's `filename`, when given,
+  is text (131009).
 - A button component names an index of the template's buttons with the `sub_type` of its kind
   (131009), and the one parameter of its kind: a URL with a variable takes `text`, a copy code
   `coupon_code`, a quick reply may take a `payload`. A button that needs its parameter and gets
@@ -25,6 +29,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from meta_sandbox import errors
 from meta_sandbox.templates import LANGUAGE, ButtonRule, TemplateRules
@@ -35,6 +40,7 @@ PHONE = re.compile(r"\+?[0-9 ().-]+")
 PHONE_DIGITS = (7, 15)
 BAD_TEXT = re.compile(r"[\n\t]| {5,}")
 COMPONENT_TYPES = frozenset(("header", "body", "button"))
+CURRENCY_CODE = re.compile(r"[A-Z]{3}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +135,8 @@ def _check_text_parameters(
                     f"{where}: Param text cannot have new-line/tab characters or more than 4 "
                     "consecutive spaces"
                 )
+        else:
+            _check_typed_value(where, str(kind), parameter.get(str(kind)))
     names = [parameter.get("parameter_name") for parameter in given]
     if rules.is_named:
         if not all(isinstance(name, str) and name for name in names):
@@ -144,6 +152,39 @@ def _check_text_parameters(
         raise errors.parameter_format_mismatch(
             f"{where}: the template's parameters are POSITIONAL; give no parameter_name"
         )
+
+
+def _check_typed_value(where: str, kind: str, value: Any) -> None:
+    """A `currency` or `date_time` parameter's object, by Meta's rules."""
+    if not isinstance(value, dict):
+        raise errors.parameter_missing(f"{where}: a {kind} parameter needs its {kind} object.")
+    fields = (
+        ("fallback_value", "code", "amount_1000") if kind == "currency" else ("fallback_value",)
+    )
+    for field in fields:
+        if field not in value or value[field] is None:
+            raise errors.parameter_missing(f"{where}: {kind}.{field} is required.")
+    fallback = value["fallback_value"]
+    if not isinstance(fallback, str) or not fallback.strip():
+        raise errors.parameter_not_valid(f"{where}: {kind}.fallback_value must be text.")
+    if kind != "currency":
+        return
+    code, amount = value["code"], value["amount_1000"]
+    if not isinstance(code, str) or not CURRENCY_CODE.fullmatch(code):
+        raise errors.parameter_not_valid(f"{where}: currency.code must be an ISO 4217 code.")
+    if isinstance(amount, bool) or not isinstance(amount, int):
+        raise errors.parameter_not_valid(f"{where}: currency.amount_1000 must be an integer.")
+
+
+def _check_media_link(kind: str, media: dict[str, Any]) -> None:
+    link = media.get("link")
+    if link is not None:
+        parts = urlsplit(link) if isinstance(link, str) else None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+            raise errors.parameter_not_valid(f"header: the {kind} link must be an http(s) URL.")
+    filename = media.get("filename")
+    if kind == "document" and filename is not None and not isinstance(filename, str):
+        raise errors.parameter_not_valid("header: the document filename must be text.")
 
 
 def _check_media_header(kind: str, given: list[dict[str, Any]]) -> None:
@@ -162,6 +203,8 @@ def _check_media_header(kind: str, given: list[dict[str, Any]]) -> None:
         raise errors.parameter_missing("header: a location needs its latitude and longitude.")
     if not needed and not (value.get("link") or value.get("id")):
         raise errors.parameter_missing(f"header: the {kind} needs a link or an id.")
+    if not needed:
+        _check_media_link(kind, value)
 
 
 def _check_button(rules: TemplateRules, component: dict[str, Any]) -> int:

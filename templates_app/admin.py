@@ -12,7 +12,13 @@ from django.http import HttpRequest
 
 from meta.graph import GraphRequestError
 from templates_app.models import MessageTemplate, PhoneNumber, WhatsAppBusinessAccount
-from templates_app.services import RegistrationError, components_validate, tier_validate
+from templates_app.services import (
+    RegistrationError,
+    components_validate,
+    currency_code_validate,
+    tier_validate,
+    variable_types_validate,
+)
 from templates_app.sync import SyncResult, sync_numbers, sync_templates
 
 
@@ -34,6 +40,7 @@ class PhoneNumberForm(forms.ModelForm):
             "quality_rating",
             "messaging_limit_tier",
             "throughput_per_second",
+            "is_primary",
         ]
 
     def clean_messaging_limit_tier(self) -> str:
@@ -74,6 +81,7 @@ class PhoneNumberInline(admin.TabularInline):
         "quality_rating",
         "messaging_limit_tier",
         "throughput_per_second",
+        "is_primary",
     ]
 
 
@@ -155,6 +163,7 @@ class PhoneNumberAdmin(admin.ModelAdmin):
         "quality_rating",
         "messaging_limit_tier",
         "throughput_per_second",
+        "is_primary",
         "created_at",
     ]
     list_filter = ["quality_rating", "messaging_limit_tier", "business_account__organization"]
@@ -175,6 +184,8 @@ class MessageTemplateForm(forms.ModelForm):
             "status",
             "meta_template_id",
             "components",
+            "variable_types",
+            "currency_code",
         ]
 
     def clean_components(self) -> list[dict[str, Any]]:
@@ -182,6 +193,23 @@ class MessageTemplateForm(forms.ModelForm):
             return components_validate(self.cleaned_data["components"])
         except RegistrationError as error:
             raise forms.ValidationError(str(error)) from None
+
+    def clean_currency_code(self) -> str:
+        try:
+            return currency_code_validate(self.cleaned_data["currency_code"].strip().upper())
+        except RegistrationError as error:
+            raise forms.ValidationError(str(error)) from None
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        if "components" in cleaned and "variable_types" in cleaned:
+            try:
+                cleaned["variable_types"] = variable_types_validate(
+                    cleaned["variable_types"], cleaned["components"]
+                )
+            except RegistrationError as error:
+                self.add_error("variable_types", str(error))
+        return cleaned
 
 
 @admin.register(MessageTemplate)
@@ -208,6 +236,8 @@ class MessageTemplateAdmin(admin.ModelAdmin):
         "status",
         "meta_template_id",
         "components",
+        "variable_types",
+        "currency_code",
         "parameter_format",
         "variables",
         "buttons",

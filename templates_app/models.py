@@ -12,12 +12,15 @@ from meta.components import (
     NAMED,
     POSITIONAL,
     TemplateButton,
-    media_header_format,
+    TemplateVariable,
     template_buttons,
     template_parameter_format,
+    template_variable_specs,
     template_variables,
+    unsendable_header_format,
 )
 from meta.limits import MAX_THROUGHPUT, tier_limit
+from meta.parameters import TEXT
 from meta.webhook_payload import PHONE_NUMBER_ID_MAX_LENGTH
 
 # The tier an account or number has until an operator or Meta says otherwise (the contract's).
@@ -75,20 +78,47 @@ class PhoneNumber(models.Model):
         default=default_throughput,
         validators=[MinValueValidator(1), MaxValueValidator(MAX_THROUGHPUT)],
     )
+    # The account's primary number, set by an operator; with none set, the account's first
+    # number (the oldest) is its primary (`primary_number_ids`).
+    is_primary = models.BooleanField(
+        "primary",
+        default=False,
+        help_text="The business account's primary number (at most one per account; with none "
+        "marked, the oldest number is).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         constraints = [
+            models.UniqueConstraint(
+                fields=["business_account"],
+                condition=models.Q(is_primary=True),
+                name="phone_number_one_primary_per_account",
+                violation_error_message="A business account has at most one primary number.",
+            ),
             models.CheckConstraint(
                 condition=models.Q(
                     throughput_per_second__gte=1, throughput_per_second__lte=MAX_THROUGHPUT
                 ),
                 name="phone_number_throughput_between_1_and_1000",
-            )
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.display_phone_number} ({self.phone_number_id})"
+
+
+def primary_number_ids(numbers: list[PhoneNumber]) -> set[int]:
+    """The ids of the primary numbers among `numbers` (whole accounts' numbers): per account,
+    the one marked primary, else the oldest (lowest id)."""
+    marked = {number.business_account_id for number in numbers if number.is_primary}
+    primary = {number.pk for number in numbers if number.is_primary}
+    first: dict[int, int] = {}
+    for number in numbers:
+        if number.business_account_id not in marked:
+            account = number.business_account_id
+            first[account] = min(first.get(account, number.pk), number.pk)
+    return primary | set(first.values())
 
 
 class TemplateStatus(models.TextChoices):
@@ -136,6 +166,20 @@ class MessageTemplate(models.Model):
     # its recipients without parsing Meta's structure again.
     variables = models.JSONField(default=list, blank=True, editable=False)
     buttons = models.JSONField(default=list, blank=True, editable=False)
+    # Set by an operator: Meta's components carry examples, not types. Placeholder name ->
+    # CURRENCY or DATE_TIME; the others are TEXT (`meta.components.template_variable_specs`).
+    variable_types = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Placeholder name -> CURRENCY or DATE_TIME, e.g. {"total": "CURRENCY"}; '
+        "the others are TEXT.",
+    )
+    currency_code = models.CharField(
+        max_length=3,
+        blank=True,
+        help_text="ISO 4217 code of CURRENCY values that name none (e.g. ARS); blank: each "
+        "value must name its currency.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -161,9 +205,23 @@ class MessageTemplate(models.Model):
         return {int(button["index"]): button for button in self.buttons}
 
     @property
-    def media_header(self) -> str | None:
-        """IMAGE, VIDEO, DOCUMENT or LOCATION when the header needs media the API cannot carry."""
-        return media_header_format(self.components)
+    def unsendable_header(self) -> str | None:
+        """LOCATION when the header needs what no variable carries."""
+        return unsendable_header_format(self.components)
+
+    @property
+    def variable_specs(self) -> list[TemplateVariable]:
+        """Every variable a send fills: name, type, position and component."""
+        return template_variable_specs(
+            self.components,
+            parameter_format=self.parameter_format,
+            variable_types=self.variable_types,
+        )
+
+    @property
+    def typed_variables(self) -> dict[str, str]:
+        """Variable name -> type, for the variables that are not plain text."""
+        return {spec["name"]: spec["type"] for spec in self.variable_specs if spec["type"] != TEXT}
 
     @property
     def is_approved(self) -> bool:

@@ -12,7 +12,9 @@ from typing import Any
 
 from django.db import transaction
 
+from meta.components import BODY, HEADER, placeholders
 from meta.limits import KNOWN_TIERS, MAX_THROUGHPUT, tier_limit
+from meta.parameters import CURRENCY_CODE, PLACEHOLDER_TYPES
 from mindo.models import Organization
 from templates_app.models import (
     MessageTemplate,
@@ -67,6 +69,39 @@ def components_validate(components: Any) -> list[dict[str, Any]]:
                 "The 'buttons' of a BUTTONS component must be a list of objects."
             )
     return components
+
+
+def variable_types_validate(
+    variable_types: Any, components: list[dict[str, Any]]
+) -> dict[str, str]:
+    """`variable_types` when it maps placeholders of `components` to a type an operator may set
+    (TEXT, CURRENCY, DATE_TIME), else RegistrationError. A media header's type is its format."""
+    if variable_types is None:
+        return {}
+    if not isinstance(variable_types, dict):
+        raise RegistrationError(
+            "Variable types must be a JSON object of placeholder name -> type, e.g. "
+            '{"total": "CURRENCY"}.'
+        )
+    names = placeholders(components, HEADER) + placeholders(components, BODY)
+    for name, variable_type in variable_types.items():
+        if name not in names:
+            raise RegistrationError(
+                f"The template has no placeholder {{{{{name}}}}}: its placeholders are "
+                f"{', '.join(names) or 'none'}."
+            )
+        if variable_type not in PLACEHOLDER_TYPES:
+            raise RegistrationError(
+                f"Unknown variable type {variable_type!r} for {name}: use one of "
+                f"{', '.join(PLACEHOLDER_TYPES)}."
+            )
+    return dict(variable_types)
+
+
+def currency_code_validate(code: str) -> str:
+    if code and not CURRENCY_CODE.fullmatch(code):
+        raise RegistrationError(f"{code!r} is not an ISO 4217 currency code such as ARS or USD.")
+    return code
 
 
 def _refuse_foreign(asset: str, owner: Organization, organization: Organization) -> None:
@@ -172,11 +207,15 @@ def template_register(
     category: str,
     status: str,
     components: list[dict[str, Any]],
+    variable_types: dict[str, str] | None = None,
+    currency_code: str | None = None,
 ) -> MessageTemplate:
     """Create or update the template (`name`, `language`) of `business_account`.
 
     Its variables, buttons and parameter format are derived from `components`, so a send is
-    checked against exactly what Meta will expect.
+    checked against exactly what Meta will expect. `variable_types` types its placeholders and
+    `currency_code` is the currency of CURRENCY values that name none; left out (None), an
+    existing template keeps what an operator set.
     """
     if not name.strip() or not language.strip():
         raise RegistrationError("A template needs a name and a language.")
@@ -184,6 +223,11 @@ def template_register(
     _choice_validate(status, list(TemplateStatus.values), "template status")
     derived = MessageTemplate()
     derived.set_components(components_validate(components))
+    typing: dict[str, Any] = {}
+    if variable_types is not None:
+        typing["variable_types"] = variable_types_validate(variable_types, derived.components)
+    if currency_code is not None:
+        typing["currency_code"] = currency_code_validate(currency_code)
     template, _ = MessageTemplate.objects.update_or_create(
         business_account=business_account,
         name=name,
@@ -195,6 +239,7 @@ def template_register(
             "variables": derived.variables,
             "buttons": derived.buttons,
             "parameter_format": derived.parameter_format,
+            **typing,
         },
     )
     return template

@@ -22,6 +22,8 @@ def _build(template: MessageTemplate) -> TemplateShape:
         language=template.language,
         components=template.components,
         parameter_format=template.parameter_format,
+        variable_types=template.variable_types,
+        currency_code=template.currency_code,
     )
 
 

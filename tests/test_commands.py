@@ -23,6 +23,7 @@ DEMO_TEMPLATES = {
     "verification_code": ["name", "code"],
     "order_update": ["order_id", "status"],
     "event_reminder": ["name", "event_name", "event_date"],
+    "product_launch": ["header_image", "name", "product", "launch_date", "price"],
 }
 COMPONENTS = [
     {"type": "HEADER", "format": "TEXT", "text": "Hola {{name}}"},
@@ -355,7 +356,7 @@ def test_register_template_derives_variables_and_buttons(tenant: Tenant) -> None
         ("QUICK_REPLY", True),
     ]
     assert f"id {template.pk}" in stdout
-    assert "name, day, hour" in stdout
+    assert "name (TEXT), day (TEXT), hour (TEXT)" in stdout
 
 
 def test_register_template_reads_components_from_a_file_and_updates_in_place(

@@ -31,6 +31,7 @@ MINDO_HTTP_MODULES = {
     "parsers.py",
     "permissions.py",
     "query_params.py",
+    "renderers.py",
     "schema.py",
     "tenancy.py",
     "throttling.py",

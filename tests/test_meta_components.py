@@ -47,8 +47,11 @@ def test_a_media_header_takes_no_text_variable_and_says_which_media(media: str) 
     ]
 
     assert media_header_format(components) == media
-    assert template_variables(components) == ["name"]
     assert placeholders(components, HEADER) == ()
+    # A media header is one variable of its format, holding the media's URL; a location none.
+    media_variables = [] if media == "LOCATION" else [f"header_{media.lower()}"]
+    assert template_variables(components) == [*media_variables, "name"]
+    assert template_parameter_format(components) == "NAMED"
 
 
 def test_a_template_without_a_header_has_no_header_format() -> None:

@@ -269,6 +269,9 @@ def test_every_step_of_the_readme_walkthrough_works_as_written(
         "$API/send/",
         "/contact-lookup/?phone=",
         "/business-info/",
+        "/api/v1/business-accounts/",
+        "MEDIA=$(",
+        "/bulk-sends/$MEDIA_ID/",
         "TRIAL=$(",
         "/bulk-sends/$TRIAL_ID/",
     ]
@@ -288,6 +291,9 @@ def test_every_step_of_the_readme_walkthrough_works_as_written(
         send_one,
         contact_lookup,
         business_info,
+        business_accounts,
+        media_send,
+        follow_media,
         trial,
         follow_trial,
     ) = blocks
@@ -384,6 +390,44 @@ def test_every_step_of_the_readme_walkthrough_works_as_written(
     assert list(profile) == list(business_example)
     assert {k: v for k, v in profile.items() if k != "id"} == {
         k: v for k, v in business_example.items() if k != "id"
+    }
+
+    # Business accounts: the example's shape, the demo's number with the 3 recipients above in
+    # its window, and the media template's typed variables exactly as shown.
+    accounts = answer(bash.run(business_accounts))
+    accounts_example = examples[blocks.index(business_accounts)]
+    same_shape(accounts, accounts_example)
+    assert (accounts["companyName"], accounts["apiKeyName"]) == ("Mindo Demo", "demo")
+    [account] = accounts["businessAccounts"]
+    [example_account] = accounts_example["businessAccounts"]
+    same_shape(account, example_account)
+    [number] = account["phoneNumbers"]
+    same_shape(number, example_account["phoneNumbers"][0])
+    assert number["phoneNumberId"] == DEMO_NUMBER
+    assert number["quota"] == example_account["phoneNumbers"][0]["quota"]
+    [launch] = [t for t in account["templates"] if t["name"] == "product_launch"]
+    assert launch == example_account["templates"][0]
+    assert [t["name"] for t in account["templates"]] == sorted(
+        t["name"] for t in account["templates"]
+    )
+
+    # The media send: no new place in the quota, then out to Meta with its image and price.
+    assert answer(bash.run(media_send))["quota_needed"] == 0
+    bash.run_until(
+        follow_media,
+        lambda out: answer(out)["status"] == "COMPLETED",
+        what="the media send to be COMPLETED",
+    )
+    sent = service.sandbox.control("messages")["messages"]
+    [launch_sent] = [m for m in sent if m["template"] == "product_launch"]
+    header, body = launch_sent["request_body"]["template"]["components"]
+    assert header["parameters"] == [
+        {"type": "image", "image": {"link": "https://mindo.example/launch.png"}}
+    ]
+    assert body["parameters"][-1]["currency"] == {
+        "fallback_value": "$15,000.50",
+        "code": "ARS",
+        "amount_1000": 15000500,
     }
 
     # The 10,000-recipient trial fits the demo's quota after all of the above, and goes out.

@@ -323,7 +323,7 @@ def test_a_send_right_after_demo_goes_through(delivery_redis: redis.Redis) -> No
     meta_ids = MessageTemplate.objects.filter(
         business_account__organization__name="Acme"
     ).values_list("meta_template_id", flat=True)
-    assert len(set(meta_ids)) == 5
+    assert len(set(meta_ids)) == 6
     assert "" not in meta_ids
 
 

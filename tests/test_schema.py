@@ -19,6 +19,7 @@ PATHS = {
     "/api/v1/meta-templates/messages/{wamid}/": "get",
     "/api/v1/contact-lookup/": "get",
     "/api/v1/business-info/": "get",
+    "/api/v1/business-accounts/": "get",
 }
 
 

@@ -584,19 +584,21 @@ def test_it_rejects_a_template_that_is_not_approved(tenant: Tenant, status: str)
     }
 
 
-@pytest.mark.parametrize("media", ["IMAGE", "VIDEO", "DOCUMENT", "LOCATION"])
-def test_it_rejects_a_template_with_a_media_header(tenant: Tenant, media: str) -> None:
+def test_it_rejects_a_template_with_a_location_header(tenant: Tenant) -> None:
     factories.make_template(
         tenant.account,
-        name="promo_image",
-        components=[{"type": "HEADER", "format": media}, {"type": "BODY", "text": "Hola {{name}}"}],
+        name="store_map",
+        components=[
+            {"type": "HEADER", "format": "LOCATION"},
+            {"type": "BODY", "text": "Hola {{name}}"},
+        ],
     )
     item = {"phone": "+5491112345678", "variables": {"name": "Juan"}}
 
-    assert refused(tenant.client, payload(item, template_name="promo_image")) == {
+    assert refused(tenant.client, payload(item, template_name="store_map")) == {
         "template_name": [
-            f"Template 'promo_image' (language: es) has a {media} header, which bulk sends "
-            "cannot fill: use a template with a text header."
+            "Template 'store_map' (language: es) has a LOCATION header, which no variable can "
+            "fill: use a template with a text or media header."
         ]
     }
 

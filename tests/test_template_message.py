@@ -154,14 +154,25 @@ def test_a_template_without_parameters_is_sent_without_components() -> None:
     assert body["to"] == "14155550100"
 
 
-def test_a_media_header_takes_no_text_parameter() -> None:
+def test_a_media_header_takes_its_link_as_metas_media_parameter() -> None:
     template = unsaved_template(
         [{"type": "HEADER", "format": "IMAGE"}, {"type": "BODY", "text": "Hola {{name}}"}]
     )
 
-    components = template.components({"name": "Juan"}, {})
+    components = template.components(
+        {"name": "Juan", "header_image": "https://cdn.example/promo.jpg"}, {}
+    )
 
-    assert [component["type"] for component in components] == ["body"]
+    assert components == [
+        {
+            "type": "header",
+            "parameters": [{"type": "image", "image": {"link": "https://cdn.example/promo.jpg"}}],
+        },
+        {
+            "type": "body",
+            "parameters": [{"type": "text", "parameter_name": "name", "text": "Juan"}],
+        },
+    ]
 
 
 def test_a_missing_variable_is_an_error_naming_it() -> None:
@@ -180,4 +191,4 @@ def test_a_saved_template_shape_is_reused_until_the_template_changes(tenant: Ten
     template.set_components([{"type": "BODY", "text": "Nuevo {{x}}"}])
     template.save()
     assert template_shape(template) is not first
-    assert template_shape(template).body == ("x",)
+    assert [parameter.name for parameter in template_shape(template).body] == ["x"]

@@ -98,6 +98,31 @@ DEMO_TEMPLATES: list[tuple[str, str, list[dict[str, Any]]]] = [
 ]
 
 
+# A media header, a price and a date: the walk-through's typed send.
+MEDIA_TEMPLATE_NAME = "product_launch"
+MEDIA_TEMPLATE_COMPONENTS: list[dict[str, Any]] = [
+    {"type": "HEADER", "format": "IMAGE"},
+    *_body("Hola {{name}}, {{product}} llega el {{launch_date}} a {{price}}."),
+]
+MEDIA_TEMPLATE_TYPES = {"price": "CURRENCY", "launch_date": "DATE_TIME"}
+MEDIA_TEMPLATE_CURRENCY = "ARS"
+
+
+def demo_media_template_register(account: WhatsAppBusinessAccount) -> MessageTemplate:
+    """An APPROVED template with an IMAGE header (its `header_image` variable takes the image's
+    https URL), a CURRENCY price in pesos unless the value names a currency, and a DATE_TIME."""
+    return template_register(
+        business_account=account,
+        name=MEDIA_TEMPLATE_NAME,
+        language="es",
+        category=TemplateCategory.MARKETING,
+        status=TemplateStatus.APPROVED,
+        components=MEDIA_TEMPLATE_COMPONENTS,
+        variable_types=MEDIA_TEMPLATE_TYPES,
+        currency_code=MEDIA_TEMPLATE_CURRENCY,
+    )
+
+
 def _digits(org_name: str, salt: str, length: int) -> str:
     """`length` digits, the first not 0, that depend only on the organization's name."""
     value = int(hashlib.sha256(f"{salt}:{org_name}".encode()).hexdigest(), 16)
@@ -213,6 +238,7 @@ def demo_provision(org_name: str) -> Demo:
             )
             for name, category, components in DEMO_TEMPLATES
         ]
+        templates.append(demo_media_template_register(account))
         demo_contacts(organization)
     return Demo(organization=organization, raw_key=raw_key, number=number, templates=templates)
 
@@ -286,5 +312,8 @@ class Command(BaseCommand):
         )
         self.stdout.write("Templates (es, APPROVED):")
         for template in demo.templates:
-            variables = ", ".join(template.variables)
+            variables = ", ".join(
+                spec["name"] if spec["type"] == "TEXT" else f"{spec['name']} ({spec['type']})"
+                for spec in template.variable_specs
+            )
             self.stdout.write(f"  {template.pk:>4}  {template.name}  variables: {variables}")

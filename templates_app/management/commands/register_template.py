@@ -29,6 +29,10 @@ def components_read(value: str) -> Any:
             raise CommandError(
                 f"Cannot read the components file {path}: {error.strerror}."
             ) from None
+    return json_read(value, source)
+
+
+def json_read(value: str, source: str) -> Any:
     try:
         return json.loads(value)
     except json.JSONDecodeError as error:
@@ -36,7 +40,9 @@ def components_read(value: str) -> Any:
 
 
 def template_summary(template: MessageTemplate) -> str:
-    variables = ", ".join(template.variables) or "none"
+    variables = (
+        ", ".join(f"{spec['name']} ({spec['type']})" for spec in template.variable_specs) or "none"
+    )
     buttons = ", ".join(
         f"{button['index']} {button['type']}"
         + (" (takes a variable)" if button["takes_variable"] else "")
@@ -70,6 +76,16 @@ class Command(BaseCommand):
             required=True,
             help="Meta's components as a JSON list, or @path to a file holding it.",
         )
+        parser.add_argument(
+            "--variable-types",
+            help='Types of placeholders that are not TEXT, as JSON: {"total": "CURRENCY", '
+            '"date": "DATE_TIME"} (left out: an existing template keeps its own).',
+        )
+        parser.add_argument(
+            "--currency-code",
+            help="ISO 4217 code of CURRENCY values that name none, e.g. ARS (left out: an "
+            "existing template keeps its own).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         account = WhatsAppBusinessAccount.objects.filter(waba_id=options["waba_id"]).first()
@@ -86,6 +102,12 @@ class Command(BaseCommand):
                 category=options["category"],
                 status=options["status"],
                 components=components_read(options["components"]),
+                variable_types=(
+                    None
+                    if options["variable_types"] is None
+                    else json_read(options["variable_types"], "--variable-types")
+                ),
+                currency_code=options["currency_code"],
             )
         except ValueError as error:
             raise CommandError(str(error)) from None
