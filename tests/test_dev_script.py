@@ -1,4 +1,5 @@
-"""./dev: one `up` at a time, the addresses of .env and the environment, a complete .env.example."""
+"""./dev: one `up` at a time, the addresses of .env and the environment, a complete .env.example,
+`clean`. Its embedded PostgreSQL and Redis: tests/test_embedded_servers.py."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from django.conf import settings
 
 ROOT = Path(settings.BASE_DIR)
 # Variables ./dev reads besides the service's own settings.
-DEV_VARIABLES = ["PORT", "SANDBOX_PORT", "WEB_CONCURRENCY"]
+DEV_VARIABLES = ["PORT", "SANDBOX_PORT", "WEB_CONCURRENCY", "MINDO_EMBEDDED"]
 
 
 def dev_copy(tmp_path: Path) -> Path:
@@ -56,6 +57,26 @@ def test_a_second_up_refuses_to_start_and_leaves_the_running_ones_logs(tmp_path:
     assert "4242" in second.stderr
     assert (run_dir / "worker.log").read_text() == "the running copy's log\n"
     assert not (tmp_path / ".venv").exists(), "the second copy went on to install"
+
+
+def test_clean_removes_the_run_folder_unless_up_is_running(tmp_path: Path) -> None:
+    script = dev_copy(tmp_path)
+    run_dir = tmp_path / ".run"
+    (run_dir / "metrics").mkdir(parents=True)
+    (run_dir / "worker.log").write_text("a log\n")
+
+    with (run_dir / "up.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        refused = run_dev(script, "clean", env=base_env())
+    assert refused.returncode == 1
+    assert "./dev up is running" in refused.stderr
+    assert (run_dir / "worker.log").exists()
+
+    done = run_dev(script, "clean", env=base_env())
+    assert done.returncode == 0, done.stderr
+    assert not run_dir.exists()
+    again = run_dev(script, "clean", env=base_env())
+    assert again.returncode == 0, again.stderr
 
 
 @pytest.mark.parametrize(

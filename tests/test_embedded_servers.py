@@ -65,6 +65,7 @@ class Serve:
         self.run_dir = run_dir
         self.env_file = run_dir.parent / "embedded.env"
         self.pid_file = run_dir.parent / "serve.pid"
+        self.env_file.unlink(missing_ok=True)  # a killed serve's
         command = (
             f"{sys.executable} -m mindo.embedded serve {run_dir} --postgres --redis "
             f"--env-file {self.env_file} & echo $! >{self.pid_file}; wait"
@@ -104,11 +105,19 @@ def processes_using(folder: Path) -> list[str]:
     return found
 
 
+@pytest.fixture(name="run_dir")
+def run_dir_fixture(tmp_path: Path) -> Iterator[Path]:
+    """A folder for embedded servers; whatever a failed test left running there is stopped."""
+    run_dir = tmp_path / "embedded"
+    yield run_dir
+    if processes_using(run_dir):
+        subprocess.run([sys.executable, "-m", "mindo.embedded", "stop", str(run_dir)], cwd=ROOT)
+
+
 @needs_extra
 def test_serve_keeps_the_data_between_runs_and_stops_with_whoever_started_it(
-    tmp_path: Path,
+    run_dir: Path,
 ) -> None:
-    run_dir = tmp_path / "embedded"
     first = Serve(run_dir)
     database_url_, redis_url = first.urls["DATABASE_URL"], first.urls["REDIS_URL"]
     assert database_url_.startswith("postgres://postgres@127.0.0.1:")
@@ -132,6 +141,33 @@ def test_serve_keeps_the_data_between_runs_and_stops_with_whoever_started_it(
 
     assert not answers(second.urls["DATABASE_URL"])
     assert not answers(second.urls["REDIS_URL"])
+    assert processes_using(run_dir) == []
+
+
+@needs_extra
+def test_servers_left_by_a_killed_serve_are_stopped_by_stop_and_by_the_next_serve(
+    run_dir: Path,
+) -> None:
+    crashed = Serve(run_dir)
+    os.kill(crashed.pid, signal.SIGKILL)
+    crashed.shell.wait(timeout=PROCESS_START_TIMEOUT)
+    assert answers(crashed.urls["DATABASE_URL"])
+    assert answers(crashed.urls["REDIS_URL"])
+
+    # ./dev clean's way: `stop` on the folder.
+    subprocess.run(
+        [sys.executable, "-m", "mindo.embedded", "stop", str(run_dir)], cwd=ROOT, check=True
+    )
+    assert processes_using(run_dir) == []
+
+    crashed_again = Serve(run_dir)
+    os.kill(crashed_again.pid, signal.SIGKILL)
+    crashed_again.shell.wait(timeout=PROCESS_START_TIMEOUT)
+    # The next serve's way: it takes its folder back.
+    after = Serve(run_dir)
+    assert not answers(crashed_again.urls["DATABASE_URL"])
+    assert answers(after.urls["DATABASE_URL"])
+    after.stop()
     assert processes_using(run_dir) == []
 
 
@@ -162,6 +198,11 @@ def test_dev_test_on_a_machine_where_nothing_answers_runs_on_the_embedded_pair(
     if subprocess.run(["unshare", "--net", "true"], check=False).returncode != 0:
         pytest.skip("unshare --net is not allowed here (it needs root)")
     copy = checkout_copy(tmp_path)
+    # A copied .env.example spells the default addresses out: they stay the defaults.
+    example = (ROOT / ".env.example").read_text().splitlines()
+    (copy / ".env").write_text(
+        "\n".join(line for line in example if line.startswith(("DATABASE_URL=", "REDIS_URL=")))
+    )
     before = system_servers()
     env = {
         key: value
