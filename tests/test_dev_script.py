@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import re
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -40,6 +42,14 @@ def base_env() -> dict[str, str]:
     return {key: value for key, value in os.environ.items() if key not in drop}
 
 
+@contextlib.contextmanager
+def holding_up_lock(run_dir: Path) -> Iterator[None]:
+    """The lock a running `./dev up` (and its processes) hold."""
+    with (run_dir / "up.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        yield
+
+
 def test_a_second_up_refuses_to_start_and_leaves_the_running_ones_logs(tmp_path: Path) -> None:
     script = dev_copy(tmp_path)
     run_dir = tmp_path / ".run"
@@ -47,9 +57,7 @@ def test_a_second_up_refuses_to_start_and_leaves_the_running_ones_logs(tmp_path:
     (run_dir / "up.pid").write_text("4242\n")
     (run_dir / "worker.log").write_text("the running copy's log\n")
 
-    # The lock the running copy (and its processes) hold.
-    with (run_dir / "up.lock").open("a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    with holding_up_lock(run_dir):
         second = run_dev(script, "up", env=base_env())
 
     assert second.returncode == 1
@@ -65,8 +73,7 @@ def test_clean_removes_the_run_folder_unless_up_is_running(tmp_path: Path) -> No
     (run_dir / "metrics").mkdir(parents=True)
     (run_dir / "worker.log").write_text("a log\n")
 
-    with (run_dir / "up.lock").open("a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    with holding_up_lock(run_dir):
         refused = run_dev(script, "clean", env=base_env())
     assert refused.returncode == 1
     assert "./dev up is running" in refused.stderr
