@@ -58,6 +58,10 @@ def test_answers_tells_a_server_from_a_silent_port_and_a_closed_one(silent_port:
     assert not answers(settings.REDIS_URL.replace("redis://", "postgres://"), timeout=0.5)
 
 
+# Every Serve a test started: the run_dir fixture stops those a failed test left running.
+STARTED: list[Serve] = []
+
+
 class Serve:
     """`python -m mindo.embedded serve`, started by a shell as ./dev starts it."""
 
@@ -71,6 +75,7 @@ class Serve:
             f"--env-file {self.env_file} & echo $! >{self.pid_file}; wait"
         )
         self.shell = subprocess.Popen(["bash", "-c", command], cwd=ROOT, start_new_session=True)
+        STARTED.append(self)
         wait_for(self.env_file.exists, timeout=PROCESS_START_TIMEOUT, what="embedded servers")
         self.pid = int(self.pid_file.read_text())
         self.urls = dict(line.split("=", 1) for line in self.env_file.read_text().splitlines())
@@ -81,7 +86,6 @@ class Serve:
 
     def kill_starter(self) -> None:
         """Kill the shell that started it, as a killed ./dev would be: no word to `serve`."""
-        os.killpg(self.shell.pid, 0)
         os.kill(self.shell.pid, signal.SIGKILL)
         self.shell.wait()
         wait_for(
@@ -112,6 +116,11 @@ def run_dir_fixture(tmp_path: Path) -> Iterator[Path]:
     """A folder for embedded servers; whatever a failed test left running there is stopped."""
     run_dir = tmp_path / "embedded"
     yield run_dir
+    while STARTED:
+        serve = STARTED.pop()
+        if serve.shell.poll() is None:
+            os.killpg(serve.shell.pid, signal.SIGKILL)
+            serve.shell.wait()
     if processes_using(run_dir):
         subprocess.run([sys.executable, "-m", "mindo.embedded", "stop", str(run_dir)], cwd=ROOT)
 
