@@ -190,7 +190,7 @@ class EmbeddedRedis:
             ],
             start_new_session=True,
         )
-        wait_until(lambda: answers(self.url()), what="redis-server", process=self.process)
+        wait_until(lambda: answers(self.url()), what="the Valkey server", process=self.process)
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
@@ -205,7 +205,7 @@ class EmbeddedRedis:
             self.process.wait()
 
     def stop_leftover(self) -> None:
-        """Stop the redis-server a killed `serve` left running on this directory."""
+        """Stop the Valkey server a killed `serve` left running on this directory."""
         stop_by_pid_file(self.pid_file, signal.SIGTERM, "valkey-server")
 
 
