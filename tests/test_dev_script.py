@@ -1,12 +1,15 @@
-"""./dev: one `up` at a time, the addresses of .env and the environment, a complete .env.example."""
+"""./dev: one `up` at a time, the addresses of .env and the environment, a complete .env.example,
+`clean`. Its embedded PostgreSQL and Redis: tests/test_embedded_servers.py."""
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import re
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,7 +17,7 @@ from django.conf import settings
 
 ROOT = Path(settings.BASE_DIR)
 # Variables ./dev reads besides the service's own settings.
-DEV_VARIABLES = ["PORT", "SANDBOX_PORT", "WEB_CONCURRENCY"]
+DEV_VARIABLES = ["PORT", "SANDBOX_PORT", "WEB_CONCURRENCY", "MINDO_EMBEDDED"]
 
 
 def dev_copy(tmp_path: Path) -> Path:
@@ -39,6 +42,14 @@ def base_env() -> dict[str, str]:
     return {key: value for key, value in os.environ.items() if key not in drop}
 
 
+@contextlib.contextmanager
+def holding_up_lock(run_dir: Path) -> Iterator[None]:
+    """The lock a running `./dev up` (and its processes) hold."""
+    with (run_dir / "up.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        yield
+
+
 def test_a_second_up_refuses_to_start_and_leaves_the_running_ones_logs(tmp_path: Path) -> None:
     script = dev_copy(tmp_path)
     run_dir = tmp_path / ".run"
@@ -46,9 +57,7 @@ def test_a_second_up_refuses_to_start_and_leaves_the_running_ones_logs(tmp_path:
     (run_dir / "up.pid").write_text("4242\n")
     (run_dir / "worker.log").write_text("the running copy's log\n")
 
-    # The lock the running copy (and its processes) hold.
-    with (run_dir / "up.lock").open("a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    with holding_up_lock(run_dir):
         second = run_dev(script, "up", env=base_env())
 
     assert second.returncode == 1
@@ -56,6 +65,25 @@ def test_a_second_up_refuses_to_start_and_leaves_the_running_ones_logs(tmp_path:
     assert "4242" in second.stderr
     assert (run_dir / "worker.log").read_text() == "the running copy's log\n"
     assert not (tmp_path / ".venv").exists(), "the second copy went on to install"
+
+
+def test_clean_removes_the_run_folder_unless_up_is_running(tmp_path: Path) -> None:
+    script = dev_copy(tmp_path)
+    run_dir = tmp_path / ".run"
+    (run_dir / "metrics").mkdir(parents=True)
+    (run_dir / "worker.log").write_text("a log\n")
+
+    with holding_up_lock(run_dir):
+        refused = run_dev(script, "clean", env=base_env())
+    assert refused.returncode == 1
+    assert "./dev up is running" in refused.stderr
+    assert (run_dir / "worker.log").exists()
+
+    done = run_dev(script, "clean", env=base_env())
+    assert done.returncode == 0, done.stderr
+    assert not run_dir.exists()
+    again = run_dev(script, "clean", env=base_env())
+    assert again.returncode == 0, again.stderr
 
 
 @pytest.mark.parametrize(
