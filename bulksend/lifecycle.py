@@ -26,6 +26,7 @@ from bulksend.models import ACTIVE_STATUSES, BulkSend, BulkSendStatus
 from messaging.counters import COUNTERS, SendDeltas, sql_literal
 from messaging.delivery import (
     DeliveryResult,
+    Settled,
     leases_reap,
     messages_cancel_pending,
     messages_settle,
@@ -115,10 +116,27 @@ def sends_statuses_apply(events: list[StatusEvent]) -> StatusOutcome:
 def batch_settle(results: list[DeliveryResult], *, now: datetime) -> dict[str, int]:
     """Settle a batch of attempts and its sends' counters in one transaction; returns how many
     results of each outcome."""
+    return batch_settle_outcome(results, now=now).counts
+
+
+def batch_settle_outcome(
+    results: list[DeliveryResult], *, now: datetime, durable: bool = True
+) -> Settled:
+    """`batch_settle`, answering how the counters moved too.
+
+    Not `durable`: the commit does not wait for the disk. For a caller whose settle, if a crash
+    lost it, is made again from elsewhere: the message stays `sending` under its lease, and
+    Meta's `sent` webhook (carrying our callback data) or the reaper settles it as it settles
+    any worker's lost batch; nothing is sent twice, since a lease is handed back only on evidence
+    that Meta did not take the message.
+    """
     with transaction.atomic():
+        if not durable:
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL synchronous_commit TO OFF")
         settled = messages_settle(results, now=now)
         sends_counters_apply(settled.counters, now=now)
-    return settled.counts
+    return settled
 
 
 def sends_leases_reap(

@@ -30,7 +30,7 @@ from django.utils import timezone
 
 from bulksend.admission import QuotaGate
 from bulksend.creation import phone_number_get, single_send_create, template_get
-from bulksend.lifecycle import batch_settle
+from bulksend.lifecycle import batch_settle_outcome
 from bulksend.recipients import Recipient, check_against_template
 from bulksend.sending import message_request, number_slow_down_if_told
 from messaging.delivery import ClaimedMessage, DeliveryResult, Settle
@@ -276,7 +276,7 @@ def single_send(
     gate = QuotaGate(number)
     now = timezone.now()
     with transaction.atomic():
-        _, claimed = single_send_create(
+        bulk_send, claimed = single_send_create(
             organization=organization,
             created_by=created_by,
             number=number,
@@ -305,7 +305,9 @@ def single_send(
     result = _result_for(claimed, outcome)
     if attempts > 1:
         Message.objects.filter(pk=claimed.id).update(attempts=attempts)
-    batch_settle([result], now=timezone.now())
+    settled_at = timezone.now()
+    # The answer waits for this commit, not for its disk write (see `batch_settle_outcome`).
+    settled = batch_settle_outcome([result], now=settled_at, durable=False)
     metrics.messages_settled([result], [outcome])
     if result.outcome == Settle.FAILED:
         _raise_for(outcome, number)
@@ -317,8 +319,12 @@ def single_send(
             status=MessageStatus.PENDING,
             sent_at=None,
         )
-    # Meta's `sent` webhook may have come first, with its own time: the row says which.
-    sent_at = Message.objects.filter(pk=claimed.id).values_list("sent_at", flat=True).first()
+    # Sent by this settle, at its time; or Meta's `sent` webhook came first, with its own time,
+    # which the row keeps.
+    if settled.counters.get(str(bulk_send.pk), {}).get("sent", 0) > 0:
+        sent_at: datetime | None = settled_at
+    else:
+        sent_at = Message.objects.filter(pk=claimed.id).values_list("sent_at", flat=True).first()
     return SingleSendResult(
         message_id=str(outcome.wamid),
         template_name=template.name,

@@ -329,7 +329,7 @@ def statuses_apply(events: list[StatusEvent]) -> StatusOutcome:
         outcome.deferred = len(unknown)
         outcome.deferred_wamids = {event.wamid for event in unknown}
         if recorded:
-            earlier = statuses_apply_deferred(recorded)
+            earlier = statuses_apply_deferred(recorded, locked=True)
             outcome.messages_changed += earlier.messages_changed
             deltas_merge(outcome.counters, earlier.counters)
             for wamid, (bulk_send_id, old, new) in earlier.changes.items():
@@ -337,12 +337,15 @@ def statuses_apply(events: list[StatusEvent]) -> StatusOutcome:
     return outcome
 
 
-def statuses_apply_deferred(wamids: list[str]) -> StatusOutcome:
+def statuses_apply_deferred(wamids: list[str], *, locked: bool = False) -> StatusOutcome:
     """Apply the kept events of `wamids`, now that their messages have them. Call it in the
-    transaction that records the wamids, so no event can slip between the two."""
-    with transaction.atomic():
-        with connection.cursor() as cursor:
-            _lock_wamids(cursor, set(wamids))
+    transaction that records the wamids, so no event can slip between the two; `locked` when
+    that transaction holds their locks (`_lock_wamids`) already."""
+    transaction_required()
+    with transaction.atomic(savepoint=False):
+        if not locked:
+            with connection.cursor() as cursor:
+                _lock_wamids(cursor, set(wamids))
         kept = list(DeferredStatus.objects.select_for_update().filter(wamid__in=wamids))
         if not kept:
             return StatusOutcome()
