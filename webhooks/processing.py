@@ -224,6 +224,27 @@ def _apply_isolating_poison(reads: list[_Read]) -> None:
         _apply_isolating_poison([read])
 
 
+def _apply_group(reads: list[_Read]) -> None:
+    """Apply a group of bodies in one transaction, quarantining what fails alone.
+
+    A group of one body in a transaction of its own (the usual case: a webhook applied right
+    after its answer) needs no savepoint to be isolated in: if it fails, its transaction rolls
+    back and it is quarantined in another. That saves two of a webhook's round trips.
+    """
+    if len(reads) > 1 or connection.in_atomic_block:
+        with transaction.atomic():
+            _apply_isolating_poison(reads)
+        return
+    try:
+        with transaction.atomic():
+            _apply_reads(reads)
+    except Exception as error:
+        if _is_transient(error):
+            raise
+        with transaction.atomic():
+            _quarantine(reads[0].event, error)
+
+
 def _apply_large(read: _Read) -> None:
     """One body of more than STATUS_SLICE statuses, a slice per transaction: each slice takes its
     own per-wamid locks, so tens of thousands of unknown wamids never run PostgreSQL out of lock
@@ -307,8 +328,7 @@ def _apply_batches(batch_size: int) -> int:
             if len(group[0].statuses) > STATUS_SLICE:
                 _apply_large(group[0])
             else:
-                with transaction.atomic():
-                    _apply_isolating_poison(group)
+                _apply_group(group)
         metrics.WEBHOOKS_APPLIED.inc(len(batch))
         applied += len(batch)
 
