@@ -34,14 +34,14 @@ from messaging.delivery import ClaimedMessage, DeliveryResult, Settle
 from messaging.models import callback_data_for
 from messaging.ratelimit import AsyncPacer, RateLimiter
 from meta.graph import ErrorClass, GraphError, SendOutcome, SendProgress, SendRequest
+from meta.graph_errors import NUMBER_RATE_LIMIT_HIT, local_failure
 from meta.template_message import MissingVariableError, template_message_body
 from mindo.meta_client import async_graph_client
 from templates_app.shapes import TemplateShape, template_shape
 
 logger = logging.getLogger(__name__)
 
-# Meta's "too many messages for this number" (130429), and how long every worker then pauses.
-RATE_LIMIT_HIT = "130429"
+# How long every worker of a number pauses when Meta says it goes too fast (130429).
 RATE_LIMIT_PAUSE_SECONDS = 1.0
 # How long closing the loop waits for the client's connections to close.
 CLOSE_TIMEOUT_SECONDS = 10.0
@@ -89,14 +89,7 @@ def message_request(
             callback_data=callback_data_for(message.id),
         )
     except MissingVariableError as error:
-        unsendable = GraphError(
-            code="unsendable",
-            message=str(error),
-            details=None,
-            http_status=None,
-            error_class=ErrorClass.FAIL,
-        )
-        return SendOutcome(None, unsendable)
+        return SendOutcome(None, local_failure("unsendable", str(error)))
     return SendRequest(phone_number_id, access_token, orjson.dumps(body))
 
 
@@ -105,7 +98,7 @@ def number_slow_down_if_told(
 ) -> None:
     """Meta says this number goes too fast (130429): every sender of it slows down, not just the
     one that was told."""
-    if any(o.error is not None and o.error.code == RATE_LIMIT_HIT for o in outcomes):
+    if any(o.error is not None and o.error.code == NUMBER_RATE_LIMIT_HIT for o in outcomes):
         try:
             limiter.slow_down(phone_number_id, RATE_LIMIT_PAUSE_SECONDS)
         except redis.RedisError as error:

@@ -40,10 +40,10 @@ from meta.graph import (
     AsyncGraphClient,
     ErrorClass,
     GraphConfig,
-    GraphError,
     SendOutcome,
     SendRequest,
 )
+from meta.graph_errors import local_failure
 from mindo import metrics
 from mindo.errors import (
     InvalidFieldsError,
@@ -118,12 +118,7 @@ def _channel() -> _Channel:
 
 def _no_answer(code: str, text: str) -> SendOutcome:
     """The outcome of a send that never left: no permit, so nothing was handed to Meta."""
-    return SendOutcome(
-        None,
-        GraphError(
-            code=code, message=text, details=None, http_status=None, error_class=ErrorClass.FAIL
-        ),
-    )
+    return SendOutcome(None, local_failure(code, text))
 
 
 async def _permit(limiter: RateLimiter, number: PhoneNumber, wait_seconds: float) -> str | None:

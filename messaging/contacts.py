@@ -11,7 +11,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Subquery
 from django.utils import timezone
 
-from messaging.models import Contact, ContactList, ContactSource, InboundMessage, Message
+from messaging.models import Contact, ContactList, InboundMessage, Message
 from mindo.phones import phone_normalize
 
 DEFAULT_CONTACT_LIST_NAME = "Lista Principal"
@@ -59,27 +59,6 @@ def contacts_from_send(*, organization_id: int, bulk_send_id: uuid.UUID, source:
             [organization_id, default.pk, source, timezone.now(), bulk_send_id],
         )
         return cursor.rowcount
-
-
-def contact_ensure(
-    *, organization_id: int, phone: str, source: str = ContactSource.API, name: str | None = None
-) -> Contact:
-    """The organization's contact with `phone` (E.164), made in the default list when missing."""
-    existing = Contact.objects.filter(organization_id=organization_id, phone=phone).first()
-    if existing is not None:
-        return existing
-    default = contact_list_default(organization_id)
-    try:
-        with transaction.atomic():
-            return Contact.objects.create(
-                organization_id=organization_id,
-                contact_list=default,
-                phone=phone,
-                source=source,
-                name=name or None,
-            )
-    except IntegrityError:
-        return Contact.objects.get(organization_id=organization_id, phone=phone)
 
 
 @dataclass(frozen=True, slots=True)

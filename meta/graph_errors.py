@@ -23,11 +23,14 @@ class ErrorClass(StrEnum):
     HALT = "halt"  # every message of the send would fail alike: stop it for an operator
 
 
+# The number's throughput exceeded: retried, and every sender of the number slows down.
+NUMBER_RATE_LIMIT_HIT = "130429"
+
 RETRY_CODES = frozenset(
     {
         "4",  # application request limit
         "80007",  # WABA rate limit
-        "130429",  # the number's throughput exceeded: the drainer also slows the number down
+        NUMBER_RATE_LIMIT_HIT,
         "131056",  # too many messages to the same recipient in a short time (pair rate limit)
         "131000",  # "Something went wrong"
         # Meta documents these as temporary too: service downtime and unavailability.
@@ -162,6 +165,13 @@ def graph_error_from_response(http_status: int, raw: bytes) -> GraphError:
         error_class=error_class_for(code, http_status),
         subcode=_text(error.get("error_subcode")),
         fbtrace_id=_text(error.get("fbtrace_id")),
+    )
+
+
+def local_failure(code: str, message: str) -> GraphError:
+    """A message that failed on our side, before anything was handed to Meta: final."""
+    return GraphError(
+        code=code, message=message, details=None, http_status=None, error_class=ErrorClass.FAIL
     )
 
 
