@@ -18,6 +18,10 @@ _SEPARATORS = re.compile(r"[\s\-./()]+")
 _DIGITS = re.compile(r"[0-9]+")
 # Longer input is no phone number: refused before any work is spent on it.
 PHONE_INPUT_MAX_LENGTH = 64
+# Mexico dropped the `1` that mobile numbers carried after the country code in 2019, but
+# WhatsApp still names many Mexican users by it: Meta's `wa_id` and an inbound message's `from`
+# are `521` and ten digits for the E.164 `+52` and the same ten digits.
+_MEXICO_LEGACY_MOBILE = re.compile(r"\+521([0-9]{10})")
 
 
 def _international(text: str) -> str | None:
@@ -73,11 +77,14 @@ def phone_normalize(text: str) -> str | None:
 
     Accepts E.164 with or without `+` (or with `00`), spaces, dashes, dots and parentheses, and
     national spellings inside the international number, such as Argentina's `15`:
-    `+54 223 15-596-1983` is `+5492235961983`.
+    `+54 223 15-596-1983` is `+5492235961983`, and Mexico's former mobile `1`:
+    `5215512345678` (a WhatsApp id) is `+525512345678`.
     """
     candidate = _international(text)
     if candidate is None or not E164.fullmatch(candidate):
         return None
+    if legacy := _MEXICO_LEGACY_MOBILE.fullmatch(candidate):
+        candidate = f"+52{legacy.group(1)}"
     canonical = _already_canonical(candidate)
     if canonical is not None:
         return candidate if canonical else None

@@ -113,6 +113,21 @@ def test_the_sender_becomes_an_organic_contact_named_by_their_profile(
     assert body["hasReplied"] is True
 
 
+def test_a_mexican_user_named_by_the_former_mobile_1_opens_the_window_of_their_contact(
+    client: Client, tenant: Tenant, frozen_now: TickingClock
+) -> None:
+    """WhatsApp names Mexican mobiles `521` + ten digits; the contact is `+52` + the same ten."""
+    Contact.objects.create(
+        organization=tenant.organization, phone="+525512345678", source=ContactSource.IMPORT
+    )
+
+    post_messages(client, inbound("5215512345678", START - timedelta(minutes=1)))
+
+    assert window(tenant, "+525512345678")[:2] == (True, True)
+    assert window(tenant, "+52 1 55 1234 5678")[:2] == (True, True)
+    assert Contact.objects.filter(organization=tenant.organization).count() == 1
+
+
 def test_an_existing_contact_keeps_its_list_name_and_source(
     client: Client, tenant: Tenant, frozen_now: TickingClock
 ) -> None:

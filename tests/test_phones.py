@@ -18,6 +18,10 @@ from mindo.phones import is_e164, phone_normalize
         ("0054 9 223 596 1983", "+5492235961983"),
         ("+1 (202) 555-0143", "+12025550143"),
         ("+39 06 1234 5678", "+390612345678"),
+        # A Mexican mobile as WhatsApp names it (wa_id) and as Mexico has written it since 2019.
+        ("5215512345678", "+525512345678"),
+        ("+52 1 55 1234 5678", "+525512345678"),
+        ("+525512345678", "+525512345678"),
     ],
 )
 def test_every_spelling_reads_as_one_e164_number(written: str, e164: str) -> None:
@@ -40,6 +44,8 @@ def test_what_is_no_number_reads_as_none(text: str) -> None:
         ("+54223155961983", False),
         ("+54 9 223 596 1983", False),
         ("+49 030 123456", False),
+        ("+525512345678", True),
+        ("+5215512345678", False),
     ],
 )
 def test_only_the_e164_spelling_itself_is_exact(phone: str, exact: bool) -> None:
