@@ -18,4 +18,9 @@ urlpatterns = [
         views.BulkSendMessagesView.as_view(),
         name="bulk-send-messages",
     ),
+    path(
+        "bulk-sends/<str:bulk_send_id>/messages/export/",
+        views.BulkSendMessagesExportView.as_view(),
+        name="bulk-send-messages-export",
+    ),
 ]

@@ -20,3 +20,7 @@ logconfig_dict = gunicorn_logging_config(
 )
 # With LOG_FORMAT=plain, Apache's combined format plus the time the request took.
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s "%(a)s" %(L)ss'
+# A sync worker tells the arbiter it is alive only between requests, and the arbiter kills one
+# silent for `timeout` seconds: 30 s (gunicorn's default) would cut a CSV export of a million
+# messages to a slow client mid-file. Five minutes still ends a worker that is truly stuck.
+timeout = 300

@@ -16,6 +16,7 @@ PATHS = {
     "/api/v1/meta-templates/bulk-sends/": "get",
     "/api/v1/meta-templates/bulk-sends/{bulk_send_id}/": "get",
     "/api/v1/meta-templates/bulk-sends/{bulk_send_id}/messages/": "get",
+    "/api/v1/meta-templates/bulk-sends/{bulk_send_id}/messages/export/": "get",
     "/api/v1/meta-templates/messages/{wamid}/": "get",
     "/api/v1/contact-lookup/": "get",
     "/api/v1/business-info/": "get",
