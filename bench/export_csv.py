@@ -116,8 +116,8 @@ def copy_once(send_id: str) -> tuple[int, float]:
         baseline_connection()
         .cursor()
         .copy(
-            "COPY (SELECT * FROM messaging_message WHERE bulk_send_id = %s ORDER BY bulk_send_id, id)"
-            " TO STDOUT WITH (FORMAT csv, HEADER true)",
+            "COPY (SELECT * FROM messaging_message WHERE bulk_send_id = %s"
+            " ORDER BY bulk_send_id, id) TO STDOUT WITH (FORMAT csv, HEADER true)",
             [send_id],
         ) as copy
     ):

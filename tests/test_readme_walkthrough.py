@@ -12,6 +12,8 @@ README's own read again until it shows what was promised, within a deadline.
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import json
 import os
 import re
@@ -26,6 +28,7 @@ import pytest
 import redis
 from django.conf import settings
 
+from bulksend.export import COLUMNS
 from tests.delivery_support import (
     SandboxProcess,
     delivery_redis_fixture,  # noqa: F401  (fixtures)
@@ -83,6 +86,9 @@ def bash_steps() -> list[tuple[str, dict[str, Any] | None]]:
             example = json.loads(following.text)
         steps.append((block.text, example))
     return steps
+
+
+EXPORT_HEADER = [header for header, _ in COLUMNS]
 
 
 # --- the processes `./dev up` runs --------------------------------------------------------------
@@ -262,6 +268,7 @@ def test_every_step_of_the_readme_walkthrough_works_as_written(
         "/bulk-sends/$BULK_SEND_ID/ ",
         "/bulk-sends/?status=",
         "/messages/?status=delivered",
+        "/messages/export/",
         "WAMID=$(",
         "post_status() {",
         '"$API/messages/$WAMID/"',
@@ -284,6 +291,7 @@ def test_every_step_of_the_readme_walkthrough_works_as_written(
         follow,
         list_sends,
         list_messages,
+        export,
         lookup,
         play_meta,
         lookup_again,
@@ -342,6 +350,15 @@ def test_every_step_of_the_readme_walkthrough_works_as_written(
     assert messages["count"] == len(messages["results"]) <= 3
     assert {m["status"] for m in messages["results"]} <= {"delivered"}
     assert all(m["meta_message_id"].startswith("wamid.") for m in messages["results"])
+
+    # The send's messages as CSV: the README's header, and a row per message with its wamid.
+    exported = list(csv.reader(io.StringIO(bash.run(export), newline="")))
+    assert exported[0] == EXPORT_HEADER
+    rows = [dict(zip(exported[0], row, strict=True)) for row in exported[1:]]
+    assert len(rows) == 3
+    assert "+5491112345678" in {row["phone"] for row in rows}
+    assert {row["status"] for row in rows} <= {"delivered", "read"}
+    assert all(row["wamid"].startswith("wamid.") for row in rows)
 
     # One message by the wamid Meta (the sandbox) gave it.
     message = answer(bash.run(lookup))
