@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 
 from django.db import connection
+from django.http import StreamingHttpResponse
 
 from bulksend.filters import MESSAGE_STATUS_FILTER
 from messaging.models import PUBLIC_STATUS, Message, MessageStatus
@@ -81,3 +82,15 @@ def messages_csv(bulk_send_id: uuid.UUID, status: str | None = None) -> Iterator
                 chunk.clear()
         if chunk:
             yield bytes(chunk)
+
+
+def messages_csv_response(
+    bulk_send_id: uuid.UUID, status: str | None = None
+) -> StreamingHttpResponse:
+    """The CSV as a download named after the send (and the status it holds)."""
+    response = StreamingHttpResponse(
+        messages_csv(bulk_send_id, status), content_type="text/csv; charset=utf-8"
+    )
+    name = f"bulk-send-{bulk_send_id}-messages{'-' + status if status else ''}"
+    response["Content-Disposition"] = f'attachment; filename="{name}.csv"'
+    return response

@@ -19,7 +19,7 @@ from rest_framework.views import APIView
 
 from bulksend.business_accounts import business_accounts_body
 from bulksend.creation import bulk_send_create
-from bulksend.export import messages_csv
+from bulksend.export import messages_csv_response
 from bulksend.filters import MESSAGE_STATUS_FILTER, BulkSendFilter, MessageFilter
 from bulksend.models import BulkSend, BulkSendKind
 from bulksend.quota import with_queued_ahead
@@ -273,10 +273,4 @@ class BulkSendMessagesExportView(APIView):
         query = MessageFilter(request.query_params, queryset=Message.objects.none())
         if not query.is_valid():
             raise ValidationError(query.errors)
-        status_filter = query.form.cleaned_data.get("status") or None
-        response = StreamingHttpResponse(
-            messages_csv(bulk_send.pk, status_filter), content_type="text/csv; charset=utf-8"
-        )
-        name = f"bulk-send-{bulk_send.pk}-messages{'-' + status_filter if status_filter else ''}"
-        response["Content-Disposition"] = f'attachment; filename="{name}.csv"'
-        return response
+        return messages_csv_response(bulk_send.pk, query.form.cleaned_data.get("status") or None)

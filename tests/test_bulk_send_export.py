@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 from django.db import connection
+from django.test import Client
 from psycopg.pq import TransactionStatus
 
 from bulksend.export import CHUNK_BYTES
@@ -18,6 +19,7 @@ from messaging.models import Message, MessageStatus
 from tests import factories
 from tests.conftest import Tenant
 
+ADMIN_SENDS = "/admin/bulksend/bulksend/"
 HEADER = [
     "message_id",
     "phone",
@@ -210,3 +212,26 @@ def test_another_organizations_send_and_a_single_send_are_not_found(
     assert other_tenant.client.get(url(bulk_send.pk)).status_code == 404
     assert tenant.client.get(url(single.pk)).status_code == 404
     assert tenant.client.get(url("not-a-uuid")).status_code == 404
+
+
+def test_the_admin_downloads_one_sends_file_and_asks_to_choose_among_several(
+    admin_client: Client, tenant: Tenant, bulk_send: BulkSend
+) -> None:
+    factories.make_message(bulk_send, status=MessageStatus.SENT, wamid="wamid.A")
+    factories.make_message(bulk_send, status=MessageStatus.FAILED, error_code="131026")
+    other = factories.make_bulk_send(tenant.number, tenant.template)
+
+    one = admin_client.post(
+        ADMIN_SENDS, {"action": "export_messages", "_selected_action": [bulk_send.pk]}
+    )
+    two = admin_client.post(
+        ADMIN_SENDS,
+        {"action": "export_messages", "_selected_action": [bulk_send.pk, other.pk]},
+        follow=True,
+    )
+
+    rows = list(csv.reader(io.StringIO(b"".join(one.streaming_content).decode(), newline="")))
+    assert rows[0] == HEADER
+    assert [row[2] for row in rows[1:]] == ["sent", "failed"]
+    assert not two.streaming
+    assert "Select one send to export." in two.content.decode()
