@@ -37,10 +37,11 @@ from bulksend.serializers import (
 from bulksend.single import single_send
 from messaging.models import Message
 from mindo.exceptions import ContractError
+from mindo.idempotency import idempotent
 from mindo.models import ApiKeyScope
 from mindo.pagination import PageByKeysPaginator, PageNumberPagination
 from mindo.renderers import OrjsonRenderer
-from mindo.schema import DETAIL_BODY, ERROR_BODY
+from mindo.schema import DETAIL_BODY, ERROR_BODY, IDEMPOTENCY_KEY_PARAMETER
 from mindo.tenancy import request_api_key, request_organization
 from mindo.throttling import SEND_SCOPE, SINGLE_SCOPE
 
@@ -52,15 +53,18 @@ class SendBulkView(APIView):
     @extend_schema(
         operation_id="send_bulk",
         request=SendBulkRequestSerializer,
+        parameters=[IDEMPOTENCY_KEY_PARAMETER],
         responses={
             202: SendBulkAcceptedSerializer,
             400: OpenApiResponse(description="Field errors by name (and recipient index)."),
             401: ERROR_BODY,
             404: ERROR_BODY,
+            409: ERROR_BODY,
             413: ERROR_BODY,
             429: ERROR_BODY,
         },
     )
+    @idempotent(atomic=True)
     def post(self, request: Request) -> Response:
         serializer = SendBulkRequestSerializer(data=request.data, context={"request": request})
         if not serializer.is_valid():
@@ -186,6 +190,7 @@ class SendMessageView(APIView):
     @extend_schema(
         operation_id="send_message",
         request=SendMessageRequestSerializer,
+        parameters=[IDEMPOTENCY_KEY_PARAMETER],
         responses={
             200: SendMessageResultSerializer,
             202: OpenApiResponse(
@@ -199,11 +204,13 @@ class SendMessageView(APIView):
             ),
             401: ERROR_BODY,
             404: ERROR_BODY,
+            409: ERROR_BODY,
             429: ERROR_BODY,
             502: OpenApiResponse(description="Meta failed (`error` and `meta_error`)."),
             503: ERROR_BODY,
         },
     )
+    @idempotent(atomic=False)
     def post(self, request: Request) -> Response:
         serializer = SendMessageRequestSerializer(data=request.data, context={"request": request})
         if not serializer.is_valid():

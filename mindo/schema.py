@@ -7,7 +7,13 @@ from typing import Any
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema
-from drf_spectacular.utils import OpenApiExample, OpenApiResponse, inline_serializer
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    inline_serializer,
+)
 from rest_framework import serializers
 
 from mindo.api_keys import API_KEY_EXPIRED
@@ -84,3 +90,17 @@ class ApiKeyAutoSchema(AutoSchema):
         ):
             responses[code] = self._get_response_for_code(answer, code, direction=direction)
         return responses
+
+
+IDEMPOTENCY_KEY_PARAMETER = OpenApiParameter(
+    "Idempotency-Key",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    description=(
+        "Up to 255 characters, unique per request you mean (a UUID). Sent again with the same "
+        "request within 24 h, the first answer comes back (same status, same ids, header "
+        "`Idempotent-Replayed: true`) and nothing is created twice; with another request, 409. "
+        "A request refused for its fields (400), throttled (429) or failed on our side (5xx) "
+        "keeps nothing: the key may be used again."
+    ),
+)

@@ -245,6 +245,7 @@ CELERY_BEAT_SCHEDULE = {
     },
     "apply-webhook-events": {"task": "webhooks.apply_pending", "schedule": 2.0},
     "purge-webhook-events": {"task": "webhooks.purge_events", "schedule": 60 * 60},
+    "purge-idempotency-keys": {"task": "mindo.purge_idempotency_keys", "schedule": 60 * 60},
 }
 
 # `json`: one JSON object per line (mindo.logging), for Django, Celery and gunicorn alike.

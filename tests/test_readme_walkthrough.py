@@ -274,6 +274,7 @@ def test_every_step_of_the_readme_walkthrough_works_as_written(
         '"$API/messages/$WAMID/"',
         "hub.challenge=123",
         "$API/send/",
+        "Idempotency-Key: order-1042",
         "/contact-lookup/?phone=",
         "/business-info/",
         "/api/v1/business-accounts/",
@@ -297,6 +298,7 @@ def test_every_step_of_the_readme_walkthrough_works_as_written(
         lookup_again,
         handshake,
         send_one,
+        send_twice,
         contact_lookup,
         business_info,
         business_accounts,
@@ -390,6 +392,12 @@ def test_every_step_of_the_readme_walkthrough_works_as_written(
     lookup_single = f'curl -s "$API/messages/{single["message_id"]}/" -H "X-API-Key: $KEY"'
     found = answer(bash.run(lookup_single))
     assert found["meta_message_id"] == single["message_id"]
+
+    # The same single send twice with one Idempotency-Key: one message, the same answer twice.
+    first_answer, second_answer = lines(bash.run(send_twice))
+    assert first_answer == second_answer
+    assert (first_answer["success"], first_answer["status"]) == (True, "sent")
+    assert first_answer["recipient_phone"] == "+5491187654321"
 
     # The demo's contact, found by the page's example spelling of its phone.
     contact = answer(bash.run(contact_lookup))
