@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from django.db.models import QuerySet
@@ -13,12 +14,21 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, status
 from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from bulksend.business_accounts import business_accounts_body
 from bulksend.creation import bulk_send_create
+from bulksend.csv_recipients import (
+    CSV_FORM_REQUEST,
+    CSV_QUERY_PARAMETERS,
+    CSV_REQUEST,
+    CsvRecipients,
+    RecipientsCsvParser,
+    send_bulk_request_data,
+)
 from bulksend.export import messages_csv_response
 from bulksend.filters import MESSAGE_STATUS_FILTER, BulkSendFilter, MessageFilter
 from bulksend.models import BulkSend, BulkSendKind
@@ -36,10 +46,12 @@ from bulksend.serializers import (
 )
 from bulksend.single import single_send
 from messaging.models import Message
+from mindo.errors import InvalidFieldsError
 from mindo.exceptions import ContractError
 from mindo.idempotency import idempotent
 from mindo.models import ApiKeyScope
 from mindo.pagination import PageByKeysPaginator, PageNumberPagination
+from mindo.parsers import BoundedJSONParser
 from mindo.renderers import OrjsonRenderer
 from mindo.schema import DETAIL_BODY, ERROR_BODY, IDEMPOTENCY_KEY_PARAMETER
 from mindo.tenancy import request_api_key, request_organization
@@ -49,14 +61,22 @@ from mindo.throttling import SEND_SCOPE, SINGLE_SCOPE
 class SendBulkView(APIView):
     required_scope = ApiKeyScope.SEND
     throttle_scope = SEND_SCOPE
+    # JSON as the contract has it; the recipients as CSV too (bulksend.csv_recipients).
+    parser_classes = [BoundedJSONParser, RecipientsCsvParser, MultiPartParser]
 
     @extend_schema(
         operation_id="send_bulk",
-        request=SendBulkRequestSerializer,
-        parameters=[IDEMPOTENCY_KEY_PARAMETER],
+        request={
+            "application/json": SendBulkRequestSerializer,
+            "text/csv": CSV_REQUEST,
+            "multipart/form-data": CSV_FORM_REQUEST,
+        },
+        parameters=[IDEMPOTENCY_KEY_PARAMETER, *CSV_QUERY_PARAMETERS],
         responses={
             202: SendBulkAcceptedSerializer,
-            400: OpenApiResponse(description="Field errors by name (and recipient index)."),
+            400: OpenApiResponse(
+                description="Field errors by name (and recipient index, or `line N` of a CSV)."
+            ),
             401: ERROR_BODY,
             404: ERROR_BODY,
             409: ERROR_BODY,
@@ -66,22 +86,33 @@ class SendBulkView(APIView):
     )
     @idempotent(atomic=True)
     def post(self, request: Request) -> Response:
-        serializer = SendBulkRequestSerializer(data=request.data, context={"request": request})
-        if not serializer.is_valid():
-            if serializer.errors == {"recipients": [EMPTY_RECIPIENTS]}:
+        given, rows = send_bulk_request_data(request)
+        serializer = SendBulkRequestSerializer(data=given, context={"request": request})
+        valid = serializer.is_valid()
+        if not valid or (rows is not None and rows.problems):
+            errors = _by_line(serializer.errors if not valid else {}, rows)
+            if errors == {"recipients": [EMPTY_RECIPIENTS]}:
                 raise ContractError(EMPTY_RECIPIENTS, status.HTTP_400_BAD_REQUEST)
-            return Response(serializer.errors, status=status.HTTP_400_BAD_REQUEST)
+            return Response(errors, status=status.HTTP_400_BAD_REQUEST)
         data = serializer.validated_data
         api_key = request_api_key(request)
-        accepted = bulk_send_create(
-            organization=api_key.organization,
-            created_by=api_key.user,
-            phone_number_id=data["phone_number_id"],
-            template_name=data["template_name"],
-            language=data["language"],
-            recipients=data["recipients"],
-        )
+        try:
+            accepted = bulk_send_create(
+                organization=api_key.organization,
+                created_by=api_key.user,
+                phone_number_id=data["phone_number_id"],
+                template_name=data["template_name"],
+                language=data["language"],
+                recipients=data["recipients"],
+            )
+        except InvalidFieldsError as error:
+            raise InvalidFieldsError(_by_line(error.errors, rows)) from None
         return Response(SendBulkAcceptedSerializer(accepted).data, status=status.HTTP_202_ACCEPTED)
+
+
+def _by_line(errors: Mapping[str, Any], rows: CsvRecipients | None) -> dict[str, Any]:
+    """Recipients' errors by CSV line when the recipients came as CSV, else as they are."""
+    return dict(errors) if rows is None else rows.errors_by_line(errors)
 
 
 def _bulk_send_get(request: Request, bulk_send_id: str, sends: QuerySet[BulkSend]) -> BulkSend:

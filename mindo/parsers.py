@@ -67,9 +67,21 @@ def request_data_exact(request: Any) -> Any:
     return _without_collector(_loads_exact, getattr(request, RAW_BODY_ATTRIBUTE))
 
 
-def _too_large() -> RequestTooLarge:
+def too_large() -> RequestTooLarge:
     limit = settings.API_MAX_BODY_BYTES
     return RequestTooLarge(f"El cuerpo de la solicitud supera el maximo de {limit} bytes")
+
+
+def read_bounded(stream: IO[Any], request: Any, limit: int) -> bytes:
+    """The whole body, or RequestTooLarge (413) past `limit` bytes, declared or read."""
+    declared = request.META.get("CONTENT_LENGTH") if request is not None else None
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise too_large()
+    # Reading one byte past the limit tells a chunked body that is too large from one that fits.
+    body: bytes = stream.read(limit + 1)
+    if len(body) > limit:
+        raise too_large()
+    return body
 
 
 class BoundedJSONParser(BaseParser):
@@ -81,15 +93,8 @@ class BoundedJSONParser(BaseParser):
         media_type: str | None = None,
         parser_context: Mapping[str, Any] | None = None,
     ) -> Any:
-        limit = settings.API_MAX_BODY_BYTES
         request = (parser_context or {}).get("request")
-        declared = request.META.get("CONTENT_LENGTH") if request is not None else None
-        if declared and declared.isdigit() and int(declared) > limit:
-            raise _too_large()
-        # Reading one byte past the limit tells a chunked body that is too large from one that fits.
-        body = stream.read(limit + 1)
-        if len(body) > limit:
-            raise _too_large()
+        body = read_bounded(stream, request, settings.API_MAX_BODY_BYTES)
         try:
             data = _without_collector(orjson.loads, body)
         except orjson.JSONDecodeError as error:

@@ -275,6 +275,7 @@ def test_every_step_of_the_readme_walkthrough_works_as_written(
         "hub.challenge=123",
         "$API/send/",
         "Idempotency-Key: order-1042",
+        "recipients.csv",
         "/contact-lookup/?phone=",
         "/business-info/",
         "/api/v1/business-accounts/",
@@ -299,6 +300,7 @@ def test_every_step_of_the_readme_walkthrough_works_as_written(
         handshake,
         send_one,
         send_twice,
+        send_csv,
         contact_lookup,
         business_info,
         business_accounts,
@@ -398,6 +400,10 @@ def test_every_step_of_the_readme_walkthrough_works_as_written(
     assert first_answer == second_answer
     assert (first_answer["success"], first_answer["status"]) == (True, "sent")
     assert first_answer["recipient_phone"] == "+5491187654321"
+
+    # Two recipients from a CSV file: accepted as a JSON send of the same two would be.
+    from_csv = answer(bash.run(send_csv))
+    assert (from_csv["status"], from_csv["total_recipients"]) == ("queued", 2)
 
     # The demo's contact, found by the page's example spelling of its phone.
     contact = answer(bash.run(contact_lookup))

@@ -1,0 +1,211 @@
+"""A send's recipients as CSV: `POST send-bulk/` with `Content-Type: text/csv`, or a multipart
+form whose file field `recipients` holds the CSV.
+
+The first line is a header: `phone`, one column per template variable (named as the template
+names it), and `button_<index>` for a button's variable. Each following line is a recipient. The
+send's other fields (`phone_number_id`, `template_name`, `language`) come as query parameters
+(or form fields). UTF-8 with or without a byte-order mark; cells separated by commas or by
+semicolons (as spreadsheets write CSV where the decimal mark is a comma), told by the header.
+
+The rows become the JSON request's recipients, checked by the same code; every error is reported
+by the CSV line it is on (`{"recipients": {"line 7": {"phone": [...]}}}`): a client fixes a file
+by its line numbers, not by indexes.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import IO, Any
+
+from django.conf import settings
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, inline_serializer
+from rest_framework import serializers
+from rest_framework.parsers import BaseParser
+from rest_framework.request import Request
+
+from bulksend.recipients import BUTTON_KEY
+from mindo.errors import InvalidFieldsError
+from mindo.parsers import read_bounded, too_large
+
+CSV_MEDIA_TYPE = "text/csv"
+# The fields of send-bulk/ other than its recipients, read from the query (or the form).
+SEND_FIELDS = ("phone_number_id", "template_name", "language")
+PHONE_COLUMN = "phone"
+RECIPIENTS = "recipients"
+EMPTY_FILE = f"The CSV is empty: line 1 must be a header with `{PHONE_COLUMN}`."
+MISSING_FILE = "Attach the CSV as the form's file field `recipients`."
+# The key of the parsed data that carries the CSV rows' lines; no JSON field has this name.
+CSV_ROWS = "__csv_rows__"
+
+
+# The OpenAPI description of the CSV forms of the request.
+CSV_REQUEST = OpenApiTypes.BINARY
+CSV_FORM_REQUEST = inline_serializer(
+    "SendBulkCsvForm",
+    fields={
+        RECIPIENTS: serializers.FileField(help_text="The CSV file."),
+        **{name: serializers.CharField(required=name != "language") for name in SEND_FIELDS},
+    },
+)
+CSV_QUERY_PARAMETERS = [
+    OpenApiParameter(
+        name,
+        OpenApiTypes.STR,
+        OpenApiParameter.QUERY,
+        description=f"With a CSV body or form only: the send's `{name}`"
+        + (" (`es` when not given)." if name == "language" else "."),
+    )
+    for name in SEND_FIELDS
+]
+
+
+@dataclass(frozen=True)
+class CsvRecipients:
+    """The rows as JSON recipients, the CSV line each one starts on, and the problems of the
+    lines that could not become a recipient (by `line N`)."""
+
+    recipients: list[dict[str, Any]]
+    lines: list[int]
+    problems: dict[str, list[str]]
+
+    def errors_by_line(self, errors: Mapping[str, Any]) -> dict[str, Any]:
+        """The request's errors with the recipients' keyed by CSV line instead of index, and the
+        lines that were not recipients among them: everything wrong with the file at once."""
+        by_index = errors.get(RECIPIENTS)
+        if not self.problems and not isinstance(by_index, Mapping):
+            return dict(errors)
+        by_line: dict[str, Any] = dict(self.problems)
+        if isinstance(by_index, Mapping):
+            by_line.update(
+                (f"line {self.lines[int(index)]}" if index.isdigit() else index, problem)
+                for index, problem in by_index.items()
+            )
+        in_order = sorted(by_line.items(), key=lambda item: _line_number(item[0]))
+        return {**errors, RECIPIENTS: dict(in_order)}
+
+
+def _line_number(key: str) -> int:
+    number = key.removeprefix("line ")
+    return int(number) if number.isdigit() else 0
+
+
+def _refused(problems: dict[str, list[str]] | list[str]) -> InvalidFieldsError:
+    return InvalidFieldsError({RECIPIENTS: problems})
+
+
+def _text(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8-sig")  # drops the byte-order mark spreadsheets write
+    except UnicodeDecodeError as error:
+        line = raw[: error.start].count(b"\n") + 1
+        raise _refused([f"The CSV must be UTF-8: line {line} is not."]) from None
+
+
+def _header(names: list[str]) -> list[str]:
+    header = [name.strip() for name in names]
+    problems = []
+    if PHONE_COLUMN not in header:
+        problems.append(f"The header (line 1) needs a `{PHONE_COLUMN}` column.")
+    if any(not name for name in header):
+        problems.append("The header (line 1) has a column without a name.")
+    repeated = sorted({name for name in header if name and header.count(name) > 1})
+    if repeated:
+        problems.append(f"The header (line 1) names {', '.join(repeated)} more than once.")
+    if problems:
+        raise _refused(problems)
+    return header
+
+
+def recipients_csv_read(raw: bytes) -> CsvRecipients:
+    """The recipients of a CSV file and the problems of its other lines; InvalidFieldsError when
+    it is no recipients' CSV at all (not UTF-8, empty, no `phone` column)."""
+    text = _text(raw)
+    first_line = text.split("\n", 1)[0]
+    separator = ";" if first_line.count(";") > first_line.count(",") else ","
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=separator, strict=True)
+    recipients: list[dict[str, Any]] = []
+    lines: list[int] = []
+    problems: dict[str, list[str]] = {}
+    try:
+        names = next(reader, None)
+        if names is None:
+            raise _refused([EMPTY_FILE])
+        header = _header(names)
+        while True:
+            line = reader.line_num + 1  # where the next record starts (a cell may span lines)
+            row = next(reader, None)
+            if row is None:
+                break
+            if not any(cell.strip() for cell in row):
+                continue  # a blank line, such as the one a file ends with
+            if len(row) != len(header):
+                problems[f"line {line}"] = [
+                    f"{len(row)} cells, but the header has {len(header)} columns."
+                ]
+                continue
+            cells = dict(zip(header, row, strict=True))
+            recipient: dict[str, Any] = {PHONE_COLUMN: cells.pop(PHONE_COLUMN)}
+            buttons = {name: value for name, value in cells.items() if BUTTON_KEY.fullmatch(name)}
+            variables = {name: value for name, value in cells.items() if name not in buttons}
+            if variables:
+                recipient["variables"] = variables
+            if buttons:
+                recipient["button_variables"] = buttons
+            recipients.append(recipient)
+            lines.append(line)
+    except csv.Error as error:
+        problems[f"line {reader.line_num}"] = [f"Not readable as CSV: {error}."]
+    return CsvRecipients(recipients, lines, problems)
+
+
+def send_bulk_csv_data(
+    raw: bytes, fields: Mapping[str, Any]
+) -> tuple[dict[str, Any], CsvRecipients]:
+    """send-bulk/'s request data from a CSV file and the other fields given beside it."""
+    rows = recipients_csv_read(raw)
+    data: dict[str, Any] = {name: fields[name] for name in SEND_FIELDS if name in fields}
+    data[RECIPIENTS] = rows.recipients
+    return data, rows
+
+
+def send_bulk_request_data(request: Request) -> tuple[Any, CsvRecipients | None]:
+    """send-bulk/'s data however it came (JSON, a CSV body, a CSV file in a form), and the CSV's
+    rows when there was one."""
+    if request.content_type.startswith("multipart/form-data"):
+        upload = request.FILES.get(RECIPIENTS)
+        if upload is None:
+            raise InvalidFieldsError({RECIPIENTS: [MISSING_FILE]})
+        if upload.size is not None and upload.size > settings.API_MAX_BODY_BYTES:
+            raise too_large()
+        fields = {**request.query_params.dict(), **request.POST.dict()}
+        return send_bulk_csv_data(upload.read(), fields)
+    data = request.data
+    if request.content_type.startswith(CSV_MEDIA_TYPE) and CSV_ROWS not in data:
+        raise _refused([EMPTY_FILE])  # an empty body, which no parser is given
+    if isinstance(data, dict) and CSV_ROWS in data:
+        rows = data[CSV_ROWS]
+        return {name: value for name, value in data.items() if name != CSV_ROWS}, rows
+    return data, None
+
+
+class RecipientsCsvParser(BaseParser):
+    """`text/csv` bodies for send-bulk/: the data a JSON body would give, plus the rows' lines
+    under CSV_ROWS (read by the view to name lines in errors)."""
+
+    media_type = CSV_MEDIA_TYPE
+
+    def parse(
+        self,
+        stream: IO[Any],
+        media_type: str | None = None,
+        parser_context: Mapping[str, Any] | None = None,
+    ) -> Any:
+        request = (parser_context or {}).get("request")
+        raw = read_bounded(stream, request, settings.API_MAX_BODY_BYTES)
+        query = request.query_params if request is not None else {}
+        data, rows = send_bulk_csv_data(raw, query)
+        return {**data, CSV_ROWS: rows}
