@@ -23,6 +23,7 @@ import phonenumbers
 from bulksend.lifecycle import batch_settle
 from bulksend.models import BulkSend
 from messaging.delivery import ClaimedMessage, DeliveryResult, Settle
+from messaging.models import MarketingCooldown, Message, MessageStatus
 from messaging.suppression import marketing_holds
 from mindo.models import Organization
 from templates_app.models import MessageTemplate, TemplateCategory
@@ -146,3 +147,20 @@ class RecipientScreen:
                 )
         batch_settle(held, now=now)
         return [message for index, message in enumerate(claimed) if index not in verdicts]
+
+
+def send_recipients_cooling_down(bulk_send: BulkSend, *, now: datetime) -> int:
+    """How many of a marketing send's pending recipients Meta's per-user limit holds now."""
+    if not is_marketing(bulk_send.template):
+        return 0
+    return (
+        MarketingCooldown.objects.filter(
+            business_account_id=bulk_send.template.business_account_id, until__gt=now
+        )
+        .filter(
+            phone__in=Message.objects.filter(
+                bulk_send_id=bulk_send.pk, status=MessageStatus.PENDING
+            ).values("recipient_phone")
+        )
+        .count()
+    )

@@ -15,9 +15,13 @@ from typing import Any
 
 from django.db import connection, transaction
 
+from messaging.counters import STATUS_SQL
 from messaging.models import MarketingCooldown, Suppression, SuppressionSource
 from messaging.status import table_names
+from meta.error_codes import USER_STOPPED_MARKETING
+from meta.webhook_payload import MarketingPreference
 from mindo.models import Organization
+from templates_app.models import PhoneNumber
 
 META_OPT_OUT_REASON = "Meta answered 131050: the user stopped marketing messages."
 
@@ -119,3 +123,69 @@ def marketing_holds(
             else:
                 holds.cooling[phone] = until
     return holds
+
+
+# Meta may also say 131050 in a `failed` status webhook, for a message it had accepted.
+_FROM_FAILED_STATUSES_SQL = """
+INSERT INTO {suppressions} (organization_id, phone, source, reason, created_at)
+SELECT DISTINCT b.organization_id, m.recipient_phone, %(source)s, %(reason)s, %(now)s
+  FROM {messages} m JOIN {sends} b ON b.id = m.bulk_send_id
+ WHERE m.wamid = ANY(%(wamids)s::text[]) AND m.status = {FAILED} AND m.error_code = %(code)s
+ON CONFLICT (organization_id, phone) DO NOTHING
+"""
+
+
+def suppressions_from_failed_statuses(wamids: list[str], *, now: datetime) -> None:
+    """Put on their organization's list the recipients of messages a status webhook failed with
+    131050 (call it once the statuses are applied)."""
+    if not wamids:
+        return
+    sql = _FROM_FAILED_STATUSES_SQL.format(
+        **table_names(), **STATUS_SQL, suppressions=Suppression._meta.db_table
+    )
+    params: dict[str, Any] = {
+        "wamids": wamids,
+        "source": SuppressionSource.META_131050,
+        "reason": META_OPT_OUT_REASON,
+        "now": now,
+        "code": USER_STOPPED_MARKETING,
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
+# Sources a user's "resume" takes off the list: Meta's own. An entry a client or an operator
+# made stays: they may know of a wish Meta does not.
+RESUMABLE_SOURCES = (SuppressionSource.META_131050, SuppressionSource.USER_PREFERENCES)
+
+
+def marketing_preferences_apply(preferences: list[MarketingPreference]) -> int:
+    """Meta's `user_preferences`: a user who stopped marketing goes on the list of the
+    organization owning the number they told; one who resumed comes off it (if Meta put them
+    there). A number nobody registered changes nothing. Returns how many entries changed."""
+    numbers = {p.phone_number_id for p in preferences if p.phone_number_id}
+    owners = dict(
+        PhoneNumber.objects.filter(phone_number_id__in=numbers).values_list(
+            "phone_number_id", "business_account__organization_id"
+        )
+    )
+    changed = 0
+    for preference in preferences:
+        organization_id = owners.get(preference.phone_number_id)
+        if organization_id is None:
+            continue
+        phone = f"+{preference.wa_id}"
+        if preference.stopped:
+            _, created = suppression_add(
+                organization=organization_id,
+                phone=phone,
+                source=SuppressionSource.USER_PREFERENCES,
+                reason=preference.detail,
+            )
+            changed += created
+        else:
+            deleted, _ = Suppression.objects.filter(
+                organization_id=organization_id, phone=phone, source__in=RESUMABLE_SOURCES
+            ).delete()
+            changed += deleted
+    return changed
