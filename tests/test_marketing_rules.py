@@ -182,13 +182,19 @@ def test_the_dry_run_verdicts_name_each_held_recipient_by_index(tenant: Tenant) 
         3: Verdict.COOLING_DOWN,
     }
     later = now + timedelta(hours=5)
-    assert recipient_verdicts(
-        organization=tenant.organization, template=tenant.template, phones=[FREE], now=later
-    ) == {}
+    assert (
+        recipient_verdicts(
+            organization=tenant.organization, template=tenant.template, phones=[FREE], now=later
+        )
+        == {}
+    )
     tenant.template.category = TemplateCategory.AUTHENTICATION
-    assert recipient_verdicts(
-        organization=tenant.organization, template=tenant.template, phones=phones, now=now
-    ) == {}
+    assert (
+        recipient_verdicts(
+            organization=tenant.organization, template=tenant.template, phones=phones, now=now
+        )
+        == {}
+    )
 
 
 def test_the_single_send_refuses_an_opted_out_or_us_recipient_and_writes_nothing(

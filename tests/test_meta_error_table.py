@@ -41,7 +41,7 @@ def test_the_class_sets_are_derived_from_the_one_table() -> None:
     for error_class in ErrorClass:
         derived = getattr(error_codes, f"{error_class.name}_CODES")
         assert derived == {c for c, e in ERROR_CODES.items() if e.error_class is error_class}
-    assert error_codes.PAUSE_CODES == {"131048", "132015", "132016"}
+    assert {"131048", "132015", "132016"} == error_codes.PAUSE_CODES
 
 
 def test_a_code_not_in_the_table_is_classed_by_its_http_status() -> None:

@@ -155,7 +155,12 @@ def test_it_describes_the_contact_lookup_with_the_pages_keys(schema: dict[str, A
 
 
 def test_every_endpoint_documents_the_key_checks_401_and_403(schema: dict[str, Any]) -> None:
-    for path, method in PATHS.items():
+    operations = [
+        (path, method)
+        for path, methods in PATHS.items()
+        for method in ([methods] if isinstance(methods, str) else methods)
+    ]
+    for path, method in operations:
         responses = schema["paths"][path][method]["responses"]
         unauthorized = responses["401"]["content"]["application/json"]
         forbidden = responses["403"]["content"]["application/json"]
