@@ -18,12 +18,14 @@ from django.contrib.admin.utils import flatten_fieldsets
 from django.db.models import QuerySet
 from django.http import HttpRequest, StreamingHttpResponse
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from bulksend.export import messages_csv_response
 from bulksend.lifecycle import bulk_send_cancel, bulk_send_resume
 from bulksend.models import BulkSend
+from bulksend.screening import send_recipients_cooling_down
 
 COUNTERS = [
     "unique_recipients",
@@ -112,6 +114,7 @@ class BulkSendAdmin(admin.ModelAdmin):
                     "submitted_recipients",
                     *COUNTERS,
                     "cancelled_count",
+                    "cooling_down",
                 ]
             },
         ),
@@ -208,6 +211,10 @@ class BulkSendAdmin(admin.ModelAdmin):
             text,
             text,
         )
+
+    @admin.display(description="recipients cooling down (Meta's 131049)")
+    def cooling_down(self, bulk_send: BulkSend) -> int:
+        return send_recipients_cooling_down(bulk_send, now=timezone.now())
 
     @admin.display(description="messages")
     def message_list(self, bulk_send: BulkSend) -> SafeString:

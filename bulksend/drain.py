@@ -7,9 +7,11 @@ number of drains, on any number of machines, may work on the same send: the clai
 another holds.
 
 Each batch:
-1. In one transaction: claim up to a batch of due `pending` messages (SKIP LOCKED, with a lease)
-   and, on a limited tier, admit only the recipients the portfolio's 24 h window has room for;
-   the others go back to `pending` until the window frees room (bulksend.quota).
+1. In one transaction: claim up to a batch of due `pending` messages (SKIP LOCKED, with a lease),
+   settle at once the marketing messages Meta's rules hold (bulksend.screening: opted out, a US
+   number, a recipient cooling down) and, on a limited tier, admit only the recipients the
+   portfolio's 24 h window has room for; the others go back to `pending` until the window frees
+   room (bulksend.quota).
 2. Take permits for the number from the shared Redis limiter, so no combination of workers ever
    exceeds the number's rate, and send each message as its permit comes, many at once over
    kept-alive connections.
@@ -64,6 +66,7 @@ from bulksend.lifecycle import (
 )
 from bulksend.liveness import DrainHeartbeat
 from bulksend.models import BulkSend, BulkSendStatus
+from bulksend.screening import RecipientScreen
 from bulksend.sending import BatchSender, SendingLoop, SentBatch, redis_wait_seconds
 from messaging.delivery import ClaimedMessage, messages_claim
 from messaging.models import Message, MessageStatus
@@ -102,6 +105,7 @@ class _Drain:
         self.phone_number_id = bulk_send.phone_number.phone_number_id
         self.report = report
         self.deadline = deadline
+        self.screen = RecipientScreen(bulk_send)
         self.gate = QuotaGate(bulk_send.phone_number)
         self.batch_size = min(
             settings.DELIVERY_BATCH_SIZE, max(bulk_send.phone_number.throughput_per_second * 2, 1)
@@ -187,7 +191,7 @@ class _Drain:
                     lease_seconds=settings.DELIVERY_LEASE_SECONDS,
                     now=now,
                 )
-                batch = self.gate.admit(claimed, now)
+                batch = self.gate.admit(self.screen.screen(claimed, now), now)
             if not claimed:
                 return None
             if batch:

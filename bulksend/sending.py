@@ -47,10 +47,8 @@ RATE_LIMIT_PAUSE_SECONDS = 1.0
 CLOSE_TIMEOUT_SECONDS = 10.0
 
 
-def _retry_delay(attempts: int, error: GraphError) -> float:
-    """Exponential backoff with full jitter; Meta's "try again later" class waits hours."""
-    if error.error_class == ErrorClass.DEFER:
-        return float(settings.DELIVERY_DEFER_SECONDS)
+def _retry_delay(attempts: int) -> float:
+    """Exponential backoff with full jitter."""
     ceiling = min(
         settings.DELIVERY_RETRY_MAX_SECONDS, settings.DELIVERY_RETRY_BASE_SECONDS * 2**attempts
     )
@@ -62,13 +60,16 @@ def result_for(message: ClaimedMessage, outcome: SendOutcome, now: datetime) -> 
         return DeliveryResult(message.id, Settle.SENT, wamid=outcome.wamid)
     error = outcome.error
     assert error is not None
-    if error.error_class == ErrorClass.HALT:
+    if error.error_class in (ErrorClass.HALT, ErrorClass.PAUSE):
         return DeliveryResult(message.id, Settle.RELEASE)
-    if error.error_class in (ErrorClass.RETRY, ErrorClass.DEFER):
+    if error.error_class == ErrorClass.DEFER:
+        # The recipient's cooldown decides when, or whether, it goes again (messaging.cooldown).
+        return DeliveryResult(message.id, Settle.DEFER, error_code=error.code)
+    if error.error_class == ErrorClass.RETRY:
         if error.maybe_delivered:
             return DeliveryResult(message.id, Settle.UNCERTAIN)
         if message.attempts < settings.DELIVERY_MAX_ATTEMPTS:
-            retry_at = now + timedelta(seconds=_retry_delay(message.attempts, error))
+            retry_at = now + timedelta(seconds=_retry_delay(message.attempts))
             return DeliveryResult(message.id, Settle.RETRY, retry_at=retry_at)
     return DeliveryResult(
         message.id, Settle.FAILED, error_code=error.code, error_message=error.text

@@ -32,10 +32,12 @@ from bulksend.admission import QuotaGate
 from bulksend.creation import phone_number_get, single_send_create, template_get
 from bulksend.lifecycle import batch_settle_outcome
 from bulksend.recipients import Recipient, check_against_template
+from bulksend.screening import FAILURE_TEXT, Verdict, is_marketing, verdicts_of
 from bulksend.sending import message_request, number_slow_down_if_told
 from messaging.delivery import ClaimedMessage, DeliveryResult, Settle
 from messaging.models import Message, MessageStatus, callback_data_for
 from messaging.ratelimit import OUTAGE_FIRST_PAUSE_SECONDS, RateLimiter, get_rate_limiter, take
+from messaging.suppression import marketing_holds
 from meta.graph import (
     AsyncGraphClient,
     ErrorClass,
@@ -54,7 +56,7 @@ from mindo.errors import (
 )
 from mindo.meta_client import async_graph_client, graph_config
 from mindo.models import Organization
-from templates_app.models import PhoneNumber
+from templates_app.models import MessageTemplate, PhoneNumber
 from templates_app.shapes import template_shape
 
 # Codes of the sends that never reached Meta, kept on the failed message.
@@ -237,6 +239,35 @@ def _raise_for(outcome: SendOutcome, number: PhoneNumber) -> None:
     )
 
 
+def _marketing_rules_check(
+    organization: Organization, template: MessageTemplate, phone: str, now: datetime
+) -> None:
+    """Meta's marketing rules, before anything is written (bulksend.screening): an opted-out or
+    US recipient is a 400 naming `recipient_phone`, as any recipient the template cannot go to;
+    one cooling down after Meta's 131049 is a 429 with the moment the cooldown ends."""
+    if not is_marketing(template):
+        return
+    holds = marketing_holds(
+        organization_id=organization.pk,
+        business_account_id=template.business_account_id,
+        phones=[phone],
+        now=now,
+    )
+    verdict = verdicts_of(
+        [phone], marketing=True, suppressed=holds.suppressed, cooling=holds.cooling
+    ).get(0)
+    if verdict is None:
+        return
+    if verdict == Verdict.COOLING_DOWN:
+        until = holds.cooling[phone]
+        raise RateLimitedError(
+            "Meta limita los mensajes de marketing a este destinatario (error 131049): podra "
+            f"recibir otro desde {until.isoformat().replace('+00:00', 'Z')}.",
+            retry_after_seconds=math.ceil((until - now).total_seconds()),
+        )
+    raise InvalidFieldsError({"recipient_phone": [f"{verdict.value}: {FAILURE_TEXT[verdict]}"]})
+
+
 def single_send(
     *,
     organization: Organization,
@@ -248,8 +279,9 @@ def single_send(
 ) -> SingleSendResult:
     """Send `template_name` to `recipient` (already checked for shape) and settle it.
 
-    1. Resolve the number and the template in the caller's organization (404s, 400) and check
-       the variables against the template (400, nothing written).
+    1. Resolve the number and the template in the caller's organization (404s, 400), check
+       the variables against the template and a marketing template's recipient against Meta's
+       rules (400 or 429, nothing written).
     2. In one transaction: the send and its claimed message, admitted by the portfolio's quota
        gate; a new recipient with no room left is refused (429) and nothing is written.
     3. Send it (see `_deliver`), then settle it through the lifecycle: sent, failed, or
@@ -268,8 +300,9 @@ def single_send(
     )
     if errors:
         raise InvalidFieldsError(errors["0"])
-    gate = QuotaGate(number)
     now = timezone.now()
+    _marketing_rules_check(organization, template, recipient.phone, now)
+    gate = QuotaGate(number)
     with transaction.atomic():
         bulk_send, claimed = single_send_create(
             organization=organization,

@@ -13,6 +13,7 @@ import re
 import uuid
 from typing import Any
 
+from django import forms
 from django.contrib import admin
 from django.contrib.admin.utils import flatten_fieldsets
 from django.core.paginator import Paginator
@@ -22,7 +23,14 @@ from django.http import HttpRequest
 from django.utils.functional import cached_property
 
 from messaging.contact_admin import ContactForm
-from messaging.models import Contact, Message
+from messaging.models import (
+    Contact,
+    MarketingCooldown,
+    Message,
+    Suppression,
+    SuppressionSource,
+)
+from mindo.phones import phone_normalize
 
 # What an operator types to find a number: digits, maybe a `+`, maybe written with separators.
 PHONE_SEARCH = re.compile(r"\+?[0-9][0-9 ().-]*")
@@ -187,3 +195,44 @@ class ContactAdmin(admin.ModelAdmin):
     search_fields = ["^phone", "name", "email"]
     readonly_fields = ["created_at"]
     autocomplete_fields = ["contact_list"]
+
+
+class SuppressionForm(forms.ModelForm):
+    class Meta:
+        model = Suppression
+        fields = ["organization", "phone", "source", "reason"]
+
+    def clean_phone(self) -> str:
+        phone = phone_normalize(self.cleaned_data["phone"])
+        if phone is None:
+            raise forms.ValidationError("Enter a phone number in international format.")
+        return phone
+
+
+@admin.register(Suppression)
+class SuppressionAdmin(admin.ModelAdmin):
+    """The organizations' suppression lists: operators search, add and delete entries."""
+
+    form = SuppressionForm
+    list_display = ["phone", "organization", "source", "reason", "created_at"]
+    list_filter = ["source", "organization"]
+    search_fields = ["^phone", "reason"]
+    fields = ["organization", "phone", "source", "reason", "created_at"]
+    readonly_fields = ["created_at"]
+    list_select_related = ["organization"]
+
+    def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
+        return {"source": SuppressionSource.ADMIN}
+
+
+@admin.register(MarketingCooldown)
+class MarketingCooldownAdmin(admin.ModelAdmin):
+    """Recipients Meta's per-user marketing limit (131049) holds, and until when."""
+
+    list_display = ["phone", "business_account", "strikes", "until", "updated_at"]
+    search_fields = ["^phone"]
+    list_select_related = ["business_account"]
+    readonly_fields = ["business_account", "phone", "strikes", "until", "updated_at"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False

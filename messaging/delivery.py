@@ -9,8 +9,13 @@ LOCKED` and a lease (`sending`), sends them, and settles each in one transaction
 - uncertain: the request went out and no answer came back (the connection dropped, the worker
   may have died): Meta may have accepted it, so it stays `sending` until its `sent` webhook
   settles it, and only after a grace period does the reaper hand it back for a retry;
-- release: not attempted after all (the send was halted, or the quota window is full): back to
-  `pending` as it was, not claimed again before `retry_at` when one is given.
+- release: not attempted after all (the send was halted, the quota window is full, the
+  recipient cools down): back to `pending` as it was, not claimed again before `retry_at` when
+  one is given;
+- defer: Meta's per-user marketing limit (131049): the recipient's cooldown grows and the
+  message waits for it, or fails as capped (messaging.cooldown).
+A failure with Meta's 131050 (the user stopped marketing) puts the recipient on the
+organization's suppression list in the same transaction (messaging.suppression).
 Every status move is a guarded UPDATE (`WHERE status = 'sending'`), so a late worker never
 overwrites what a webhook or the reaper decided. Each function returns how the sends' counters
 moved, by the rows that really changed; its caller applies that in the same transaction
@@ -28,6 +33,7 @@ from typing import Any
 import orjson
 from django.db import connection
 
+from messaging.cooldown import messages_defer
 from messaging.counters import STATUS_SQL, SendDeltas, deltas_merge, deltas_move
 from messaging.models import MessageStatus
 from messaging.status import (
@@ -36,6 +42,8 @@ from messaging.status import (
     table_names,
     transaction_required,
 )
+from messaging.suppression import suppressions_from_failed
+from meta.error_codes import USER_STOPPED_MARKETING
 
 
 class Settle(StrEnum):
@@ -44,6 +52,7 @@ class Settle(StrEnum):
     RETRY = "retry"
     UNCERTAIN = "uncertain"
     RELEASE = "release"
+    DEFER = "defer"  # Meta's per-user marketing limit (131049): wait for the cooldown
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,6 +271,12 @@ def messages_settle(results: list[DeliveryResult], *, now: datetime) -> Settled:
                 ],
             )
             _moved_per_send(cursor, counters, MessageStatus.SENDING, MessageStatus.FAILED)
+            suppressions_from_failed(
+                [r.message_id for r in failed if r.error_code == USER_STOPPED_MARKETING], now=now
+            )
+        deferred = by_outcome[Settle.DEFER]
+        if deferred:
+            deltas_merge(counters, messages_defer([r.message_id for r in deferred], now=now))
         retry = by_outcome[Settle.RETRY]
         if retry:
             cursor.execute(

@@ -303,3 +303,71 @@ class WebhookProgress(models.Model):
 
     def __str__(self) -> str:
         return f"{self.phone_number_id} {self.latest_status_at:%Y-%m-%d %H:%M:%S}"
+
+
+class SuppressionSource(models.TextChoices):
+    """Who put a phone on the suppression list."""
+
+    META_131050 = "meta_131050"  # Meta refused a marketing message: the user stopped them
+    USER_PREFERENCES = "user_preferences"  # Meta's webhook: the user stopped marketing
+    API = "api"  # a client, through POST /api/v1/suppressions/
+    ADMIN = "admin"  # an operator
+
+
+class Suppression(models.Model):
+    """A phone that gets no MARKETING template from the organization (UTILITY and
+    AUTHENTICATION still go).
+
+    Kept per organization, not per business account: a person who tells one of a company's
+    numbers to stop expects the company to stop, whichever of its accounts would write next;
+    and the clients that read and edit the list know their organization, not Meta's accounts.
+    """
+
+    organization = models.ForeignKey(
+        "mindo.Organization", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    phone = models.CharField(max_length=20, help_text="E.164, e.g. +5491112345678")
+    source = models.CharField(max_length=20, choices=SuppressionSource.choices)
+    reason = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_default=Now())
+
+    class Meta:
+        constraints = [
+            # Also the index of every look-up: by organization, by organization and phone.
+            models.UniqueConstraint(
+                fields=["organization", "phone"], name="suppression_unique_phone_per_organization"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.phone} ({self.source})"
+
+
+class MarketingCooldown(models.Model):
+    """Meta held back a MARKETING message to this recipient (131049, its per-user marketing
+    limit): no marketing from the business account to them before `until`.
+
+    `strikes` counts the 131049 answers of one episode; each waits longer (messaging.cooldown),
+    and after the last step the message fails instead of waiting again.
+    """
+
+    business_account = models.ForeignKey(
+        "templates_app.WhatsAppBusinessAccount",
+        on_delete=models.CASCADE,
+        related_name="+",
+        db_index=False,
+    )
+    phone = models.CharField(max_length=20)
+    strikes = models.PositiveSmallIntegerField(default=1)
+    until = models.DateTimeField()
+    updated_at = models.DateTimeField(default=timezone.now, db_default=Now())
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["business_account", "phone"], name="cooldown_unique_phone_per_account"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.phone} until {self.until:%Y-%m-%d %H:%M:%S}"

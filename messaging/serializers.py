@@ -8,7 +8,8 @@ from rest_framework import serializers
 
 from messaging.contacts import ContactLookup
 from messaging.lookup import MessageLookup
-from messaging.models import in_template_order
+from messaging.models import Suppression, in_template_order
+from mindo.phones import phone_normalize
 
 
 class MessageTemplateSerializer(serializers.Serializer):
@@ -94,3 +95,26 @@ class ContactLookupSerializer(serializers.Serializer):
 
     def get_sessionWindowActive(self, lookup: ContactLookup) -> bool:
         return lookup.session_expires_at is not None
+
+
+PHONE_INVALID = "Enter a valid phone number in international format, e.g. +5491112345678."
+
+
+class SuppressionSerializer(serializers.ModelSerializer[Suppression]):
+    createdAt = serializers.DateTimeField(source="created_at", read_only=True)
+
+    class Meta:
+        model = Suppression
+        fields = ["phone", "source", "reason", "createdAt"]
+        read_only_fields = ["source"]
+
+
+class SuppressionCreateSerializer(serializers.Serializer[Any]):
+    phone = serializers.CharField(max_length=40)
+    reason = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
+
+    def validate_phone(self, value: str) -> str:
+        phone = phone_normalize(value)
+        if phone is None:
+            raise serializers.ValidationError(PHONE_INVALID)
+        return phone

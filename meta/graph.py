@@ -91,8 +91,12 @@ class SendOutcome:
 
     @property
     def halts(self) -> bool:
-        """Meta refuses every request with this token or account until an operator acts."""
-        return self.error is not None and self.error.error_class == ErrorClass.HALT
+        """Meta refuses every request with this token or account until an operator acts, or
+        holds the sender back (a spam limit, a paused template) until an operator looks."""
+        return self.error is not None and self.error.error_class in (
+            ErrorClass.HALT,
+            ErrorClass.PAUSE,
+        )
 
 
 @dataclass(frozen=True, slots=True)

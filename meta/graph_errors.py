@@ -9,55 +9,15 @@ Meta's error codes as its answers carry them.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 from http import HTTPStatus
 from typing import Any
 
 import orjson
 
+from meta.error_codes import ERROR_CODES, NUMBER_RATE_LIMIT_HIT, PERMISSION_RANGE, ErrorClass
 
-class ErrorClass(StrEnum):
-    RETRY = "retry"  # transient: try the message again after a backoff
-    DEFER = "defer"  # try again in hours (131049: Meta holds back marketing to this user)
-    FAIL = "fail"  # this message can never go out as it is: fail it, keep Meta's code
-    HALT = "halt"  # every message of the send would fail alike: stop it for an operator
-
-
-# The number's throughput exceeded: retried, and every sender of the number slows down.
-NUMBER_RATE_LIMIT_HIT = "130429"
-
-RETRY_CODES = frozenset(
-    {
-        "4",  # application request limit
-        "80007",  # WABA rate limit
-        NUMBER_RATE_LIMIT_HIT,
-        "131056",  # too many messages to the same recipient in a short time (pair rate limit)
-        "131000",  # "Something went wrong"
-        # Meta documents these as temporary too: service downtime and unavailability.
-        "1",
-        "2",
-        "131016",
-        "133004",
-    }
-)
-DEFER_CODES = frozenset({"131049"})
-FAIL_CODES = frozenset(
-    {"131026", "131047", "131008", "131009", "132000", "132001", "132012"}
-)  # listed for the record: any other 4xx code fails the message as well
-HALT_CODES = frozenset(
-    {
-        "190",  # access token expired or invalid
-        "368",  # temporarily blocked for policy violations
-        # Beyond those two, also account-wide conditions, where failing message after
-        # message would only burn the whole send: no permission, account locked, payment
-        # problem, number not registered.
-        "10",
-        "200",
-        "131031",
-        "131042",
-        "133010",
-    }
-)
+# Where the classes and codes are, for the callers that read them here.
+__all__ = ["NUMBER_RATE_LIMIT_HIT", "ErrorClass"]
 
 # Codes of failures that never reached Meta's answer; they are not Meta's numbers.
 CODE_TIMEOUT = "timeout"
@@ -97,7 +57,7 @@ class GraphError:
     @property
     def permanent(self) -> bool:
         """True when trying the same message again cannot help."""
-        return self.error_class in (ErrorClass.FAIL, ErrorClass.HALT)
+        return self.error_class in (ErrorClass.FAIL, ErrorClass.HALT, ErrorClass.PAUSE)
 
 
 class GraphRequestError(Exception):
@@ -109,16 +69,14 @@ class GraphRequestError(Exception):
 
 
 def error_class_for(code: str, http_status: int | None) -> ErrorClass:
+    """The class of Meta's `code` (meta.error_codes), else of the HTTP status it came with."""
     if http_status == 401:
         return ErrorClass.HALT  # whatever the body says, the token is not accepted
-    if code in HALT_CODES:
+    known = ERROR_CODES.get(code)
+    if known is not None:
+        return known.error_class
+    if code.isdigit() and int(code) in PERMISSION_RANGE:
         return ErrorClass.HALT
-    if code in RETRY_CODES:
-        return ErrorClass.RETRY
-    if code in DEFER_CODES:
-        return ErrorClass.DEFER
-    if code in FAIL_CODES:
-        return ErrorClass.FAIL
     if http_status is None or http_status >= 500 or http_status in (408, 429):
         return ErrorClass.RETRY
     return ErrorClass.FAIL

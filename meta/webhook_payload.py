@@ -60,6 +60,19 @@ class InboundUserMessage:
 
 
 @dataclass(frozen=True, slots=True)
+class MarketingPreference:
+    """One entry of `user_preferences`: a user stopped or resumed the business's marketing."""
+
+    # The user's WhatsApp id: the number in digits, without `+`.
+    wa_id: str
+    stopped: bool  # "stop"; False for "resume"
+    detail: str
+    occurred_at: datetime | None
+    # The number the user's preference reached (`metadata.phone_number_id`); "" when not said.
+    phone_number_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class TemplateStatusChange:
     waba_id: str
     meta_template_id: str
@@ -93,6 +106,7 @@ class Payload:
     templates: list[TemplateStatusChange] = field(default_factory=list)
     numbers: list[NumberQualityChange] = field(default_factory=list)
     capabilities: list[CapabilityChange] = field(default_factory=list)
+    preferences: list[MarketingPreference] = field(default_factory=list)
 
 
 def _dicts(value: Any) -> list[dict[str, Any]]:
@@ -209,8 +223,45 @@ def _inbound_message(
     )
 
 
+# `user_preferences` entries about marketing, and the two values Meta sends.
+MARKETING_PREFERENCE = "marketing_messages"
+PREFERENCE_VALUES = {"stop": True, "resume": False}
+
+
+def _marketing_preferences(value: dict[str, Any]) -> list[MarketingPreference]:
+    """The `user_preferences` field: {"metadata": {"phone_number_id"}, "user_preferences":
+    [{"wa_id", "detail", "category": "marketing_messages", "value": "stop" | "resume",
+    "timestamp"}]}. Entries of another category or value are not ours to act on."""
+    metadata = value.get("metadata")
+    number = (
+        _text(metadata.get("phone_number_id"), PHONE_NUMBER_ID_MAX_LENGTH)
+        if isinstance(metadata, dict)
+        else None
+    )
+    preferences = []
+    for raw in _dicts(value.get("user_preferences")):
+        wa_id = raw.get("wa_id")
+        stopped = PREFERENCE_VALUES.get(str(raw.get("value")))
+        if raw.get("category") != MARKETING_PREFERENCE or stopped is None:
+            continue
+        if not (isinstance(wa_id, str) and wa_id.isascii() and wa_id.isdigit()):
+            continue
+        preferences.append(
+            MarketingPreference(
+                wa_id=wa_id,
+                stopped=stopped,
+                detail=_text(raw.get("detail"), 500) or "",
+                occurred_at=_moment(_int(raw.get("timestamp"))),
+                phone_number_id=number or "",
+            )
+        )
+    return preferences
+
+
 def _read_change(payload: Payload, waba_id: str, kind: str, value: dict[str, Any]) -> None:
-    if kind == "messages":
+    if kind == "user_preferences":
+        payload.preferences.extend(_marketing_preferences(value))
+    elif kind == "messages":
         metadata = value.get("metadata")
         # Without the number it is about, an event can prove it owns no message: "" owns none.
         number = (

@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from meta_sandbox.documented_errors import DOCUMENTED
+
 # The service's development secret, so that `./dev up` webhooks verify with nothing set.
 FALLBACK_APP_SECRET = "mindo-dev-app-secret"
 # Where the catalog persists by default when run as `python -m meta_sandbox`.
@@ -21,7 +23,10 @@ SECRET_FIELDS = frozenset(("app_secret",))
 # What `POST /_sandbox/config` may change while the server runs. The catalog's files and the
 # webhook batching are fixed at startup.
 RUNTIME_FIELDS = frozenset(
-    (*SHARES, *SECONDS, "rate_per_number", "fail_suffix", "seed", "webhook_url", "app_secret")
+    (
+        *(*SHARES, *SECONDS, "rate_per_number", "fail_suffix", "seed", "webhook_url"),
+        *("app_secret", "recipient_errors"),
+    )
 )
 
 
@@ -53,6 +58,9 @@ class SandboxConfig:
     webhook_delay: float = 0.0
     # Recipients whose digits end with this fail (131026) instead of being delivered; "" = none.
     fail_suffix: str = "9999"
+    # Recipients (digits, as `to` carries them) answered with one of Meta's documented errors
+    # instead of being accepted: {"5491150000001": 131048}. See `documented_errors`.
+    recipient_errors: Mapping[str, int] = field(default_factory=dict)
     error_share: float = 0.0
     http_5xx_share: float = 0.0
     slow_share: float = 0.0
@@ -101,6 +109,7 @@ def config_validate(config: SandboxConfig) -> SandboxConfig:
         config.fail_suffix == "" or config.fail_suffix.isdigit()
     ):
         raise ValueError("fail_suffix must be digits, or empty to fail no recipient.")
+    _recipient_errors_check(config.recipient_errors)
     seed = config.seed
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise ValueError("seed must be a whole number.")
@@ -113,6 +122,16 @@ def config_validate(config: SandboxConfig) -> SandboxConfig:
     if config.webhook_attempts < 1:
         raise ValueError("webhook_attempts must be at least 1.")
     return config
+
+
+def _recipient_errors_check(recipient_errors: Any) -> None:
+    if not isinstance(recipient_errors, Mapping):
+        raise ValueError("recipient_errors must map recipients' digits to error codes.")
+    for recipient, code in recipient_errors.items():
+        if not (isinstance(recipient, str) and recipient.isdigit()):
+            raise ValueError(f"recipient_errors: {recipient!r} is not a recipient's digits.")
+        if isinstance(code, bool) or code not in DOCUMENTED:
+            raise ValueError(f"recipient_errors: {code!r} is not an error code Meta documents.")
 
 
 def config_update(config: SandboxConfig, changes: Mapping[str, Any]) -> SandboxConfig:

@@ -10,7 +10,10 @@
   its modification time;
 - `POST /_sandbox/accounts`: create a business account with its access token, or give it a new
   token (`{"waba_id", "access_token"}`), as Meta's business settings do; `POST /_sandbox/catalog`
-  adds the accounts of a catalog document (the `--catalog` form) at once.
+  adds the accounts of a catalog document (the `--catalog` form) at once;
+- `POST /_sandbox/user_preferences`: a user stops or resumes a business's marketing messages
+  (`{"phone_number_id", "wa_id", "value": "stop" | "resume"}`): Meta's `user_preferences`
+  webhook is posted, and MARKETING sends to a stopped user are answered 131050.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from aiohttp import web
 
 from meta_sandbox.config import config_update
 from meta_sandbox.graph import json_response
+from meta_sandbox.preferences import user_preferences
 from meta_sandbox.state import STATE
 
 
@@ -68,3 +72,4 @@ def control_routes(app: web.Application) -> None:
     app.router.add_get("/_sandbox/config", config_read)
     app.router.add_post("/_sandbox/config", config_change)
     app.router.add_post("/_sandbox/refresh", refresh)
+    app.router.add_post("/_sandbox/user_preferences", user_preferences)

@@ -19,6 +19,7 @@ from aiohttp import web
 from meta_sandbox import errors
 from meta_sandbox.catalog import Catalog, CatalogAccount, CatalogNumber, CatalogTemplate
 from meta_sandbox.config import SandboxConfig
+from meta_sandbox.documented_errors import USER_STOPPED_MARKETING, documented_error
 from meta_sandbox.faults import Fault, fault_draw
 from meta_sandbox.paging import page_of
 from meta_sandbox.records import AcceptedMessage
@@ -66,6 +67,23 @@ def token_owns(request: web.Request, catalog: Catalog, waba_id: str) -> None:
     token = token_of(request)
     _token_check(catalog, token)
     _owner_check(catalog, token, waba_id)
+
+
+def recipient_check(
+    state: SandboxState,
+    config: SandboxConfig,
+    number: CatalogNumber,
+    template: CatalogTemplate,
+    send: TemplateSend,
+) -> None:
+    """Meta's refusals that depend on who the message is for: a user who stopped the
+    business's marketing gets no MARKETING template (131050); a recipient configured with an
+    error (`recipient_errors`) gets that error."""
+    if template.category == "MARKETING" and state.preferences.stopped(number.waba_id, send.wa_id):
+        raise documented_error(USER_STOPPED_MARKETING)
+    code = config.recipient_errors.get(send.wa_id)
+    if code is not None:
+        raise documented_error(code)
 
 
 def _close_unanswered(request: web.Request) -> web.Response:
@@ -134,6 +152,7 @@ async def send_message(request: web.Request) -> web.StreamResponse:
         if template is None or not template.is_approved:
             raise errors.template_not_found(send.name, send.language)
         send_check(template.rules, send.components)
+        recipient_check(state, config, number, template, send)
         now = asyncio.get_running_loop().time()
         rate = config.rate_per_number
         if rate and state.windows.count(phone_number_id, now) >= rate:

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from meta_sandbox.catalog import Catalog
 from meta_sandbox.config import SandboxConfig
+from meta_sandbox.preferences_store import Preferences
 from meta_sandbox.ratelimit import SendWindows
 from meta_sandbox.records import Records
 from meta_sandbox.store import CatalogStore
@@ -25,6 +26,7 @@ class SandboxState:
         self.windows = SendWindows()
         self.wamids = WamidFactory()
         self.webhooks = WebhookDispatcher(lambda: self.config)
+        self.preferences = Preferences()
 
     @property
     def catalog(self) -> Catalog:

@@ -16,7 +16,8 @@ import heapq
 import itertools
 import logging
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import aiohttp
 import orjson
@@ -104,13 +105,25 @@ class WebhookDispatcher:
         size = self._config().webhook_batch_size
         for statuses in by_number.values():
             for start in range(0, len(statuses), size):
-                task = asyncio.create_task(self._deliver(statuses[start : start + size]))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                batch = statuses[start : start + size]
+                self._start(orjson.dumps(webhook_document(batch)), len(batch))
 
-    async def _deliver(self, statuses: list[ScheduledStatus]) -> None:
+    def post_document(self, document: Mapping[str, Any]) -> None:
+        """Post a body of another field (a user's preferences) now, retried like statuses;
+        counted as one pending item until it leaves."""
+        self.pending += 1
+        self._start(orjson.dumps(document), 0, items=1)
+
+    def _start(self, body: bytes, statuses: int, *, items: int | None = None) -> None:
+        task = asyncio.create_task(
+            self._deliver(body, statuses, statuses if items is None else items)
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _deliver(self, body: bytes, statuses: int, items: int) -> None:
+        """POST `body` (carrying `statuses` statuses, `items` of the pending count)."""
         generation = self._generation
-        body = orjson.dumps(webhook_document(statuses))
         delivered = False
         try:
             for attempt in range(self._config().webhook_attempts):
@@ -124,14 +137,14 @@ class WebhookDispatcher:
                     return
                 if delivered:
                     self.posted += 1
-                    self.statuses_posted += len(statuses)
+                    self.statuses_posted += statuses
                     return
                 self.failures += 1
             self.abandoned += 1
-            logger.warning("Gave up a webhook of %d statuses.", len(statuses))
+            logger.warning("Gave up a webhook of %d statuses.", statuses)
         finally:
             if generation == self._generation:
-                self.pending -= len(statuses)
+                self.pending -= items
 
     async def _post(self, config: SandboxConfig, body: bytes) -> bool:
         assert self._session is not None

@@ -202,7 +202,6 @@ DELIVERY_DRAIN_SECONDS = env.int("DELIVERY_DRAIN_SECONDS", default=60)
 DELIVERY_MAX_ATTEMPTS = env.int("DELIVERY_MAX_ATTEMPTS", default=5)
 DELIVERY_RETRY_BASE_SECONDS = env.float("DELIVERY_RETRY_BASE_SECONDS", default=2.0)
 DELIVERY_RETRY_MAX_SECONDS = env.float("DELIVERY_RETRY_MAX_SECONDS", default=300.0)
-DELIVERY_DEFER_SECONDS = env.int("DELIVERY_DEFER_SECONDS", default=4 * 60 * 60)
 
 # A single send (POST send/) goes out within its request, so every wait in it is bounded: the
 # number's permit, each call to Meta, and the retries of a retryable error (bulksend.single).

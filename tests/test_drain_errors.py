@@ -245,8 +245,7 @@ def test_a_rate_limit_hit_is_retried_and_slows_the_number_down_for_every_worker(
 # --- deferring ----------------------------------------------------------------------------------
 
 
-@override_settings(DELIVERY_DEFER_SECONDS=3600)
-def test_a_message_meta_holds_back_for_engagement_is_deferred_for_hours(
+def test_a_message_meta_holds_back_for_engagement_waits_for_its_recipients_cooldown(
     tenant: Tenant, scripted_meta: ScriptedMeta
 ) -> None:
     scripted_meta.answer = lambda index, body: ECOSYSTEM_HELD_BACK
@@ -264,9 +263,9 @@ def test_a_message_meta_holds_back_for_engagement_is_deferred_for_hours(
             None,
         )
         assert message.next_attempt_at is not None
-        assert before + timedelta(hours=1) <= message.next_attempt_at <= after + timedelta(hours=1)
+        assert before + timedelta(hours=4) <= message.next_attempt_at <= after + timedelta(hours=4)
     assert report.next_wake_at is not None
-    assert report.next_wake_at >= before + timedelta(hours=1)
+    assert report.next_wake_at >= before + timedelta(hours=4)
     assert again.batches == 0
     assert len(scripted_meta.requests) == 2
     bulk_send = BulkSend.objects.get(pk=accepted["bulk_send_id"])

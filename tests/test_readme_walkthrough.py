@@ -281,6 +281,7 @@ def test_every_step_of_the_readme_walkthrough_works_as_written(
         "/api/v1/business-accounts/",
         "MEDIA=$(",
         "/bulk-sends/$MEDIA_ID/",
+        "/api/v1/suppressions/",
         "TRIAL=$(",
         "/bulk-sends/$TRIAL_ID/",
     ]
@@ -306,6 +307,7 @@ def test_every_step_of_the_readme_walkthrough_works_as_written(
         business_accounts,
         media_send,
         follow_media,
+        suppressions,
         trial,
         follow_trial,
     ) = blocks
@@ -460,6 +462,12 @@ def test_every_step_of_the_readme_walkthrough_works_as_written(
         "code": "ARS",
         "amount_1000": 15000500,
     }
+
+    # A phone goes on the suppression list, is found there, and comes off it.
+    added, listed, removed = bash.run(suppressions).strip().splitlines()
+    assert json.loads(added)["source"] == "api"
+    assert [e["phone"] for e in json.loads(listed)["results"]] == ["+5491155550000"]
+    assert removed == "204"
 
     # The 10,000-recipient trial fits the demo's quota after all of the above, and goes out.
     assert answer(bash.run(trial)) == {

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -28,6 +29,8 @@ from messaging.delivery import webhook_progress_record
 from messaging.inbound import inbound_messages_record
 from messaging.models import message_id_from_callback_data
 from messaging.status import StatusEvent, StatusOutcome
+from messaging.suppression import marketing_preferences_apply, suppressions_from_failed_statuses
+from meta.error_codes import USER_STOPPED_MARKETING
 from meta.webhook_payload import MessageStatusUpdate, Payload, payload_read
 from mindo import metrics
 from templates_app import meta_updates
@@ -176,6 +179,17 @@ def _mark_applied(reads: list[_Read], outcomes: list[dict[str, Any]]) -> None:
         )
 
 
+def _apply_opt_outs(reads: list[_Read], events: list[StatusEvent], *, now: datetime) -> None:
+    """Users who stopped (or resumed) marketing: Meta's `user_preferences`, and its `failed`
+    statuses with 131050, update the organizations' suppression lists."""
+    preferences = [preference for read in reads for preference in read.payload.preferences]
+    if preferences:
+        marketing_preferences_apply(preferences)
+    suppressions_from_failed_statuses(
+        [e.wamid for e in events if e.error_code == USER_STOPPED_MARKETING], now=now
+    )
+
+
 def _apply_reads(reads: list[_Read]) -> StatusOutcome:
     """Apply bodies together (one statuses batch) and record what each one changed."""
     events = [status for read in reads for status in read.statuses]
@@ -185,6 +199,7 @@ def _apply_reads(reads: list[_Read]) -> StatusOutcome:
     inbound_messages_record(
         [message for read in reads for message in read.payload.inbound], received_at=received_at
     )
+    _apply_opt_outs(reads, events, now=received_at)
     _mark_applied(reads, [_outcome(read, statuses) for read in reads])
     return statuses
 
