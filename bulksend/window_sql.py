@@ -73,11 +73,15 @@ _COMMON = """
           JOIN {send_table} s ON s.id = m.bulk_send_id AND s.phone_number_id = w.phone_number_id
     )"""
 
-# Sent in the last 24 h outside a window: the places Meta counts. `{extra}` narrows it.
-_COUNTED_SENT = """
-    SELECT recipient_phone, sent_at FROM {table}
-     WHERE business_account_id = %(account)s AND sent_at >= %(since)s {extra}
+
+def _counted_sent(narrower: str = "") -> str:
+    """Messages sent in the last 24 h outside a window: the places Meta counts (`narrower`, a
+    further `AND ...`, leaves some out). A template for `window_sql`."""
+    return f"""
+    SELECT recipient_phone, sent_at FROM {{table}}
+     WHERE business_account_id = %(account)s AND sent_at >= %(since)s {narrower}
        AND id NOT IN (SELECT id FROM free_sent)"""
+
 
 # `m` (a message of send `s`) goes to someone whose window with the send's number is open now.
 _OPEN_NOW = """EXISTS (
@@ -90,9 +94,7 @@ _OPEN_NOW = """EXISTS (
 # Send `send` is left out: its own recipients are what is being counted.
 _HELD = f"""
     held AS MATERIALIZED (
-        SELECT recipient_phone FROM ({
-    _COUNTED_SENT.replace("{extra}", "AND bulk_send_id <> %(send)s")
-}) AS counted_sent
+        SELECT recipient_phone FROM ({_counted_sent("AND bulk_send_id <> %(send)s")}) AS sent
         UNION
         SELECT m.recipient_phone FROM {{table}} m
           JOIN {{send_table}} s ON s.id = m.bulk_send_id
@@ -103,18 +105,19 @@ _HELD = f"""
 
 # `quota_for_send`: the places held, and how many of the send's unsent recipients need one (not
 # held already, and no window open now with the send's number `number`). EXCEPT is a hashed set
-# difference: linear in both sides, whatever their sizes.
+# difference: linear in both sides, whatever their sizes; one of it, not two in a row, so the
+# send's recipients are hashed once.
 QUOTA_SQL = f"""
     WITH {_COMMON}, {_HELD}
     SELECT (SELECT count(*) FROM held),
            (SELECT count(*) FROM (
                 SELECT recipient_phone FROM {{table}}
                  WHERE bulk_send_id = %(send)s AND status IN {{unsent}}
-                EXCEPT
-                SELECT recipient_phone FROM held
-                EXCEPT
-                SELECT from_phone FROM inbound
-                 WHERE phone_number_id = %(number)s AND sent_at > %(open_since)s
+                EXCEPT (
+                    SELECT recipient_phone FROM held
+                    UNION ALL
+                    SELECT from_phone FROM inbound
+                     WHERE phone_number_id = %(number)s AND sent_at > %(open_since)s)
            ) AS needing_quota)
 """
 
@@ -125,7 +128,7 @@ HELD_COUNT_SQL = f"WITH {_COMMON}, {_HELD} SELECT count(*) FROM held"
 NTH_EXPIRY_SQL = f"""
     WITH {_COMMON}
     SELECT last_sent_at FROM (
-        SELECT max(sent_at) AS last_sent_at FROM ({_COUNTED_SENT.replace("{extra}", "")}) AS c
+        SELECT max(sent_at) AS last_sent_at FROM ({_counted_sent()}) AS sent
          GROUP BY recipient_phone
     ) AS window_recipients
     ORDER BY last_sent_at OFFSET %(offset)s LIMIT 1
@@ -133,7 +136,7 @@ NTH_EXPIRY_SQL = f"""
 
 WINDOW_SIZE_SQL = f"""
     WITH {_COMMON}
-    SELECT count(DISTINCT recipient_phone) FROM ({_COUNTED_SENT.replace("{extra}", "")}) AS c
+    SELECT count(DISTINCT recipient_phone) FROM ({_counted_sent()}) AS sent
 """
 
 # The drain's and the single send's admission of `claimed` messages (ids) to `phones`, sent by
@@ -144,9 +147,7 @@ WINDOW_SIZE_SQL = f"""
 GATE_SQL = f"""
     WITH {_COMMON},
     taken AS MATERIALIZED (
-        SELECT recipient_phone FROM ({
-    _COUNTED_SENT.replace("{extra}", "AND id <> ALL(%(claimed)s)")
-}) AS counted_sent
+        SELECT recipient_phone FROM ({_counted_sent("AND id <> ALL(%(claimed)s)")}) AS sent
         UNION
         SELECT m.recipient_phone FROM {{table}} m
           JOIN {{send_table}} s ON s.id = m.bulk_send_id
