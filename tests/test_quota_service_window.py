@@ -47,28 +47,21 @@ def wrote(tenant: Tenant, clock: TickingClock, phone: str, ago: timedelta) -> No
 
 
 @pytest.mark.usefixtures("plain")
+@pytest.mark.parametrize(
+    ("wrote_ago", "needed"),
+    [(JUST_OPEN, 2), (JUST_CLOSED, 3)],
+    ids=["wrote 23:59:59 ago: window open, no quota", "wrote 24 h ago: window closed"],
+)
 def test_a_recipient_who_wrote_within_24_hours_needs_no_quota(
-    tenant: Tenant, frozen_now: TickingClock
+    tenant: Tenant, frozen_now: TickingClock, wrote_ago: timedelta, needed: int
 ) -> None:
     to = phones(3)
-    wrote(tenant, frozen_now, to[0], JUST_OPEN)
+    wrote(tenant, frozen_now, to[0], wrote_ago)
 
     quota = send_to(tenant, to)["quota_info"]
 
     assert set(quota) == QUOTA_INFO_KEYS  # the contract's shape, nothing added
-    assert (quota["quota_needed"], quota["quota_available"]) == (2, 998)
-
-
-@pytest.mark.usefixtures("plain")
-def test_a_window_opened_24_hours_ago_is_closed_and_the_recipient_needs_quota(
-    tenant: Tenant, frozen_now: TickingClock
-) -> None:
-    to = phones(3)
-    wrote(tenant, frozen_now, to[0], JUST_CLOSED)
-
-    quota = send_to(tenant, to)["quota_info"]
-
-    assert (quota["quota_needed"], quota["quota_available"]) == (3, 997)
+    assert (quota["quota_needed"], quota["quota_available"]) == (needed, 1000 - needed)
 
 
 @pytest.mark.usefixtures("plain")
