@@ -25,7 +25,7 @@ from tests.delivery_support import (
     delivery_redis_fixture,  # noqa: F401
     scripted_meta_fixture,  # noqa: F401
 )
-from tests.test_quota import messaged, phones, plain_template, send_to, waiting
+from tests.test_quota import messaged, phones, plain_template, send_to, set_tier, waiting
 from tests.test_send_message import PHONE, post
 
 # The contract's `quota_info` keys (send-bulk's 202 example): the window adds none.
@@ -80,8 +80,7 @@ def test_a_window_with_another_number_of_the_portfolio_does_not_free_this_one(
 def test_a_full_window_still_admits_recipients_whose_window_is_open(
     tenant: Tenant, plain: MessageTemplate, frozen_now: TickingClock
 ) -> None:
-    tenant.account.messaging_limit_tier = "TIER_250"
-    tenant.account.save()
+    set_tier(tenant, "TIER_250")
     messaged(tenant.number, plain, phones(250, start=1000), hours_ago=2)
     to = phones(3)
     for phone in to:
@@ -168,8 +167,7 @@ def claimed(tenant: Tenant, to: list[str]) -> list[ClaimedMessage]:
 def test_the_gate_admits_a_recipient_with_an_open_window_when_the_window_is_full(
     tenant: Tenant, plain: MessageTemplate, frozen_now: TickingClock
 ) -> None:
-    tenant.account.messaging_limit_tier = "TIER_50"
-    tenant.account.save()
+    set_tier(tenant, "TIER_50")
     messaged(tenant.number, plain, phones(50, start=1000), hours_ago=1)
     just_open, just_closed, never = phones(3)
     wrote(tenant, frozen_now, just_open, JUST_OPEN)
@@ -186,8 +184,7 @@ def test_the_gate_spends_no_room_on_open_windows(
     tenant: Tenant, plain: MessageTemplate, frozen_now: TickingClock
 ) -> None:
     # 48 places taken by sent messages and one by a message in flight outside a window: 1 left.
-    tenant.account.messaging_limit_tier = "TIER_50"
-    tenant.account.save()
+    set_tier(tenant, "TIER_50")
     messaged(tenant.number, plain, phones(48, start=1000), hours_ago=1)
     claimed(tenant, phones(1, start=2000))
     to = phones(5)
@@ -225,8 +222,7 @@ def test_a_single_send_whose_window_closed_24_hours_ago_gets_the_429(
 
 
 def fill_to_limit(tenant: Tenant, clock: TickingClock) -> None:
-    tenant.account.messaging_limit_tier = "TIER_2"
-    tenant.account.save()
+    set_tier(tenant, "TIER_2")
     earlier = factories.make_bulk_send(tenant.number, tenant.template)
     for phone in ("+5491100000001", "+5491100000002"):
         factories.make_message(
