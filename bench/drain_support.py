@@ -30,6 +30,7 @@ import requests
 
 from bench.drain_processes import celery_beat, gunicorn, sandbox
 from bench.support import PRODUCTION_ENV, Demo, add_service_arguments, django_setup, provision
+from meta.graph_version import GRAPH_VERSION as GRAPH_VERSION  # drain_unpaced imports it
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/11"
 DEFAULT_DATABASE = "mindo_bench_drain"
@@ -37,7 +38,6 @@ ORG = "Bench"
 TEMPLATE = "welcome_message"
 SEND_BULK = "/api/v1/meta-templates/send-bulk/"
 WEBHOOK_PATH = "/webhooks/meta/"
-GRAPH_VERSION = "v21.0"
 UNLIMITED_THROUGHPUT = 1_000  # the most a number may have (a database constraint)
 POLL_SECONDS = 0.1
 REQUEST_TIMEOUT = (5.0, 180.0)  # connect, read: a stuck server fails the run instead of hanging

@@ -25,6 +25,8 @@ from aiohttp import web
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "bench-token"
+# A version the sandbox serves: the service's default (meta/graph_version.py).
+GRAPH_VERSION = "v27.0"
 NUMBER = "813497231850626"
 CATALOG = {
     "accounts": [
@@ -89,7 +91,7 @@ def request_bytes(port: int, n: int) -> bytes:
         }
     )
     head = (
-        f"POST /v21.0/{NUMBER}/messages HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"POST /{GRAPH_VERSION}/{NUMBER}/messages HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
         f"Authorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\n\r\n"
     )

@@ -50,6 +50,7 @@ from bench.support import (  # noqa: E402
     sig3,
     stop_process_group,
 )
+from meta.graph_version import GRAPH_VERSION  # noqa: E402
 
 SEND = "/api/v1/meta-templates/send/"
 TARGET_ADDED_MS = 15.0
@@ -136,7 +137,7 @@ class Clients:
 
     def __init__(self, base: str, meta: str, demo: Demo, token: str, graph_body: Any) -> None:
         self.base, self.meta, self.demo = base, meta, demo
-        self.graph_url = f"{meta}/v21.0/{demo.phone_number_id}/messages"
+        self.graph_url = f"{meta}/{GRAPH_VERSION}/{demo.phone_number_id}/messages"
         self.graph_headers = {"Authorization": f"Bearer {token}"}
         self.graph_body = graph_body
         self.local = threading.local()

@@ -8,9 +8,9 @@ from datetime import datetime
 from django.db import connection
 
 from bulksend.lifecycle import batch_settle
-from bulksend.quota import WINDOW, window_room_frees_at
+from bulksend.quota import window_room_frees_at
+from bulksend.window_sql import GATE_SQL, window_params, window_sql
 from messaging.delivery import ClaimedMessage, DeliveryResult, Settle
-from messaging.models import Message, MessageStatus
 from templates_app.models import PhoneNumber
 
 
@@ -19,6 +19,7 @@ class QuotaGate:
 
     def __init__(self, number: PhoneNumber) -> None:
         self.account_id = number.business_account_id
+        self.number_pk = number.pk
         self.limit = number.business_account.quota_total
 
     def split(
@@ -26,33 +27,34 @@ class QuotaGate:
     ) -> tuple[list[ClaimedMessage], list[ClaimedMessage]]:
         """The messages that fit the window and those that must wait for it, in claim order.
 
+        A recipient costs no room when they hold a place already (a message to them went out
+        in the last 24 h outside a service window, or is in flight) or when their service
+        window with this number is open now. One statement for the whole batch.
+
         Call it in the claim's transaction: it takes a per-portfolio lock held until that
         transaction ends, so two senders cannot both spend the last room.
         """
         if self.limit is None or not claimed:
             return claimed, []
+        phones = [message.recipient_phone for message in claimed]
+        params = window_params(account_id=self.account_id, now=now)
+        params.update(
+            number=self.number_pk, claimed=[m.id for m in claimed], phones=sorted(set(phones))
+        )
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [self.account_id])
-        claimed_ids = [message.id for message in claimed]
-        window = Message.objects.filter(business_account_id=self.account_id).exclude(
-            id__in=claimed_ids
-        )
-        in_window = window.filter(sent_at__gte=now - WINDOW) | window.filter(
-            status=MessageStatus.SENDING
-        )
-        phones = [message.recipient_phone for message in claimed]
-        already = set(
-            in_window.filter(recipient_phone__in=phones).values_list("recipient_phone", flat=True)
-        )
-        room = self.limit - in_window.values("recipient_phone").distinct().count()
+            cursor.execute(window_sql(GATE_SQL), params)
+            taken, holding, window_open = cursor.fetchone()
+        room = self.limit - taken
+        free = set(holding) | set(window_open)
         admitted: list[ClaimedMessage] = []
         waiting: list[ClaimedMessage] = []
         for message in claimed:
-            if message.recipient_phone in already:
+            if message.recipient_phone in free:
                 admitted.append(message)
             elif room > 0:
                 room -= 1
-                already.add(message.recipient_phone)
+                free.add(message.recipient_phone)
                 admitted.append(message)
             else:
                 waiting.append(message)

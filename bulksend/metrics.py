@@ -12,19 +12,10 @@ from django.utils import timezone
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from bulksend.models import ACTIVE_STATUSES
-from bulksend.quota import WINDOW
-from messaging.models import Message
+from bulksend.window_sql import WINDOW_SIZE_SQL, window_params, window_sql
 from templates_app.models import PhoneNumber, WhatsAppBusinessAccount
 
 QUOTA_REFRESH_SECONDS = 60
-
-# Unique recipients each portfolio messaged in the window, one index-only scan of the quota
-# window's index per portfolio.
-_WINDOW_USED_SQL = """
-    SELECT business_account_id, count(DISTINCT recipient_phone) FROM {table}
-     WHERE business_account_id = ANY(%s) AND sent_at >= %s
-     GROUP BY business_account_id
-"""
 
 
 def pending_collect() -> Iterator[Metric]:
@@ -46,7 +37,8 @@ def pending_collect() -> Iterator[Metric]:
 def quota_collect() -> Iterator[Metric]:
     """Each limited portfolio's tier, its use of the moving 24 h window and the room left.
 
-    The use counts recipients messaged in the window; recipients still waiting in active sends
+    The use counts recipients messaged in the window outside a service window, as Meta counts
+    them (`window_sql`); recipients still waiting in active sends
     will take room too when they go out (see `mindo_pending_messages`), but counting them would
     read every waiting message at each scrape. The figures are at most a minute old.
     """
@@ -90,13 +82,14 @@ def quota_window_use(period: int) -> list[tuple[str, int, int]]:
         if total is not None:
             limits[account.pk] = (account.waba_id, total)
     window_used: dict[int, int] = {}
-    if limits:
-        with connection.cursor() as cursor:
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        # One statement per limited portfolio: a scan of the quota window's index for each.
+        for account_id in limits:
             cursor.execute(
-                _WINDOW_USED_SQL.format(table=Message._meta.db_table),
-                [list(limits), timezone.now() - WINDOW],
+                window_sql(WINDOW_SIZE_SQL), window_params(account_id=account_id, now=now)
             )
-            window_used = dict(cursor.fetchall())
+            window_used[account_id] = cursor.fetchone()[0]
     return [
         (waba_id, total, window_used.get(account_id, 0))
         for account_id, (waba_id, total) in limits.items()

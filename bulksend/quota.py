@@ -2,9 +2,11 @@
 
 A business portfolio may message at most its tier's number of unique recipients in any moving
 24 h window, shared by all its numbers. A recipient holds a place in the window when a message
-to them was sent in the last 24 h, or when a message to them still waits in an active send (it
-will be sent, so its place is already spoken for). A recipient who already holds a place costs
-no new quota.
+to them was sent in the last 24 h outside their customer-service window with the sending
+number, or when a message to them still waits in an active send (it will be sent, so its place
+is already spoken for) and their window with that send's number is not open now. A recipient
+who already holds a place costs no new quota, nor does one whose window is open (see
+`window_sql`, which holds the rule as SQL).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import math
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from django.db import connection
@@ -21,56 +23,19 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from bulksend.models import ACTIVE_STATUSES, BulkSend
-from messaging.counters import sql_in
-from messaging.models import Message, MessageStatus
-from templates_app.models import PhoneNumber, WhatsAppBusinessAccount
+from bulksend.window_sql import (
+    HELD_COUNT_SQL,
+    NTH_EXPIRY_SQL,
+    QUOTA_SQL,
+    WINDOW,
+    WINDOW_SIZE_SQL,
+    window_params,
+    window_sql,
+)
+from templates_app.models import WhatsAppBusinessAccount
 
-WINDOW = timedelta(hours=24)
-
-# Waiting messages are found through the portfolio's active sends, so that no index on all
-# messages has to cover them (each index costs every COPY of a large send).
-_HELD_RECIPIENTS = """
-    SELECT recipient_phone FROM {table}
-     WHERE business_account_id = %(account)s AND sent_at >= %(since)s
-       AND bulk_send_id <> %(send)s
-    UNION
-    SELECT m.recipient_phone FROM {table} m
-      JOIN {send_table} s ON s.id = m.bulk_send_id
-      JOIN {number_table} n ON n.id = s.phone_number_id
-     WHERE n.business_account_id = %(account)s AND s.status IN {active_sends}
-       AND m.status IN {unsent} AND m.bulk_send_id <> %(send)s
-"""
-
-# EXCEPT is a hashed set difference: linear in both sides, whatever their sizes.
-_QUOTA_SQL = f"""
-    WITH held AS MATERIALIZED ({_HELD_RECIPIENTS})
-    SELECT (SELECT count(*) FROM held),
-           (SELECT count(*) FROM (
-                SELECT recipient_phone FROM {{table}}
-                 WHERE bulk_send_id = %(send)s AND status IN {{unsent}}
-                EXCEPT
-                SELECT recipient_phone FROM held
-           ) AS needing_quota)
-"""
-
-# When the n-th oldest place in the window frees up: 24 h after that recipient's last send.
-_NTH_EXPIRY_SQL = """
-    SELECT last_sent_at FROM (
-        SELECT max(sent_at) AS last_sent_at FROM {table}
-         WHERE business_account_id = %(account)s AND sent_at >= %(since)s
-         GROUP BY recipient_phone
-    ) AS window_recipients
-    ORDER BY last_sent_at OFFSET %(offset)s LIMIT 1
-"""
-
-# The places held in the portfolio's window, by the same rule: no send is left out.
-_HELD_COUNT_SQL = f"SELECT count(*) FROM ({_HELD_RECIPIENTS}) AS held"
+# No send: the held places of a whole portfolio (`window_usage`) leave none out.
 NO_SEND = uuid.UUID(int=0)
-
-_WINDOW_SIZE_SQL = """
-    SELECT count(DISTINCT recipient_phone) FROM {table}
-     WHERE business_account_id = %(account)s AND sent_at >= %(since)s
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,24 +54,15 @@ class QuotaInfo:
     room_frees_at: datetime | None
 
 
-def _sql_names() -> dict[str, str]:
-    """The tables and status sets the SQL above names, from the models and their enums."""
-    return {
-        "table": Message._meta.db_table,
-        "send_table": BulkSend._meta.db_table,
-        "number_table": PhoneNumber._meta.db_table,
-        "active_sends": sql_in(ACTIVE_STATUSES),
-        "unsent": sql_in((MessageStatus.PENDING, MessageStatus.SENDING)),
-    }
-
-
 def quota_for_send(
     *, bulk_send: BulkSend, account: WhatsAppBusinessAccount, now: datetime
 ) -> QuotaInfo:
-    """Quota figures for `bulk_send`'s unsent messages against all else its portfolio holds."""
-    params: dict[str, Any] = {"account": account.pk, "send": bulk_send.pk, "since": now - WINDOW}
+    """Quota figures for `bulk_send`'s unsent messages against all else its portfolio holds;
+    recipients whose service window with the send's number is open now need none."""
+    params = window_params(account_id=account.pk, now=now)
+    params.update(send=bulk_send.pk, number=bulk_send.phone_number_id)
     with connection.cursor() as cursor:
-        cursor.execute(_QUOTA_SQL.format(**_sql_names()), params)
+        cursor.execute(window_sql(QUOTA_SQL), params)
         held, needed = cursor.fetchone()
     total = account.quota_total
     if total is None:
@@ -153,9 +109,10 @@ class WindowUsage:
 
 def window_usage(account: WhatsAppBusinessAccount, now: datetime) -> WindowUsage:
     """How much of the portfolio's window is taken: the count `quota_for_send` starts from."""
-    params: dict[str, Any] = {"account": account.pk, "send": NO_SEND, "since": now - WINDOW}
+    params = window_params(account_id=account.pk, now=now)
+    params["send"] = NO_SEND
     with connection.cursor() as cursor:
-        cursor.execute(_HELD_COUNT_SQL.format(**_sql_names()), params)
+        cursor.execute(window_sql(HELD_COUNT_SQL), params)
         (held,) = cursor.fetchone()
     return WindowUsage(limit=account.quota_total, held=int(held))
 
@@ -169,17 +126,14 @@ def window_room_frees_at(*, account_id: int, overflow: int, total: int, now: dat
     further `total` recipients need another full window (an approximation: places held by waiting
     or in-flight messages free up 24 h after they go out, which is soon after now).
     """
-    params: dict[str, Any] = {
-        "account": account_id,
-        "since": now - WINDOW,
-        "offset": overflow - 1,
-    }
+    params = window_params(account_id=account_id, now=now)
+    params["offset"] = overflow - 1
     with connection.cursor() as cursor:
-        cursor.execute(_NTH_EXPIRY_SQL.format(**_sql_names()), params)
+        cursor.execute(window_sql(NTH_EXPIRY_SQL), params)
         row = cursor.fetchone()
         if row is not None:
             return row[0] + WINDOW
-        cursor.execute(_WINDOW_SIZE_SQL.format(**_sql_names()), params)
+        cursor.execute(window_sql(WINDOW_SIZE_SQL), params)
         (expiring,) = cursor.fetchone()
     windows = math.ceil((overflow - expiring) / total)
     return now + WINDOW * windows

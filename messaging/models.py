@@ -100,8 +100,9 @@ class InboundMessage(models.Model):
     organization = models.ForeignKey(
         "mindo.Organization", on_delete=models.CASCADE, related_name="+"
     )
+    # No index of its own: `inbound_number_sent_at` leads with it.
     phone_number = models.ForeignKey(
-        "templates_app.PhoneNumber", on_delete=models.CASCADE, related_name="+"
+        "templates_app.PhoneNumber", on_delete=models.CASCADE, related_name="+", db_index=False
     )
     # The sender, E.164.
     from_phone = models.CharField(max_length=20)
@@ -116,6 +117,13 @@ class InboundMessage(models.Model):
             # A contact's latest message: one index entry, read backwards.
             models.Index(
                 fields=["organization", "from_phone", "-sent_at"], name="inbound_sender_latest"
+            ),
+            # The service windows open with a portfolio's numbers (bulksend.window_sql): one
+            # range scan per number, read from the index alone.
+            models.Index(
+                fields=["phone_number", "sent_at"],
+                include=["from_phone"],
+                name="inbound_number_sent_at",
             ),
         ]
 

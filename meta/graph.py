@@ -44,6 +44,7 @@ from meta.graph_errors import (
     graph_error_from_response,
     transport_error,
 )
+from meta.graph_version import GRAPH_VERSION
 
 # The error types are defined next door and re-exported: callers need only this module.
 __all__ = [
@@ -72,7 +73,7 @@ class GraphConfig:
     """Where the Graph API is and how long to wait for it; the defaults are Meta's own API."""
 
     url: str = "https://graph.facebook.com"  # or the sandbox's address
-    version: str = "v21.0"
+    version: str = GRAPH_VERSION
     timeout_seconds: float = 10.0  # a whole call
     connect_timeout_seconds: float = 3.0
     max_connections: int = 200  # per async client
@@ -424,8 +425,12 @@ def graph_request(
 
 
 TEMPLATE_FIELDS = "id,name,language,status,category,components,parameter_format"
+# `whatsapp_business_manager_messaging_limit` is the portfolio's messaging limit (v24.0 on);
+# `messaging_limit_tier`, the number's own, is deprecated and asked for only as the fallback of
+# a version that does not have the new field. Meta answers the fields of the version it serves.
 PHONE_NUMBER_FIELDS = (
-    "id,display_phone_number,verified_name,quality_rating,messaging_limit_tier,throughput"
+    "id,display_phone_number,verified_name,quality_rating,throughput,"
+    "whatsapp_business_manager_messaging_limit,messaging_limit_tier"
 )
 
 

@@ -3,6 +3,7 @@ messaging-limit tier) and how many messages a second a number may send (its thro
 
 from __future__ import annotations
 
+import math
 import re
 
 # Meta spells tiers `TIER_250`, `TIER_1K`, `TIER_10K`, `TIER_100K`, `TIER_UNLIMITED`; the
@@ -47,6 +48,16 @@ def known_tier(tier: object) -> str | None:
     except ValueError:
         return None
     return tier
+
+
+def highest_tier(tiers: list[str]) -> str | None:
+    """The tier of `tiers` that allows the most recipients (unlimited above all); None when
+    none is a tier we read. Meta gave each portfolio its numbers' highest tier when it moved
+    messaging limits from numbers to portfolios (October 2025)."""
+    known = [tier for tier in tiers if known_tier(tier) is not None]
+    if not known:
+        return None
+    return max(known, key=lambda tier: math.inf if (n := tier_limit(tier)) is None else n)
 
 
 def tier_for_limit(limit: int) -> str | None:

@@ -20,7 +20,11 @@ DESCRIPTION = """Run the Meta sandbox: a local stand-in for the WhatsApp Cloud (
 
 It serves POST /{version}/{phone_number_id}/messages (template sends),
 GET and POST /{version}/{waba_id}/message_templates, POST /{version}/{template_id},
-GET and POST /{version}/{waba_id}/phone_numbers for any version prefix (/v21.0, /v23.0...).
+GET and POST /{version}/{waba_id}/phone_numbers for every Graph API version Meta still serves
+(/v24.0 ... /v27.0; an expired one is refused with Meta's error 2635, one never released with
+2500; --graph-date pins the day that decides). A number read with v24.0 or later carries the
+portfolio's messaging limit (whatsapp_business_manager_messaging_limit), with older versions its
+own messaging_limit_tier.
 It knows the business accounts, access tokens, numbers and templates registered with it
 (`manage.py demo` registers its own; POST /_sandbox/accounts creates an account with its token)
 and those of --catalog FILE, and keeps them in --state-file across restarts.
@@ -95,6 +99,11 @@ def parser_build() -> argparse.ArgumentParser:
     )
     parser.add_argument("--seed", type=int, default=None, help="Seed the random draws.")
     parser.add_argument(
+        "--graph-date",
+        default=None,
+        help="The day (YYYY-MM-DD) deciding which Graph API versions are served; default today.",
+    )
+    parser.add_argument(
         "--catalog", default=None, help="A JSON catalog file whose accounts the sandbox knows."
     )
     parser.add_argument(
@@ -134,6 +143,7 @@ def main(argv: list[str] | None = None) -> None:
                 drop_share=options.drop_share,
                 webhook_delay=options.webhook_delay,
                 seed=options.seed,
+                graph_date=options.graph_date or None,
                 catalog_file=options.catalog,
                 state_file=options.state_file or None,
                 refresh_seconds=options.refresh_seconds,

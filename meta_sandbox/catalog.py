@@ -3,11 +3,15 @@
 The catalog is filled as Meta's is: through the Graph API (`registry`), or from a document, the
 form `--catalog FILE` and the state file hold:
 
-    {"accounts": [{"waba_id": "1022...", "access_token": "...",
+    {"accounts": [{"waba_id": "1022...", "access_token": "...", "messaging_limit"?: "TIER_2K",
                    "phone_numbers": [{"phone_number_id", "display_phone_number", "verified_name",
                                       "quality_rating", "messaging_limit_tier"}],
                    "templates": [{"id", "name", "language", "category", "status",
                                   "parameter_format", "components"}]}]}
+
+`messaging_limit` is the business portfolio's messaging limit, shared by its numbers since
+October 2025; without one the portfolio has the highest tier of its numbers, as Meta set it when
+limits moved from numbers to portfolios.
 
 A template's rules (`templates.TemplateRules`) are worked out when it enters the catalog, so
 checking a send costs dictionary look-ups. Only the event loop's thread changes a catalog.
@@ -16,6 +20,8 @@ checking a send costs dictionary look-ups. Only the event loop's thread changes 
 from __future__ import annotations
 
 import itertools
+import math
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -43,15 +49,21 @@ class CatalogNumber:
     quality_rating: str = "GREEN"
     messaging_limit_tier: str = "TIER_1000"
 
-    def listing(self) -> dict[str, Any]:
-        return {
+    def listing(self, *, portfolio_limit: str | None) -> dict[str, Any]:
+        """The number as Meta lists it: with the portfolio's messaging limit when `portfolio_limit`
+        is given (versions since v24.0), else with the number's own tier, as older ones did."""
+        listing: dict[str, Any] = {
             "id": self.phone_number_id,
             "display_phone_number": self.display_phone_number,
             "verified_name": self.verified_name,
             "quality_rating": self.quality_rating,
-            "messaging_limit_tier": self.messaging_limit_tier,
             "throughput": {"level": "STANDARD"},
         }
+        if portfolio_limit is None:
+            listing["messaging_limit_tier"] = self.messaging_limit_tier
+        else:
+            listing["whatsapp_business_manager_messaging_limit"] = portfolio_limit
+        return listing
 
     def document(self) -> dict[str, Any]:
         fields = asdict(self)
@@ -124,21 +136,42 @@ class CatalogTemplate:
         }
 
 
+def _tier_size(tier: str) -> float:
+    """How many recipients a tier allows, to find the highest: unknown spellings count least."""
+    if tier == "TIER_UNLIMITED":
+        return math.inf
+    match = re.fullmatch(r"TIER_(\d+)(K?)", tier)
+    if match is None:
+        return -1.0
+    return int(match.group(1)) * (1000 if match.group(2) else 1)
+
+
 @dataclass(slots=True)
 class CatalogAccount:
     waba_id: str
     access_token: str
+    # The portfolio's messaging limit; "" until one is set (see `portfolio_limit`).
+    messaging_limit: str = ""
     numbers: dict[str, CatalogNumber] = field(default_factory=dict)
     # By (name, language), as Meta keys a template.
     templates: dict[tuple[str, str], CatalogTemplate] = field(default_factory=dict)
 
+    @property
+    def portfolio_limit(self) -> str:
+        """The portfolio's messaging limit: the one set, else its numbers' highest tier (Meta's
+        rule when it moved limits to portfolios), else the 250 of a new portfolio."""
+        if self.messaging_limit:
+            return self.messaging_limit
+        tiers = [number.messaging_limit_tier for number in self.numbers.values()]
+        return max(tiers, key=_tier_size, default="TIER_250")
+
     def document(self) -> dict[str, Any]:
-        return {
-            "waba_id": self.waba_id,
-            "access_token": self.access_token,
-            "phone_numbers": [number.document() for number in self.numbers.values()],
-            "templates": [template.listing() for template in self.templates.values()],
-        }
+        document: dict[str, Any] = {"waba_id": self.waba_id, "access_token": self.access_token}
+        if self.messaging_limit:
+            document["messaging_limit"] = self.messaging_limit
+        document["phone_numbers"] = [number.document() for number in self.numbers.values()]
+        document["templates"] = [template.listing() for template in self.templates.values()]
+        return document
 
 
 @dataclass(slots=True)
@@ -152,14 +185,19 @@ class Catalog:
 
     # --- changes -------------------------------------------------------------------------------
 
-    def account_put(self, waba_id: str, access_token: str) -> CatalogAccount:
-        """Create the account, or give it a new token; its numbers and templates stay."""
+    def account_put(
+        self, waba_id: str, access_token: str, messaging_limit: str | None = None
+    ) -> CatalogAccount:
+        """Create the account, or give it a new token (and portfolio limit, when given); its
+        numbers and templates stay."""
         account = self.accounts.get(waba_id)
         if account is None:
             account = self.accounts[waba_id] = CatalogAccount(waba_id, access_token)
         else:
             self.wabas_by_token.get(account.access_token, set()).discard(waba_id)
             account.access_token = access_token
+        if messaging_limit is not None:
+            account.messaging_limit = messaging_limit
         if access_token:
             self.wabas_by_token.setdefault(access_token, set()).add(waba_id)
         return account
@@ -230,7 +268,10 @@ class Catalog:
         if not isinstance(raw, Mapping):
             raise ValueError(f"{where} must be an object.")
         waba_id = _text(raw, "waba_id", where)
-        self.account_put(waba_id, _text(raw, "access_token", where, ""))
+        limit = raw.get("messaging_limit")
+        if limit is not None and not isinstance(limit, str):
+            raise ValueError(f"{where}: 'messaging_limit' is a tier such as TIER_2K.")
+        self.account_put(waba_id, _text(raw, "access_token", where, ""), limit)
         for number in _objects(raw, "phone_numbers", where):
             self.number_put(
                 CatalogNumber(

@@ -6,6 +6,7 @@ import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 from meta_sandbox.documented_errors import DOCUMENTED
@@ -25,7 +26,7 @@ SECRET_FIELDS = frozenset(("app_secret",))
 RUNTIME_FIELDS = frozenset(
     (
         *(*SHARES, *SECONDS, "rate_per_number", "fail_suffix", "seed", "webhook_url"),
-        *("app_secret", "recipient_errors"),
+        *("app_secret", "recipient_errors", "graph_date"),
     )
 )
 
@@ -69,6 +70,9 @@ class SandboxConfig:
     timeout_seconds: float = 60.0
     drop_share: float = 0.0
     seed: int | None = None
+    # The day (ISO, UTC) that decides which Graph API versions are still served (`versions`);
+    # None: today. Tests pin it so that a version's end does not change their outcome.
+    graph_date: str | None = None
     # The catalog: what `state_file` kept from earlier runs (None: memory only), then the
     # accounts of `catalog` (a document, for tests) and of `catalog_file` added over it; the file
     # is read again when it changes (looked at every `refresh_seconds`).
@@ -117,6 +121,11 @@ def config_validate(config: SandboxConfig) -> SandboxConfig:
         raise ValueError("webhook_url must be a URL.")
     if not isinstance(config.app_secret, str):
         raise ValueError("app_secret must be a string.")
+    if config.graph_date is not None:
+        try:
+            date.fromisoformat(str(config.graph_date))
+        except ValueError:
+            raise ValueError("graph_date must be a date such as 2026-11-30.") from None
     if config.webhook_batch_size < 1 or config.webhook_concurrency < 1:
         raise ValueError("webhook_batch_size and webhook_concurrency must be at least 1.")
     if config.webhook_attempts < 1:
@@ -140,8 +149,9 @@ def config_update(config: SandboxConfig, changes: Mapping[str, Any]) -> SandboxC
     unknown = sorted(set(normalized) - RUNTIME_FIELDS)
     if unknown:
         raise ValueError(f"Not a runtime setting: {', '.join(unknown)}.")
-    if normalized.get("webhook_url") == "":
-        normalized["webhook_url"] = None
+    for name in ("webhook_url", "graph_date"):
+        if normalized.get(name) == "":
+            normalized[name] = None
     # Accept whole floats for integers: JSON clients often send 80.0.
     for name in ("rate_per_number", "seed"):
         value = normalized.get(name)

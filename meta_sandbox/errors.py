@@ -15,6 +15,7 @@ from typing import Any
 INVALID_TOKEN = 190
 INVALID_PARAMETER = 100
 UNKNOWN_PATH = 2500
+DEPRECATED_VERSION = 2635
 SOMETHING_WENT_WRONG = 131000
 REQUIRED_PARAMETER_MISSING = 131008
 PARAMETER_NOT_VALID = 131009
@@ -89,6 +90,15 @@ def invalid_parameter(details: str) -> MetaError:
 
 def unknown_path(path: str) -> MetaError:
     return MetaError(UNKNOWN_PATH, f"Unknown path components: {path}")
+
+
+def deprecated_version(latest: str) -> MetaError:
+    """A Graph API version Meta no longer serves."""
+    return MetaError(
+        DEPRECATED_VERSION,
+        f"(#{DEPRECATED_VERSION}) You are calling a deprecated version of the Graph API. "
+        f"Please update to the latest version: {latest}.",
+    )
 
 
 def template_not_found(name: str, language: str) -> MetaError:

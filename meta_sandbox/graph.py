@@ -26,6 +26,7 @@ from meta_sandbox.records import AcceptedMessage
 from meta_sandbox.state import STATE, SandboxState
 from meta_sandbox.statuses import statuses_plan
 from meta_sandbox.validation import TemplateSend, send_check, send_read
+from meta_sandbox.versions import answers_portfolio_limit
 
 BAD_GATEWAY_HTML = (
     "<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1>"
@@ -215,12 +216,32 @@ async def list_templates(request: web.Request) -> web.Response:
     return json_response(page)
 
 
+def _fields_only(listing: dict[str, Any], fields: str | None) -> dict[str, Any]:
+    """`listing` cut to the fields asked for (`?fields=a,b`; the id always), as Meta answers
+    only what is asked; every field the version has when none are named."""
+    if not fields:
+        return listing
+    wanted = {name.strip() for name in fields.split(",")} | {"id"}
+    return {key: value for key, value in listing.items() if key in wanted}
+
+
 async def list_numbers(request: web.Request) -> web.Response:
-    """`GET /{version}/{waba_id}/phone_numbers`."""
+    """`GET /{version}/{waba_id}/phone_numbers[?fields=...]`: the fields of the version asked
+    for (see `versions`): the portfolio's messaging limit since v24.0, the number's own tier
+    before. A field the version does not have is left out of the answer."""
     state = request.app[STATE]
     try:
         account = account_of(request, state.catalog)
-        page = page_of(request, [number.listing() for number in account.numbers.values()])
+        portfolio = (
+            account.portfolio_limit
+            if answers_portfolio_limit(request.match_info["version"])
+            else None
+        )
+        listings = [
+            _fields_only(number.listing(portfolio_limit=portfolio), request.query.get("fields"))
+            for number in account.numbers.values()
+        ]
+        page = page_of(request, listings)
     except errors.MetaError as error:
         return error_response(state, error)
     return json_response(page)

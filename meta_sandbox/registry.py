@@ -13,8 +13,8 @@ Graph API endpoints, called with the account's access token:
   id again updates it.
 
 What Meta does in its business settings, not through the API, is a sandbox control endpoint:
-- `POST /_sandbox/accounts` `{"waba_id", "access_token"}` creates a business account or gives it
-  a new token;
+- `POST /_sandbox/accounts` `{"waba_id", "access_token", "messaging_limit"?}` creates a business
+  account or gives it a new token (and the portfolio's messaging limit, e.g. `TIER_10K`);
 - `POST /_sandbox/catalog` adds the accounts of a catalog document (see `catalog`).
 """
 
@@ -152,9 +152,12 @@ async def account_put(request: web.Request) -> web.Response:
     try:
         document = await _json_object(request)
         waba_id, token = _text(document, "waba_id"), _text(document, "access_token")
+        limit = document.get("messaging_limit")
+        if limit is not None:
+            limit = _text(document, "messaging_limit")
     except errors.MetaError as error:
         return json_response({"error": error.details}, status=400)
-    state.catalog.account_put(waba_id, token)
+    state.catalog.account_put(waba_id, token, limit)
     state.store.save()
     return json_response({"waba_id": waba_id, "catalog": state.catalog.summary()})
 

@@ -13,12 +13,14 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
-from meta_sandbox import control, graph, registry
+from meta_sandbox import control, errors, graph, registry
 from meta_sandbox.config import SandboxConfig, config_validate
 from meta_sandbox.state import STATE, SandboxState
+from meta_sandbox.versions import today, version_refusal
 
-# Any Graph API version: /v21.0/..., /v23.0/...
+# Any Graph API version's shape (/v24.0/..., /v27.0/...): which ones are served is `versions`.
 VERSION = r"{version:v\d+(?:\.\d+)?}"
 # Room for big template bodies; Meta's own limit is far above what a template send needs.
 MAX_BODY_BYTES = 1024 * 1024
@@ -40,10 +42,27 @@ async def _stop(app: web.Application) -> None:
     await state.store.stop()
 
 
+@web.middleware
+async def _version_check(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Refuse a Graph API version Meta does not serve on the sandbox's date, as Meta does."""
+    version = request.match_info.get("version")
+    if version is not None:
+        state = request.app[STATE]
+        refusal = version_refusal(version, today(state.config.graph_date))
+        if refusal is not None:
+            error = (
+                errors.deprecated_version(refusal.latest)
+                if refusal.expired
+                else errors.unknown_path(request.path)
+            )
+            return graph.error_response(state, error)
+    return await handler(request)
+
+
 def make_app(config: SandboxConfig | None = None) -> web.Application:
     """The Graph API stand-in. The catalog loads and the webhook worker starts with the app."""
     state = SandboxState(config_validate(config or SandboxConfig()))
-    app = web.Application(client_max_size=MAX_BODY_BYTES)
+    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[_version_check])
     app[STATE] = state
     app.router.add_post(f"/{VERSION}/{{object_id}}/messages", graph.send_message)
     app.router.add_get(f"/{VERSION}/{{object_id}}/message_templates", graph.list_templates)
@@ -60,7 +79,7 @@ class SandboxThread:
     """A sandbox serving on 127.0.0.1 on a free port, in a daemon thread with its own loop.
 
         with SandboxThread(SandboxConfig(catalog=..., webhook_url=...)) as sandbox:
-            requests.post(f"{sandbox.url}/v21.0/{number}/messages", ...)
+            requests.post(f"{sandbox.url}/v27.0/{number}/messages", ...)
 
     `url` has no trailing slash. `state` is the live state, for a test that wants to look
     directly (read it only once the sandbox is quiet: it belongs to the sandbox's thread).

@@ -11,6 +11,7 @@ from pathlib import Path
 import django_stubs_ext
 import environ
 
+from meta.graph_version import GRAPH_VERSION
 from meta.limits import STANDARD_THROUGHPUT
 from mindo.logging import logging_config
 
@@ -179,7 +180,7 @@ DEFAULT_THROUGHPUT_PER_SECOND = env.int(
 
 # Delivery to Meta (bulksend.drain): see the README's configuration table for each one.
 META_GRAPH_URL = env.str("META_GRAPH_URL", default="https://graph.facebook.com")
-META_GRAPH_VERSION = env.str("META_GRAPH_VERSION", default="v21.0")
+META_GRAPH_VERSION = env.str("META_GRAPH_VERSION", default=GRAPH_VERSION)
 META_HTTP_TIMEOUT_SECONDS = env.float("META_HTTP_TIMEOUT_SECONDS", default=10.0)
 META_HTTP_CONNECT_TIMEOUT_SECONDS = env.float("META_HTTP_CONNECT_TIMEOUT_SECONDS", default=3.0)
 META_MAX_CONNECTIONS = env.int("META_MAX_CONNECTIONS", default=200)

@@ -12,6 +12,13 @@ which an operator may set lower on purpose, so a sync treats the level as a ceil
 - an existing number above 80 comes down to 80 when Meta reports STANDARD (faster would earn
   130429 errors);
 - any other value, an operator's choice, is kept.
+
+Messaging limit. Since October 2025 Meta sets it per business portfolio, shared by all its
+numbers, and answers it on each number as `whatsapp_business_manager_messaging_limit` (Graph API
+v24.0 and later): that is the account's tier here, and each number's too. The number's own
+`messaging_limit_tier` is deprecated; it is read only when the new field is absent (a pinned
+older version), and the portfolio then gets its numbers' highest tier, as Meta set it when limits
+moved to portfolios. `TIER_NOT_SET` or a spelling we do not know changes nothing.
 """
 
 from __future__ import annotations
@@ -23,8 +30,9 @@ from django.db import transaction
 
 from meta.components import NAMED, POSITIONAL
 from meta.graph import graph_list_phone_numbers, graph_list_templates
-from meta.limits import HIGH_THROUGHPUT, STANDARD_THROUGHPUT, known_tier
+from meta.limits import HIGH_THROUGHPUT, STANDARD_THROUGHPUT, highest_tier, known_tier
 from mindo.meta_client import graph_config
+from templates_app.meta_updates import account_tier_update
 from templates_app.models import (
     DEFAULT_TIER,
     MessageTemplate,
@@ -60,10 +68,13 @@ class SyncResult:
     updated: int = 0
     unchanged: int = 0
     skipped: list[str] = field(default_factory=list)  # what Meta listed that we could not take
+    portfolio_tier: str | None = None  # the account's messaging limit, when a sync changed it
 
     def __str__(self) -> str:
-        return f"{self.created} created, {self.updated} updated, {self.unchanged} unchanged" + (
-            f", {len(self.skipped)} skipped" if self.skipped else ""
+        return (
+            f"{self.created} created, {self.updated} updated, {self.unchanged} unchanged"
+            + (f", {len(self.skipped)} skipped" if self.skipped else "")
+            + (f", portfolio tier now {self.portfolio_tier}" if self.portfolio_tier else "")
         )
 
 
@@ -124,11 +135,31 @@ def _throughput(level: str, current: int | None) -> int:
     return current
 
 
+PORTFOLIO_LIMIT = "whatsapp_business_manager_messaging_limit"
+DEPRECATED_NUMBER_TIER = "messaging_limit_tier"
+
+
+def _number_tier(item: dict[str, Any]) -> str | None:
+    """The tier a listed number states: the portfolio's, else (older versions) its own."""
+    return known_tier(item.get(PORTFOLIO_LIMIT)) or known_tier(item.get(DEPRECATED_NUMBER_TIER))
+
+
+def _portfolio_tier(listed: list[dict[str, Any]]) -> str | None:
+    """The portfolio's tier from a listing: the new field wherever a number has it, else the
+    highest of the numbers' deprecated own tiers."""
+    portfolio = highest_tier([_text(item, PORTFOLIO_LIMIT) for item in listed])
+    return portfolio or highest_tier([_text(item, DEPRECATED_NUMBER_TIER) for item in listed])
+
+
 def sync_numbers(account: WhatsAppBusinessAccount) -> SyncResult:
-    """Create or update the account's phone numbers from Meta's listing; raises
-    GraphRequestError. A number registered to another organization is skipped, never moved."""
+    """Create or update the account's phone numbers, and its portfolio's messaging limit, from
+    Meta's listing; raises GraphRequestError. A number registered to another organization is
+    skipped, never moved."""
     listed = graph_list_phone_numbers(account, graph_config())
     result = SyncResult()
+    tier = _portfolio_tier(listed)
+    if tier is not None and account_tier_update(waba_id=account.waba_id, tier=tier):
+        account.messaging_limit_tier = result.portfolio_tier = tier
     ids = [_text(item, "id") for item in listed]
     existing = {n.phone_number_id: n for n in PhoneNumber.objects.filter(phone_number_id__in=ids)}
     for item in listed:
@@ -142,7 +173,7 @@ def sync_numbers(account: WhatsAppBusinessAccount) -> SyncResult:
             "verified_name": _text(item, "verified_name"),
             "quality_rating": quality if quality in QualityRating.values else QualityRating.UNKNOWN,
             # TIER_NOT_SET, or a spelling we do not know: keep what we have.
-            "messaging_limit_tier": known_tier(_text(item, "messaging_limit_tier"))
+            "messaging_limit_tier": _number_tier(item)
             or (number.messaging_limit_tier if number else DEFAULT_TIER),
             "throughput_per_second": _throughput(
                 level, number.throughput_per_second if number else None

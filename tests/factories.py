@@ -9,7 +9,7 @@ from typing import Any
 from django.contrib.auth.models import User
 
 from bulksend.models import BulkSend
-from messaging.models import Message, MessageStatus
+from messaging.models import InboundMessage, Message, MessageStatus
 from mindo.api_keys import api_key_create
 from mindo.models import ApiKey, Membership, Organization
 from templates_app.models import (
@@ -142,3 +142,17 @@ def make_message(
         setattr(bulk_send, counter, getattr(bulk_send, counter) + 1)
     bulk_send.save()
     return message
+
+
+def make_inbound(number: PhoneNumber, *, phone: str, sent_at: datetime) -> InboundMessage:
+    """A message `phone` wrote to `number` at `sent_at`: it opens their service window with it."""
+    return InboundMessage.objects.create(
+        wamid=f"wamid.inbound-{next(_sequence)}",
+        organization_id=number.business_account.organization_id,
+        phone_number=number,
+        from_phone=phone,
+        message_type="text",
+        text="Hola",
+        sent_at=sent_at,
+        received_at=sent_at,
+    )

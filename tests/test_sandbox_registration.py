@@ -20,6 +20,7 @@ from django.test import override_settings
 from rest_framework.test import APIClient
 
 from bulksend.models import BulkSendStatus
+from meta.graph_version import GRAPH_VERSION
 from meta_sandbox import SandboxConfig, SandboxThread
 from templates_app.meta_publish import meta_template_create
 from templates_app.models import MessageTemplate
@@ -48,7 +49,7 @@ def graph(
     sandbox: SandboxThread, path: str, body: dict[str, Any], token: str = TOKEN
 ) -> requests.Response:
     return requests.post(
-        f"{sandbox.url}/v21.0/{path}",
+        f"{sandbox.url}/{GRAPH_VERSION}/{path}",
         data=orjson.dumps(body),
         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
         timeout=TIMEOUT,
@@ -80,7 +81,7 @@ def test_a_created_template_is_approved_and_sendable_at_once(sandbox: SandboxThr
     assert answer == {"id": answer["id"], "status": "APPROVED", "category": "MARKETING"}
     assert send(sandbox, welcome(), number=NUMBER, token=TOKEN).status_code == 200
     listed = requests.get(
-        f"{sandbox.url}/v21.0/{WABA}/message_templates",
+        f"{sandbox.url}/{GRAPH_VERSION}/{WABA}/message_templates",
         headers={"Authorization": f"Bearer {TOKEN}"},
         timeout=TIMEOUT,
     ).json()["data"]
@@ -198,7 +199,7 @@ def test_a_number_is_listed_and_a_number_of_another_account_is_refused(
     assert error_of(taken)["code"] == 100
     assert chosen_by_meta.json()["id"].isdigit()
     listed = requests.get(
-        f"{sandbox.url}/v21.0/{WABA}/phone_numbers",
+        f"{sandbox.url}/{GRAPH_VERSION}/{WABA}/phone_numbers",
         headers={"Authorization": f"Bearer {TOKEN}"},
         timeout=TIMEOUT,
     ).json()["data"]

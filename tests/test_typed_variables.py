@@ -17,6 +17,7 @@ from rest_framework.test import APIClient
 
 from bulksend.models import BulkSend
 from messaging.models import Message
+from meta.graph_version import GRAPH_VERSION
 from meta.parameters import NO_CURRENCY_CODE, NOT_AN_AMOUNT, NOT_HTTPS_URL, typed_parameter
 from meta_sandbox import SandboxConfig, SandboxThread
 from tests import factories
@@ -422,7 +423,7 @@ def test_the_sandbox_checks_typed_and_media_parameters_by_metas_rules(
     code: int | None,
 ) -> None:
     response = requests.post(
-        f"{catalog_sandbox.url}/v21.0/{NUMBER}/messages",
+        f"{catalog_sandbox.url}/{GRAPH_VERSION}/{NUMBER}/messages",
         data=order_send(header, total, date),
         headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
         timeout=10,
