@@ -30,7 +30,7 @@ from django.utils import timezone
 
 from bulksend.admission import QuotaGate
 from bulksend.creation import phone_number_get, single_send_create, template_get
-from bulksend.lifecycle import batch_settle_outcome
+from bulksend.lifecycle import batch_settle_outcome, single_sent_settle
 from bulksend.recipients import Recipient, check_against_template
 from bulksend.sending import message_request, number_slow_down_if_told
 from messaging.delivery import ClaimedMessage, DeliveryResult, Settle
@@ -314,7 +314,10 @@ def single_send(
         Message.objects.filter(pk=claimed.id).update(attempts=attempts)
     settled_at = timezone.now()
     # The answer waits for this commit, not for its disk write (see `batch_settle_outcome`).
-    settled = batch_settle_outcome([result], now=settled_at, durable=False)
+    if result.outcome == Settle.SENT:
+        settled = single_sent_settle(message_id=claimed.id, wamid=str(result.wamid), now=settled_at)
+    else:
+        settled = batch_settle_outcome([result], now=settled_at, durable=False)
     metrics.messages_settled([result], [outcome])
     if result.outcome == Settle.FAILED:
         _raise_for(outcome, number)
