@@ -104,18 +104,6 @@ class _Channel:
 
 _threads = threading.local()
 
-# The process's limiter per Redis URL, kept between requests: its connection stays open instead
-# of one being opened (with its handshake) by every send. redis-py replaces a connection that
-# Redis closed (a restart) when it hands it out again.
-_limiters: dict[str, RateLimiter] = {}
-
-
-def _limiter() -> RateLimiter:
-    limiter = _limiters.get(settings.REDIS_URL)
-    if limiter is None:
-        limiter = _limiters[settings.REDIS_URL] = get_rate_limiter()
-    return limiter
-
 
 def _channel() -> _Channel:
     """This thread's channel, made again when where Meta is (or how long to wait) changed."""
@@ -167,7 +155,7 @@ async def _deliver(
     2. Call Meta. A retryable error that Meta surely did not act on is tried again after a
        short, doubling pause, up to SINGLE_SEND_MAX_ATTEMPTS calls in all.
     """
-    limiter = _limiter()
+    limiter = get_rate_limiter()
     outcome: SendOutcome | None = None
     attempts = 0
     while True:
