@@ -30,7 +30,7 @@ from bulksend.recipients import (
     deduplicate,
     raise_for_recipient_errors,
 )
-from messaging.contacts import contacts_from_send
+from messaging.contacts import contact_list_default, contacts_from_send
 from messaging.delivery import ClaimedMessage
 from messaging.models import Contact, ContactList, ContactSource, Message, MessageStatus
 from mindo import metrics
@@ -54,18 +54,18 @@ _MESSAGE_COLUMNS = (
 )
 
 
-# A single send, its message and its recipient's contact (in the default list, when the
-# organization has one: `listed` says so), in one statement. The message's key to its send is
-# checked at the statement's end, when the send's row is there.
+# A single send, its message and its recipient's contact in the default list, in one statement;
+# nothing at all when the organization has no default list yet (`listed` says so). The message's
+# key to its send is checked at the statement's end, when the send's row is there.
 _SINGLE_SEND_SQL = """
-WITH send AS (
-    INSERT INTO {sends} ({send_columns}) VALUES ({send_values})
+WITH list AS (
+    SELECT id FROM {lists} WHERE organization_id = %s AND is_default LIMIT 1
+),
+send AS (
+    INSERT INTO {sends} ({send_columns}) SELECT {send_values} FROM list
 ),
 message AS (
-    INSERT INTO {messages} ({message_columns}) VALUES ({message_values}) RETURNING id
-),
-list AS (
-    SELECT id FROM {lists} WHERE organization_id = %s AND is_default LIMIT 1
+    INSERT INTO {messages} ({message_columns}) SELECT {message_values} FROM list RETURNING id
 ),
 contact AS (
     INSERT INTO {contacts} (organization_id, contact_list_id, phone, source, created_at)
@@ -226,7 +226,8 @@ def single_send_create(
     lease_seconds: float,
     now: datetime,
 ) -> tuple[BulkSend, ClaimedMessage]:
-    """A single send and its one message, in the caller's transaction.
+    """A single send and its one message, written atomically by one statement (in the caller's
+    transaction when it has one).
 
     The send is born PROCESSING and its message born claimed (`sending`, attempt 1, with a
     lease) by the request that sends it: no worker is woken, and should the request die before
@@ -258,37 +259,37 @@ def single_send_create(
     )
     send_columns, send_values = _insert_parts(bulk_send)
     message_columns, message_values = _insert_parts(message)
+    sql = _SINGLE_SEND_SQL.format(
+        sends=BulkSend._meta.db_table,
+        send_columns=send_columns,
+        send_values=", ".join(["%s"] * len(send_values)),
+        messages=Message._meta.db_table,
+        message_columns=message_columns,
+        message_values=", ".join(["%s"] * len(message_values)),
+        lists=ContactList._meta.db_table,
+        contacts=Contact._meta.db_table,
+    )
+    params = [
+        organization.pk,
+        *send_values,
+        *message_values,
+        organization.pk,
+        recipient.phone,
+        ContactSource.API,
+        timezone.now(),
+    ]
     with connection.cursor() as cursor:
-        cursor.execute(
-            _SINGLE_SEND_SQL.format(
-                sends=BulkSend._meta.db_table,
-                send_columns=send_columns,
-                send_values=", ".join(["%s"] * len(send_values)),
-                messages=Message._meta.db_table,
-                message_columns=message_columns,
-                message_values=", ".join(["%s"] * len(message_values)),
-                lists=ContactList._meta.db_table,
-                contacts=Contact._meta.db_table,
-            ),
-            [
-                *send_values,
-                *message_values,
-                organization.pk,
-                organization.pk,
-                recipient.phone,
-                ContactSource.API,
-                timezone.now(),
-            ],
-        )
+        cursor.execute(sql, params)
         message_id, listed = cursor.fetchone()
+        if not listed:
+            # The organization's first contact: its default list is made, and all is written.
+            contact_list_default(organization.pk)
+            cursor.execute(sql, params)
+            message_id, listed = cursor.fetchone()
+    assert message_id is not None, "the default list exists now"
     for row in (bulk_send, message):
         row._state.adding, row._state.db = False, connection.alias
     message.pk = message_id
-    if not listed:
-        # The organization's first contact: its default list is made here, as for a bulk send.
-        contacts_from_send(
-            organization_id=organization.pk, bulk_send_id=bulk_send.pk, source=ContactSource.API
-        )
     claimed = ClaimedMessage(
         id=message_id,
         recipient_phone=recipient.phone,
