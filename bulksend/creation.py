@@ -37,7 +37,7 @@ from mindo import metrics
 from mindo.celery import app as celery_app
 from mindo.errors import NotFoundError, field_error
 from mindo.models import Organization
-from templates_app.models import MessageTemplate, PhoneNumber
+from templates_app.models import MessageTemplate, PhoneNumber, WhatsAppBusinessAccount
 
 logger = logging.getLogger(__name__)
 
@@ -82,21 +82,75 @@ class BulkSendAccepted:
     quota: QuotaInfo
 
 
-def phone_number_get(*, organization: Organization, phone_number_id: str) -> PhoneNumber:
-    number = (
-        PhoneNumber.objects.select_related("business_account")
-        .filter(business_account__organization=organization, phone_number_id=phone_number_id)
-        .first()
+# The number of the caller's organization and the template asked for in its account, in one
+# query: the number is one row at most (Meta's id is unique), the template one at most (unique by
+# account, name and language), absent when the LEFT JOIN finds none.
+_NUMBER_AND_TEMPLATE_SQL = """
+SELECT {columns}
+  FROM {numbers} n
+  JOIN {accounts} a ON a.id = n.business_account_id
+  LEFT JOIN {templates} t ON t.business_account_id = a.id AND t.name = %s AND t.language = %s
+ WHERE a.organization_id = %s AND n.phone_number_id = %s
+"""
+_JOINED = (("n", PhoneNumber), ("a", WhatsAppBusinessAccount), ("t", MessageTemplate))
+
+
+def number_and_template_get(
+    *, organization: Organization, phone_number_id: str, name: str, language: str
+) -> tuple[PhoneNumber, MessageTemplate]:
+    """The number (with its account) and a sendable template of its account, read in one
+    query; the 404s of an unknown number or template, the 400 of a template that cannot be
+    sent."""
+    columns = ", ".join(
+        f"{alias}.{connection.ops.quote_name(field.column)}"
+        for alias, model in _JOINED
+        for field in model._meta.concrete_fields
     )
-    if number is None:
+    sql = _NUMBER_AND_TEMPLATE_SQL.format(
+        columns=columns,
+        numbers=PhoneNumber._meta.db_table,
+        accounts=WhatsAppBusinessAccount._meta.db_table,
+        templates=MessageTemplate._meta.db_table,
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [name, language, organization.pk, phone_number_id])
+        row = cursor.fetchone()
+    if row is None:
         raise NotFoundError(f"Numero de WhatsApp con ID '{phone_number_id}' no encontrado")
-    return number
+    number, account, template = _models_from(row)
+    assert isinstance(number, PhoneNumber)
+    assert isinstance(account, WhatsAppBusinessAccount)
+    number.business_account = account
+    if template is not None:
+        assert isinstance(template, MessageTemplate)
+        template.business_account = account
+    return number, _sendable(template, name=name, language=language)
 
 
-def template_get(*, number: PhoneNumber, name: str, language: str) -> MessageTemplate:
-    template = MessageTemplate.objects.filter(
-        business_account=number.business_account, name=name, language=language
-    ).first()
+def _models_from(row: tuple[Any, ...]) -> list[Model | None]:
+    """The rows of `_JOINED` in `row`, as the ORM would load them (None for a row the LEFT
+    JOIN did not find)."""
+    loaded: list[Model | None] = []
+    start = 0
+    for _, model in _JOINED:
+        fields = model._meta.concrete_fields
+        values = row[start : start + len(fields)]
+        start += len(fields)
+        if values[0] is None and fields[0].primary_key:
+            loaded.append(None)
+            continue
+        converted = []
+        for field, value in zip(fields, values, strict=True):
+            # As Field.get_db_converters: a field that reads its column itself (JSON) does so.
+            from_db_value = getattr(field, "from_db_value", None)
+            converted.append(
+                value if from_db_value is None else from_db_value(value, None, connection)
+            )
+        loaded.append(model.from_db(connection.alias, [f.attname for f in fields], converted))
+    return loaded
+
+
+def _sendable(template: MessageTemplate | None, *, name: str, language: str) -> MessageTemplate:
     if template is None:
         raise NotFoundError(
             f"Template '{name}' (language: {language}) no encontrado en este business account"
@@ -167,8 +221,12 @@ def bulk_send_create(
        has none for, its quota figures and its estimate.
     5. After commit, enqueue the wake-up for the workers.
     """
-    number = phone_number_get(organization=organization, phone_number_id=phone_number_id)
-    template = template_get(number=number, name=template_name, language=language)
+    number, template = number_and_template_get(
+        organization=organization,
+        phone_number_id=phone_number_id,
+        name=template_name,
+        language=language,
+    )
     raise_for_recipient_errors(
         check_against_template(
             recipients,

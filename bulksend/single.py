@@ -30,7 +30,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from bulksend.admission import QuotaGate
-from bulksend.creation import phone_number_get, single_send_create, template_get
+from bulksend.creation import number_and_template_get, single_send_create
 from bulksend.lifecycle import batch_settle_outcome, single_sent_settle
 from bulksend.recipients import Recipient, check_against_template
 from bulksend.sending import message_request, number_slow_down_if_told
@@ -257,8 +257,12 @@ def single_send(
        uncertain (Meta may have it). Meta's `sent` webhook may settle it first; both meet.
     4. Answer: sent (200), pending (202), or the error Meta's answer means.
     """
-    number = phone_number_get(organization=organization, phone_number_id=phone_number_id)
-    template = template_get(number=number, name=template_name, language=language)
+    number, template = number_and_template_get(
+        organization=organization,
+        phone_number_id=phone_number_id,
+        name=template_name,
+        language=language,
+    )
     errors = check_against_template(
         [recipient],
         variables=list(template.variables),

@@ -1,12 +1,14 @@
 """A single send's `sent` is settled by its own short path (bulksend.lifecycle.single_sent_settle):
 whatever Meta's webhooks said first, it leaves the message, its send and the kept statuses exactly
-as the batch settle a worker uses does."""
+as the batch settle a worker uses does. And the whole send stays a few statements."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -17,8 +19,14 @@ from messaging.models import DeferredStatus, Message, MessageStatus
 from messaging.status import StatusEvent
 from tests import factories
 from tests.conftest import Tenant
-from tests.delivery_support import assert_counters_exact
+from tests.delivery_support import (
+    ScriptedMeta,
+    assert_counters_exact,
+    delivery_redis_fixture,  # noqa: F401  (fixtures)
+    scripted_meta_fixture,  # noqa: F401
+)
 
+SEND_URL = "/api/v1/meta-templates/send/"
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 
 # Meta's webhooks before the settle: a status, found by our callback data or by the wamid only
@@ -137,3 +145,33 @@ def test_a_read_kept_for_the_wamid_is_applied_when_it_is_recorded(tenant: Tenant
     assert DeferredStatus.objects.filter(wamid="wamid.kept").count() == 0
     assert_counters_exact(send)
     assert (send.sent_count, send.delivered_count, send.read_count) == (1, 1, 1)
+
+
+def test_a_sent_single_send_makes_four_statements_once_its_key_is_trusted(
+    tenant: Tenant, scripted_meta: ScriptedMeta
+) -> None:
+    # Unlimited: the quota gate has nothing to ask (a limited one adds its lock and count).
+    tenant.account.messaging_limit_tier = "TIER_UNLIMITED"
+    tenant.account.save(update_fields=["messaging_limit_tier"])
+    body = {
+        "phone_number_id": tenant.number.phone_number_id,
+        "template_name": "welcome_message",
+        "language": "es",
+        "recipient_phone": "+5491112345678",
+        "variables": {"name": "Juan Perez", "code": "ABC123"},
+        "button_variables": {"button_0": "ABC-123"},
+    }
+    first = tenant.client.post(SEND_URL, body, format="json")  # the key is checked and trusted
+    assert first.status_code == 200, first.content
+
+    with CaptureQueriesContext(connection) as queries:
+        again = tenant.client.post(
+            SEND_URL, {**body, "recipient_phone": "+5491112345679"}, format="json"
+        )
+
+    assert again.status_code == 200, again.content
+    # The number and template; the send, its message and contact; the wamid's lock; the settle
+    # (the test's own transaction adds savepoints, which production's transactions do not).
+    statements = [q["sql"] for q in queries if not q["sql"].startswith(("SAVEPOINT", "RELEASE"))]
+    assert len(statements) == 4, [sql[:80] for sql in statements]
+    assert Message.objects.filter(status=MessageStatus.SENT).count() == 2
