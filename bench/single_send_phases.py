@@ -7,7 +7,9 @@ spent per send (the machine's load moves wall-clock figures; CPU time and counts
 The sandbox runs as its own process (no rate limit, no webhooks), the request goes through
 Django's WSGI handler (middleware, DRF, the view) as gunicorn would hand it over, on the same
 database and number set-up as bench/single_send.py. `--profile N` prints cProfile's top N
-functions by cumulative time over the measured sends.
+functions by cumulative and by own time over the measured sends. Two round trips are not in the
+table: psycopg's BEGIN and Django's connection health check (CONN_HEALTH_CHECKS) do not pass
+through the execute wrapper.
 """
 
 from __future__ import annotations
