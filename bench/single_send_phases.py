@@ -22,7 +22,6 @@ import os
 import pstats
 import statistics
 import sys
-import tempfile
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
@@ -32,23 +31,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script, the project's packages are not on the path
 
-from bench.accept_support import service_env  # noqa: E402
-from bench.single_send import (  # noqa: E402
-    SEND,
-    number_unbounded,
-    sandbox_start,
-    sandbox_wait,
-    send_body,
-)
-from bench.support import (  # noqa: E402
-    django_setup,
-    free_port,
-    print_table,
-    provision,
-    sandbox_register,
-    sig3,
-    stop_process_group,
-)
+from bench.single_send import SEND, bench_set_up, send_body  # noqa: E402
+from bench.support import add_service_arguments, print_table, sig3  # noqa: E402
 
 
 class RoundTrips:
@@ -121,40 +105,15 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--sends", type=int, default=300)
     parser.add_argument("--profile", type=int, default=0, help="cProfile's top N functions")
     parser.add_argument("--org", default="BenchSinglePhases")
-    parser.add_argument(
-        "--database-url",
-        default=os.environ.get(
-            "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/mindo_bench_single"
-        ),
-    )
-    parser.add_argument(
-        "--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
-    )
+    add_service_arguments(parser, database="mindo_bench_single")
     return parser.parse_args()
 
 
 def main() -> None:
     args = parse_args()
-    sandbox_port = free_port()
-    meta = f"http://127.0.0.1:{sandbox_port}"
-    env = {
-        **service_env(args.database_url, args.redis_url),
-        "META_GRAPH_URL": meta,
-        "API_THROTTLE_SINGLE_RATE": "1000000/min",
-        "PYTHONWARNINGS": "ignore",
-    }
     print(f"load {os.getloadavg()}")
-    with tempfile.TemporaryDirectory(prefix="bench-single-phases-") as log_dir:
-        sandbox = sandbox_start(sandbox_port, env, Path(log_dir))
-        try:
-            sandbox_wait(meta)
-            demo = provision(env, args.org)
-            django_setup(env)
-            sandbox_register(meta, demo.phone_number_id)
-            number_unbounded(demo)
-            measure(args, demo)
-        finally:
-            stop_process_group(sandbox)
+    with bench_set_up(args.database_url, args.redis_url, args.org) as (_, _, demo, _, _):
+        measure(args, demo)
     print(f"load {os.getloadavg()}")
 
 
