@@ -18,6 +18,7 @@ Nothing is asserted: the target is an added latency under 15 ms at the median.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import statistics
@@ -26,7 +27,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -181,33 +182,52 @@ def throughput(work: Callable[[int], float], start: int, count: int, clients: in
     return count / (time.perf_counter() - started)
 
 
-def main() -> None:
-    # A plain SIGTERM would end Python without its `finally` blocks and leave servers running.
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    args = parse_args()
-    sandbox_port = args.sandbox_port or free_port()
+@contextlib.contextmanager
+def bench_set_up(
+    database_url: str, redis_url: str, org: str, sandbox_port: int = 0
+) -> Iterator[tuple[dict[str, str], str, Demo, str, Path]]:
+    """The sandbox running, the demo organization `org` provisioned and registered with it,
+    Django set up in this process: yields the servers' environment, the sandbox's URL, the demo,
+    its number's access token and a directory for logs; stops the sandbox after."""
+    sandbox_port = sandbox_port or free_port()
     meta = f"http://127.0.0.1:{sandbox_port}"
     env = {
-        **service_env(args.database_url, args.redis_url),
+        **service_env(database_url, redis_url),
         "META_GRAPH_URL": meta,
         "API_THROTTLE_SINGLE_RATE": "1000000/min",
         "API_THROTTLE_READ_RATE": "1000000/min",
         "PYTHONWARNINGS": "ignore",
     }
-    print(f"{args.workers} gunicorn sync workers, load {os.getloadavg()}")
     with tempfile.TemporaryDirectory(prefix="bench-single-") as log_dir:
         sandbox = sandbox_start(sandbox_port, env, Path(log_dir))
         try:
             sandbox_wait(meta)
-            demo = provision(env, args.org)
+            demo = provision(env, org)
             django_setup(env)
             sandbox_register(meta, demo.phone_number_id)
             token = number_unbounded(demo)
-            with gunicorn("mindo.wsgi", env, args.workers, Path(log_dir), port=args.port) as base:
-                wait_ready(base, demo.api_key, Path(log_dir))
-                results = measure(args, base, meta, demo, token)
+            yield env, meta, demo, token, Path(log_dir)
         finally:
             stop_process_group(sandbox)
+
+
+def main() -> None:
+    # A plain SIGTERM would end Python without its `finally` blocks and leave servers running.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    args = parse_args()
+    print(f"{args.workers} gunicorn sync workers, load {os.getloadavg()}")
+    with (
+        bench_set_up(args.database_url, args.redis_url, args.org, args.sandbox_port) as (
+            env,
+            meta,
+            demo,
+            token,
+            log_dir,
+        ),
+        gunicorn("mindo.wsgi", env, args.workers, log_dir, port=args.port) as base,
+    ):
+        wait_ready(base, demo.api_key, log_dir)
+        results = measure(args, base, meta, demo, token)
     report(args, results)
 
 

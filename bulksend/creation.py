@@ -12,10 +12,14 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import orjson
 from django.contrib.auth.models import User
 from django.db import connection, transaction
+from django.db.models import Model
+from django.db.models.expressions import DatabaseDefault
+from django.db.models.fields import AutoFieldMixin
 from django.utils import timezone
 
 from bulksend.models import BulkSend, BulkSendKind, BulkSendStatus
@@ -26,14 +30,14 @@ from bulksend.recipients import (
     deduplicate,
     raise_for_recipient_errors,
 )
-from messaging.contacts import contacts_from_send
+from messaging.contacts import contact_list_default, contacts_from_send
 from messaging.delivery import ClaimedMessage
-from messaging.models import ContactSource, Message, MessageStatus
+from messaging.models import Contact, ContactList, ContactSource, Message, MessageStatus
 from mindo import metrics
 from mindo.celery import app as celery_app
 from mindo.errors import NotFoundError, field_error
 from mindo.models import Organization
-from templates_app.models import MessageTemplate, PhoneNumber
+from templates_app.models import MessageTemplate, PhoneNumber, WhatsAppBusinessAccount
 
 logger = logging.getLogger(__name__)
 
@@ -50,27 +54,103 @@ _MESSAGE_COLUMNS = (
 )
 
 
+# A single send, its message and its recipient's contact in the default list, in one statement;
+# nothing at all when the organization has no default list yet (`listed` says so). The message's
+# key to its send is checked at the statement's end, when the send's row is there.
+_SINGLE_SEND_SQL = """
+WITH list AS (
+    SELECT id FROM {lists} WHERE organization_id = %s AND is_default LIMIT 1
+),
+send AS (
+    INSERT INTO {sends} ({send_columns}) SELECT {send_values} FROM list
+),
+message AS (
+    INSERT INTO {messages} ({message_columns}) SELECT {message_values} FROM list RETURNING id
+),
+contact AS (
+    INSERT INTO {contacts} (organization_id, contact_list_id, phone, source, created_at)
+    SELECT %s, list.id, %s, %s, %s FROM list
+    ON CONFLICT (organization_id, phone) DO NOTHING
+)
+SELECT (SELECT id FROM message), EXISTS (SELECT 1 FROM list)
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class BulkSendAccepted:
     bulk_send: BulkSend
     quota: QuotaInfo
 
 
-def phone_number_get(*, organization: Organization, phone_number_id: str) -> PhoneNumber:
-    number = (
-        PhoneNumber.objects.select_related("business_account")
-        .filter(business_account__organization=organization, phone_number_id=phone_number_id)
-        .first()
+# The number of the caller's organization and the template asked for in its account, in one
+# query: the number is one row at most (Meta's id is unique), the template one at most (unique by
+# account, name and language), absent when the LEFT JOIN finds none.
+_NUMBER_AND_TEMPLATE_SQL = """
+SELECT {columns}
+  FROM {numbers} n
+  JOIN {accounts} a ON a.id = n.business_account_id
+  LEFT JOIN {templates} t ON t.business_account_id = a.id AND t.name = %s AND t.language = %s
+ WHERE a.organization_id = %s AND n.phone_number_id = %s
+"""
+_JOINED = (("n", PhoneNumber), ("a", WhatsAppBusinessAccount), ("t", MessageTemplate))
+
+
+def number_and_template_get(
+    *, organization: Organization, phone_number_id: str, name: str, language: str
+) -> tuple[PhoneNumber, MessageTemplate]:
+    """The number (with its account) and a sendable template of its account, read in one
+    query; the 404s of an unknown number or template, the 400 of a template that cannot be
+    sent."""
+    columns = ", ".join(
+        f"{alias}.{connection.ops.quote_name(field.column)}"
+        for alias, model in _JOINED
+        for field in model._meta.concrete_fields
     )
-    if number is None:
+    sql = _NUMBER_AND_TEMPLATE_SQL.format(
+        columns=columns,
+        numbers=PhoneNumber._meta.db_table,
+        accounts=WhatsAppBusinessAccount._meta.db_table,
+        templates=MessageTemplate._meta.db_table,
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [name, language, organization.pk, phone_number_id])
+        row = cursor.fetchone()
+    if row is None:
         raise NotFoundError(f"Numero de WhatsApp con ID '{phone_number_id}' no encontrado")
-    return number
+    number, account, template = _models_from(row)
+    assert isinstance(number, PhoneNumber)
+    assert isinstance(account, WhatsAppBusinessAccount)
+    number.business_account = account
+    if template is not None:
+        assert isinstance(template, MessageTemplate)
+        template.business_account = account
+    return number, _sendable(template, name=name, language=language)
 
 
-def template_get(*, number: PhoneNumber, name: str, language: str) -> MessageTemplate:
-    template = MessageTemplate.objects.filter(
-        business_account=number.business_account, name=name, language=language
-    ).first()
+def _models_from(row: tuple[Any, ...]) -> list[Model | None]:
+    """The rows of `_JOINED` in `row`, as the ORM would load them (None for a row the LEFT
+    JOIN did not find)."""
+    loaded: list[Model | None] = []
+    start = 0
+    for _, model in _JOINED:
+        fields = model._meta.concrete_fields
+        values = row[start : start + len(fields)]
+        start += len(fields)
+        if values[0] is None and fields[0].primary_key:
+            loaded.append(None)
+            continue
+        converted = []
+        for field, value in zip(fields, values, strict=True):
+            # As Field.get_db_converters: a field that reads its column itself (JSON) does so.
+            from_db_value = getattr(field, "from_db_value", None)
+            converted.append(
+                value if from_db_value is None else from_db_value(value, None, connection)
+            )
+        loaded.append(model.from_db(connection.alias, [f.attname for f in fields], converted))
+    return loaded
+
+
+def _sendable(template: MessageTemplate | None, *, name: str, language: str) -> MessageTemplate:
     if template is None:
         raise NotFoundError(
             f"Template '{name}' (language: {language}) no encontrado en este business account"
@@ -141,8 +221,12 @@ def bulk_send_create(
        has none for, its quota figures and its estimate.
     5. After commit, enqueue the wake-up for the workers.
     """
-    number = phone_number_get(organization=organization, phone_number_id=phone_number_id)
-    template = template_get(number=number, name=template_name, language=language)
+    number, template = number_and_template_get(
+        organization=organization,
+        phone_number_id=phone_number_id,
+        name=template_name,
+        language=language,
+    )
     raise_for_recipient_errors(
         check_against_template(
             recipients,
@@ -200,13 +284,16 @@ def single_send_create(
     lease_seconds: float,
     now: datetime,
 ) -> tuple[BulkSend, ClaimedMessage]:
-    """A single send and its one message, in the caller's transaction.
+    """A single send and its one message, written atomically by one statement (in the caller's
+    transaction when it has one).
 
     The send is born PROCESSING and its message born claimed (`sending`, attempt 1, with a
     lease) by the request that sends it: no worker is woken, and should the request die before
-    it settles, the reaper treats the message as any worker's lost lease.
+    it settles, the reaper treats the message as any worker's lost lease. The recipient becomes
+    a contact as a bulk send's do. The three rows are one statement (`_SINGLE_SEND_SQL`): one
+    round trip instead of a query each and one for the default list.
     """
-    bulk_send = BulkSend.objects.create(
+    bulk_send = BulkSend(
         organization=organization,
         phone_number=number,
         template=template,
@@ -218,7 +305,7 @@ def single_send_create(
         unique_recipients=1,
         pending_count=1,
     )
-    message = Message.objects.create(
+    message = Message(
         bulk_send=bulk_send,
         business_account_id=number.business_account_id,
         recipient_phone=recipient.phone,
@@ -228,15 +315,60 @@ def single_send_create(
         attempts=1,
         lease_expires_at=now + timedelta(seconds=lease_seconds),
     )
-    # The recipient becomes a contact as a bulk send's do.
-    contacts_from_send(
-        organization_id=organization.pk, bulk_send_id=bulk_send.pk, source=ContactSource.API
+    send_columns, send_values = _insert_parts(bulk_send)
+    message_columns, message_values = _insert_parts(message)
+    sql = _SINGLE_SEND_SQL.format(
+        sends=BulkSend._meta.db_table,
+        send_columns=send_columns,
+        send_values=", ".join(["%s"] * len(send_values)),
+        messages=Message._meta.db_table,
+        message_columns=message_columns,
+        message_values=", ".join(["%s"] * len(message_values)),
+        lists=ContactList._meta.db_table,
+        contacts=Contact._meta.db_table,
     )
+    params = [
+        organization.pk,
+        *send_values,
+        *message_values,
+        organization.pk,
+        recipient.phone,
+        ContactSource.API,
+        timezone.now(),
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        message_id, listed = cursor.fetchone()
+        if not listed:
+            # The organization's first contact: its default list is made, and all is written.
+            contact_list_default(organization.pk)
+            cursor.execute(sql, params)
+            message_id, listed = cursor.fetchone()
+    assert message_id is not None, "the default list exists now"
+    for row in (bulk_send, message):
+        row._state.adding, row._state.db = False, connection.alias
+    message.pk = message_id
     claimed = ClaimedMessage(
-        id=message.pk,
+        id=message_id,
         recipient_phone=recipient.phone,
         variables=recipient.variables,
         button_variables=recipient.button_variables,
         attempts=1,
     )
     return bulk_send, claimed
+
+
+def _insert_parts(row: Model) -> tuple[str, list[Any]]:
+    """The quoted columns of `row`'s INSERT and their values, as Django's own INSERT would write
+    them (Python-side defaults, `auto_now_add`); an auto-numbered key and the columns with a
+    database default are left to the database."""
+    columns, values = [], []
+    for field in row._meta.concrete_fields:
+        if isinstance(field, AutoFieldMixin):
+            continue  # the database's to number
+        value = field.pre_save(row, True)
+        if isinstance(value, DatabaseDefault):
+            continue  # the database's to fill
+        columns.append(connection.ops.quote_name(field.column))
+        values.append(field.get_db_prep_save(value, connection))
+    return ", ".join(columns), values

@@ -23,15 +23,31 @@ from django.utils import timezone
 
 from bulksend.creation import bulk_send_enqueue
 from bulksend.models import ACTIVE_STATUSES, BulkSend, BulkSendStatus
-from messaging.counters import COUNTERS, SendDeltas, sql_literal
+from messaging.counters import (
+    COUNTERS,
+    SendDeltas,
+    deltas_merge,
+    deltas_move,
+    deltas_select_sql,
+    sql_literal,
+)
 from messaging.delivery import (
     DeliveryResult,
+    Settle,
     Settled,
     leases_reap,
     messages_cancel_pending,
     messages_settle,
+    sent_record_ctes,
 )
-from messaging.status import StatusEvent, StatusOutcome, statuses_apply
+from messaging.models import DeferredStatus
+from messaging.status import (
+    WAMID_LOCK_KEY,
+    StatusEvent,
+    StatusOutcome,
+    statuses_apply,
+    statuses_apply_deferred,
+)
 
 CANCELLED_REASON = "Cancelled by an operator."
 
@@ -46,7 +62,7 @@ SELECT id, completed_at IS NULL FROM {sends} WHERE id = ANY(%s::uuid[]) ORDER BY
 _COUNTERS_SQL = """
 UPDATE {sends} b SET
     {counters},
-    completed_at = CASE WHEN {finishing} THEN %s ELSE b.completed_at END,
+    completed_at = CASE WHEN {finishing} THEN {now} ELSE b.completed_at END,
     status = CASE
         WHEN {finishing} THEN
             CASE WHEN b.failed_count + d.failed = 0 THEN {COMPLETED}
@@ -57,7 +73,7 @@ UPDATE {sends} b SET
         WHEN b.status = {COMPLETED} AND b.failed_count + d.failed > 0 THEN {PARTIAL}
         ELSE b.status
     END
-FROM unnest(%s::uuid[], {arrays}) AS d(id, {names})
+FROM {source} AS d(id, {names})
 WHERE b.id = d.id
 RETURNING b.id, b.completed_at IS NOT NULL
 """
@@ -73,12 +89,16 @@ def _sends_table() -> str:
     return BulkSend._meta.db_table
 
 
-def _counters_sql() -> str:
+def _counters_sql(source: str = "unnest(%s::uuid[], {arrays})", now: str = "%s") -> str:
+    """The counters' UPDATE, its deltas (a row per send: id, then COUNTERS) read from `source`
+    (by default the arrays of `sends_counters_apply`) and the moment a send finishes from the
+    parameter `now`."""
     return _COUNTERS_SQL.format(
         sends=_sends_table(),
         counters=",\n    ".join(f"{name}_count = b.{name}_count + d.{name}" for name in COUNTERS),
         finishing=_FINISHING.format(**_STATUS_SQL),
-        arrays=", ".join("%s::int[]" for _ in COUNTERS),
+        source=source.format(arrays=", ".join("%s::int[]" for _ in COUNTERS)),
+        now=now,
         names=", ".join(COUNTERS),
         **_STATUS_SQL,
     )
@@ -137,6 +157,61 @@ def batch_settle_outcome(
         settled = messages_settle(results, now=now)
         sends_counters_apply(settled.counters, now=now)
     return settled
+
+
+# One single send's `sent`, recorded and counted in one statement (see `single_sent_settle`).
+_SINGLE_SENT_SQL = """
+WITH {record},
+deltas AS (
+    SELECT bulk_send_id, {deltas} FROM changed GROUP BY bulk_send_id
+),
+counted AS (
+    {counters}
+)
+SELECT
+    (SELECT COALESCE(json_agg(json_build_array(bulk_send_id, old_status, new_status)), '[]')
+       FROM changed),
+    EXISTS (SELECT 1 FROM {deferred} WHERE wamid = %(wamid)s)
+"""
+
+_NOT_DURABLE_AND_LOCKED_SQL = (
+    "SELECT set_config('synchronous_commit', 'off', true),"
+    f" pg_advisory_xact_lock({WAMID_LOCK_KEY.format(wamid='%s')})"
+)
+
+
+def single_sent_settle(*, message_id: int, wamid: str, now: datetime) -> Settled:
+    """`batch_settle_outcome([sent], durable=False)` for one message Meta took, in three round
+    trips instead of seven: the commit does not wait for the disk (see `batch_settle_outcome`)
+    and the wamid's lock is taken in one statement, then the message is recorded sent, its
+    send's counters moved and finished in another (one send: no ordering of locks to keep).
+
+    The wamid's lock comes first, so whatever Meta's webhooks kept for the wamid before it was
+    recorded is seen by the statement that records it, and applied in the same transaction.
+    """
+    params: dict[str, Any] = {"message": message_id, "wamid": wamid, "now": now}
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(_NOT_DURABLE_AND_LOCKED_SQL, [wamid])
+        cursor.execute(_single_sent_sql(), params)
+        changes, kept = cursor.fetchone()
+        counters: SendDeltas = {}
+        for bulk_send_id, old_status, new_status in changes:
+            deltas_move(counters, str(bulk_send_id), old_status, new_status)
+        if kept:
+            earlier = statuses_apply_deferred([wamid], locked=True)
+            sends_counters_apply(earlier.counters, now=now)
+            deltas_merge(counters, earlier.counters)
+    return Settled({Settle.SENT.value: 1}, counters)
+
+
+def _single_sent_sql() -> str:
+    counters = _counters_sql(source="deltas", now="%(now)s")
+    return _SINGLE_SENT_SQL.format(
+        record=sent_record_ctes(),
+        deltas=deltas_select_sql("old_status", "new_status"),
+        counters=counters.strip(),
+        deferred=DeferredStatus._meta.db_table,
+    )
 
 
 def sends_leases_reap(

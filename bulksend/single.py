@@ -19,6 +19,7 @@ import atexit
 import math
 import threading
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -29,8 +30,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from bulksend.admission import QuotaGate
-from bulksend.creation import phone_number_get, single_send_create, template_get
-from bulksend.lifecycle import batch_settle_outcome
+from bulksend.creation import number_and_template_get, single_send_create
+from bulksend.lifecycle import batch_settle_outcome, single_sent_settle
 from bulksend.recipients import Recipient, check_against_template
 from bulksend.screening import FAILURE_TEXT, Verdict, is_marketing, verdicts_of
 from bulksend.sending import message_request, number_slow_down_if_told
@@ -288,8 +289,12 @@ def single_send(
        uncertain (Meta may have it). Meta's `sent` webhook may settle it first; both meet.
     4. Answer: sent (200), pending (202), or the error Meta's answer means.
     """
-    number = phone_number_get(organization=organization, phone_number_id=phone_number_id)
-    template = template_get(number=number, name=template_name, language=language)
+    number, template = number_and_template_get(
+        organization=organization,
+        phone_number_id=phone_number_id,
+        name=template_name,
+        language=language,
+    )
     errors = check_against_template(
         [recipient],
         variables=list(template.variables),
@@ -303,7 +308,8 @@ def single_send(
     now = timezone.now()
     _marketing_rules_check(organization, template, recipient.phone, now)
     gate = QuotaGate(number)
-    with transaction.atomic():
+    # The rows are one statement: a transaction only when the gate must decide with them.
+    with transaction.atomic() if gate.limit is not None else nullcontext():
         bulk_send, claimed = single_send_create(
             organization=organization,
             created_by=created_by,
@@ -335,7 +341,10 @@ def single_send(
         Message.objects.filter(pk=claimed.id).update(attempts=attempts)
     settled_at = timezone.now()
     # The answer waits for this commit, not for its disk write (see `batch_settle_outcome`).
-    settled = batch_settle_outcome([result], now=settled_at, durable=False)
+    if result.outcome == Settle.SENT:
+        settled = single_sent_settle(message_id=claimed.id, wamid=str(result.wamid), now=settled_at)
+    else:
+        settled = batch_settle_outcome([result], now=settled_at, durable=False)
     metrics.messages_settled([result], [outcome])
     if result.outcome == Settle.FAILED:
         _raise_for(outcome, number)

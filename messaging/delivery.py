@@ -34,7 +34,7 @@ import orjson
 from django.db import connection
 
 from messaging.cooldown import messages_defer
-from messaging.counters import STATUS_SQL, SendDeltas, deltas_merge, deltas_move
+from messaging.counters import STATUS_SQL, SendDeltas, deltas_merge, deltas_move, sql_in
 from messaging.models import MessageStatus
 from messaging.status import (
     StatusEvent,
@@ -177,6 +177,30 @@ DO UPDATE SET latest_status_at = GREATEST({progress}.latest_status_at, EXCLUDED.
 """
 
 
+# One attempt's `sent` (Meta gave `wamid`) recorded on its message, found by our id: what
+# `statuses_apply` does with a `sent` event carrying our callback data, for one message. Not
+# sent yet, it becomes sent at `now`; already moved on (Meta's webhook came first), it keeps its
+# status and times; either way it gets the wamid if it has none. CTEs `old` and `changed` (the
+# message's send, old and new status) for a statement that also moves its send's counters
+# (bulksend.lifecycle); parameters `message`, `wamid`, `now`.
+SENT_RECORD_CTES = """
+old AS (
+    SELECT m.id, m.status FROM {messages} m
+     WHERE m.id = %(message)s AND (m.status IN {UNSENT} OR m.wamid IS NULL)
+       AND NOT EXISTS (SELECT 1 FROM {messages} x WHERE x.wamid = %(wamid)s AND x.id <> m.id)
+       FOR UPDATE
+),
+changed AS (
+    UPDATE {messages} m SET
+        status = CASE WHEN o.status IN {UNSENT} THEN {SENT} ELSE m.status END,
+        wamid = COALESCE(m.wamid, %(wamid)s),
+        sent_at = CASE WHEN o.status IN {UNSENT} THEN COALESCE(m.sent_at, %(now)s)
+                  ELSE m.sent_at END
+      FROM old o
+     WHERE m.id = o.id
+    RETURNING m.bulk_send_id, o.status AS old_status, m.status AS new_status
+)"""
+
 _CANCEL_PENDING_SQL = """
 UPDATE {messages} SET status = {CANCELLED}, next_attempt_at = NULL
  WHERE bulk_send_id = %s AND status = {PENDING}
@@ -184,7 +208,15 @@ UPDATE {messages} SET status = {CANCELLED}, next_attempt_at = NULL
 
 
 def _sql(template: str) -> str:
-    return template.format(**table_names(), **STATUS_SQL)
+    return template.format(**table_names(), **STATUS_SQL, UNSENT=_UNSENT)
+
+
+_UNSENT = sql_in((MessageStatus.PENDING, MessageStatus.SENDING))
+
+
+def sent_record_ctes() -> str:
+    """SENT_RECORD_CTES with the tables and statuses filled in."""
+    return _sql(SENT_RECORD_CTES)
 
 
 def messages_claim(

@@ -34,6 +34,9 @@ from messaging.counters import (
 from messaging.models import DeferredStatus, Message, MessageStatus, WebhookProgress
 from templates_app.models import PhoneNumber
 
+# The advisory lock of a wamid (`_lock_wamids`), as SQL over the expression `{wamid}`.
+WAMID_LOCK_KEY = "hashtextextended({wamid}, 0)"
+
 APPLICABLE = (MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.READ, MessageStatus.FAILED)
 
 
@@ -283,8 +286,8 @@ def _lock_wamids(cursor: Any, wamids: set[str]) -> None:
     if wamids:
         cursor.execute(
             "SELECT pg_advisory_xact_lock(key) FROM ("
-            " SELECT DISTINCT hashtextextended(wamid, 0) AS key FROM unnest(%s::text[]) AS wamid"
-            " ORDER BY key) AS keys",
+            f" SELECT DISTINCT {WAMID_LOCK_KEY.format(wamid='wamid')} AS key"
+            " FROM unnest(%s::text[]) AS wamid ORDER BY key) AS keys",
             [sorted(wamids)],
         )
 
