@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("messaging", "0008_contacts_lists_inbound"),
+        ("messaging", "0009_suppressions_and_marketing_cooldowns"),
         ("mindo", "0002_organization_profile_and_api_key_scopes"),
         ("templates_app", "0003_typed_variables_and_primary_number"),
     ]
