@@ -10,8 +10,9 @@ under 10 ms at the 99th percentile; deep pages (page 1,000, the last page) under
 2. Fill it with COPY, straight into the tables: `--sends` sends of `--per-send` messages each, in
    the mix of a send half way through (mostly sent, delivered and read; some pending and failed),
    with exact counters, then ANALYZE. A database kept by `--keep` with the same fill is reused.
-3. Start gunicorn (sync workers, no Celery worker: nothing moves while it is measured), warm every
-   endpoint up, then time `--requests` sequential GETs per endpoint with one keep-alive session.
+3. Start gunicorn as production does (sync workers, `-c python:mindo.gunicorn_conf`; no Celery
+   worker: nothing moves while it is measured), warm every endpoint up, then time `--requests`
+   sequential GETs per endpoint with one keep-alive session.
 4. Baseline, in the same run and with the same client: gunicorn serving a bare WSGI app that
    reads one message by primary key with psycopg and answers its JSON. That is the floor of a
    read (HTTP, gunicorn, one round trip to PostgreSQL). One GET of it follows each timed GET, so
@@ -299,6 +300,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--requests", type=int, default=300, help="timed GETs per endpoint")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers (2-3)")
     parser.add_argument("--keep", action="store_true", help="keep the database (reused next run)")
+    parser.add_argument(
+        "--no-gunicorn-conf",
+        action="store_true",
+        help="serve without mindo.gunicorn_conf (its hooks: garbage collected between requests)",
+    )
     parser.add_argument("--org", default="BenchReads", help="organization provisioned by `demo`")
     add_service_arguments(
         parser, database="mindo_bench_reads", database_variable="BENCH_READS_DATABASE_URL"
@@ -320,7 +326,11 @@ def main() -> None:
         "API_THROTTLE_READ_RATE": "1000000/min",
         "PYTHONWARNINGS": "ignore",  # no collected static files: no news for this bench
     }
-    print(f"database {database}, {args.workers} gunicorn sync workers, load {os.getloadavg()}")
+    conf = "without" if args.no_gunicorn_conf else "with"
+    print(
+        f"database {database}, {args.workers} gunicorn sync workers {conf} mindo.gunicorn_conf, "
+        f"load {os.getloadavg()}"
+    )
     try:
         demo = provision(env, args.org)
         django_setup(env)
@@ -336,7 +346,13 @@ def main() -> None:
         paths = [(name, path) for name, path, _ in reads]
         with (
             tempfile.TemporaryDirectory(prefix="bench-reads-") as log_dir,
-            gunicorn("mindo.wsgi", env, args.workers, Path(log_dir)) as base,
+            gunicorn(
+                "mindo.wsgi",
+                env,
+                args.workers,
+                Path(log_dir),
+                options=() if args.no_gunicorn_conf else ("-c", "python:mindo.gunicorn_conf"),
+            ) as base,
             gunicorn("bench.reads:baseline_app", env, args.workers, Path(log_dir)) as baseline,
             requests.Session() as session,
             requests.Session() as baseline_session,

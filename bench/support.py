@@ -186,7 +186,9 @@ def gunicorn(
         *("--error-logfile", str(log_dir / f"{app}.log")),
         *options,
     ]
-    process = subprocess.Popen(args, cwd=ROOT, env=env, start_new_session=True)
+    # Its standard output (the access log, with mindo.gunicorn_conf) goes to the log folder.
+    with (log_dir / f"{app}.out").open("wb") as out:
+        process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=out, start_new_session=True)
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
