@@ -147,7 +147,7 @@ def test_a_read_kept_for_the_wamid_is_applied_when_it_is_recorded(tenant: Tenant
     assert (send.sent_count, send.delivered_count, send.read_count) == (1, 1, 1)
 
 
-def test_a_sent_single_send_makes_four_statements_once_its_key_is_trusted(
+def test_a_sent_marketing_single_send_makes_five_statements_once_its_key_is_trusted(
     tenant: Tenant, scripted_meta: ScriptedMeta
 ) -> None:
     # Unlimited: the quota gate has nothing to ask (a limited one adds its lock and count).
@@ -170,8 +170,9 @@ def test_a_sent_single_send_makes_four_statements_once_its_key_is_trusted(
         )
 
     assert again.status_code == 200, again.content
-    # The number and template; the send, its message and contact; the wamid's lock; the settle
-    # (the test's own transaction adds savepoints, which production's transactions do not).
+    # The number and template; the recipient's opt-out and cooldown (a MARKETING template); the
+    # send, its message and contact; the wamid's lock; the settle (the test's own transaction
+    # adds savepoints, which production's transactions do not).
     statements = [q["sql"] for q in queries if not q["sql"].startswith(("SAVEPOINT", "RELEASE"))]
-    assert len(statements) == 4, [sql[:80] for sql in statements]
+    assert len(statements) == 5, [sql[:80] for sql in statements]
     assert Message.objects.filter(status=MessageStatus.SENT).count() == 2
