@@ -17,11 +17,12 @@ from django.contrib.admin.utils import flatten_fieldsets
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from bulksend.lifecycle import bulk_send_cancel, bulk_send_resume
+from bulksend.lifecycle import bulk_send_cancel, bulk_send_resume, bulk_send_resume_blocker
 from bulksend.models import BulkSend
+from messaging.pricing import message_totals_by_category
 
 COUNTERS = [
     "unique_recipients",
@@ -99,6 +100,7 @@ class BulkSendAdmin(admin.ModelAdmin):
                     "halt_reason",
                     "task_id",
                     "message_list",
+                    "totals_by_category",
                 ]
             },
         ),
@@ -148,7 +150,14 @@ class BulkSendAdmin(admin.ModelAdmin):
 
     @admin.action(description="Resume selected sends halted by Meta", permissions=["operate"])
     def resume_sends(self, request: HttpRequest, queryset: QuerySet[BulkSend]) -> None:
-        resumed = sum(bulk_send_resume(bulk_send=send) for send in queryset)
+        resumed = 0
+        for send in queryset:
+            # Meta still refusing the template or the account: resuming would only halt again.
+            blocker = bulk_send_resume_blocker(send)
+            if blocker is not None:
+                self.message_user(request, f"Not resumed {send.pk}: {blocker}", messages.ERROR)
+            else:
+                resumed += bulk_send_resume(bulk_send=send)
         self.message_user(request, f"Resumed {resumed} sends.", messages.SUCCESS)
 
     def has_change_permission(self, request: HttpRequest, obj: BulkSend | None = None) -> bool:
@@ -195,6 +204,23 @@ class BulkSendAdmin(admin.ModelAdmin):
             _count_text(bulk_send.unique_recipients),
             text,
             text,
+        )
+
+    @admin.display(description="messages by Meta's pricing category")
+    def totals_by_category(self, bulk_send: BulkSend) -> SafeString:
+        rows = message_totals_by_category(bulk_send.pk)
+        if not rows:
+            return format_html("{}", "-")
+        return format_html(
+            "<table><tr><th>category</th><th>messages</th><th>billable</th></tr>{}</table>",
+            format_html_join(
+                "",
+                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                (
+                    (row.category or "not priced yet", _count_text(row.messages), row.billable)
+                    for row in rows
+                ),
+            ),
         )
 
     @admin.display(description="messages")
