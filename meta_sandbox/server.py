@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from meta_sandbox import control, graph, registry
+from meta_sandbox import asset_webhooks, control, graph, registry
 from meta_sandbox.config import SandboxConfig, config_validate
 from meta_sandbox.state import STATE, SandboxState
 
@@ -50,6 +50,7 @@ def make_app(config: SandboxConfig | None = None) -> web.Application:
     app.router.add_get(f"/{VERSION}/{{object_id}}/phone_numbers", graph.list_numbers)
     registry.registry_routes(app, VERSION)
     control.control_routes(app)
+    asset_webhooks.asset_webhook_routes(app)
     app.router.add_route("*", "/{tail:.*}", graph.unknown_path)
     app.on_startup.append(_start)
     app.on_cleanup.append(_stop)
