@@ -22,8 +22,12 @@ Nothing here is an error: a part we cannot read is left empty, as elsewhere in t
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 # Template events after which Meta refuses the template (132015, 132016): its sends must wait.
 TEMPLATE_HALTING_EVENTS = ("PAUSED", "DISABLED")
@@ -61,6 +65,20 @@ def text(value: Any, limit: int = LONG_TEXT) -> str:
 
 def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
+
+
+def fingerprint(field: str, waba_id: str, entry_time: int | None, value: dict[str, Any]) -> str:
+    """The same event Meta posts again (a retry, an operator's replay) has the same fingerprint;
+    a new one has another `time`."""
+    document = orjson.dumps([field, waba_id, entry_time, value], option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(document).hexdigest()
+
+
+def moment(entry_time: int | None) -> datetime | None:
+    try:
+        return datetime.fromtimestamp(entry_time, tz=UTC) if entry_time is not None else None
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +163,8 @@ class AccountUpdate:
     ban_state: str
     restrictions: tuple[str, ...]
     details: dict[str, Any]
+    occurred_at: datetime | None
+    fingerprint: str
 
     @property
     def restriction(self) -> str | None:
@@ -176,7 +196,9 @@ class AccountUpdate:
         )
 
 
-def account_update_read(waba_id: str, value: dict[str, Any]) -> AccountUpdate:
+def account_update_read(
+    waba_id: str, value: dict[str, Any], entry_time: int | None = None
+) -> AccountUpdate:
     restrictions = value.get("restriction_info")
     if isinstance(restrictions, dict):  # one restriction, as some payloads write it
         restrictions = [restrictions]
@@ -192,6 +214,8 @@ def account_update_read(waba_id: str, value: dict[str, Any]) -> AccountUpdate:
         ban_state=text(_dict(value.get("ban_info")).get("waba_ban_state"), SHORT_TEXT),
         restrictions=kinds,
         details=json_clean(value),
+        occurred_at=moment(entry_time),
+        fingerprint=fingerprint("account_update", waba_id, entry_time, value),
     )
 
 
@@ -205,9 +229,13 @@ class AccountAlert:
     alert_type: str
     description: str
     details: dict[str, Any]
+    occurred_at: datetime | None
+    fingerprint: str
 
 
-def account_alert_read(waba_id: str, value: dict[str, Any]) -> AccountAlert:
+def account_alert_read(
+    waba_id: str, value: dict[str, Any], entry_time: int | None = None
+) -> AccountAlert:
     info = _dict(value.get("alert_info"))
     return AccountAlert(
         waba_id=waba_id,
@@ -218,6 +246,8 @@ def account_alert_read(waba_id: str, value: dict[str, Any]) -> AccountAlert:
         alert_type=text(info.get("alert_type"), SHORT_TEXT),
         description=text(info.get("alert_description")),
         details=json_clean(value),
+        occurred_at=moment(entry_time),
+        fingerprint=fingerprint("account_alerts", waba_id, entry_time, value),
     )
 
 

@@ -279,18 +279,19 @@ def _read_change(payload: Payload, waba_id: str, kind: str, value: dict[str, Any
                 portfolio_tier=TIER_UNLIMITED if _int(limit) == UNLIMITED_COUNT else _tier(limit),
             )
         )
-    else:
-        _read_asset_change(payload, waba_id, kind, value)
 
 
-def _read_asset_change(payload: Payload, waba_id: str, kind: str, value: dict[str, Any]) -> None:
-    """The fields about templates' quality and the account itself (meta.account_events)."""
+def _read_asset_change(
+    payload: Payload, waba_id: str, kind: str, value: dict[str, Any], entry_time: int | None
+) -> None:
+    """The fields about templates' quality and the account itself (meta.account_events); an
+    account event keeps its entry's `time`, which tells a retry of it from a new one."""
     if kind == "message_template_quality_update":
         payload.template_qualities.append(template_quality_read(waba_id, value))
     elif kind == "account_update":
-        payload.account_updates.append(account_update_read(waba_id, value))
+        payload.account_updates.append(account_update_read(waba_id, value, entry_time))
     elif kind == "account_alerts":
-        payload.account_alerts.append(account_alert_read(waba_id, value))
+        payload.account_alerts.append(account_alert_read(waba_id, value, entry_time))
 
 
 def payload_read(document: Any) -> Payload:
@@ -304,9 +305,11 @@ def payload_read(document: Any) -> Payload:
         return payload
     for entry in _dicts(document.get("entry")):
         waba_id = _text(entry.get("id")) or ""
+        entry_time = _int(entry.get("time"))
         for change in _dicts(entry.get("changes")):
             kind, value = change.get("field"), change.get("value")
             payload.fields.append(_text(kind) or "")
             if isinstance(kind, str) and isinstance(value, dict):
                 _read_change(payload, waba_id, kind, value)
+                _read_asset_change(payload, waba_id, kind, value, entry_time)
     return payload

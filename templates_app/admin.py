@@ -293,37 +293,31 @@ class MessageTemplateAdmin(admin.ModelAdmin):
         super().save_model(request, obj, form, change)
 
 
+ACCOUNT_EVENT_COLUMNS: tuple[str, ...] = (
+    "received_at",
+    "occurred_at",
+    "business_account",
+    "field",
+    "event",
+    "severity",
+    "summary",
+    "sends_halted",
+    "lifted",
+)
+
+
 @admin.register(AccountEvent)
 class AccountEventAdmin(admin.ModelAdmin):
     """What Meta said of the business accounts (`account_update`, `account_alerts`), newest
     first, to read by account; kept as Meta sent them, so read-only."""
 
-    list_display = [
-        "received_at",
-        "business_account",
-        "field",
-        "event",
-        "severity",
-        "summary",
-        "sends_halted",
-        "lifted",
-    ]
+    list_display = ACCOUNT_EVENT_COLUMNS
     list_filter = ["field", "severity", "business_account"]
     list_select_related = ["business_account"]
     search_fields = ["event", "summary", "=business_account__waba_id"]
     date_hierarchy = "received_at"
     # Everything shown is read-only: kept as Meta sent it.
-    readonly_fields = [
-        "received_at",
-        "business_account",
-        "field",
-        "event",
-        "severity",
-        "summary",
-        "sends_halted",
-        "lifted",
-        "details",
-    ]
+    readonly_fields = (*ACCOUNT_EVENT_COLUMNS, "details")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -18,6 +18,7 @@ from meta.account_events import (
     TemplateQualityChange,
 )
 from meta.limits import HIGH_THROUGHPUT, known_tier
+from meta.webhook_payload import TemplateStatusChange
 from templates_app.models import (
     AccountEvent,
     AccountEventField,
@@ -39,41 +40,31 @@ def _digits(text: str) -> str:
 
 
 def templates_named(
-    *, waba_id: str, meta_template_id: str, name: str, language: str
+    change: TemplateStatusChange | TemplateQualityChange,
 ) -> QuerySet[MessageTemplate]:
     """The account's template Meta names: by its id, or by name and language."""
-    return MessageTemplate.objects.filter(business_account__waba_id=waba_id).filter(
-        Q(meta_template_id=meta_template_id) | Q(name=name, language=language)
-        if meta_template_id
-        else Q(name=name, language=language)
+    by_name = Q(name=change.name, language=change.language)
+    return MessageTemplate.objects.filter(business_account__waba_id=change.waba_id).filter(
+        Q(meta_template_id=change.meta_template_id) | by_name
+        if change.meta_template_id
+        else by_name
     )
 
 
-def template_status_update(
-    *, waba_id: str, meta_template_id: str, name: str, language: str, status: str
-) -> int:
+def template_status_update(change: TemplateStatusChange) -> int:
     """Set the status of the template Meta names; returns how many rows changed."""
     # REINSTATED ends a pause: the template may be sent again. FLAGGED only warns.
-    status = {"REINSTATED": TemplateStatus.APPROVED}.get(status, status)
+    status = {"REINSTATED": TemplateStatus.APPROVED}.get(change.status, change.status)
     if status not in TemplateStatus.values:
         return 0
-    matches = templates_named(
-        waba_id=waba_id, meta_template_id=meta_template_id, name=name, language=language
-    )
-    return matches.exclude(status=status).update(status=status)
+    return templates_named(change).exclude(status=status).update(status=status)
 
 
 def template_quality_update(change: TemplateQualityChange, *, now: datetime) -> int:
     """Keep the template's quality score and when Meta gave it; returns how many rows changed."""
     if change.score not in TEMPLATE_QUALITY_SCORES:
         return 0
-    matches = templates_named(
-        waba_id=change.waba_id,
-        meta_template_id=change.meta_template_id,
-        name=change.name,
-        language=change.language,
-    )
-    return matches.update(quality_score=change.score, quality_updated_at=now)
+    return templates_named(change).update(quality_score=change.score, quality_updated_at=now)
 
 
 def numbers_named(*, waba_id: str, display_phone_number: str) -> list[int]:
@@ -130,6 +121,12 @@ def business_capability_update(*, waba_id: str, portfolio_tier: str | None) -> i
     return account_tier_update(waba_id=waba_id, tier=portfolio_tier)
 
 
+def account_event_known(account: WhatsAppBusinessAccount, fingerprint: str) -> bool:
+    """Whether this very event was kept already: applying it again must change nothing (not
+    restrict again an account an operator has since released)."""
+    return AccountEvent.objects.filter(business_account=account, fingerprint=fingerprint).exists()
+
+
 def account_update_record(
     account: WhatsAppBusinessAccount, update: AccountUpdate, *, sends_halted: int, now: datetime
 ) -> AccountEvent:
@@ -150,12 +147,16 @@ def account_update_record(
         sends_halted=sends_halted,
         lifted=lifted,
         details=update.details,
+        occurred_at=update.occurred_at,
+        fingerprint=update.fingerprint,
     )
 
 
 def account_alert_record(alert: AccountAlert) -> AccountEvent | None:
+    """Keep an `account_alerts` for the account's operators; None when no account here has
+    that WABA id, or the alert was kept already."""
     account = WhatsAppBusinessAccount.objects.filter(waba_id=alert.waba_id).first()
-    if account is None:
+    if account is None or account_event_known(account, alert.fingerprint):
         return None
     entity = f"{alert.entity_type} {alert.entity_id}".strip()
     return AccountEvent.objects.create(
@@ -165,6 +166,8 @@ def account_alert_record(alert: AccountAlert) -> AccountEvent | None:
         severity=alert.severity,
         summary=" · ".join(part for part in (alert.status, entity, alert.description) if part),
         details=alert.details,
+        occurred_at=alert.occurred_at,
+        fingerprint=alert.fingerprint,
     )
 
 

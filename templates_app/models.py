@@ -269,10 +269,19 @@ class AccountEvent(models.Model):
     sends_halted = models.PositiveIntegerField(default=0)
     lifted = models.BooleanField(default=False)
     details = models.JSONField(default=dict)
+    # When Meta says the event happened (the entry's `time`), and a digest of the whole event:
+    # the same event posted again (Meta's retry, a replay) is kept once.
+    occurred_at = models.DateTimeField(null=True, blank=True)
+    fingerprint = models.CharField(max_length=64)
     received_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
         ordering = ["-received_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["business_account", "fingerprint"], name="account_event_once"
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.field} {self.event}"

@@ -7,27 +7,16 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from templates_app.models import MessageTemplate, PhoneNumber, WhatsAppBusinessAccount
+from templates_app.models import MessageTemplate, PhoneNumber
 from tests import factories
 from tests import meta_payloads as meta
 from tests.conftest import Tenant, make_tenant
-from webhooks.models import WebhookEvent
+from tests.meta_payloads import fresh, post_changes
 
 
 @pytest.fixture
 def client() -> Client:
     return Client(raise_request_exception=False)
-
-
-def post_changes(client: Client, account: WhatsAppBusinessAccount, *changes: Any) -> WebhookEvent:
-    response = meta.post(client, meta.notification(meta.entry(*changes, waba_id=account.waba_id)))
-    assert response.status_code == 200, response.content
-    return WebhookEvent.objects.get(pk=response.json()["event_id"])
-
-
-def fresh(row: Any) -> Any:
-    row.refresh_from_db()
-    return row
 
 
 # --- message_template_status_update --------------------------------------------------------------

@@ -12,6 +12,7 @@ from django.test import Client
 from bulksend.lifecycle import bulk_send_resume, bulk_send_resume_blocker
 from bulksend.models import BulkSend, BulkSendStatus
 from messaging.models import Message, MessageStatus
+from templates_app.meta_updates import account_restriction_lift
 from templates_app.models import (
     AccountEvent,
     MessageTemplate,
@@ -21,23 +22,12 @@ from templates_app.models import (
 from tests import factories
 from tests import meta_payloads as meta
 from tests.conftest import Tenant
-from webhooks.models import WebhookEvent
+from tests.meta_payloads import fresh, post_changes
 
 
 @pytest.fixture
 def client() -> Client:
     return Client(raise_request_exception=False)
-
-
-def post_changes(client: Client, account: WhatsAppBusinessAccount, *changes: Any) -> WebhookEvent:
-    response = meta.post(client, meta.notification(meta.entry(*changes, waba_id=account.waba_id)))
-    assert response.status_code == 200, response.content
-    return WebhookEvent.objects.get(pk=response.json()["event_id"])
-
-
-def fresh(row: Any) -> Any:
-    row.refresh_from_db()
-    return row
 
 
 def running_send(
@@ -323,6 +313,25 @@ def test_an_account_update_that_does_not_stop_templates_is_kept_and_halts_nothin
     assert fresh(bulk_send).halted_at is None
     assert not fresh(tenant.account).is_restricted
     assert AccountEvent.objects.filter(business_account=tenant.account).count() == 1
+
+
+def test_an_account_update_posted_again_changes_nothing_the_second_time(
+    client: Client, tenant: Tenant
+) -> None:
+    post_changes(client, tenant.account, restriction())
+    # The operator releases the account; then Meta's retry of the same event comes.
+    account_restriction_lift(account_id=tenant.account.pk)
+
+    post_changes(client, tenant.account, restriction())
+
+    assert not fresh(tenant.account).is_restricted
+    assert AccountEvent.objects.filter(business_account=tenant.account).count() == 1
+    # A new event (another moment) is another restriction.
+    later = meta.entry(restriction(), waba_id=tenant.account.waba_id)
+    later["time"] += 3600
+    assert meta.post(client, meta.notification(later)).status_code == 200
+    assert fresh(tenant.account).is_restricted
+    assert AccountEvent.objects.filter(business_account=tenant.account).count() == 2
 
 
 def test_an_account_alert_is_kept_for_the_operators(client: Client, tenant: Tenant) -> None:

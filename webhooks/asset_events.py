@@ -32,23 +32,10 @@ from templates_app.models import PhoneNumber, WhatsAppBusinessAccount
 
 def _template_change(change: TemplateStatusChange) -> tuple[int, int]:
     """(templates changed, sends halted)."""
-    changed = meta_updates.template_status_update(
-        waba_id=change.waba_id,
-        meta_template_id=change.meta_template_id,
-        name=change.name,
-        language=change.language,
-        status=change.status,
-    )
+    changed = meta_updates.template_status_update(change)
     if change.status not in TEMPLATE_HALTING_EVENTS:
         return changed, 0
-    templates = list(
-        meta_updates.templates_named(
-            waba_id=change.waba_id,
-            meta_template_id=change.meta_template_id,
-            name=change.name,
-            language=change.language,
-        )
-    )
+    templates = list(meta_updates.templates_named(change))
     halted = sends_halt_for_templates(templates, status=change.status, meta_reason=change.reason)
     return changed, halted
 
@@ -77,8 +64,8 @@ def _account_changes(payload: Payload) -> tuple[int, int]:
     kept = halted = 0
     for update in payload.account_updates:
         account = WhatsAppBusinessAccount.objects.filter(waba_id=update.waba_id).first()
-        if account is None:
-            continue  # no account of ours: nothing to keep or halt
+        if account is None or meta_updates.account_event_known(account, update.fingerprint):
+            continue  # no account of ours, or applied already: nothing to keep or halt
         restriction = update.restriction
         stopped = (
             sends_halt_for_account(account, restriction=restriction)
