@@ -19,13 +19,14 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, StreamingHttpResponse
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from bulksend.export import messages_csv_response
-from bulksend.lifecycle import bulk_send_cancel, bulk_send_resume
+from bulksend.lifecycle import bulk_send_cancel, bulk_send_resume, bulk_send_resume_blocker
 from bulksend.models import BulkSend
 from bulksend.screening import send_recipients_cooling_down
+from messaging.pricing import message_totals_by_category
 
 COUNTERS = [
     "unique_recipients",
@@ -103,6 +104,7 @@ class BulkSendAdmin(admin.ModelAdmin):
                     "halt_reason",
                     "task_id",
                     "message_list",
+                    "totals_by_category",
                 ]
             },
         ),
@@ -153,7 +155,14 @@ class BulkSendAdmin(admin.ModelAdmin):
 
     @admin.action(description="Resume selected sends halted by Meta", permissions=["operate"])
     def resume_sends(self, request: HttpRequest, queryset: QuerySet[BulkSend]) -> None:
-        resumed = sum(bulk_send_resume(bulk_send=send) for send in queryset)
+        resumed = 0
+        for send in queryset:
+            # Meta still refusing the template or the account: resuming would only halt again.
+            blocker = bulk_send_resume_blocker(send)
+            if blocker is not None:
+                self.message_user(request, f"Not resumed {send.pk}: {blocker}", messages.ERROR)
+            else:
+                resumed += bulk_send_resume(bulk_send=send)
         self.message_user(request, f"Resumed {resumed} sends.", messages.SUCCESS)
 
     @admin.action(description="Export the selected send's messages as CSV")
@@ -215,6 +224,23 @@ class BulkSendAdmin(admin.ModelAdmin):
     @admin.display(description="recipients cooling down (Meta's 131049)")
     def cooling_down(self, bulk_send: BulkSend) -> int:
         return send_recipients_cooling_down(bulk_send, now=timezone.now())
+
+    @admin.display(description="messages by Meta's pricing category")
+    def totals_by_category(self, bulk_send: BulkSend) -> SafeString:
+        rows = message_totals_by_category(bulk_send.pk)
+        if not rows:
+            return format_html("{}", "-")
+        return format_html(
+            "<table><tr><th>category</th><th>messages</th><th>billable</th></tr>{}</table>",
+            format_html_join(
+                "",
+                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                (
+                    (row.category or "not priced yet", _count_text(row.messages), row.billable)
+                    for row in rows
+                ),
+            ),
+        )
 
     @admin.display(description="messages")
     def message_list(self, bulk_send: BulkSend) -> SafeString:

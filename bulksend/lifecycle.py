@@ -19,6 +19,8 @@ from datetime import datetime
 from typing import Any
 
 from django.db import connection, transaction
+from django.db.models import Case, F, QuerySet, Value, When
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from bulksend.creation import bulk_send_enqueue
@@ -47,6 +49,12 @@ from messaging.status import (
     StatusOutcome,
     statuses_apply,
     statuses_apply_deferred,
+)
+from templates_app.models import (
+    REFUSED_TEMPLATE_STATUSES,
+    MessageTemplate,
+    PhoneNumber,
+    WhatsAppBusinessAccount,
 )
 
 CANCELLED_REASON = "Cancelled by an operator."
@@ -274,11 +282,27 @@ def bulk_send_halt(bulk_send_id: uuid.UUID, *, code: str, text: str) -> bool:
 
 
 def bulk_send_resume(*, bulk_send: BulkSend) -> bool:
-    """Resume a halted send (a token fixed, an account unblocked): back to PROCESSING with its
-    reason cleared, and a wake-up for the workers. False when there is nothing to do."""
-    resumed = BulkSend.objects.filter(
-        pk=bulk_send.pk, halted_at__isnull=False, completed_at__isnull=True, pending_count__gt=0
-    ).update(status=BulkSendStatus.PROCESSING, status_reason="", halted_at=None, halt_reason="")
+    """Resume a halted send (a token fixed, an account unblocked, a template approved again):
+    back to PROCESSING with its reason cleared, and a wake-up for the workers. False when there
+    is nothing to do, or while Meta still refuses its template or restricts its account
+    (`bulk_send_resume_blocker` says which). One halted before it started starts now."""
+    resumed = (
+        BulkSend.objects.filter(
+            pk=bulk_send.pk,
+            halted_at__isnull=False,
+            completed_at__isnull=True,
+            pending_count__gt=0,
+            phone_number__business_account__restriction="",
+        )
+        .exclude(template__status__in=REFUSED_TEMPLATE_STATUSES)
+        .update(
+            status=BulkSendStatus.PROCESSING,
+            status_reason="",
+            halted_at=None,
+            halt_reason="",
+            started_at=Coalesce(F("started_at"), Value(timezone.now())),
+        )
+    )
     if resumed:
         transaction.on_commit(lambda: bulk_send_enqueue(bulk_send))
     return bool(resumed)
@@ -339,3 +363,82 @@ def cancelled_sends_sweep() -> int:
         status=BulkSendStatus.CANCELLED, pending_count__gt=0
     ).values_list("pk", flat=True)
     return sum(bulk_send_cancel_leftovers(bulk_send_id) for bulk_send_id in cancelled_with_pending)
+
+
+# --- halts for Meta's events about a send's template, number or account -----------------------
+
+
+def _sends_halt(sends: QuerySet[BulkSend], *, reason: str) -> int:
+    """Halt every active send of `sends` (QUEUED or PROCESSING, not finished, not halted yet)
+    with `reason`, as `bulk_send_halt` halts one: FAILED when nothing went out, PARTIAL
+    otherwise, untried messages left pending for a resume. Returns how many halted now.
+
+    One guarded UPDATE: a drain sees the send no longer PROCESSING and stops after the batch it
+    holds; a QUEUED send's drain never starts it.
+    """
+    return sends.filter(
+        status__in=ACTIVE_STATUSES, completed_at__isnull=True, halted_at__isnull=True
+    ).update(
+        status=Case(
+            When(sent_count=0, then=Value(BulkSendStatus.FAILED)),
+            default=Value(BulkSendStatus.PARTIAL),
+        ),
+        status_reason=reason,
+        halted_at=timezone.now(),
+        halt_reason=reason,
+    )
+
+
+def _with_meta_reason(meta_reason: str) -> str:
+    return f" (Meta: {meta_reason})" if meta_reason else ""
+
+
+def sends_halt_for_templates(
+    templates: list[MessageTemplate], *, status: str, meta_reason: str = ""
+) -> int:
+    """Halt the active sends of templates Meta paused or disabled; returns how many."""
+    halted = 0
+    for template in templates:
+        reason = (
+            f"Halted: Meta set the template {template.name} ({template.language}) to {status}"
+            f"{_with_meta_reason(meta_reason)}. Resume the send once Meta approves it again."
+        )
+        halted += _sends_halt(BulkSend.objects.filter(template_id=template.pk), reason=reason)
+    return halted
+
+
+def sends_halt_for_numbers(numbers: list[PhoneNumber], *, event: str) -> int:
+    """Halt the active sends of numbers whose quality Meta flagged; returns how many."""
+    halted = 0
+    for number in numbers:
+        reason = (
+            f"Halted: Meta reported {event} for the number {number.display_phone_number}: its "
+            "quality fell to RED. Review the recent sends and resume when ready."
+        )
+        halted += _sends_halt(BulkSend.objects.filter(phone_number_id=number.pk), reason=reason)
+    return halted
+
+
+def sends_halt_for_account(account: WhatsAppBusinessAccount, *, restriction: str) -> int:
+    """Halt the active sends of every number of a business account Meta restricted."""
+    reason = (
+        f"Halted: {restriction} on the business account {account.waba_id}. Resume the send "
+        "once Meta lifts it."
+    )
+    sends = BulkSend.objects.filter(phone_number__business_account_id=account.pk)
+    return _sends_halt(sends, reason=reason)
+
+
+def bulk_send_resume_blocker(bulk_send: BulkSend) -> str | None:
+    """Why the send may not be resumed yet (Meta still refuses its template, or its account is
+    restricted), or None."""
+    template = MessageTemplate.objects.get(pk=bulk_send.template_id)
+    if template.status in REFUSED_TEMPLATE_STATUSES:
+        return (
+            f"Meta still has the template {template.name} ({template.language}) "
+            f"{template.status}: resume once it is approved again."
+        )
+    account = WhatsAppBusinessAccount.objects.get(phone_numbers__pk=bulk_send.phone_number_id)
+    if account.is_restricted:
+        return f"The business account {account.waba_id} is still restricted: {account.restriction}."
+    return None

@@ -21,6 +21,8 @@ from django.db import connections
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 from django.utils.functional import cached_property
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
 
 from messaging.contact_admin import ContactForm
 from messaging.models import (
@@ -110,6 +112,7 @@ class MessageAdmin(admin.ModelAdmin):
         "read_at",
         "failed_at",
         "error_code",
+        "pricing",
     ]
     list_filter = ["status"]
     list_select_related = ["bulk_send"]
@@ -144,6 +147,10 @@ class MessageAdmin(admin.ModelAdmin):
                 ]
             },
         ),
+        (
+            "Pricing (from Meta's status webhooks)",
+            {"fields": ["pricing_category", "pricing_type", "pricing_model", "pricing_billable"]},
+        ),
     ]
     # Everything shown is read-only: state moves only through the statements that move it.
     readonly_fields = flatten_fieldsets(fieldsets)
@@ -156,6 +163,13 @@ class MessageAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Message | None = None) -> bool:
         return False
+
+    @admin.display(description="category · type")
+    def pricing(self, message: Message) -> SafeString | str:
+        """How Meta bills the message, once a status with `pricing` came: one narrow cell."""
+        if not message.pricing_category and not message.pricing_type:
+            return "-"
+        return format_html("{}<br>{}", message.pricing_category or "-", message.pricing_type or "-")
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Message], search_term: str

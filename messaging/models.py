@@ -8,6 +8,7 @@ from django.db.models.functions import Now
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare, salted_hmac
 
+from meta.account_events import SHORT_TEXT as PRICING_TEXT_MAX_LENGTH
 from meta.webhook_payload import (
     ERROR_CODE_MAX_LENGTH,
     PHONE_NUMBER_ID_MAX_LENGTH,
@@ -197,6 +198,13 @@ class Message(models.Model):
     failed_at = models.DateTimeField(null=True, blank=True)
     error_code = models.CharField(max_length=ERROR_CODE_MAX_LENGTH, null=True, blank=True)
     error_message = models.TextField(null=True, blank=True)
+    # How Meta bills the message, from the `pricing` of its status webhooks (null until one
+    # carries it): the model (PMP), the category (marketing, utility, authentication, service...)
+    # and the type (regular, free_customer_service, free_entry_point).
+    pricing_billable = models.BooleanField(null=True, blank=True)
+    pricing_model = models.CharField(max_length=PRICING_TEXT_MAX_LENGTH, null=True, blank=True)
+    pricing_category = models.CharField(max_length=PRICING_TEXT_MAX_LENGTH, null=True, blank=True)
+    pricing_type = models.CharField(max_length=PRICING_TEXT_MAX_LENGTH, null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -285,6 +293,8 @@ class DeferredStatus(models.Model):
     message_ref = models.BigIntegerField(null=True, blank=True)
     # The number the event named; checked again when the event is applied.
     phone_number_id = models.CharField(max_length=PHONE_NUMBER_ID_MAX_LENGTH, null=True, blank=True)
+    # The event's `pricing` (billable, model, category, type), applied with it.
+    pricing = models.JSONField(null=True, blank=True)
     received_at = models.DateTimeField(db_default=Now(), db_index=True)
 
     class Meta:

@@ -32,6 +32,7 @@ from messaging.counters import (
     sql_in,
 )
 from messaging.models import DeferredStatus, Message, MessageStatus, WebhookProgress
+from meta.account_events import Pricing, pricing_document, pricing_read
 from templates_app.models import PhoneNumber
 
 # The advisory lock of a wamid (`_lock_wamids`), as SQL over the expression `{wamid}`.
@@ -52,6 +53,8 @@ class StatusEvent:
     # The number Meta says the event is about (`metadata.phone_number_id`): the event may only
     # change messages sent from that number. None for what our own workers record.
     phone_number_id: str | None = None
+    # How Meta bills the message, when the status carries `pricing`.
+    pricing: Pricing | None = None
 
 
 @dataclass(slots=True)
@@ -101,6 +104,9 @@ class _Merged:
     times: dict[str, datetime] = field(default_factory=dict)
     error_code: str | None = None
     error_message: str | None = None
+    # The pricing of the latest event that carried one, and that event's time.
+    pricing: Pricing | None = None
+    priced_at: datetime | None = None
 
     def add(self, event: StatusEvent) -> None:
         current = self.times.get(event.status)
@@ -109,6 +115,10 @@ class _Merged:
             if event.status == MessageStatus.FAILED:
                 self.error_code, self.error_message = event.error_code, event.error_message
         self.message_ref = self.message_ref or event.message_ref
+        if event.pricing is not None and (
+            self.priced_at is None or event.occurred_at >= self.priced_at
+        ):
+            self.pricing, self.priced_at = event.pricing, event.occurred_at
 
 
 _MESSAGES_SQL = """
@@ -116,9 +126,10 @@ WITH ev AS (
     SELECT * FROM unnest(
         %(wamids)s::text[], %(refs)s::bigint[], %(sent)s::timestamptz[],
         %(delivered)s::timestamptz[], %(read)s::timestamptz[], %(failed)s::timestamptz[],
-        %(codes)s::text[], %(errors)s::text[], %(numbers)s::text[]
+        %(codes)s::text[], %(errors)s::text[], %(numbers)s::text[], %(billable)s::boolean[],
+        %(pricing_models)s::text[], %(categories)s::text[], %(pricing_types)s::text[]
     ) AS e(wamid, ref, sent_ts, delivered_ts, read_ts, failed_ts, error_code, error_message,
-           number)
+           number, p_billable, p_model, p_category, p_type)
 ),
 candidates AS (
     SELECT m.id, m.bulk_send_id, 0 AS via_ref, e.* FROM ev e
@@ -140,13 +151,13 @@ matched AS (
 locked AS (
     -- FOR UPDATE returns each row's latest committed version, so `old_status` is what the
     -- UPDATE below really changes, even when another batch changed it a moment ago.
-    SELECT m.id, m.status AS old_status FROM {messages} m
+    SELECT m.id, m.status AS old_status, m.wamid AS old_wamid FROM {messages} m
      WHERE m.id IN (SELECT id FROM matched)
      ORDER BY m.id
        FOR UPDATE
 ),
 decided AS (
-    SELECT mt.*, l.old_status,
+    SELECT mt.*, l.old_status, l.old_wamid,
         CASE
             WHEN l.old_status IN {FINAL} THEN l.old_status
             WHEN mt.read_ts IS NOT NULL THEN {READ}
@@ -175,23 +186,39 @@ changed AS (
         error_code = CASE WHEN d.new_status = {FAILED} AND d.old_status <> {FAILED}
             THEN d.error_code ELSE m.error_code END,
         error_message = CASE WHEN d.new_status = {FAILED} AND d.old_status <> {FAILED}
-            THEN d.error_message ELSE m.error_message END
+            THEN d.error_message ELSE m.error_message END,
+        pricing_billable = COALESCE(d.p_billable, m.pricing_billable),
+        pricing_model = COALESCE(d.p_model, m.pricing_model),
+        pricing_category = COALESCE(d.p_category, m.pricing_category),
+        pricing_type = COALESCE(d.p_type, m.pricing_type)
     FROM decided d
-    WHERE m.id = d.id AND (d.new_status <> d.old_status OR m.wamid IS NULL)
-    RETURNING m.bulk_send_id, m.wamid, d.old_status, m.status AS new_status
+    WHERE m.id = d.id AND (
+        d.new_status <> d.old_status OR m.wamid IS NULL
+        -- A status that only brings Meta's pricing (a `sent` for a message our worker already
+        -- marked sent) writes it and moves nothing.
+        OR (m.pricing_billable, m.pricing_model, m.pricing_category, m.pricing_type)
+           IS DISTINCT FROM (COALESCE(d.p_billable, m.pricing_billable),
+                             COALESCE(d.p_model, m.pricing_model),
+                             COALESCE(d.p_category, m.pricing_category),
+                             COALESCE(d.p_type, m.pricing_type)))
+    RETURNING m.bulk_send_id, m.wamid, d.old_status, m.status AS new_status,
+        (d.new_status <> d.old_status OR d.old_wamid IS NULL) AS moved
+),
+moved AS (
+    SELECT * FROM changed WHERE moved
 ),
 deltas AS (
     SELECT bulk_send_id,
         count(*) AS changed,
         {deltas}
-    FROM changed GROUP BY bulk_send_id
+    FROM moved GROUP BY bulk_send_id
 )
 SELECT
     (SELECT COALESCE(json_agg(DISTINCT wamid), '[]') FROM matched),
     (SELECT COALESCE(json_agg(DISTINCT wamid), '[]') FROM matched WHERE via_ref = 1),
     (SELECT COALESCE(json_agg(deltas), '[]') FROM deltas),
     (SELECT COALESCE(json_agg(json_build_array(wamid, bulk_send_id, old_status, new_status)), '[]')
-       FROM changed)
+       FROM moved)
 """
 
 _STATUS_GROUPS = {
@@ -252,6 +279,10 @@ def _batch_params(merged: dict[tuple[str, str | None], _Merged]) -> dict[str, li
         "codes": [row.error_code for row in rows],
         "errors": [row.error_message for row in rows],
         "numbers": [row.phone_number_id for row in rows],
+        "billable": [row.pricing.billable if row.pricing else None for row in rows],
+        "pricing_models": [row.pricing.model if row.pricing else None for row in rows],
+        "categories": [row.pricing.category if row.pricing else None for row in rows],
+        "pricing_types": [row.pricing.type if row.pricing else None for row in rows],
     }
 
 
@@ -326,6 +357,7 @@ def statuses_apply(events: list[StatusEvent]) -> StatusOutcome:
                 error_message=event.error_message,
                 message_ref=event.message_ref,
                 phone_number_id=event.phone_number_id,
+                pricing=pricing_document(event.pricing),
             )
             for event in unknown
         )
@@ -363,6 +395,7 @@ def statuses_apply_deferred(wamids: list[str], *, locked: bool = False) -> Statu
                     error_message=row.error_message,
                     message_ref=row.message_ref,
                     phone_number_id=row.phone_number_id,
+                    pricing=pricing_read(row.pricing),
                 )
                 for row in kept
             ]

@@ -15,7 +15,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from meta.limits import known_tier, tier_for_limit
+from meta.account_events import (
+    UNLIMITED_COUNT,
+    AccountAlert,
+    AccountUpdate,
+    Pricing,
+    TemplateQualityChange,
+    account_alert_read,
+    account_update_read,
+    pricing_read,
+    template_pause_reason,
+    template_quality_read,
+)
+from meta.limits import TIER_UNLIMITED, known_tier, tier_for_limit
 
 OBJECT_TYPE = "whatsapp_business_account"
 INTEGER = re.compile(r"-?[0-9]{1,20}")
@@ -41,6 +53,8 @@ class MessageStatusUpdate:
     callback_data: str | None = None
     # The number the event is about (`metadata.phone_number_id`); "" when Meta did not say.
     phone_number_id: str = ""
+    # How Meta bills the message (`pricing`), on the statuses that carry it.
+    pricing: Pricing | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +93,8 @@ class TemplateStatusChange:
     name: str
     language: str
     status: str
+    # Meta's reason (`reason`, and a pause's `other_info`); "" when it gave none.
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +109,6 @@ class NumberQualityChange:
 @dataclass(frozen=True, slots=True)
 class CapabilityChange:
     waba_id: str
-    per_phone_tier: str | None
     portfolio_tier: str | None
 
 
@@ -107,6 +122,9 @@ class Payload:
     numbers: list[NumberQualityChange] = field(default_factory=list)
     capabilities: list[CapabilityChange] = field(default_factory=list)
     preferences: list[MarketingPreference] = field(default_factory=list)
+    template_qualities: list[TemplateQualityChange] = field(default_factory=list)
+    account_updates: list[AccountUpdate] = field(default_factory=list)
+    account_alerts: list[AccountAlert] = field(default_factory=list)
 
 
 def _dicts(value: Any) -> list[dict[str, Any]]:
@@ -179,6 +197,7 @@ def _status_update(raw: dict[str, Any], phone_number_id: str) -> MessageStatusUp
         error_message=message,
         callback_data=callback if isinstance(callback, str) else None,
         phone_number_id=phone_number_id,
+        pricing=pricing_read(raw.get("pricing")),
     )
 
 
@@ -288,6 +307,7 @@ def _read_change(payload: Payload, waba_id: str, kind: str, value: dict[str, Any
                 name=_text(value.get("message_template_name")) or "",
                 language=_text(value.get("message_template_language")) or "",
                 status=_text(value.get("event")) or "",
+                reason=template_pause_reason(value),
             )
         )
     elif kind == "phone_number_quality_update":
@@ -301,13 +321,28 @@ def _read_change(payload: Payload, waba_id: str, kind: str, value: dict[str, Any
             )
         )
     elif kind == "business_capability_update":
+        # The per-phone `max_daily_conversation_per_phone` is gone since February 2026: limits
+        # are the portfolio's, and -1 is how this field writes an unlimited one.
+        limit = value.get("max_daily_conversations_per_business")
         payload.capabilities.append(
             CapabilityChange(
                 waba_id=waba_id,
-                per_phone_tier=_tier(value.get("max_daily_conversation_per_phone")),
-                portfolio_tier=_tier(value.get("max_daily_conversations_per_business")),
+                portfolio_tier=TIER_UNLIMITED if _int(limit) == UNLIMITED_COUNT else _tier(limit),
             )
         )
+
+
+def _read_asset_change(
+    payload: Payload, waba_id: str, kind: str, value: dict[str, Any], entry_time: int | None
+) -> None:
+    """The fields about templates' quality and the account itself (meta.account_events); an
+    account event keeps its entry's `time`, which tells a retry of it from a new one."""
+    if kind == "message_template_quality_update":
+        payload.template_qualities.append(template_quality_read(waba_id, value))
+    elif kind == "account_update":
+        payload.account_updates.append(account_update_read(waba_id, value, entry_time))
+    elif kind == "account_alerts":
+        payload.account_alerts.append(account_alert_read(waba_id, value, entry_time))
 
 
 def payload_read(document: Any) -> Payload:
@@ -321,9 +356,11 @@ def payload_read(document: Any) -> Payload:
         return payload
     for entry in _dicts(document.get("entry")):
         waba_id = _text(entry.get("id")) or ""
+        entry_time = _int(entry.get("time"))
         for change in _dicts(entry.get("changes")):
             kind, value = change.get("field"), change.get("value")
             payload.fields.append(_text(kind) or "")
             if isinstance(kind, str) and isinstance(value, dict):
                 _read_change(payload, waba_id, kind, value)
+                _read_asset_change(payload, waba_id, kind, value, entry_time)
     return payload

@@ -15,7 +15,7 @@ import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from meta_sandbox import control, errors, graph, registry
+from meta_sandbox import asset_webhooks, control, errors, graph, registry
 from meta_sandbox.config import SandboxConfig, config_validate
 from meta_sandbox.state import STATE, SandboxState
 from meta_sandbox.versions import today, version_refusal
@@ -69,6 +69,7 @@ def make_app(config: SandboxConfig | None = None) -> web.Application:
     app.router.add_get(f"/{VERSION}/{{object_id}}/phone_numbers", graph.list_numbers)
     registry.registry_routes(app, VERSION)
     control.control_routes(app)
+    asset_webhooks.asset_webhook_routes(app)
     app.router.add_route("*", "/{tail:.*}", graph.unknown_path)
     app.on_startup.append(_start)
     app.on_cleanup.append(_stop)

@@ -11,7 +11,13 @@ from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 
 from meta.graph import GraphRequestError
-from templates_app.models import MessageTemplate, PhoneNumber, WhatsAppBusinessAccount
+from templates_app.meta_updates import account_restriction_lift
+from templates_app.models import (
+    AccountEvent,
+    MessageTemplate,
+    PhoneNumber,
+    WhatsAppBusinessAccount,
+)
 from templates_app.services import (
     RegistrationError,
     components_validate,
@@ -96,15 +102,36 @@ class WhatsAppBusinessAccountAdmin(admin.ModelAdmin):
         "messaging_limit_tier",
         "quota",
         "number_count",
+        "restriction",
         "created_at",
     ]
     list_filter = ["messaging_limit_tier", "organization"]
     list_select_related = ["organization"]
     search_fields = ["=waba_id", "name", "organization__name"]
-    fields = ["organization", "waba_id", "name", "access_token", "messaging_limit_tier"]
-    readonly_fields = ["created_at"]
+    fields = [
+        "organization",
+        "waba_id",
+        "name",
+        "access_token",
+        "messaging_limit_tier",
+        "restriction",
+        "restricted_at",
+    ]
+    # Set and cleared by Meta's account_update (or the action below), never typed in.
+    readonly_fields = ["created_at", "restriction", "restricted_at"]
     inlines = [PhoneNumberInline]
-    actions = ["sync_templates_from_meta", "sync_numbers_from_meta"]
+    actions = ["sync_templates_from_meta", "sync_numbers_from_meta", "lift_restriction"]
+
+    @admin.action(description="Mark Meta's restriction lifted (its halted sends may resume)")
+    def lift_restriction(
+        self, request: HttpRequest, queryset: QuerySet[WhatsAppBusinessAccount]
+    ) -> None:
+        # Meta sends no event when a restriction expires or an appeal succeeds: the operator,
+        # who sees it in WhatsApp Manager, says so here.
+        lifted = sum(account_restriction_lift(account_id=account.pk) for account in queryset)
+        self.message_user(
+            request, f"Lifted the restriction of {lifted} accounts.", messages.SUCCESS
+        )
 
     def _sync(
         self,
@@ -161,6 +188,7 @@ class PhoneNumberAdmin(admin.ModelAdmin):
         "business_account",
         "business_account__organization",
         "quality_rating",
+        "quality_updated_at",
         "messaging_limit_tier",
         "throughput_per_second",
         "is_primary",
@@ -170,7 +198,7 @@ class PhoneNumberAdmin(admin.ModelAdmin):
     list_select_related = ["business_account__organization"]
     search_fields = ["=phone_number_id", "display_phone_number", "verified_name"]
     raw_id_fields = ["business_account"]
-    readonly_fields = ["created_at"]
+    readonly_fields = ["created_at", "quality_updated_at"]
 
 
 class MessageTemplateForm(forms.ModelForm):
@@ -220,11 +248,12 @@ class MessageTemplateAdmin(admin.ModelAdmin):
         "language",
         "category",
         "status",
+        "quality_score",
         "parameter_format",
         "business_account",
         "updated_at",
     ]
-    list_filter = ["status", "category", "parameter_format", "language"]
+    list_filter = ["status", "quality_score", "category", "parameter_format", "language"]
     list_select_related = ["business_account"]
     search_fields = ["name", "=meta_template_id"]
     raw_id_fields = ["business_account"]
@@ -234,6 +263,8 @@ class MessageTemplateAdmin(admin.ModelAdmin):
         "language",
         "category",
         "status",
+        "quality_score",
+        "quality_updated_at",
         "meta_template_id",
         "components",
         "variable_types",
@@ -245,10 +276,51 @@ class MessageTemplateAdmin(admin.ModelAdmin):
         "updated_at",
     ]
     # Derived from the components on every save, so editing them by hand could only contradict.
-    readonly_fields = ["parameter_format", "variables", "buttons", "created_at", "updated_at"]
+    readonly_fields = [
+        "parameter_format",
+        "variables",
+        "buttons",
+        "quality_score",
+        "quality_updated_at",
+        "created_at",
+        "updated_at",
+    ]
 
     def save_model(
         self, request: HttpRequest, obj: MessageTemplate, form: Any, change: bool
     ) -> None:
         obj.set_components(obj.components)
         super().save_model(request, obj, form, change)
+
+
+ACCOUNT_EVENT_COLUMNS: tuple[str, ...] = (
+    "received_at",
+    "occurred_at",
+    "business_account",
+    "field",
+    "event",
+    "severity",
+    "summary",
+    "sends_halted",
+    "lifted",
+)
+
+
+@admin.register(AccountEvent)
+class AccountEventAdmin(admin.ModelAdmin):
+    """What Meta said of the business accounts (`account_update`, `account_alerts`), newest
+    first, to read by account; kept as Meta sent them, so read-only."""
+
+    list_display = ACCOUNT_EVENT_COLUMNS
+    list_filter = ["field", "severity", "business_account"]
+    list_select_related = ["business_account"]
+    search_fields = ["event", "summary", "=business_account__waba_id"]
+    date_hierarchy = "received_at"
+    # Everything shown is read-only: kept as Meta sent it.
+    readonly_fields = (*ACCOUNT_EVENT_COLUMNS, "details")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: AccountEvent | None = None) -> bool:
+        return False

@@ -42,6 +42,10 @@ class WhatsAppBusinessAccount(models.Model):
     # Kept in clear because every Graph call needs it; protect the database accordingly.
     access_token = models.TextField(blank=True)
     messaging_limit_tier = models.CharField(max_length=32, default=DEFAULT_TIER)
+    # Set by an `account_update` that stops the account from sending templates (a restriction,
+    # a ban); cleared by one that lifts it, or by an operator. Its sends stay halted meanwhile.
+    restriction = models.TextField(blank=True)
+    restricted_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -53,6 +57,10 @@ class WhatsAppBusinessAccount(models.Model):
     @property
     def quota_total(self) -> int | None:
         return tier_limit(self.messaging_limit_tier)
+
+    @property
+    def is_restricted(self) -> bool:
+        return bool(self.restriction)
 
 
 class QualityRating(models.TextChoices):
@@ -78,6 +86,8 @@ class PhoneNumber(models.Model):
         default=default_throughput,
         validators=[MinValueValidator(1), MaxValueValidator(MAX_THROUGHPUT)],
     )
+    # When Meta last reported the number's quality (`phone_number_quality_update`).
+    quality_updated_at = models.DateTimeField(null=True, blank=True)
     # The account's primary number, set by an operator; with none set, the account's first
     # number (the oldest) is its primary (`primary_number_ids`).
     is_primary = models.BooleanField(
@@ -174,6 +184,9 @@ class MessageTemplate(models.Model):
         help_text='Placeholder name -> CURRENCY or DATE_TIME, e.g. {"total": "CURRENCY"}; '
         "the others are TEXT.",
     )
+    # Meta's quality score of the template (`message_template_quality_update`) and when it came.
+    quality_score = models.CharField(max_length=16, blank=True)
+    quality_updated_at = models.DateTimeField(null=True, blank=True)
     currency_code = models.CharField(
         max_length=3,
         blank=True,
@@ -226,3 +239,49 @@ class MessageTemplate(models.Model):
     @property
     def is_approved(self) -> bool:
         return self.status == TemplateStatus.APPROVED
+
+
+# Template statuses in which Meta refuses to send the template (its errors 132015, 132016).
+REFUSED_TEMPLATE_STATUSES = (TemplateStatus.PAUSED, TemplateStatus.DISABLED)
+
+
+class AccountEventField(models.TextChoices):
+    ACCOUNT_UPDATE = "account_update"
+    ACCOUNT_ALERTS = "account_alerts"
+
+
+class AccountEvent(models.Model):
+    """An `account_update` or `account_alerts` Meta sent about a business account, kept for
+    its operators (the admin lists them by account)."""
+
+    business_account = models.ForeignKey(
+        WhatsAppBusinessAccount, on_delete=models.CASCADE, related_name="events"
+    )
+    field = models.CharField(max_length=32, choices=AccountEventField.choices)
+    # account_update: its `event`; account_alerts: its `alert_type`.
+    event = models.CharField(max_length=64)
+    # account_alerts: CRITICAL, WARNING, INFORMATIONAL; blank for account_update.
+    severity = models.CharField(max_length=64, blank=True)
+    # What else Meta said, in a line: a violation type, a ban state, restrictions, an alert's
+    # description.
+    summary = models.TextField(blank=True)
+    # How many active sends the event halted, and whether it lifted the account's restriction.
+    sends_halted = models.PositiveIntegerField(default=0)
+    lifted = models.BooleanField(default=False)
+    details = models.JSONField(default=dict)
+    # When Meta says the event happened (the entry's `time`), and a digest of the whole event:
+    # the same event posted again (Meta's retry, a replay) is kept once.
+    occurred_at = models.DateTimeField(null=True, blank=True)
+    fingerprint = models.CharField(max_length=64)
+    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["business_account", "fingerprint"], name="account_event_once"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.field} {self.event}"

@@ -26,8 +26,9 @@ from django.test import Client
 from bulksend.models import BulkSend
 from messaging.models import Message, MessageStatus, callback_data_for
 from meta.signature import sign
-from templates_app.models import MessageTemplate, PhoneNumber
+from templates_app.models import MessageTemplate, PhoneNumber, WhatsAppBusinessAccount
 from tests import factories
+from webhooks.models import WebhookEvent
 
 OBJECT_TYPE = "whatsapp_business_account"
 WEBHOOK_PATH = "/webhooks/meta/"
@@ -255,6 +256,18 @@ def post(
     raw = encode(document) if body is None else body
     extra = {"HTTP_X_HUB_SIGNATURE_256": header or signature(raw, secret)}
     return client.post(WEBHOOK_PATH, data=raw, content_type="application/json", **extra)
+
+
+def post_changes(client: Client, account: WhatsAppBusinessAccount, *changes: Any) -> WebhookEvent:
+    """POST `changes` of `account` in one signed body; returns the body as kept and applied."""
+    response = post(client, notification(entry(*changes, waba_id=account.waba_id)))
+    assert response.status_code == 200, response.content
+    return WebhookEvent.objects.get(pk=response.json()["event_id"])
+
+
+def fresh(row: Any) -> Any:
+    row.refresh_from_db()
+    return row
 
 
 # --- sends to post statuses for ------------------------------------------------------------------

@@ -7,27 +7,16 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from templates_app.models import MessageTemplate, PhoneNumber, WhatsAppBusinessAccount
+from templates_app.models import MessageTemplate, PhoneNumber
 from tests import factories
 from tests import meta_payloads as meta
 from tests.conftest import Tenant, make_tenant
-from webhooks.models import WebhookEvent
+from tests.meta_payloads import fresh, post_changes
 
 
 @pytest.fixture
 def client() -> Client:
     return Client(raise_request_exception=False)
-
-
-def post_changes(client: Client, account: WhatsAppBusinessAccount, *changes: Any) -> WebhookEvent:
-    response = meta.post(client, meta.notification(meta.entry(*changes, waba_id=account.waba_id)))
-    assert response.status_code == 200, response.content
-    return WebhookEvent.objects.get(pk=response.json()["event_id"])
-
-
-def fresh(row: Any) -> Any:
-    row.refresh_from_db()
-    return row
 
 
 # --- message_template_status_update --------------------------------------------------------------
@@ -209,17 +198,18 @@ def test_an_unknown_tier_changes_nothing(client: Client, tenant: Tenant, limit: 
 # --- business_capability_update ------------------------------------------------------------------
 
 
-def test_a_capability_update_sets_the_tier_of_the_accounts_numbers_and_the_account(
+def test_a_capability_update_sets_the_portfolios_tier_and_no_longer_a_per_phone_one(
     client: Client, tenant: Tenant, other_tenant: Tenant
 ) -> None:
+    # `max_daily_conversation_per_phone` is gone since February 2026: one still sent is ignored.
     sibling = factories.make_number(tenant.account, display_phone_number="+54 9 11 5555-0000")
 
     post_changes(
         client, tenant.account, meta.capability_change(per_phone=10000, per_business=10000)
     )
 
-    assert fresh(tenant.number).messaging_limit_tier == "TIER_10K"
-    assert fresh(sibling).messaging_limit_tier == "TIER_10K"
+    assert fresh(tenant.number).messaging_limit_tier == "TIER_1000"
+    assert fresh(sibling).messaging_limit_tier == "TIER_1000"
     assert fresh(tenant.account).messaging_limit_tier == "TIER_10K"
     assert fresh(other_tenant.number).messaging_limit_tier == "TIER_1000"
     assert fresh(other_tenant.account).messaging_limit_tier == "TIER_1000"
@@ -243,14 +233,29 @@ def test_a_capability_update_of_the_portfolio_alone_sets_the_accounts_tier(
     assert fresh(tenant.number).messaging_limit_tier == "TIER_1000"
 
 
-@pytest.mark.parametrize("limit", [-1, -250, "-1"], ids=["minus-1", "minus-250", "minus-1-as-text"])
+@pytest.mark.parametrize("limit", [-1, "-1"], ids=["minus-1", "minus-1-as-text"])
+def test_a_capability_update_of_minus_one_makes_the_portfolio_unlimited(
+    client: Client, tenant: Tenant, limit: Any
+) -> None:
+    # Meta's reference: "A value of -1 indicates unlimited messaging" for this field.
+    post_changes(client, tenant.account, meta.capability_change(per_business=limit))
+
+    assert fresh(tenant.account).messaging_limit_tier == "TIER_UNLIMITED"
+
+
 @pytest.mark.parametrize(
-    "change",
+    ("limit", "change"),
     [
-        pytest.param(lambda limit: meta.capability_change(per_business=limit), id="capability"),
-        pytest.param(
-            lambda limit: meta.quality_change("UPGRADE", current_limit=None, portfolio_limit=limit),
-            id="quality",
+        pytest.param(-250, lambda limit: meta.capability_change(per_business=limit), id="cap-250"),
+        *(
+            pytest.param(
+                limit,
+                lambda limit: meta.quality_change(
+                    "UPGRADE", current_limit=None, portfolio_limit=limit
+                ),
+                id=f"quality{limit}",
+            )
+            for limit in (-1, -250, "-1")
         ),
     ],
 )

@@ -14,6 +14,8 @@ from django.contrib.auth.models import User
 from django.test import Client
 
 from messaging.models import DeferredStatus, MessageStatus
+from meta.webhook_payload import TemplateStatusChange
+from templates_app import meta_updates
 from templates_app.models import PhoneNumber, WhatsAppBusinessAccount
 from tests import meta_payloads as meta
 from tests.conftest import Tenant
@@ -99,17 +101,17 @@ def test_thirty_thousand_statuses_for_unknown_wamids_are_kept_and_the_next_statu
 def failing_template_update(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A template update that fails inside the database (as a bug or a bad value would), for a
     template called `poison`: the applier must survive what validation did not foresee."""
-    real = processing.meta_updates.template_status_update
+    real = meta_updates.template_status_update
 
-    def update(**change: Any) -> int:
-        if change["name"] == "poison":
+    def update(change: TemplateStatusChange) -> int:
+        if change.name == "poison":
             from django.db import connection
 
             with connection.cursor() as cursor:
                 cursor.execute("SELECT 1 / 0")
-        return real(**change)
+        return real(change)
 
-    monkeypatch.setattr(processing.meta_updates, "template_status_update", update)
+    monkeypatch.setattr(meta_updates, "template_status_update", update)
     return "poison"
 
 
@@ -133,12 +135,12 @@ def test_an_operator_replays_a_quarantined_body_from_the_admin(
     tenant: Tenant, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     name = tenant.template.name
-    real = processing.meta_updates.template_status_update
+    real = meta_updates.template_status_update
 
-    def broken(**change: Any) -> int:
+    def broken(change: TemplateStatusChange) -> int:
         raise ValueError("the cause an operator fixes")
 
-    monkeypatch.setattr(processing.meta_updates, "template_status_update", broken)
+    monkeypatch.setattr(meta_updates, "template_status_update", broken)
     event_id = post(
         meta.notification(
             meta.entry(
@@ -150,7 +152,7 @@ def test_an_operator_replays_a_quarantined_body_from_the_admin(
     processing.webhook_events_apply_pending(wait=True)
     assert WebhookEvent.objects.get(pk=event_id).quarantined
 
-    monkeypatch.setattr(processing.meta_updates, "template_status_update", real)
+    monkeypatch.setattr(meta_updates, "template_status_update", real)
     admin = User.objects.create_superuser("operator", "op@example.com", "pw")
     browser = Client()
     browser.force_login(admin)

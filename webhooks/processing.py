@@ -33,7 +33,7 @@ from messaging.suppression import marketing_preferences_apply, suppressions_from
 from meta.error_codes import USER_STOPPED_MARKETING
 from meta.webhook_payload import MessageStatusUpdate, Payload, payload_read
 from mindo import metrics
-from templates_app import meta_updates
+from webhooks.asset_events import asset_changes_apply
 from webhooks.models import WebhookEvent
 
 logger = logging.getLogger(__name__)
@@ -81,38 +81,6 @@ def webhook_store(body: bytes) -> int:
     return int(event_id)
 
 
-def _apply_account_changes(payload: Payload) -> dict[str, int]:
-    templates = sum(
-        meta_updates.template_status_update(
-            waba_id=change.waba_id,
-            meta_template_id=change.meta_template_id,
-            name=change.name,
-            language=change.language,
-            status=change.status,
-        )
-        for change in payload.templates
-    )
-    numbers = sum(
-        meta_updates.phone_number_quality_update(
-            waba_id=change.waba_id,
-            display_phone_number=change.display_phone_number,
-            event=change.event,
-            current_limit=change.current_limit,
-            portfolio_tier=change.portfolio_tier,
-        )
-        for change in payload.numbers
-    )
-    numbers += sum(
-        meta_updates.business_capability_update(
-            waba_id=change.waba_id,
-            per_phone_tier=change.per_phone_tier,
-            portfolio_tier=change.portfolio_tier,
-        )
-        for change in payload.capabilities
-    )
-    return {"templates_changed": templates, "numbers_or_accounts_changed": numbers}
-
-
 def _status_event(update: MessageStatusUpdate) -> StatusEvent:
     return StatusEvent(
         wamid=update.wamid,
@@ -122,6 +90,7 @@ def _status_event(update: MessageStatusUpdate) -> StatusEvent:
         error_message=update.error_message,
         message_ref=message_id_from_callback_data(update.callback_data),
         phone_number_id=update.phone_number_id,
+        pricing=update.pricing,
     )
 
 
@@ -155,7 +124,7 @@ def _outcome(read: _Read, statuses: StatusOutcome) -> dict[str, Any]:
         "messages_changed": len(wamids & statuses.changes.keys()),
         "deferred": len(wamids & statuses.deferred_wamids),
         "counters": statuses.counters_for(wamids),
-        **_apply_account_changes(read.payload),
+        **asset_changes_apply(read.payload),
     }
     if read.payload.inbound:
         outcome["inbound_messages"] = len(read.payload.inbound)
