@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("messaging", "0008_contacts_lists_inbound"),
+        ("messaging", "0010_inbound_number_sent_at_index"),
     ]
 
     operations = [
