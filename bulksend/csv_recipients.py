@@ -18,18 +18,10 @@ import csv
 import io
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import IO, Any
-
-from django.conf import settings
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, inline_serializer
-from rest_framework import serializers
-from rest_framework.parsers import BaseParser
-from rest_framework.request import Request
+from typing import Any
 
 from bulksend.recipients import BUTTON_KEY
 from mindo.errors import InvalidFieldsError
-from mindo.parsers import read_bounded, too_large
 
 CSV_MEDIA_TYPE = "text/csv"
 # The fields of send-bulk/ other than its recipients, read from the query (or the form).
@@ -40,27 +32,6 @@ EMPTY_FILE = f"The CSV is empty: line 1 must be a header with `{PHONE_COLUMN}`."
 MISSING_FILE = "Attach the CSV as the form's file field `recipients`."
 # The key of the parsed data that carries the CSV rows' lines; no JSON field has this name.
 CSV_ROWS = "__csv_rows__"
-
-
-# The OpenAPI description of the CSV forms of the request.
-CSV_REQUEST = OpenApiTypes.BINARY
-CSV_FORM_REQUEST = inline_serializer(
-    "SendBulkCsvForm",
-    fields={
-        RECIPIENTS: serializers.FileField(help_text="The CSV file."),
-        **{name: serializers.CharField(required=name != "language") for name in SEND_FIELDS},
-    },
-)
-CSV_QUERY_PARAMETERS = [
-    OpenApiParameter(
-        name,
-        OpenApiTypes.STR,
-        OpenApiParameter.QUERY,
-        description=f"With a CSV body or form only: the send's `{name}`"
-        + (" (`es` when not given)." if name == "language" else "."),
-    )
-    for name in SEND_FIELDS
-]
 
 
 @dataclass(frozen=True)
@@ -93,7 +64,7 @@ def _line_number(key: str) -> int:
     return int(number) if number.isdigit() else 0
 
 
-def _refused(problems: dict[str, list[str]] | list[str]) -> InvalidFieldsError:
+def refused(problems: dict[str, list[str]] | list[str]) -> InvalidFieldsError:
     return InvalidFieldsError({RECIPIENTS: problems})
 
 
@@ -102,7 +73,7 @@ def _text(raw: bytes) -> str:
         return raw.decode("utf-8-sig")  # drops the byte-order mark spreadsheets write
     except UnicodeDecodeError as error:
         line = raw[: error.start].count(b"\n") + 1
-        raise _refused([f"The CSV must be UTF-8: line {line} is not."]) from None
+        raise refused([f"The CSV must be UTF-8: line {line} is not."]) from None
 
 
 def _header(names: list[str]) -> list[str]:
@@ -116,7 +87,7 @@ def _header(names: list[str]) -> list[str]:
     if repeated:
         problems.append(f"The header (line 1) names {', '.join(repeated)} more than once.")
     if problems:
-        raise _refused(problems)
+        raise refused(problems)
     return header
 
 
@@ -133,7 +104,7 @@ def recipients_csv_read(raw: bytes) -> CsvRecipients:
     try:
         names = next(reader, None)
         if names is None:
-            raise _refused([EMPTY_FILE])
+            raise refused([EMPTY_FILE])
         header = _header(names)
         while True:
             line = reader.line_num + 1  # where the next record starts (a cell may span lines)
@@ -170,42 +141,3 @@ def send_bulk_csv_data(
     data: dict[str, Any] = {name: fields[name] for name in SEND_FIELDS if name in fields}
     data[RECIPIENTS] = rows.recipients
     return data, rows
-
-
-def send_bulk_request_data(request: Request) -> tuple[Any, CsvRecipients | None]:
-    """send-bulk/'s data however it came (JSON, a CSV body, a CSV file in a form), and the CSV's
-    rows when there was one."""
-    if request.content_type.startswith("multipart/form-data"):
-        upload = request.FILES.get(RECIPIENTS)
-        if upload is None:
-            raise InvalidFieldsError({RECIPIENTS: [MISSING_FILE]})
-        if upload.size is not None and upload.size > settings.API_MAX_BODY_BYTES:
-            raise too_large()
-        fields = {**request.query_params.dict(), **request.POST.dict()}
-        return send_bulk_csv_data(upload.read(), fields)
-    data = request.data
-    if request.content_type.startswith(CSV_MEDIA_TYPE) and CSV_ROWS not in data:
-        raise _refused([EMPTY_FILE])  # an empty body, which no parser is given
-    if isinstance(data, dict) and CSV_ROWS in data:
-        rows = data[CSV_ROWS]
-        return {name: value for name, value in data.items() if name != CSV_ROWS}, rows
-    return data, None
-
-
-class RecipientsCsvParser(BaseParser):
-    """`text/csv` bodies for send-bulk/: the data a JSON body would give, plus the rows' lines
-    under CSV_ROWS (read by the view to name lines in errors)."""
-
-    media_type = CSV_MEDIA_TYPE
-
-    def parse(
-        self,
-        stream: IO[Any],
-        media_type: str | None = None,
-        parser_context: Mapping[str, Any] | None = None,
-    ) -> Any:
-        request = (parser_context or {}).get("request")
-        raw = read_bounded(stream, request, settings.API_MAX_BODY_BYTES)
-        query = request.query_params if request is not None else {}
-        data, rows = send_bulk_csv_data(raw, query)
-        return {**data, CSV_ROWS: rows}

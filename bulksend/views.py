@@ -21,17 +21,17 @@ from rest_framework.views import APIView
 
 from bulksend.business_accounts import business_accounts_body
 from bulksend.creation import bulk_send_create
-from bulksend.csv_recipients import (
-    CSV_FORM_REQUEST,
-    CSV_QUERY_PARAMETERS,
-    CSV_REQUEST,
-    CsvRecipients,
-    RecipientsCsvParser,
-    send_bulk_request_data,
-)
+from bulksend.csv_recipients import CsvRecipients
 from bulksend.export import messages_csv_response
 from bulksend.filters import MESSAGE_STATUS_FILTER, BulkSendFilter, MessageFilter
 from bulksend.models import BulkSend, BulkSendKind
+from bulksend.parsers import (
+    CSV_FORM_REQUEST,
+    CSV_QUERY_PARAMETERS,
+    CSV_REQUEST,
+    RecipientsCsvParser,
+    send_bulk_request_data,
+)
 from bulksend.quota import with_queued_ahead
 from bulksend.serializers import (
     EMPTY_RECIPIENTS,

@@ -23,10 +23,11 @@ ROOT = Path(__file__).resolve().parent.parent
 APPS = ["bulksend", "messaging", "templates_app", "webhooks", "mindo", "meta", "meta_sandbox"]
 # The HTTP layer: endpoints, their shapes and filters, and mindo's request handling. Nothing else
 # may import DRF: a service that did could answer in HTTP terms.
-HTTP_MODULE_NAMES = {"views.py", "serializers.py", "filters.py", "urls.py"}
+HTTP_MODULE_NAMES = {"views.py", "serializers.py", "filters.py", "urls.py", "parsers.py"}
 MINDO_HTTP_MODULES = {
     "authentication.py",
     "exceptions.py",
+    "idempotency.py",
     "pagination.py",
     "parsers.py",
     "permissions.py",

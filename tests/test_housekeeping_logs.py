@@ -189,4 +189,5 @@ def test_the_routine_tasks_are_the_ones_beat_runs() -> None:
         "bulksend.reap",
         "webhooks.apply_pending",
         "webhooks.purge_events",
+        "mindo.purge_idempotency_keys",
     }

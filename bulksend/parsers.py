@@ -1,0 +1,87 @@
+"""send-bulk/'s recipients as CSV on the HTTP side: the `text/csv` parser, the multipart form's
+file, and their OpenAPI description (the reading itself: bulksend.csv_recipients)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import IO, Any
+
+from django.conf import settings
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, inline_serializer
+from rest_framework import serializers
+from rest_framework.parsers import BaseParser
+from rest_framework.request import Request
+
+from bulksend.csv_recipients import (
+    CSV_MEDIA_TYPE,
+    CSV_ROWS,
+    EMPTY_FILE,
+    MISSING_FILE,
+    RECIPIENTS,
+    SEND_FIELDS,
+    CsvRecipients,
+    refused,
+    send_bulk_csv_data,
+)
+from mindo.errors import InvalidFieldsError
+from mindo.parsers import read_bounded, too_large
+
+# The OpenAPI description of the CSV forms of the request.
+CSV_REQUEST = OpenApiTypes.BINARY
+CSV_FORM_REQUEST = inline_serializer(
+    "SendBulkCsvForm",
+    fields={
+        RECIPIENTS: serializers.FileField(help_text="The CSV file."),
+        **{name: serializers.CharField(required=name != "language") for name in SEND_FIELDS},
+    },
+)
+CSV_QUERY_PARAMETERS = [
+    OpenApiParameter(
+        name,
+        OpenApiTypes.STR,
+        OpenApiParameter.QUERY,
+        description=f"With a CSV body or form only: the send's `{name}`"
+        + (" (`es` when not given)." if name == "language" else "."),
+    )
+    for name in SEND_FIELDS
+]
+
+
+def send_bulk_request_data(request: Request) -> tuple[Any, CsvRecipients | None]:
+    """send-bulk/'s data however it came (JSON, a CSV body, a CSV file in a form), and the CSV's
+    rows when there was one."""
+    if request.content_type.startswith("multipart/form-data"):
+        upload = request.FILES.get(RECIPIENTS)
+        if upload is None:
+            raise InvalidFieldsError({RECIPIENTS: [MISSING_FILE]})
+        if upload.size is not None and upload.size > settings.API_MAX_BODY_BYTES:
+            raise too_large()
+        fields = {**request.query_params.dict(), **request.POST.dict()}
+        return send_bulk_csv_data(upload.read(), fields)
+    data = request.data
+    if request.content_type.startswith(CSV_MEDIA_TYPE) and CSV_ROWS not in data:
+        raise refused([EMPTY_FILE])  # an empty body, which no parser is given
+    if isinstance(data, dict) and CSV_ROWS in data:
+        rows = data[CSV_ROWS]
+        return {name: value for name, value in data.items() if name != CSV_ROWS}, rows
+    return data, None
+
+
+class RecipientsCsvParser(BaseParser):
+    """`text/csv` bodies for send-bulk/: the data a JSON body would give, plus the rows' lines
+    under CSV_ROWS (read by the view to name lines in errors)."""
+
+    media_type = CSV_MEDIA_TYPE
+
+    def parse(
+        self,
+        stream: IO[Any],
+        media_type: str | None = None,
+        parser_context: Mapping[str, Any] | None = None,
+    ) -> Any:
+        request = (parser_context or {}).get("request")
+        raw = read_bounded(stream, request, settings.API_MAX_BODY_BYTES)
+        query = request.query_params if request is not None else {}
+        data, rows = send_bulk_csv_data(raw, query)
+        return {**data, CSV_ROWS: rows}
