@@ -268,6 +268,7 @@ def test_a_worker_killed_mid_send_loses_nothing_and_sends_nothing_twice(
     )
     tenant.number.throughput_per_second = 40
     tenant.number.save()
+    # One long drain: the doomed worker keeps the send until it dies.
     doomed = start_worker(
         "doomed",
         DELIVERY_DRAIN_SECONDS="60",
