@@ -38,9 +38,10 @@ def address_is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) ->
     CGNAT (100.64/10), multicast, reserved, unspecified, IPv6 ULA and link-local, and IPv4
     addresses mapped into IPv6 (or 6to4/Teredo-wrapped) that are any of those."""
     if isinstance(address, ipaddress.IPv6Address):
-        embedded = address.ipv4_mapped or address.sixtofour
-        if address.teredo is not None:
-            embedded = address.teredo[1]
+        if address.ipv4_mapped is not None:
+            # The connection goes to the IPv4 address: judge that one.
+            return address_is_public(address.ipv4_mapped)
+        embedded = address.sixtofour or (address.teredo[1] if address.teredo else None)
         if embedded is not None and not address_is_public(embedded):
             return False
     if address in METADATA_ADDRESSES:
