@@ -99,9 +99,7 @@ def test_the_last_status_finishes_the_send_with_its_final_counters(tenant: Tenan
     assert transitions()[-1] == ("COMPLETED", "PARTIAL")
     assert send_events()[-1]["failed_count"] == 1
     drained = CallbackEvent.objects.filter(type="message.status", body__message_id=pending.pk)
-    assert [(e.body["previous_status"], e.body["status"]) for e in drained] == [
-        ("sending", "sent")
-    ]
+    assert [(e.body["previous_status"], e.body["status"]) for e in drained] == [("sending", "sent")]
 
 
 def test_no_endpoint_no_event(tenant: Tenant) -> None:
