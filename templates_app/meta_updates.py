@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from django.db import transaction
 from django.db.models import Q
 
+from callbacks.outbox import event_record_number_quality, event_record_template_status
 from meta.limits import known_tier
 from templates_app.models import (
     MessageTemplate,
@@ -25,7 +27,9 @@ def _digits(text: str) -> str:
 def template_status_update(
     *, waba_id: str, meta_template_id: str, name: str, language: str, status: str
 ) -> int:
-    """Set the status of the template Meta names; returns how many rows changed."""
+    """Set the status of the template Meta names; returns how many rows changed. Each template
+    that changed gets its `template.status` callback, in the same transaction."""
+    meta_event = status
     # REINSTATED ends a pause: the template may be sent again. FLAGGED only warns.
     status = {"REINSTATED": TemplateStatus.APPROVED}.get(status, status)
     if status not in TemplateStatus.values:
@@ -35,7 +39,11 @@ def template_status_update(
         if meta_template_id
         else Q(name=name, language=language)
     )
-    return matches.exclude(status=status).update(status=status)
+    with transaction.atomic(savepoint=False):
+        changing = list(matches.exclude(status=status).values_list("pk", flat=True))
+        changed = MessageTemplate.objects.filter(pk__in=changing).update(status=status)
+        event_record_template_status(changing, meta_event=meta_event)
+    return changed
 
 
 def phone_number_quality_update(
@@ -57,7 +65,9 @@ def phone_number_quality_update(
         digits = _digits(display_phone_number)
         numbers = PhoneNumber.objects.filter(business_account__waba_id=waba_id)
         ids = [n.pk for n in numbers if _digits(n.display_phone_number) == digits]
-        changed += PhoneNumber.objects.filter(pk__in=ids).update(**changes)
+        with transaction.atomic(savepoint=False):
+            changed += PhoneNumber.objects.filter(pk__in=ids).update(**changes)
+            event_record_number_quality(ids, meta_event=event)
     if portfolio_tier is not None:
         changed += account_tier_update(waba_id=waba_id, tier=portfolio_tier)
     return changed
