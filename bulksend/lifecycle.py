@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from bulksend.creation import bulk_send_enqueue
 from bulksend.models import ACTIVE_STATUSES, BulkSend, BulkSendStatus
+from callbacks.outbox import event_record_bulk_send_status, events_record_message_statuses
 from messaging.counters import (
     COUNTERS,
     SendDeltas,
@@ -62,7 +63,8 @@ CANCELLED_REASON = "Cancelled by an operator."
 _STATUS_SQL = {status.name: sql_literal(status.value) for status in BulkSendStatus}
 
 _LOCK_SENDS_SQL = """
-SELECT id, completed_at IS NULL FROM {sends} WHERE id = ANY(%s::uuid[]) ORDER BY id FOR UPDATE
+SELECT id, completed_at IS NULL, status FROM {sends} WHERE id = ANY(%s::uuid[]) ORDER BY id
+FOR UPDATE
 """
 
 # Counters move by the deltas; a send whose last message settled finishes in the same statement.
@@ -83,7 +85,7 @@ UPDATE {sends} b SET
     END
 FROM {source} AS d(id, {names})
 WHERE b.id = d.id
-RETURNING b.id, b.completed_at IS NOT NULL
+RETURNING b.id, b.completed_at IS NOT NULL, b.status
 """
 
 # Running, or halted with nothing left to wait for: the last message has settled.
@@ -112,9 +114,12 @@ def _counters_sql(source: str = "unnest(%s::uuid[], {arrays})", now: str = "%s")
     )
 
 
-def sends_counters_apply(deltas: SendDeltas, *, now: datetime | None = None) -> set[str]:
+def sends_counters_apply(
+    deltas: SendDeltas, *, now: datetime | None = None, status_events: bool = True
+) -> set[str]:
     """Add each send's deltas to its counters and finish the sends whose last message settled;
-    returns the ids of the sends finished by this call.
+    returns the ids of the sends finished by this call. A send whose status changed gets its
+    `bulk_send.status` callback (unless `status_events` is off: the caller records its own).
 
     The sends are locked in id order first, so batches touching several sends cannot deadlock.
     Call it in the transaction that moved the messages.
@@ -125,11 +130,17 @@ def sends_counters_apply(deltas: SendDeltas, *, now: datetime | None = None) -> 
     with connection.cursor() as cursor:
         # Locks them all; also says which were not finished before this statement.
         cursor.execute(_LOCK_SENDS_SQL.format(sends=_sends_table()), [ids])
-        unfinished = {str(row[0]) for row in cursor.fetchall() if row[1]}
+        locked = cursor.fetchall()
+        unfinished = {str(row[0]) for row in locked if row[1]}
+        status_before = {str(row[0]): row[2] for row in locked}
         columns = [[int(deltas[send_id].get(name, 0)) for send_id in ids] for name in COUNTERS]
         params: list[Any] = [now or timezone.now(), ids, *columns]
         cursor.execute(_counters_sql(), params)
-        return {str(row[0]) for row in cursor.fetchall() if row[1]} & unfinished
+        updated = cursor.fetchall()
+    changed = {str(row[0]) for row in updated if row[2] != status_before.get(str(row[0]))}
+    if changed and status_events:
+        event_record_bulk_send_status(changed, previous=status_before)
+    return {str(row[0]) for row in updated if row[1]} & unfinished
 
 
 def sends_statuses_apply(events: list[StatusEvent]) -> StatusOutcome:
@@ -163,6 +174,7 @@ def batch_settle_outcome(
             with connection.cursor() as cursor:
                 cursor.execute("SET LOCAL synchronous_commit TO OFF")
         settled = messages_settle(results, now=now)
+        events_record_message_statuses(settled.changes)
         sends_counters_apply(settled.counters, now=now)
     return settled
 
@@ -246,9 +258,14 @@ def sends_leases_reap(
 
 def bulk_send_start(bulk_send_id: uuid.UUID) -> bool:
     """QUEUED -> PROCESSING once (guarded); True when the send is PROCESSING now."""
-    BulkSend.objects.filter(pk=bulk_send_id, status=BulkSendStatus.QUEUED).update(
-        status=BulkSendStatus.PROCESSING, started_at=timezone.now()
-    )
+    with transaction.atomic():
+        started = BulkSend.objects.filter(pk=bulk_send_id, status=BulkSendStatus.QUEUED).update(
+            status=BulkSendStatus.PROCESSING, started_at=timezone.now()
+        )
+        if started:
+            event_record_bulk_send_status(
+                [bulk_send_id], previous={str(bulk_send_id): BulkSendStatus.QUEUED}
+            )
     return BulkSend.objects.filter(pk=bulk_send_id, status=BulkSendStatus.PROCESSING).exists()
 
 
@@ -278,6 +295,7 @@ def bulk_send_halt(bulk_send_id: uuid.UUID, *, code: str, text: str) -> bool:
             halted_at=now,
             halt_reason=reason,
         )
+        event_record_bulk_send_status([bulk_send_id], previous={str(bulk_send_id): send.status})
     return True
 
 
@@ -286,23 +304,28 @@ def bulk_send_resume(*, bulk_send: BulkSend) -> bool:
     back to PROCESSING with its reason cleared, and a wake-up for the workers. False when there
     is nothing to do, or while Meta still refuses its template or restricts its account
     (`bulk_send_resume_blocker` says which). One halted before it started starts now."""
-    resumed = (
-        BulkSend.objects.filter(
-            pk=bulk_send.pk,
-            halted_at__isnull=False,
-            completed_at__isnull=True,
-            pending_count__gt=0,
-            phone_number__business_account__restriction="",
+    with transaction.atomic():
+        halted = (
+            BulkSend.objects.select_for_update()
+            .filter(
+                pk=bulk_send.pk,
+                halted_at__isnull=False,
+                completed_at__isnull=True,
+                pending_count__gt=0,
+                phone_number__business_account__restriction="",
+            )
+            .exclude(template__status__in=REFUSED_TEMPLATE_STATUSES)
         )
-        .exclude(template__status__in=REFUSED_TEMPLATE_STATUSES)
-        .update(
+        before = halted.values_list("status", flat=True).first()
+        resumed = halted.update(
             status=BulkSendStatus.PROCESSING,
             status_reason="",
             halted_at=None,
             halt_reason="",
             started_at=Coalesce(F("started_at"), Value(timezone.now())),
         )
-    )
+        if resumed:
+            event_record_bulk_send_status([bulk_send.pk], previous={str(bulk_send.pk): str(before)})
     if resumed:
         transaction.on_commit(lambda: bulk_send_enqueue(bulk_send))
     return bool(resumed)
@@ -329,13 +352,15 @@ def bulk_send_cancel(*, bulk_send: BulkSend) -> int:
             halted_at=None,
             halt_reason="",
         )
+        event_record_bulk_send_status([send.pk], previous={str(send.pk): send.status})
     return cancelled
 
 
 def _pending_cancel(bulk_send_id: uuid.UUID) -> int:
     """Cancel the send's `pending` messages and count them; the caller holds the send's lock."""
     deltas = messages_cancel_pending(bulk_send_id)
-    sends_counters_apply(deltas)
+    # Cancelling may settle the send's last message: the status event is the cancel's own.
+    sends_counters_apply(deltas, status_events=False)
     return sum(moved["cancelled"] for moved in deltas.values())
 
 

@@ -25,7 +25,7 @@ moved, by the rows that really changed; its caller applies that in the same tran
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -264,6 +264,8 @@ class Settled:
 
     counts: dict[str, int]
     counters: SendDeltas
+    # wamid -> (send, old status, new status) of the messages Meta took (StatusOutcome.changes).
+    changes: dict[str, tuple[str, str, str]] = field(default_factory=dict)
 
 
 def messages_settle(results: list[DeliveryResult], *, now: datetime) -> Settled:
@@ -276,6 +278,7 @@ def messages_settle(results: list[DeliveryResult], *, now: datetime) -> Settled:
     for result in results:
         by_outcome[result.outcome].append(result)
     counters: SendDeltas = {}
+    changes: dict[str, tuple[str, str, str]] = {}
     with connection.cursor() as cursor:
         sent = by_outcome[Settle.SENT]
         if sent:
@@ -291,6 +294,7 @@ def messages_settle(results: list[DeliveryResult], *, now: datetime) -> Settled:
                 ]
             )
             deltas_merge(counters, recorded.counters)
+            changes = recorded.changes
         failed = by_outcome[Settle.FAILED]
         if failed:
             cursor.execute(
@@ -325,7 +329,7 @@ def messages_settle(results: list[DeliveryResult], *, now: datetime) -> Settled:
                 [[r.message_id for r in release], [r.retry_at for r in release]],
             )
     counts = {outcome.value: len(items) for outcome, items in by_outcome.items() if items}
-    return Settled(counts, counters)
+    return Settled(counts, counters, changes)
 
 
 def _moved_per_send(cursor: Any, counters: SendDeltas, old: str, new: str) -> None:

@@ -105,6 +105,9 @@ class ApiKeyScope(models.TextChoices):
     READ = "read", "read (bulk sends, their messages, message lookup)"
     CONTACTS = "contacts", "contacts (contact-lookup)"
     ACCOUNT = "account", "account (business-accounts, business-info)"
+    # Registering a URL that then receives every message's status (phone numbers included) is a
+    # way to read all of an organization's traffic: a scope of its own, not ACCOUNT's.
+    WEBHOOKS = "webhooks", "webhooks (webhook-endpoints: status callbacks)"
 
 
 def all_scopes() -> list[str]:

@@ -67,6 +67,7 @@ INSTALLED_APPS = [
     "bulksend",
     "messaging",
     "webhooks",
+    "callbacks",
 ]
 
 MIDDLEWARE = [
@@ -158,6 +159,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {"CallbackEventTypeEnum": "callbacks.models.EventType"},
 }
 
 # The contract's limits, documented in the README.
@@ -224,6 +226,31 @@ WEBHOOK_EVENT_RETENTION_DAYS = env.int("WEBHOOK_EVENT_RETENTION_DAYS", default=1
 # A status for a wamid no message recorded within this long belongs to none of ours: purged.
 DEFERRED_STATUS_RETENTION_HOURS = env.int("DEFERRED_STATUS_RETENTION_HOURS", default=48)
 
+# Customer callbacks (the callbacks app): see the README's configuration table for each one.
+# Off in production: a customer's URL may not reach loopback, private or metadata addresses.
+# `./dev up` and the tests turn it on, their receivers listening on 127.0.0.1.
+CALLBACKS_ALLOW_PRIVATE_HOSTS = env.bool("CALLBACKS_ALLOW_PRIVATE_HOSTS", default=False)
+CALLBACKS_TIMEOUT_SECONDS = env.float("CALLBACKS_TIMEOUT_SECONDS", default=5.0)
+# Requests in flight to one endpoint, and to all of them, from one worker process.
+CALLBACKS_ENDPOINT_CONCURRENCY = env.int("CALLBACKS_ENDPOINT_CONCURRENCY", default=16)
+CALLBACKS_MAX_CONNECTIONS = env.int("CALLBACKS_MAX_CONNECTIONS", default=200)
+# Events a worker takes per round (in all, and of one endpoint), and how long a round may start
+# new requests: an endpoint's posts not started by then wait for the next round.
+CALLBACKS_CLAIM_SIZE = env.int("CALLBACKS_CLAIM_SIZE", default=1000)
+CALLBACKS_CLAIM_PER_ENDPOINT = env.int("CALLBACKS_CLAIM_PER_ENDPOINT", default=500)
+CALLBACKS_ROUND_SECONDS = env.float("CALLBACKS_ROUND_SECONDS", default=5.0)
+# A taken event comes due again after this long if its worker died (longer than a round).
+CALLBACKS_LEASE_SECONDS = env.int("CALLBACKS_LEASE_SECONDS", default=60)
+CALLBACKS_RUN_SECONDS = env.float("CALLBACKS_RUN_SECONDS", default=50.0)
+CALLBACKS_POLL_SECONDS = env.float("CALLBACKS_POLL_SECONDS", default=2.0)
+# Events in one POST for an endpoint that opted into batches.
+CALLBACKS_BATCH_SIZE = env.int("CALLBACKS_BATCH_SIZE", default=100)
+# Retries: exponential backoff with jitter from the base to the maximum, for this long; then the
+# event fails, and an endpoint whose every delivery failed this long is disabled.
+CALLBACKS_RETRY_BASE_SECONDS = env.float("CALLBACKS_RETRY_BASE_SECONDS", default=10.0)
+CALLBACKS_RETRY_MAX_SECONDS = env.float("CALLBACKS_RETRY_MAX_SECONDS", default=60 * 60.0)
+CALLBACKS_RETRY_FOR_SECONDS = env.int("CALLBACKS_RETRY_FOR_SECONDS", default=3 * 24 * 60 * 60)
+
 # REDIS_URL unless set, also when set empty (as a copied .env may leave it).
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="") or REDIS_URL
 CELERY_RESULT_BACKEND = None
@@ -249,7 +276,16 @@ CELERY_BEAT_SCHEDULE = {
     "apply-webhook-events": {"task": "webhooks.apply_pending", "schedule": 2.0},
     "purge-webhook-events": {"task": "webhooks.purge_events", "schedule": 60 * 60},
     "purge-idempotency-keys": {"task": "mindo.purge_idempotency_keys", "schedule": 60 * 60},
+    # Delivers what no wake-up announced (a lost one, a retry come due); expires rather than pile
+    # up while the callbacks worker is away.
+    "deliver-callbacks": {
+        "task": "callbacks.deliver",
+        "schedule": CALLBACKS_POLL_SECONDS,
+        "options": {"queue": "callbacks", "expires": 30},
+    },
 }
+# Callbacks have a queue of their own: a slow customer never holds up the drain's workers.
+CELERY_TASK_ROUTES = {"callbacks.*": {"queue": "callbacks"}}
 
 # `json`: one JSON object per line (mindo.logging), for Django, Celery and gunicorn alike.
 LOG_FORMAT = env.str("LOG_FORMAT", default="plain")

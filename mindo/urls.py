@@ -13,6 +13,7 @@ urlpatterns = [
     path("api/v1/", include("messaging.contact_urls")),
     path("api/v1/business-info/", BusinessInfoView.as_view(), name="business-info"),
     path("api/v1/", include("bulksend.account_urls")),
+    path("api/v1/webhook-endpoints/", include("callbacks.urls")),
     path("webhooks/", include("webhooks.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from callbacks.outbox import event_record_number_quality, event_record_template_status
 from meta.account_events import (
     THROUGHPUT_UPGRADE,
     AccountAlert,
@@ -52,12 +54,17 @@ def templates_named(
 
 
 def template_status_update(change: TemplateStatusChange) -> int:
-    """Set the status of the template Meta names; returns how many rows changed."""
+    """Set the status of the template Meta names; returns how many rows changed. Each template
+    that changed gets its `template.status` callback, in the same transaction."""
     # REINSTATED ends a pause: the template may be sent again. FLAGGED only warns.
     status = {"REINSTATED": TemplateStatus.APPROVED}.get(change.status, change.status)
     if status not in TemplateStatus.values:
         return 0
-    return templates_named(change).exclude(status=status).update(status=status)
+    with transaction.atomic(savepoint=False):
+        changing = list(templates_named(change).exclude(status=status).values_list("pk", flat=True))
+        changed = MessageTemplate.objects.filter(pk__in=changing).update(status=status)
+        event_record_template_status(changing, meta_event=change.status)
+    return changed
 
 
 def template_quality_update(change: TemplateQualityChange, *, now: datetime) -> int:
@@ -103,7 +110,9 @@ def phone_number_quality_update(
     changed = 0
     if changes:
         ids = numbers_named(waba_id=waba_id, display_phone_number=display_phone_number)
-        changed += PhoneNumber.objects.filter(pk__in=ids).update(**changes)
+        with transaction.atomic(savepoint=False):
+            changed += PhoneNumber.objects.filter(pk__in=ids).update(**changes)
+            event_record_number_quality(ids, meta_event=event)
     if portfolio_tier is not None:
         changed += account_tier_update(waba_id=waba_id, tier=portfolio_tier)
     return changed

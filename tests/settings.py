@@ -37,3 +37,5 @@ META_VERIFY_TOKEN = "tests-only-verify-token"
 # The test client and the live servers speak plain HTTP.
 SECURE_SSL_REDIRECT = False
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = False
+# The tests' receivers listen on 127.0.0.1; tests/test_callbacks_ssrf.py turns it off.
+CALLBACKS_ALLOW_PRIVATE_HOSTS = True

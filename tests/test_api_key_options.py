@@ -49,9 +49,9 @@ def client_with(raw_key: str) -> APIClient:
 def test_a_key_made_without_options_has_every_scope_and_no_expiry(tenant: Tenant) -> None:
     api_key, _, stderr = create_api_key()
 
-    assert api_key.scopes == ["send", "read", "contacts", "account"]
+    assert api_key.scopes == ["send", "read", "contacts", "account", "webhooks"]
     assert api_key.expires_at is None
-    assert "scopes send, read, contacts, account, never expires" in stderr
+    assert "scopes send, read, contacts, account, webhooks, never expires" in stderr
 
 
 def test_create_api_key_limits_the_key_to_its_scopes(tenant: Tenant) -> None:
@@ -223,7 +223,8 @@ def test_the_migration_gives_every_existing_key_every_scope_and_no_expiry() -> N
         executor.migrate(executor.loader.graph.leaf_nodes())
 
     api_key = ApiKey.objects.get(name="old")
-    assert api_key.scopes == ["send", "read", "contacts", "account"]
+    # Every scope of its time, and `webhooks` from the migration that added it.
+    assert api_key.scopes == ["send", "read", "contacts", "account", "webhooks"]
     assert api_key.expires_at is None
     assert api_key.organization.timezone == "UTC"
     assert api_key.organization.company_size is None

@@ -187,6 +187,7 @@ def test_the_routine_tasks_are_the_ones_beat_runs() -> None:
     ]
     assert set(routine["tasks"]) == {
         "bulksend.reap",
+        "callbacks.deliver",
         "webhooks.apply_pending",
         "webhooks.purge_events",
         "mindo.purge_idempotency_keys",

@@ -23,6 +23,12 @@ PATHS: dict[str, str | list[str]] = {
     "/api/v1/business-accounts/": "get",
     "/api/v1/suppressions/": ["get", "post"],
     "/api/v1/suppressions/{phone}/": "delete",
+    "/api/v1/webhook-endpoints/": ("get", "post"),
+    "/api/v1/webhook-endpoints/{endpoint_id}/": ("delete", "get"),
+    "/api/v1/webhook-endpoints/{endpoint_id}/deliveries/": "get",
+    "/api/v1/webhook-endpoints/{endpoint_id}/replay/": "post",
+    "/api/v1/webhook-endpoints/{endpoint_id}/rotate-secret/": "post",
+    "/api/v1/webhook-endpoints/{endpoint_id}/test/": "post",
 }
 
 

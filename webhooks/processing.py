@@ -25,6 +25,7 @@ from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from bulksend.lifecycle import sends_statuses_apply
+from callbacks.outbox import events_record_message_statuses
 from messaging.delivery import webhook_progress_record
 from messaging.inbound import inbound_messages_record
 from messaging.models import message_id_from_callback_data
@@ -163,6 +164,8 @@ def _apply_reads(reads: list[_Read]) -> StatusOutcome:
     """Apply bodies together (one statuses batch) and record what each one changed."""
     events = [status for read in reads for status in read.statuses]
     statuses = sends_statuses_apply(events)
+    # The customers' message.status events, in this transaction: one statement for the batch.
+    events_record_message_statuses(statuses.changes)
     received_at = max(read.event.received_at for read in reads)
     webhook_progress_record(events, received_at=received_at)
     inbound_messages_record(
@@ -240,7 +243,9 @@ def _apply_large(read: _Read) -> None:
         for start in range(0, len(statuses), STATUS_SLICE):
             with transaction.atomic():
                 events = statuses[start : start + STATUS_SLICE]
-                outcome.merge(sends_statuses_apply(events))
+                applied = sends_statuses_apply(events)
+                events_record_message_statuses(applied.changes)
+                outcome.merge(applied)
                 webhook_progress_record(events, received_at=read.event.received_at)
         with transaction.atomic():
             inbound_messages_record(read.payload.inbound, received_at=read.event.received_at)
