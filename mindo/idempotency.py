@@ -21,6 +21,7 @@ import functools
 import hashlib
 import json
 from collections.abc import Callable
+from contextlib import nullcontext
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -127,27 +128,20 @@ def idempotent(*, atomic: bool) -> Callable[[Handler], Handler]:
                 raise field_error(HEADER, KEY_TOO_LONG)
             organization_id = request_organization(request).pk
             fingerprint = _fingerprint(request)
-            if atomic:
-                with transaction.atomic():
-                    claim_id = _claim(organization_id, key, fingerprint, timezone.now())
-                    if claim_id is None:
-                        return _earlier_answer(organization_id, key, fingerprint)
-                    response = _answer(view, handler, request, *args, **kwargs)
-                    if _keeps(response):
-                        _keep(claim_id, response)
-                    else:
-                        transaction.set_rollback(True)  # the claim goes with what was refused
-                    return response
-            with transaction.atomic():
+            # Atomic: the claim joins the view's transaction. Else it is one statement, committed
+            # at once, and the view's own transactions follow.
+            with transaction.atomic() if atomic else nullcontext():
                 claim_id = _claim(organization_id, key, fingerprint, timezone.now())
-            if claim_id is None:
-                return _earlier_answer(organization_id, key, fingerprint)
-            response = _answer(view, handler, request, *args, **kwargs)
-            if _keeps(response):
-                _keep(claim_id, response)
-            else:
-                IdempotencyKey.objects.filter(pk=claim_id).delete()
-            return response
+                if claim_id is None:
+                    return _earlier_answer(organization_id, key, fingerprint)
+                response = _answer(view, handler, request, *args, **kwargs)
+                if _keeps(response):
+                    _keep(claim_id, response)
+                elif atomic:
+                    transaction.set_rollback(True)  # the claim goes with what was refused
+                else:
+                    IdempotencyKey.objects.filter(pk=claim_id).delete()
+                return response
 
         return method
 
