@@ -49,6 +49,9 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("failed_at", _MOMENT.format(column="failed_at")),
     ("error_code", "error_code"),
     ("error_message", "error_message"),
+    # What Meta's status webhooks said it charges the message as (messaging.pricing).
+    ("pricing_category", "pricing_category"),
+    ("pricing_type", "pricing_type"),
 )
 
 

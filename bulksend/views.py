@@ -288,8 +288,9 @@ class BulkSendMessagesExportView(APIView):
             "Every message of the send (or those with `status`), oldest first, as CSV with a "
             "header row: `message_id, phone, status, wamid, variables, button_variables, "
             "attempts, created_at, sent_at, delivered_at, read_at, failed_at, error_code, "
-            "error_message`. Variables are JSON objects; moments are UTC, ISO 8601. Streamed: "
-            "a million rows take seconds and no memory on the server."
+            "error_message, pricing_category, pricing_type`. Variables are JSON objects; "
+            "moments are UTC, ISO 8601. Streamed: a million rows take seconds and no memory on "
+            "the server."
         ),
         parameters=[
             OpenApiParameter(

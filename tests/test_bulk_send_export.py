@@ -35,6 +35,8 @@ HEADER = [
     "failed_at",
     "error_code",
     "error_message",
+    "pricing_category",
+    "pricing_type",
 ]
 
 
@@ -73,6 +75,8 @@ def test_every_message_is_a_row_with_its_values(tenant: Tenant, bulk_send: BulkS
         sent_at=at("2025-11-16T21:30:18"),
         delivered_at=at("2025-11-16T21:30:23"),
         read_at=at("2025-11-16T21:31:00.250000"),
+        pricing_category="marketing",
+        pricing_type="regular",
     )
     failed = factories.make_message(
         bulk_send,
@@ -102,6 +106,8 @@ def test_every_message_is_a_row_with_its_values(tenant: Tenant, bulk_send: BulkS
     read.refresh_from_db()
     assert datetime.fromisoformat(first["created_at"]) == read.created_at
     assert (first["failed_at"], first["error_code"], first["error_message"]) == ("", "", "")
+    assert (first["pricing_category"], first["pricing_type"]) == ("marketing", "regular")
+    assert (second["pricing_category"], second["pricing_type"]) == ("", "")
     assert (second["status"], second["wamid"], second["sent_at"]) == ("failed", "", "")
     assert second["failed_at"] == "2025-11-16T21:30:40.000000Z"
     assert second["error_code"] == "131026"
