@@ -23,14 +23,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import statistics
 import sys
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import orjson
 import requests
@@ -43,6 +41,7 @@ from bench.support import (  # noqa: E402
     Demo,
     add_service_arguments,
     baseline_connection,
+    bench_database_from_args,
     bench_env,
     django_setup,
     gunicorn,
@@ -163,12 +162,8 @@ def parse_args() -> argparse.Namespace:
 
 
 def main() -> None:
-    # A plain SIGTERM would end Python without its `finally` blocks and leave gunicorn running.
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     args = parse_args()
-    database = urlsplit(args.database_url).path.lstrip("/")
-    if "bench" not in database:
-        sys.exit(f"refusing to fill and drop database {database!r}: name one with 'bench'")
+    database = bench_database_from_args(args)
     env = {
         **bench_env(args.database_url, args.redis_url),
         "API_THROTTLE_READ_RATE": "1000000/min",

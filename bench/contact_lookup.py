@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import statistics
 import sys
 import tempfile
@@ -30,7 +29,7 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import orjson
 import requests
@@ -42,6 +41,7 @@ from bench.reads import Timed, database_drop, p99, time_reads, wait_ok  # noqa: 
 from bench.support import (  # noqa: E402
     add_service_arguments,
     baseline_connection,
+    bench_database_from_args,
     bench_env,
     django_setup,
     gunicorn,
@@ -178,11 +178,8 @@ def lookups(replier: int, count: int) -> list[tuple[str, str]]:
 
 
 def main() -> None:
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     args = parse_args()
-    database = urlsplit(args.database_url).path.lstrip("/")
-    if "bench" not in database:
-        sys.exit(f"refusing to fill and drop database {database!r}: name one with 'bench'")
+    database = bench_database_from_args(args)
     env = {
         **bench_env(args.database_url, args.redis_url),
         "API_THROTTLE_READ_RATE": "1000000/min",

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import statistics
 import sys
 import tempfile
@@ -38,6 +37,7 @@ from bench.reads import fill, wait_ok  # noqa: E402
 from bench.support import (  # noqa: E402
     add_service_arguments,
     baseline_connection,
+    bench_database_from_args,
     bench_env,
     database_drop,
     django_setup,
@@ -139,12 +139,8 @@ def parse_args() -> argparse.Namespace:
 
 
 def main() -> None:
-    # A plain SIGTERM would end Python without its `finally` blocks and leave gunicorn running.
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     args = parse_args()
-    database = urlsplit(args.database_url).path.lstrip("/")
-    if "bench" not in database:
-        sys.exit(f"refusing to fill and drop database {database!r}: name one with 'bench'")
+    database = bench_database_from_args(args)
     env = {**bench_env(args.database_url, args.redis_url), "PYTHONWARNINGS": "ignore"}
     print(f"database {database}, 1 gunicorn sync worker, load {os.getloadavg()}")
     small: list[tuple[int, int, float, int]] = []

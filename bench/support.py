@@ -151,6 +151,22 @@ def add_service_arguments(
     parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", redis_url))
 
 
+def bench_database(database_url: str) -> str:
+    """The name of the database a bench fills and drops; exits unless the name says `bench`, so
+    no bench ever empties a database that is not its own."""
+    database = urlsplit(database_url).path.lstrip("/")
+    if "bench" not in database:
+        sys.exit(f"refusing to fill and drop database {database!r}: name one with 'bench'")
+    return database
+
+
+def bench_database_from_args(args: argparse.Namespace) -> str:
+    """`bench_database(args.database_url)`, after making SIGTERM end the bench through its
+    `finally` blocks: a plain SIGTERM would end Python without them and leave servers running."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    return bench_database(args.database_url)
+
+
 def bench_env(database_url: str, redis_url: str) -> dict[str, str]:
     """The environment of a bench's servers and commands: its own database and Redis, no debug."""
     return {
