@@ -30,6 +30,8 @@ from bulksend.recipients import (
     deduplicate,
     raise_for_recipient_errors,
 )
+from bulksend.schedule import SHORT_WAIT, MessagesDue, messages_due, schedule_estimate_minutes
+from bulksend.send_window import SendWindow
 from messaging.contacts import contact_list_default, contacts_from_send
 from messaging.delivery import ClaimedMessage
 from messaging.models import Contact, ContactList, ContactSource, Message, MessageStatus
@@ -170,31 +172,37 @@ def _sendable(template: MessageTemplate | None, *, name: str, language: str) -> 
     return template
 
 
-def _copy_messages(bulk_send: BulkSend, recipients: list[Recipient]) -> None:
-    columns = ", ".join(_MESSAGE_COLUMNS)
+def _copy_messages(
+    bulk_send: BulkSend, recipients: list[Recipient], due: MessagesDue | None = None
+) -> None:
+    """COPY the messages; with `due`, each one's `next_attempt_at` too (a scheduled send)."""
+    columns = ", ".join(_MESSAGE_COLUMNS + (("next_attempt_at",) if due is not None else ()))
     account_id = bulk_send.phone_number.business_account_id
     with connection.cursor() as cursor:
         raw_cursor = cursor.cursor  # psycopg's own cursor: Django's wrapper has no COPY
         with raw_cursor.copy(f"COPY {Message._meta.db_table} ({columns}) FROM STDIN") as copy:
-            for recipient in recipients:
-                copy.write_row(
-                    (
-                        bulk_send.pk,
-                        account_id,
-                        recipient.phone,
-                        orjson.dumps(recipient.variables).decode(),
-                        orjson.dumps(recipient.button_variables).decode(),
-                    )
+            for index, recipient in enumerate(recipients):
+                row: tuple[Any, ...] = (
+                    bulk_send.pk,
+                    account_id,
+                    recipient.phone,
+                    orjson.dumps(recipient.variables).decode(),
+                    orjson.dumps(recipient.button_variables).decode(),
                 )
+                if due is not None:
+                    row += (due.due_at[index],)
+                copy.write_row(row)
 
 
-def bulk_send_enqueue(bulk_send: BulkSend) -> None:
-    """Publish the wake-up. Called after commit: a broker failure must not undo an accepted send."""
+def bulk_send_enqueue(bulk_send: BulkSend, *, eta: datetime | None = None) -> None:
+    """Publish the wake-up (not before `eta` when given). Called after commit: a broker failure
+    must not undo an accepted send."""
     try:
         celery_app.send_task(
             DRAIN_TASK_NAME,
             args=[str(bulk_send.pk)],
             task_id=bulk_send.task_id,
+            eta=eta,
             retry=True,
             retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2},
         )
@@ -211,6 +219,8 @@ def bulk_send_create(
     template_name: str,
     language: str,
     recipients: list[Recipient],
+    send_at: datetime | None = None,
+    send_window: SendWindow | None = None,
 ) -> BulkSendAccepted:
     """Accept a send of `template_name` to `recipients` (already checked for shape).
 
@@ -218,8 +228,10 @@ def bulk_send_create(
     2. Check every recipient's variables against the template, by the client's index.
     3. Deduplicate by phone, keeping the first occurrence.
     4. In one transaction: the send, its messages, a contact for each recipient the organization
-       has none for, its quota figures and its estimate.
-    5. After commit, enqueue the wake-up for the workers.
+       has none for, its quota figures and its estimate. A scheduled send's messages are due
+       at `send_at` or their recipient's `send_window` (bulksend.schedule).
+    5. After commit, enqueue the wake-up for the workers (when its first message is due; the
+       reaper wakes a send due later).
     """
     number, template = number_and_template_get(
         organization=organization,
@@ -239,6 +251,13 @@ def bulk_send_create(
     )
     unique = deduplicate(recipients)
     now = timezone.now()
+    due = messages_due(
+        [recipient.phone for recipient in unique],
+        send_at=send_at,
+        window=send_window,
+        fallback_timezone=organization.timezone,
+        now=now,
+    )
     with transaction.atomic():
         bulk_send = BulkSend.objects.create(
             organization=organization,
@@ -249,8 +268,12 @@ def bulk_send_create(
             submitted_recipients=len(recipients),
             unique_recipients=len(unique),
             pending_count=len(unique),
+            send_at=send_at,
+            send_window_start=send_window.start if send_window else None,
+            send_window_end=send_window.end if send_window else None,
+            window_last_opens_at=due.last_window_opens_at if due else None,
         )
-        _copy_messages(bulk_send, unique)
+        _copy_messages(bulk_send, unique, due)
         contacts_from_send(
             organization_id=organization.pk, bulk_send_id=bulk_send.pk, source=ContactSource.API
         )
@@ -260,16 +283,27 @@ def bulk_send_create(
         quota = quota_for_send(bulk_send=bulk_send, account=number.business_account, now=now)
         bulk_send.quota_overflow = quota.overflow
         bulk_send.quota_frees_at = quota.room_frees_at
-        bulk_send.estimated_time_minutes = estimate_minutes(
-            pending=len(unique),
-            ahead=queued_ahead(bulk_send),
-            rate_per_second=number.throughput_per_second,
-            overflow=quota.overflow,
-            room_frees_at=quota.room_frees_at,
+        ahead = queued_ahead(bulk_send)
+        bulk_send.estimated_time_minutes = schedule_estimate_minutes(
+            lambda start: estimate_minutes(
+                pending=len(unique),
+                ahead=ahead,
+                rate_per_second=number.throughput_per_second,
+                overflow=quota.overflow,
+                room_frees_at=quota.room_frees_at,
+                now=start,
+            ),
+            send_at=send_at,
+            last_window_opens_at=bulk_send.window_last_opens_at,
             now=now,
         )
         bulk_send.save(update_fields=["quota_overflow", "quota_frees_at", "estimated_time_minutes"])
-        transaction.on_commit(lambda: bulk_send_enqueue(bulk_send))
+        first_due = due.first if due is not None else None
+        if first_due is None:
+            transaction.on_commit(lambda: bulk_send_enqueue(bulk_send))
+        elif first_due - now < SHORT_WAIT:
+            transaction.on_commit(lambda: bulk_send_enqueue(bulk_send, eta=first_due))
+        # Due later: the reaper wakes it then (bulksend.schedule).
     metrics.send_accepted(recipients=len(unique))
     return BulkSendAccepted(bulk_send=bulk_send, quota=quota)
 

@@ -3,9 +3,9 @@ form whose file field `recipients` holds the CSV.
 
 The first line is a header: `phone`, one column per template variable (named as the template
 names it), and `button_<index>` for a button's variable. Each following line is a recipient. The
-send's other fields (`phone_number_id`, `template_name`, `language`) come as query parameters
-(or form fields). UTF-8 with or without a byte-order mark; cells separated by commas or by
-semicolons (as spreadsheets write CSV where the decimal mark is a comma), told by the header.
+send's other fields (`phone_number_id`, `template_name`, `language`, `send_at`) come as query
+parameters (or form fields). UTF-8 with or without a byte-order mark; cells separated by commas or
+by semicolons (as spreadsheets write CSV where the decimal mark is a comma), told by the header.
 
 The rows become the JSON request's recipients, checked by the same code; every error is reported
 by the CSV line it is on (`{"recipients": {"line 7": {"phone": [...]}}}`): a client fixes a file
@@ -25,7 +25,8 @@ from mindo.errors import InvalidFieldsError
 
 CSV_MEDIA_TYPE = "text/csv"
 # The fields of send-bulk/ other than its recipients, read from the query (or the form).
-SEND_FIELDS = ("phone_number_id", "template_name", "language")
+SEND_FIELDS = ("phone_number_id", "template_name", "language", "send_at")
+OPTIONAL_SEND_FIELDS = ("language", "send_at")
 PHONE_COLUMN = "phone"
 RECIPIENTS = "recipients"
 EMPTY_FILE = f"The CSV is empty: line 1 must be a header with `{PHONE_COLUMN}`."

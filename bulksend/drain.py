@@ -8,10 +8,11 @@ another holds.
 
 Each batch:
 1. In one transaction: claim up to a batch of due `pending` messages (SKIP LOCKED, with a lease),
-   settle at once the marketing messages Meta's rules hold (bulksend.screening: opted out, a US
-   number, a recipient cooling down) and, on a limited tier, admit only the recipients the
-   portfolio's 24 h window has room for; the others go back to `pending` until the window frees
-   room (bulksend.quota).
+   give back until its next opening a message outside its recipient's quiet hours
+   (bulksend.window_gate), settle at once the marketing messages Meta's rules hold
+   (bulksend.screening: opted out, a US number, a recipient cooling down) and, on a limited tier,
+   admit only the recipients the portfolio's 24 h window has room for; the others go back to
+   `pending` until the window frees room (bulksend.quota).
 2. Take permits for the number from the shared Redis limiter, so no combination of workers ever
    exceeds the number's rate, and send each message as its permit comes, many at once over
    kept-alive connections.
@@ -68,6 +69,7 @@ from bulksend.liveness import DrainHeartbeat
 from bulksend.models import BulkSend, BulkSendStatus
 from bulksend.screening import RecipientScreen
 from bulksend.sending import BatchSender, SendingLoop, SentBatch, redis_wait_seconds
+from bulksend.window_gate import SendWindowGate
 from messaging.delivery import ClaimedMessage, messages_claim
 from messaging.models import Message, MessageStatus
 from messaging.ratelimit import LimiterUnavailable, get_rate_limiter
@@ -107,6 +109,7 @@ class _Drain:
         self.deadline = deadline
         self.screen = RecipientScreen(bulk_send)
         self.gate = QuotaGate(bulk_send.phone_number)
+        self.window = SendWindowGate(bulk_send, fallback_timezone=bulk_send.organization.timezone)
         self.batch_size = min(
             settings.DELIVERY_BATCH_SIZE, max(bulk_send.phone_number.throughput_per_second * 2, 1)
         )
@@ -191,7 +194,9 @@ class _Drain:
                     lease_seconds=settings.DELIVERY_LEASE_SECONDS,
                     now=now,
                 )
-                batch = self.gate.admit(self.screen.screen(claimed, now), now)
+                # Outside its recipient's quiet hours first: it spends no quota room.
+                in_window = self.window.admit(claimed, now)
+                batch = self.gate.admit(self.screen.screen(in_window, now), now)
             if not claimed:
                 return None
             if batch:
@@ -301,7 +306,7 @@ def bulk_send_drain(bulk_send_id: uuid.UUID, *, budget_seconds: float | None = N
         bulk_send_cancel_leftovers(bulk_send_id)
         return report
     bulk_send = BulkSend.objects.select_related(
-        "template", "phone_number", "phone_number__business_account"
+        "template", "phone_number", "phone_number__business_account", "organization"
     ).get(pk=bulk_send_id)
     deadline = time.monotonic() + (budget_seconds or settings.DELIVERY_DRAIN_SECONDS)
     heartbeat = DrainHeartbeat(bulk_send_id, until=deadline + settings.DELIVERY_LEASE_SECONDS)

@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Case, F, QuerySet, Value, When
+from django.db.models import Case, F, Q, QuerySet, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -257,10 +257,14 @@ def sends_leases_reap(
 
 
 def bulk_send_start(bulk_send_id: uuid.UUID) -> bool:
-    """QUEUED -> PROCESSING once (guarded); True when the send is PROCESSING now."""
+    """QUEUED -> PROCESSING once (guarded), not before its `send_at` (bulksend.schedule); True
+    when the send is PROCESSING now."""
+    now = timezone.now()
     with transaction.atomic():
-        started = BulkSend.objects.filter(pk=bulk_send_id, status=BulkSendStatus.QUEUED).update(
-            status=BulkSendStatus.PROCESSING, started_at=timezone.now()
+        started = (
+            BulkSend.objects.filter(pk=bulk_send_id, status=BulkSendStatus.QUEUED)
+            .filter(Q(send_at__isnull=True) | Q(send_at__lte=now))
+            .update(status=BulkSendStatus.PROCESSING, started_at=now)
         )
         if started:
             event_record_bulk_send_status(

@@ -97,6 +97,14 @@ class BulkSend(models.Model):
     # operator: its untried messages stay pending until it is resumed or cancelled.
     halted_at = models.DateTimeField(null=True, blank=True)
     halt_reason = models.TextField(blank=True)
+    # Scheduling (bulksend.schedule): nothing goes out before `send_at` (the send stays QUEUED,
+    # its messages due then), and each message only within `send_window_start`-`_end` of its
+    # recipient's local day (bulksend.send_window); `window_last_opens_at` is when the last of
+    # the recipients' windows opened, as computed at acceptance, for the estimate.
+    send_at = models.DateTimeField(null=True, blank=True)
+    send_window_start = models.TimeField(null=True, blank=True)
+    send_window_end = models.TimeField(null=True, blank=True)
+    window_last_opens_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)

@@ -18,6 +18,7 @@ from bulksend.csv_recipients import (
     CSV_ROWS,
     EMPTY_FILE,
     MISSING_FILE,
+    OPTIONAL_SEND_FIELDS,
     RECIPIENTS,
     SEND_FIELDS,
     CsvRecipients,
@@ -33,16 +34,23 @@ CSV_FORM_REQUEST = inline_serializer(
     "SendBulkCsvForm",
     fields={
         RECIPIENTS: serializers.FileField(help_text="The CSV file."),
-        **{name: serializers.CharField(required=name != "language") for name in SEND_FIELDS},
+        **{
+            name: serializers.CharField(required=name not in OPTIONAL_SEND_FIELDS)
+            for name in SEND_FIELDS
+        },
     },
 )
+_CSV_FIELD_NOTES = {
+    "language": " (`es` when not given).",
+    "send_at": " (optional; ISO 8601 with its offset, as in the JSON body).",
+}
 CSV_QUERY_PARAMETERS = [
     OpenApiParameter(
         name,
         OpenApiTypes.STR,
         OpenApiParameter.QUERY,
         description=f"With a CSV body or form only: the send's `{name}`"
-        + (" (`es` when not given)." if name == "language" else "."),
+        + _CSV_FIELD_NOTES.get(name, "."),
     )
     for name in SEND_FIELDS
 ]

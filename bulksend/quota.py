@@ -230,8 +230,9 @@ def bulk_send_quota_wait(bulk_send: BulkSend, now: datetime) -> QuotaWait | None
     return QuotaWait(min(bulk_send.quota_overflow, bulk_send.pending_count), until)
 
 
-def bulk_send_estimate_minutes(bulk_send: BulkSend) -> float:
-    """The estimate shown on the status endpoint: recomputed from what is left while active."""
+def bulk_send_estimate_minutes(bulk_send: BulkSend, *, now: datetime | None = None) -> float:
+    """The estimate shown on the status endpoint: recomputed from what is left while active,
+    counting from `now` (the present by default; a scheduled send's start, bulksend.schedule)."""
     if not bulk_send.is_active:
         return bulk_send.estimated_time_minutes
     return estimate_minutes(
@@ -240,5 +241,5 @@ def bulk_send_estimate_minutes(bulk_send: BulkSend) -> float:
         rate_per_second=bulk_send.phone_number.throughput_per_second,
         overflow=bulk_send.quota_overflow,
         room_frees_at=bulk_send.quota_frees_at,
-        now=timezone.now(),
+        now=now or timezone.now(),
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -12,6 +13,15 @@ from rest_framework import serializers
 from bulksend.models import BulkSend
 from bulksend.quota import bulk_send_estimate_minutes, bulk_send_quota_wait
 from bulksend.recipients import Recipient, parse_recipients
+from bulksend.schedule import (
+    SEND_AT_MAX_AHEAD,
+    ScheduleError,
+    bulk_send_schedule_estimate,
+    schedule_reason,
+    send_at_parse,
+    send_window_parse,
+)
+from bulksend.send_window import SendWindow, send_window_of
 from messaging.models import Message, in_template_order
 from meta.parameters import VARIABLE_TYPES
 from mindo.parsers import request_data_exact
@@ -58,6 +68,39 @@ class RecipientsField(serializers.Field):
         return recipients
 
 
+@extend_schema_field(serializers.DateTimeField())
+class SendAtField(serializers.Field):
+    """`send_at`, read by `bulksend.schedule.send_at_parse` (an offset is required)."""
+
+    def to_internal_value(self, data: Any) -> datetime:
+        try:
+            return send_at_parse(data, now=timezone.now())
+        except ScheduleError as error:
+            raise serializers.ValidationError(str(error)) from None
+
+    def to_representation(self, value: Any) -> Any:
+        return serializers.DateTimeField().to_representation(value)
+
+
+class SendWindowSerializer(serializers.Serializer):
+    """Documents `send_window`; validation is `bulksend.schedule.send_window_parse`."""
+
+    start = serializers.CharField(help_text="HH:MM, 24-hour, the recipient's local time.")
+    end = serializers.CharField(help_text="HH:MM; before `start`: the window wraps midnight.")
+
+
+@extend_schema_field(SendWindowSerializer)
+class SendWindowField(serializers.Field):
+    def to_internal_value(self, data: Any) -> SendWindow:
+        try:
+            return send_window_parse(data)
+        except ScheduleError as error:
+            raise serializers.ValidationError(str(error)) from None
+
+    def to_representation(self, value: SendWindow) -> dict[str, str]:
+        return {"start": f"{value.start:%H:%M}", "end": f"{value.end:%H:%M}"}
+
+
 class SendBulkRequestSerializer(serializers.Serializer):
     phone_number_id = serializers.CharField(max_length=64)
     template_name = serializers.CharField(max_length=512)
@@ -65,6 +108,19 @@ class SendBulkRequestSerializer(serializers.Serializer):
     recipients = RecipientsField(
         help_text=f"1 to {settings.BULK_SEND_MAX_RECIPIENTS} recipients; duplicates by phone "
         "are sent once (the first one's variables)."
+    )
+    send_at = SendAtField(
+        required=False,
+        help_text="When to start, ISO 8601 with its UTC offset, in the future and at most "
+        f"{SEND_AT_MAX_AHEAD.days} days ahead: the send stays QUEUED until then and nothing goes "
+        "out before.",
+    )
+    send_window = SendWindowField(
+        required=False,
+        help_text="Quiet hours: each message goes out only between `start` and `end` of its "
+        "recipient's local time (the time zone of the number's country and area; the "
+        "organization's where the number does not tell). Outside them it waits for the next "
+        "opening.",
     )
 
 
@@ -153,8 +209,15 @@ class BulkSendDetailSerializer(BulkSendListItemSerializer):
     status_reason = serializers.CharField(
         required=False,
         help_text="Only on a send stopped before its end (why: Meta halted it, an operator "
-        "cancelled it) or waiting for the portfolio's 24 h quota window (how many recipients, "
-        "until when). Absent otherwise, so the body is the contract's exactly.",
+        "cancelled it), waiting for the portfolio's 24 h quota window (how many recipients, "
+        "until when), for its `send_at` or for its recipients' `send_window` (when the last "
+        "window opens). Absent otherwise, so the body is the contract's exactly.",
+    )
+    send_at = serializers.DateTimeField(
+        required=False, help_text="Only on a scheduled send: nothing goes out before it."
+    )
+    send_window = SendWindowSerializer(
+        required=False, help_text="Only on a send with quiet hours: as it was given."
     )
 
     class Meta(BulkSendListItemSerializer.Meta):
@@ -166,19 +229,45 @@ class BulkSendDetailSerializer(BulkSendListItemSerializer):
             "created_at",
             "created_by",
             "status_reason",
+            "send_at",
+            "send_window",
         ]
 
     def to_representation(self, instance: BulkSend) -> dict[str, Any]:
         body = dict(super().to_representation(instance))
-        reason = instance.status_reason or quota_wait_reason(instance)
+        reason = instance.status_reason or " ".join(
+            filter(None, (quota_wait_reason(instance), _schedule_reason(instance)))
+        )
         if reason:
             body["status_reason"] = reason
         else:
             body.pop("status_reason")
+        _schedule_fields(body, instance)
         return body
 
     def get_estimated_time_minutes(self, bulk_send: BulkSend) -> float:
-        return bulk_send_estimate_minutes(bulk_send)
+        return bulk_send_schedule_estimate(
+            bulk_send,
+            lambda start: bulk_send_estimate_minutes(bulk_send, now=start),
+            now=timezone.now(),
+        )
+
+
+def _schedule_reason(bulk_send: BulkSend) -> str:
+    return schedule_reason(
+        bulk_send, now=timezone.now(), moment=serializers.DateTimeField().to_representation
+    )
+
+
+def _schedule_fields(body: dict[str, Any], bulk_send: BulkSend) -> None:
+    """`send_at` and `send_window` on a scheduled send's body only: others keep the contract's."""
+    if bulk_send.send_at is None:
+        body.pop("send_at", None)
+    window = send_window_of(bulk_send)
+    if window is None:
+        body.pop("send_window", None)
+    else:
+        body["send_window"] = SendWindowField().to_representation(window)
 
 
 def quota_wait_reason(bulk_send: BulkSend) -> str:

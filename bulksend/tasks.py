@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import redis
 from celery import shared_task
@@ -14,14 +14,13 @@ from kombu.exceptions import OperationalError
 from bulksend.creation import DRAIN_TASK_NAME
 from bulksend.drain import bulk_send_drain
 from bulksend.reaper import bulk_sends_reap
+from bulksend.schedule import SHORT_WAIT
 
 logger = logging.getLogger(__name__)
 
-# A retry due later than this is left to the reaper rather than to a delayed Celery message,
+
+# A retry due later than SHORT_WAIT is left to the reaper rather than to a delayed Celery message,
 # which Redis would redeliver after its visibility timeout.
-SHORT_WAIT = timedelta(seconds=60)
-
-
 @shared_task(name=DRAIN_TASK_NAME, ignore_result=True)
 def drain_bulk_send(bulk_send_id: str) -> None:
     report = bulk_send_drain(uuid.UUID(bulk_send_id))

@@ -104,6 +104,8 @@ class SendBulkView(APIView):
                 template_name=data["template_name"],
                 language=data["language"],
                 recipients=data["recipients"],
+                send_at=data.get("send_at"),
+                send_window=data.get("send_window"),
             )
         except InvalidFieldsError as error:
             raise InvalidFieldsError(_by_line(error.errors, rows)) from None
