@@ -276,6 +276,7 @@ def test_every_step_of_the_readme_walkthrough_works_as_written(
         "$API/send/",
         "Idempotency-Key: order-1042",
         "recipients.csv",
+        '"send_at": "',
         "/contact-lookup/?phone=",
         "/business-info/",
         "/api/v1/business-accounts/",
@@ -302,6 +303,7 @@ def test_every_step_of_the_readme_walkthrough_works_as_written(
         send_one,
         send_twice,
         send_csv,
+        schedule,
         contact_lookup,
         business_info,
         business_accounts,
@@ -406,6 +408,22 @@ def test_every_step_of_the_readme_walkthrough_works_as_written(
     # Two recipients from a CSV file: accepted as a JSON send of the same two would be.
     from_csv = answer(bash.run(send_csv))
     assert (from_csv["status"], from_csv["total_recipients"]) == ("queued", 2)
+
+    # A send for two hours from now, with quiet hours: QUEUED until then, nothing started, the
+    # body as the example shows it (the moments and the wait are today's).
+    scheduled = answer(bash.run(schedule))
+    schedule_example = examples[blocks.index(schedule)]
+    same_shape(scheduled, schedule_example)
+    assert (scheduled["status"], scheduled["started_at"], scheduled["pending_count"]) == (
+        "QUEUED",
+        None,
+        1,
+    )
+    assert scheduled["send_window"] == schedule_example["send_window"]
+    assert scheduled["status_reason"].startswith(
+        f"Scheduled: nothing goes out before {scheduled['send_at']}."
+    )
+    assert scheduled["estimated_time_minutes"] >= 119
 
     # The demo's contact, found by the page's example spelling of its phone.
     contact = answer(bash.run(contact_lookup))

@@ -107,8 +107,13 @@ def test_it_describes_the_send_bulk_request(schema: dict[str, Any]) -> None:
         "template_name",
         "language",
         "recipients",
+        "send_at",
+        "send_window",
     }
     assert set(request["required"]) == {"phone_number_id", "template_name", "recipients"}
+    window_field = request["properties"]["send_window"]
+    window = resolve(schema, window_field.get("allOf", [window_field])[0])
+    assert set(window["properties"]) == {"start", "end"}
 
 
 def test_it_describes_the_detail_with_the_spec_fields(schema: dict[str, Any]) -> None:
@@ -116,9 +121,11 @@ def test_it_describes_the_detail_with_the_spec_fields(schema: dict[str, Any]) ->
         schema, "/api/v1/meta-templates/bulk-sends/{bulk_send_id}/", "get", "200"
     )
 
-    # One addition to the contract's fields: present only on a send stopped before its end.
-    assert set(detail["properties"]) == {*DETAIL_KEYS, "status_reason"}
-    assert "status_reason" not in detail.get("required", [])
+    # Additions to the contract's fields, each present only when it says something: why a send
+    # stopped or waits, and a scheduled send's schedule.
+    additions = {"status_reason", "send_at", "send_window"}
+    assert set(detail["properties"]) == {*DETAIL_KEYS, *additions}
+    assert not additions & set(detail.get("required", []))
 
 
 def test_it_documents_the_api_key_header(schema: dict[str, Any]) -> None:
