@@ -10,6 +10,7 @@ from pathlib import Path
 
 import django_stubs_ext
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 from meta.graph_version import GRAPH_VERSION
 from meta.limits import STANDARD_THROUGHPUT
@@ -114,6 +115,16 @@ DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=
 # rather than with a round trip (mindo.postgresql).
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DATABASES["default"]["ENGINE"] = "mindo.postgresql"
+# `transaction` when a pooler in transaction mode (PgBouncer's pool_mode = transaction) stands
+# between the service and PostgreSQL: a client's next transaction may run on another server
+# connection, so nothing may rely on a session. The webhook applier then takes its lock per
+# transaction instead of per session, and querysets' iterators read without server-side cursors.
+DATABASE_POOLING = env.str("DATABASE_POOLING", default="session")
+if DATABASE_POOLING not in ("session", "transaction"):
+    raise ImproperlyConfigured(
+        f"DATABASE_POOLING must be 'session' or 'transaction', not {DATABASE_POOLING!r}."
+    )
+DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = DATABASE_POOLING == "transaction"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

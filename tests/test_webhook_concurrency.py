@@ -117,37 +117,31 @@ def worker_environment() -> dict[str, str]:
     }
 
 
-@pytest.fixture
-def crowded_send(tenant: Tenant) -> tuple[BulkSend, list[Message]]:
-    return meta.send_with_messages(tenant.number, tenant.template, MESSAGES)
-
-
-def test_processes_applying_interleaved_statuses_keep_the_counters_exact(
-    crowded_send: tuple[BulkSend, list[Message]],
-) -> None:
-    bulk_send, messages = crowded_send
-    statuses, final = meta_history(messages)
+def run_together(script: str, bodies: list[list[bytes]], env: dict[str, str] | None = None) -> None:
+    """Run `script` in a process per list of `bodies` (its stdin's first line, as JSON): each
+    reads them and says "ready"; once all are ready, "go" starts them together, so that their
+    batches really overlap. Fails the test when one fails or outlasts TIMEOUT."""
     workers = [
         subprocess.Popen(
-            [sys.executable, "-c", WORKER],
+            [sys.executable, "-c", script],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            env=worker_environment(),
+            stderr=subprocess.PIPE,
+            env=env or worker_environment(),
             cwd=ROOT,
             text=True,
         )
-        for _ in range(WORKERS)
+        for _ in bodies
     ]
     try:
-        for worker, share in zip(workers, shares(statuses, WORKERS, seed=7), strict=True):
+        for worker, share in zip(workers, bodies, strict=True):
             assert worker.stdin is not None
-            worker.stdin.write(orjson.dumps([b.decode() for b in bodies_of(share)]).decode())
+            worker.stdin.write(orjson.dumps([body.decode() for body in share]).decode())
             worker.stdin.write("\n")
             worker.stdin.flush()
         for worker in workers:
             assert worker.stdout is not None
             assert worker.stdout.readline().strip() == "ready"
-        # All start together, so their batches really overlap.
         for worker in workers:
             assert worker.stdin is not None
             worker.stdin.write("go\n")
@@ -159,8 +153,21 @@ def test_processes_applying_interleaved_statuses_keep_the_counters_exact(
             if worker.poll() is None:
                 worker.kill()
                 worker.wait()
+    errors = [worker.stderr.read() for worker in workers if worker.stderr is not None]
+    assert [worker.returncode for worker in workers] == [0] * len(workers), errors
 
-    assert [worker.returncode for worker in workers] == [0] * WORKERS
+
+@pytest.fixture
+def crowded_send(tenant: Tenant) -> tuple[BulkSend, list[Message]]:
+    return meta.send_with_messages(tenant.number, tenant.template, MESSAGES)
+
+
+def test_processes_applying_interleaved_statuses_keep_the_counters_exact(
+    crowded_send: tuple[BulkSend, list[Message]],
+) -> None:
+    bulk_send, messages = crowded_send
+    statuses, final = meta_history(messages)
+    run_together(WORKER, [bodies_of(share) for share in shares(statuses, WORKERS, seed=7)])
     assert_every_message_at_its_end(bulk_send, final)
     assert not DeferredStatus.objects.exists()
 

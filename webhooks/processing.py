@@ -16,11 +16,15 @@ operator reads it in the admin and replays it once the cause is fixed.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
+from itertools import takewhile
 from typing import Any
 
 import orjson
+from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
@@ -232,28 +236,37 @@ def _apply_group(reads: list[_Read]) -> None:
             _quarantine(reads[0].event, error)
 
 
-def _apply_large(read: _Read) -> None:
+def _apply_large(read: _Read, *, slice_lock: Callable[[], bool] | None = None) -> bool:
     """One body of more than STATUS_SLICE statuses, a slice per transaction: each slice takes its
     own per-wamid locks, so tens of thousands of unknown wamids never run PostgreSQL out of lock
     memory. A crash between slices applies the body again from the start, which is idempotent
-    (at worst an unknown wamid's event is kept twice, and applying it twice changes nothing)."""
+    (at worst an unknown wamid's event is kept twice, and applying it twice changes nothing).
+
+    `slice_lock`, when given, is taken first in each of those transactions; False from it stops
+    here, the body left for whoever holds the lock (answers False). True once applied or
+    quarantined."""
     statuses = read.statuses
     outcome = StatusOutcome()
     try:
         for start in range(0, len(statuses), STATUS_SLICE):
             with transaction.atomic():
+                if slice_lock is not None and not slice_lock():
+                    return False
                 events = statuses[start : start + STATUS_SLICE]
                 applied = sends_statuses_apply(events)
                 events_record_message_statuses(applied.changes)
                 outcome.merge(applied)
                 webhook_progress_record(events, received_at=read.event.received_at)
         with transaction.atomic():
+            if slice_lock is not None and not slice_lock():
+                return False
             inbound_messages_record(read.payload.inbound, received_at=read.event.received_at)
             _mark_applied([read], [_outcome(read, outcome)])
     except Exception as error:
         if _is_transient(error):
             raise
         _quarantine(read.event, error)
+    return True
 
 
 def _next_group(reads: list[_Read]) -> list[_Read]:
@@ -273,7 +286,8 @@ def webhook_events_apply_pending(*, batch_size: int = APPLY_BATCH_SIZE, wait: bo
 
     Returns at once when another process holds the applier's lock (that one takes the bodies
     stored meanwhile in its next batch), unless `wait`: then it waits for its turn. The lock is
-    the session's, taken and tried in one round trip: most calls, under load, end there.
+    the session's, taken and tried in one round trip: most calls, under load, end there (behind
+    a pooler in transaction mode, each batch's transaction's: `_apply_pending_per_transaction`).
     """
     if connection.in_atomic_block:
         # Inside a caller's transaction (a test, a replay): one batch loop under a lock that
@@ -281,6 +295,8 @@ def webhook_events_apply_pending(*, batch_size: int = APPLY_BATCH_SIZE, wait: bo
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [APPLIER_LOCK])
         return _apply_batches(batch_size)
+    if settings.DATABASE_POOLING == "transaction":
+        return _apply_pending_per_transaction(batch_size, wait=wait)
     applied = 0
     with connection.cursor() as cursor:
         while True:
@@ -294,36 +310,92 @@ def webhook_events_apply_pending(*, batch_size: int = APPLY_BATCH_SIZE, wait: bo
                 applied += _apply_batches(batch_size)
             finally:
                 cursor.execute("SELECT pg_advisory_unlock(%s)", [APPLIER_LOCK])
-            # A body stored while the lock was held may have found it taken and left it to us
-            # after our last look: once unlocked, look again, so it never waits for beat.
-            if not WebhookEvent.objects.filter(processed_at__isnull=True).exists():
+            if not _bodies_waiting():
                 return applied
 
 
+def _bodies_waiting() -> bool:
+    """Whether a body waits, looked at once the lock is released: one stored while the lock was
+    held may have found it taken and left it to us after our last look, and must not wait for
+    beat."""
+    return WebhookEvent.objects.filter(processed_at__isnull=True).exists()
+
+
+def _apply_pending_per_transaction(batch_size: int, *, wait: bool) -> int:
+    """`webhook_events_apply_pending` behind a pooler in transaction mode, where no session
+    outlives a transaction: a session lock would be taken on one server connection and released
+    (or tried by another applier) on another, so two appliers could run at once or the lock stay
+    held for good. Each batch is one transaction under the applier's transaction lock instead,
+    which ends with it whatever the pooler does.
+
+    A body too large for one transaction's locks (`_apply_large`) ends its batch and is applied
+    after it, a slice per transaction, each under the lock again. Between two slices another
+    applier may take the lock and apply the body from its start: applying it twice changes
+    nothing (see `_apply_large`).
+    """
+    slice_lock = partial(_applier_xact_lock, wait=wait)
+    applied = 0
+    while True:
+        with transaction.atomic():
+            if not slice_lock():
+                return applied
+            reads = _pending_reads(batch_size)
+            small = list(takewhile(lambda read: len(read.statuses) <= STATUS_SLICE, reads))
+            _apply_in_groups(small)
+        applied += len(small)
+        if len(small) < len(reads):
+            if not _apply_large(reads[len(small)], slice_lock=slice_lock):
+                return applied
+            applied += 1
+            metrics.WEBHOOKS_APPLIED.inc()
+        elif len(reads) < batch_size and not _bodies_waiting():
+            return applied
+
+
+def _applier_xact_lock(*, wait: bool) -> bool:
+    """Take the applier's lock until the end of the current transaction (waiting for it when
+    `wait`); False when another holds it."""
+    with connection.cursor() as cursor:
+        if wait:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [APPLIER_LOCK])
+            return True
+        cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [APPLIER_LOCK])
+        return bool(cursor.fetchone()[0])
+
+
 def _apply_batches(batch_size: int) -> int:
-    """Apply the queue oldest first, a group of bodies per transaction. Only the holder of the
+    """Apply the queue oldest first, batch by batch, until it is empty. Only the holder of the
     applier's lock gets here, so reading the queue needs no row locks."""
     applied = 0
     while True:
-        batch = list(
-            WebhookEvent.objects.filter(processed_at__isnull=True).order_by("id")[:batch_size]
-        )
-        if not batch:
-            return applied
-        reads = [_read(event) for event in batch]
-        while reads:
-            group = _next_group(reads)
-            reads = reads[len(group) :]
-            if len(group[0].statuses) > STATUS_SLICE:
-                _apply_large(group[0])
-            else:
-                _apply_group(group)
-        metrics.WEBHOOKS_APPLIED.inc(len(batch))
-        applied += len(batch)
-        if len(batch) < batch_size:
+        reads = _pending_reads(batch_size)
+        _apply_in_groups(reads)
+        applied += len(reads)
+        if len(reads) < batch_size:
             # The queue held no more: one look fewer. A body stored meanwhile is found by the
             # caller's look after unlocking (or by the next batch of a caller in a transaction).
             return applied
+
+
+def _pending_reads(batch_size: int) -> list[_Read]:
+    """Up to `batch_size` of the oldest bodies not applied yet, read."""
+    batch = WebhookEvent.objects.filter(processed_at__isnull=True).order_by("id")[:batch_size]
+    return [_read(event) for event in batch]
+
+
+def _apply_in_groups(reads: list[_Read]) -> None:
+    """Apply `reads` a group per transaction (per savepoint inside a caller's), a large body in
+    slices of its own."""
+    for_metrics = len(reads)
+    while reads:
+        group = _next_group(reads)
+        reads = reads[len(group) :]
+        if len(group[0].statuses) > STATUS_SLICE:
+            _apply_large(group[0])
+        else:
+            _apply_group(group)
+    if for_metrics:
+        metrics.WEBHOOKS_APPLIED.inc(for_metrics)
 
 
 def webhook_events_replay(event_ids: list[int]) -> int:
