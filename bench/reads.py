@@ -1,15 +1,23 @@
 """How fast the read endpoints answer with a million messages in the tables.
 
-    .venv/bin/python bench/reads.py [--sends 10] [--per-send 100000] [--requests 300] [--keep]
+    .venv/bin/python bench/reads.py [--sends 10] [--per-send 100000] [--organizations 1]
+        [--contacts 100000] [--requests 300] [--keep]
 
-Targets (issue 8): the status endpoint, the sends list and the first pages of a send's messages
-under 10 ms at the 99th percentile; deep pages (page 1,000, the last page) under 100 ms.
+Targets (issues 8 and 13): the status endpoint, the sends list with each filter, the first pages
+of a send's messages, the wamid lookup and contact-lookup under 10 ms at the 99th percentile;
+deep pages (page 1,000, the last page, with and without `status`) under 100 ms. Ten million
+messages over 1,000 sends and 10 organizations (issue 13):
 
-1. Create and migrate its own database (`mindo_bench_reads`), provision an organization with
-   `manage.py demo --json --org BenchReads`.
-2. Fill it with COPY, straight into the tables: `--sends` sends of `--per-send` messages each, in
-   the mix of a send half way through (mostly sent, delivered and read; some pending and failed),
-   with exact counters, then ANALYZE. A database kept by `--keep` with the same fill is reused.
+    .venv/bin/python bench/reads.py --organizations 10 --sends 1000 --per-send 10000
+
+1. Create and migrate its own database (`mindo_bench_reads`), provision `--organizations`
+   organizations with `manage.py demo --json --org BenchReads[ N]` (the first one is measured).
+2. Fill it with COPY, straight into the tables: `--sends` sends of `--per-send` messages each,
+   dealt out to the organizations in turn and created over the last 30 days, in the mix of a
+   send half way through (mostly sent, delivered and read; some pending and failed), with exact
+   counters, then ANALYZE; and `--contacts` contacts of the measured organization (as
+   bench/contact_lookup.py fills them). A database kept by `--keep` with the same fill is
+   reused. Print the bytes per message on disk: the table, and each index.
 3. Start gunicorn as production does (sync workers, `-c python:mindo.gunicorn_conf`; no Celery
    worker: nothing moves while it is measured), warm every endpoint up, then time `--requests`
    sequential GETs per endpoint with one keep-alive session.
@@ -54,6 +62,7 @@ from bench.support import (  # noqa: E402
     gunicorn,
     print_table,
     provision,
+    provision_another,
     sig3,
 )
 
@@ -78,19 +87,20 @@ def status_of(index: int) -> str:
     raise AssertionError("STATUS_MIX must add up to 100")
 
 
-def message_rows(send_index: int, send_id: str, account_id: int, count: int) -> Iterator[tuple]:
+def message_rows(send_index: int, per_send: int, send_id: str, account_id: int) -> Iterator[tuple]:
     from django.utils import timezone
 
     sent_at = timezone.now() - timedelta(hours=30)  # out of the quota window: it is not measured
     delivered_at, read_at = sent_at + timedelta(seconds=5), sent_at + timedelta(minutes=3)
-    for i in range(count):
+    for i in range(per_send):
         status = status_of(i)
         reached = ("sent", "delivered", "read")
         wamid = f"wamid.BENCH{send_index:03d}{i:07d}" if status in reached else None
         yield (
             send_id,
             account_id,
-            f"+54911{20_000_000 + send_index * 1_000_000 + i:08d}",
+            # Unique up to 80 million messages: Argentine mobiles of 8 digits after +54 911.
+            f"+54911{20_000_000 + (send_index * per_send + i) % 80_000_000:08d}",
             orjson.dumps({"name": f"Cliente {i}", "code": f"C{i:06d}"}).decode(),
             orjson.dumps({"button_0": f"B-{i}"}).decode(),
             status,
@@ -127,29 +137,40 @@ def counters(count: int) -> dict[str, int]:
     }
 
 
-def fill(demo: Demo, org: str, sends: int, per_send: int) -> list[str]:
-    """The sends of `org`, filled unless a kept database already holds exactly this fill."""
+def fill(demos: list[tuple[str, Demo]], sends: int, per_send: int) -> list[str]:
+    """The sends, dealt out to the organizations of `demos` in turn, filled unless a kept
+    database already holds exactly this fill; returns the ids of the first organization's."""
     from django.db import connection, transaction
+    from django.utils import timezone
 
     from bulksend.models import BulkSend, BulkSendStatus
     from messaging.models import Message
     from templates_app.models import MessageTemplate, PhoneNumber
 
-    existing = BulkSend.objects.filter(organization__name=org)
+    measured_org = demos[0][0]
+    existing = BulkSend.objects.all()
     if existing.count() == sends and all(s.unique_recipients == per_send for s in existing):
         print(f"reusing the {sends} sends of {per_send:,} messages of the kept database")
-        return [str(pk) for pk in existing.values_list("pk", flat=True)]
-    number = PhoneNumber.objects.select_related("business_account__organization").get(
-        phone_number_id=demo.phone_number_id
-    )
-    template = MessageTemplate.objects.get(
-        name=TEMPLATE, language=demo.language, business_account=number.business_account
-    )
+        return [
+            str(pk)
+            for pk in existing.filter(organization__name=measured_org).values_list("pk", flat=True)
+        ]
+    assets = []
+    for _, demo in demos:
+        number = PhoneNumber.objects.select_related("business_account__organization").get(
+            phone_number_id=demo.phone_number_id
+        )
+        template = MessageTemplate.objects.get(
+            name=TEMPLATE, language=demo.language, business_account=number.business_account
+        )
+        assets.append((number, template))
     with connection.cursor() as cursor:
         cursor.execute(f"TRUNCATE {Message._meta.db_table}, {BulkSend._meta.db_table} CASCADE")
     started = time.monotonic()
+    now = timezone.now()
     ids = []
     for send_index in range(sends):
+        number, template = assets[send_index % len(assets)]
         with transaction.atomic():
             # Active with messages still pending: the status endpoint computes its estimate.
             bulk_send = BulkSend.objects.create(
@@ -159,7 +180,11 @@ def fill(demo: Demo, org: str, sends: int, per_send: int) -> list[str]:
                 status=BulkSendStatus.PROCESSING,
                 **counters(per_send),
             )
-            rows = message_rows(send_index, str(bulk_send.pk), number.business_account_id, per_send)
+            # Over the last 30 days, so that the sends list's date filters have work to do.
+            BulkSend.objects.filter(pk=bulk_send.pk).update(
+                created_at=now - timedelta(days=send_index % 30, minutes=send_index)
+            )
+            rows = message_rows(send_index, per_send, str(bulk_send.pk), number.business_account_id)
             with (
                 connection.cursor() as cursor,
                 cursor.cursor.copy(
@@ -168,14 +193,43 @@ def fill(demo: Demo, org: str, sends: int, per_send: int) -> list[str]:
             ):
                 for row in rows:
                     copy.write_row(row)
-        ids.append(str(bulk_send.pk))
-        print(
-            f"  send {send_index + 1}/{sends} filled ({time.monotonic() - started:.0f} s)",
-            flush=True,
-        )
+        if send_index % len(assets) == 0:
+            ids.append(str(bulk_send.pk))
+        if sends <= 20 or (send_index + 1) % (sends // 20) == 0:
+            print(
+                f"  send {send_index + 1}/{sends} filled ({time.monotonic() - started:.0f} s)",
+                flush=True,
+            )
     with connection.cursor() as cursor:
         cursor.execute(f"ANALYZE {Message._meta.db_table}, {BulkSend._meta.db_table}")
     return ids
+
+
+def disk_bytes_per_message() -> list[tuple[str, float]]:
+    """(relation, bytes per message) of the messages table (heap and TOAST) and of each of its
+    indexes, and their total."""
+    from django.db import connection
+
+    from messaging.models import Message
+
+    table = Message._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM " + table)
+        count = max(int(cursor.fetchone()[0]), 1)
+        cursor.execute(
+            "SELECT indexrelid::regclass::text, pg_relation_size(indexrelid) FROM pg_index "
+            "WHERE indrelid = %s::regclass ORDER BY 2 DESC",
+            [table],
+        )
+        indexes = cursor.fetchall()
+        cursor.execute("SELECT pg_table_size(%s::regclass), pg_total_relation_size(%s::regclass)",
+                       [table, table])  # fmt: skip
+        heap, total = cursor.fetchone()
+    return [
+        (f"{table} (heap and TOAST)", heap / count),
+        *((name, size / count) for name, size in indexes),
+        ("total", total / count),
+    ]
 
 
 def middle_message_id(send_id: str, per_send: int) -> int:
@@ -273,19 +327,43 @@ def p99(times: list[float]) -> float:
     return statistics.quantiles(times, n=100, method="inclusive")[98]
 
 
-def endpoints(send_id: str, per_send: int, wamid: str) -> list[tuple[str, str, float]]:
+def endpoints(
+    send_id: str, per_send: int, wamid: str, template_id: int, contact_phone: str
+) -> list[tuple[str, str, float]]:
     """(name, path, p99 target in ms) of every read timed."""
+    from django.utils import timezone
+
     messages = f"{API}/bulk-sends/{send_id}/messages/"
     last_page = -(-per_send // PAGE_SIZE)
     deep = min(1000, last_page)
+    delivered = counters(per_send)["delivered_count"] - counters(per_send)["read_count"]
+    last_delivered = max(-(-delivered // PAGE_SIZE), 1)
+    deep_delivered = min(1000, last_delivered)
+    two_weeks_ago = (timezone.now() - timedelta(days=14)).date().isoformat()
+    sends = f"{API}/bulk-sends/"
     return [
         ("status", f"{API}/bulk-sends/{send_id}/", FIRST_TARGET_MS),
-        ("sends list", f"{API}/bulk-sends/", FIRST_TARGET_MS),
+        ("sends list", sends, FIRST_TARGET_MS),
+        ("sends list ?status=PROCESSING", f"{sends}?status=PROCESSING", FIRST_TARGET_MS),
+        ("sends list ?template=", f"{sends}?template={template_id}", FIRST_TARGET_MS),
+        ("sends list ?created_after=", f"{sends}?created_after={two_weeks_ago}", FIRST_TARGET_MS),
+        ("sends list ?created_before=", f"{sends}?created_before={two_weeks_ago}", FIRST_TARGET_MS),
         ("messages, page 1", messages, FIRST_TARGET_MS),
         ("messages ?status=pending, page 1", f"{messages}?status=pending", FIRST_TARGET_MS),
         (f"messages, page {deep:,}", f"{messages}?page={deep}", DEEP_TARGET_MS),
         (f"messages, last page ({last_page:,})", f"{messages}?page={last_page}", DEEP_TARGET_MS),
+        (
+            f"messages ?status=delivered, page {deep_delivered:,}",
+            f"{messages}?status=delivered&page={deep_delivered}",
+            DEEP_TARGET_MS,
+        ),
+        (
+            f"messages ?status=delivered, last page ({last_delivered:,})",
+            f"{messages}?status=delivered&page={last_delivered}",
+            DEEP_TARGET_MS,
+        ),
         ("message by wamid", f"{API}/messages/{wamid}/", FIRST_TARGET_MS),
+        ("contact-lookup", f"/api/v1/contact-lookup/?phone={contact_phone}", FIRST_TARGET_MS),
     ]
 
 
@@ -295,6 +373,12 @@ def endpoints(send_id: str, per_send: int, wamid: str) -> list[tuple[str, str, f
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sends", type=int, default=10)
+    parser.add_argument(
+        "--organizations", type=int, default=1, help="sends dealt out to this many organizations"
+    )
+    parser.add_argument(
+        "--contacts", type=int, default=100_000, help="contacts of the measured organization"
+    )
     parser.add_argument("--per-send", type=int, default=100_000, help="messages per send")
     parser.add_argument("--requests", type=int, default=300, help="timed GETs per endpoint")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers (2-3)")
@@ -328,15 +412,27 @@ def main() -> None:
     )
     try:
         demo = provision(env, args.org)
+        demos = [(args.org, demo)] + [
+            (name, provision_another(env, name))
+            for name in (f"{args.org} {n}" for n in range(2, args.organizations + 1))
+        ]
         django_setup(env)
-        send_ids = fill(demo, args.org, args.sends, args.per_send)
+        # Here: bench.contact_lookup imports this module's timing.
+        from bench.contact_lookup import fill as contacts_fill
+        from bench.contact_lookup import phone_of
+
+        send_ids = fill(demos, args.sends, args.per_send)
+        _, replier = contacts_fill(args.org, args.contacts)
+        disk = disk_bytes_per_message()
+        from bulksend.models import BulkSend
         from messaging.models import Message
 
         measured = send_ids[len(send_ids) // 2]
         wamid = Message.objects.filter(
             bulk_send_id=uuid.UUID(measured), wamid__isnull=False
         ).values_list("wamid", flat=True)[args.per_send // 4]
-        reads = endpoints(measured, args.per_send, wamid)
+        template_id = BulkSend.objects.get(pk=measured).template_id
+        reads = endpoints(measured, args.per_send, wamid, template_id, phone_of(replier)[1:])
         baseline_path = f"/?id={middle_message_id(measured, args.per_send)}"
         paths = [(name, path) for name, path, _ in reads]
         with (
@@ -364,6 +460,7 @@ def main() -> None:
         else:
             database_drop(args.database_url)
     report(reads, results, args)
+    disk_report(disk)
 
 
 def report(
@@ -371,7 +468,8 @@ def report(
 ) -> None:
     print()
     print(
-        f"Reads through gunicorn, {args.sends} sends of {args.per_send:,} messages, "
+        f"Reads through gunicorn, {args.sends} sends of {args.per_send:,} messages "
+        f"({args.sends * args.per_send:,}) in {args.organizations} organization(s), "
         f"{args.requests} sequential GETs each, milliseconds; load {os.getloadavg()}"
     )
     print("baseline: a bare WSGI app reading one message by id, GETs between the read's own")
@@ -395,6 +493,12 @@ def report(
         )
     headers = ["read", "median", "p99", "p99 target", "result", "base median", "base p99"]
     print_table([*headers, "median/base", "p99/base"], rows)
+
+
+def disk_report(disk: list[tuple[str, float]]) -> None:
+    print()
+    print("Bytes per message on disk")
+    print_table(["relation", "bytes/message"], [[name, f"{size:.1f}"] for name, size in disk])
 
 
 if __name__ == "__main__":

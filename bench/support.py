@@ -55,13 +55,23 @@ def provision(env: dict[str, str], org: str) -> Demo:
     python = sys.executable
     run_command([python, "-m", "mindo.dbcreate"], env)
     run_command([python, "manage.py", "migrate", "--no-input", "-v0"], env)
-    out = run_command([python, "manage.py", "demo", "--json", "--org", org], env)
+    return provision_another(env, org)
+
+
+def _demo_of(out: str) -> Demo:
+    """The demo organization `manage.py demo --json` printed."""
     # The JSON is the command's last line; anything before it is informational.
     data = orjson.loads(out.strip().splitlines()[-1])
     languages = [t["language"] for t in data["templates"] if t["name"] == TEMPLATE]
     if not languages:
         sys.exit(f"the demo organization has no {TEMPLATE} template: {data['templates']}")
     return Demo(data["api_key"], str(data["phone_number_id"]), languages[0])
+
+
+def provision_another(env: dict[str, str], org: str) -> Demo:
+    """Another demo organization `org` in the database `provision` made."""
+    out = run_command([sys.executable, "manage.py", "demo", "--json", "--org", org], env)
+    return _demo_of(out)
 
 
 def django_setup(env: dict[str, str]) -> None:
