@@ -22,10 +22,18 @@ from django.db import connection, transaction
 
 from bulksend.models import BulkSend
 from callbacks.models import CallbackEvent, EventType, WebhookEndpoint
-from messaging.models import Message
+from messaging.models import Message, MessageStatus
+from messaging.status import Moves
 from templates_app.models import MessageTemplate, PhoneNumber, WhatsAppBusinessAccount
 
 logger = logging.getLogger(__name__)
+
+# The statuses a `message.status` event reports. A message's `pending`/`sending` moves are the
+# queue's business; a cancelled send's messages are told by its `bulk_send.status` event (with
+# `cancelled_count`), not one by one.
+REPORTED_STATUSES = frozenset(
+    {MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.READ, MessageStatus.FAILED}
+)
 
 # A wake-up per committing transaction would be a broker round trip per webhook batch; one every
 # this often is enough, since a delivery run keeps taking what becomes due while it runs, and
@@ -70,9 +78,9 @@ SELECT b.organization_id, jsonb_build_object(
     'error', CASE WHEN c.new_status = 'failed'
              THEN jsonb_build_object('code', m.error_code, 'message', m.error_message) END
 ) AS body
-FROM unnest(%(wamids)s::text[], %(sends)s::uuid[], %(old)s::text[], %(new)s::text[])
-    AS c(wamid, bulk_send_id, old_status, new_status)
-JOIN {messages} m ON m.wamid = c.wamid AND m.bulk_send_id = c.bulk_send_id
+FROM unnest(%(message_ids)s::bigint[], %(old)s::text[], %(new)s::text[])
+    AS c(message_id, old_status, new_status)
+JOIN {messages} m ON m.id = c.message_id
 JOIN {sends} b ON b.id = m.bulk_send_id
 JOIN {numbers} p ON p.id = b.phone_number_id
 """
@@ -138,27 +146,71 @@ def _record(event_type: str, source: str, params: Mapping[str, Any]) -> int:
     with connection.cursor() as cursor:
         cursor.execute(sql, {"type": event_type, **params})
         recorded = cursor.rowcount
-    if recorded:
-        transaction.on_commit(delivery_wake)
+    delivery_wake_on_commit(recorded)
     return recorded
 
 
-def events_record_message_statuses(changes: Mapping[str, tuple[str, str, str]]) -> int:
-    """`message.status` events for messages that changed status: `changes` maps a wamid to its
-    send, its status before and after (messaging.status.StatusOutcome.changes). One statement."""
-    if not changes:
+def _message_status_params(moves: Moves) -> dict[str, Any] | None:
+    """The parameters of _MESSAGE_STATUS_SOURCE for the moves a customer hears of (a message
+    that reached sent, delivered, read or failed), or None when there are none."""
+    reported = [
+        (message_id, old, new)
+        for message_id, (_, old, new) in moves.items()
+        if new != old and new in REPORTED_STATUSES
+    ]
+    if not reported:
+        return None
+    return {
+        "message_ids": [message_id for message_id, _, _ in reported],
+        "old": [old for _, old, _ in reported],
+        "new": [new for _, _, new in reported],
+    }
+
+
+def events_record_message_statuses(moves: Moves) -> int:
+    """`message.status` events for the messages that moved (`moves`: message id -> its send, its
+    status before and after; messaging.status.Moves) to a status a customer hears of: sent,
+    delivered, read, failed. One statement."""
+    params = _message_status_params(moves)
+    if params is None:
         return 0
-    wamids = list(changes)
-    return _record(
-        EventType.MESSAGE_STATUS,
-        _MESSAGE_STATUS_SOURCE,
-        {
-            "wamids": wamids,
-            "sends": [changes[wamid][0] for wamid in wamids],
-            "old": [changes[wamid][1] for wamid in wamids],
-            "new": [changes[wamid][2] for wamid in wamids],
-        },
+    return _record(EventType.MESSAGE_STATUS, _MESSAGE_STATUS_SOURCE, params)
+
+
+def message_statuses_cte(moves: Moves) -> tuple[str, dict[str, Any]]:
+    """`events_record_message_statuses` as a common table expression named `recorded` (a row per
+    event), with its parameters, for a caller to put in front of a statement it runs anyway in
+    the same transaction, after the change: the events then cost no round trip of their own
+    (the webhook applier's batch). The caller wakes the delivery (`delivery_wake_on_commit`)
+    when `recorded` had rows."""
+    params = _message_status_params(moves)
+    if params is None:
+        return "recorded AS (SELECT 1 WHERE false)", {}
+    tables = _tables()
+    source = _MESSAGE_STATUS_SOURCE.format(**tables)
+    insert = _INSERT.format(source=source, **tables)
+    return (
+        f"recorded AS ({insert} RETURNING 1)",
+        {"type": EventType.MESSAGE_STATUS.value, **params},
     )
+
+
+def endpoint_exists_sql(organization: str) -> str:
+    """An SQL condition: the organization (the SQL expression `organization`) has an enabled
+    endpoint, for a caller to fold into a statement it runs anyway and skip recording events
+    when it has none."""
+    endpoints = WebhookEndpoint._meta.db_table
+    return (
+        f"EXISTS (SELECT 1 FROM {endpoints} ep"
+        f" WHERE ep.organization_id = {organization} AND ep.enabled)"
+    )
+
+
+def delivery_wake_on_commit(recorded: int) -> None:
+    """After `recorded` events were written by the caller's statement: wake the delivery once
+    they are committed."""
+    if recorded:
+        transaction.on_commit(delivery_wake)
 
 
 def event_record_bulk_send_status(
