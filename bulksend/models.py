@@ -97,6 +97,9 @@ class BulkSend(models.Model):
     # operator: its untried messages stay pending until it is resumed or cancelled.
     halted_at = models.DateTimeField(null=True, blank=True)
     halt_reason = models.TextField(blank=True)
+    # The client's URL for this send's events (`callback_url`), besides its organization's
+    # endpoints; empty when none (callbacks.outbox delivers to it).
+    callback_url = models.URLField(max_length=2_000, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)

@@ -18,6 +18,7 @@ from bulksend.csv_recipients import (
     CSV_ROWS,
     EMPTY_FILE,
     MISSING_FILE,
+    OPTIONAL_SEND_FIELDS,
     RECIPIENTS,
     SEND_FIELDS,
     CsvRecipients,
@@ -33,7 +34,10 @@ CSV_FORM_REQUEST = inline_serializer(
     "SendBulkCsvForm",
     fields={
         RECIPIENTS: serializers.FileField(help_text="The CSV file."),
-        **{name: serializers.CharField(required=name != "language") for name in SEND_FIELDS},
+        **{
+            name: serializers.CharField(required=name not in OPTIONAL_SEND_FIELDS)
+            for name in SEND_FIELDS
+        },
     },
 )
 CSV_QUERY_PARAMETERS = [

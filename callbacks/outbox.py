@@ -3,8 +3,11 @@ change it reports was committed.
 
 Each function is one `INSERT ... SELECT` that builds the bodies from the rows as the caller's
 transaction sees them now (after its change) and joins the organization's enabled endpoints that
-want the event's type: an organization without endpoints costs the statement and nothing more,
-and no body is built for it. The webhook applier's batch adds one statement, whatever its size.
+want the event's type, and the send's own `callback_url` (a send-scoped endpoint) when it has
+one: an organization without endpoints costs the statement and nothing more, and no body is
+built for it. The webhook applier's events ride in front of a statement it runs anyway
+(`message_statuses_cte`); a single send asks whether there is an endpoint at all in the
+statement that records it (`endpoint_exists_sql`).
 
 The modules that make the changes (the webhook applier, a send's lifecycle, Meta's account
 updates) call these; nothing else of the project imports this app.
@@ -21,7 +24,10 @@ from typing import Any
 from django.db import connection, transaction
 
 from bulksend.models import BulkSend
+from callbacks.addresses import AddressRefused, url_check
 from callbacks.models import CallbackEvent, EventType, WebhookEndpoint
+from callbacks.signing import secret_generate
+from callbacks.store import signing_endpoints
 from messaging.models import Message, MessageStatus
 from messaging.status import Moves
 from templates_app.models import MessageTemplate, PhoneNumber, WhatsAppBusinessAccount
@@ -60,11 +66,11 @@ INSERT INTO {events} (id, organization_id, endpoint_id, type, body, created_at, 
 SELECT gen_random_uuid(), ep.organization_id, ep.id, %(type)s, src.body, now(), now(), 0, ''
 FROM ({source}) AS src
 JOIN {endpoints} ep ON ep.organization_id = src.organization_id AND ep.enabled
-     AND %(type)s = ANY(ep.events)
+     AND CASE WHEN ep.send_scoped THEN ep.url = src.callback_url ELSE %(type)s = ANY(ep.events) END
 """
 
 _MESSAGE_STATUS_SOURCE = """
-SELECT b.organization_id, jsonb_build_object(
+SELECT b.organization_id, b.callback_url, jsonb_build_object(
     'message_id', m.id,
     'wamid', m.wamid,
     'phone', m.recipient_phone,
@@ -86,7 +92,7 @@ JOIN {numbers} p ON p.id = b.phone_number_id
 """
 
 _BULK_SEND_SOURCE = """
-SELECT b.organization_id, jsonb_build_object(
+SELECT b.organization_id, b.callback_url, jsonb_build_object(
     'bulk_send_id', b.id,
     'status', b.status,
     'previous_status', c.previous_status,
@@ -111,7 +117,7 @@ JOIN {templates} t ON t.id = b.template_id
 """
 
 _TEMPLATE_SOURCE = """
-SELECT a.organization_id, jsonb_build_object(
+SELECT a.organization_id, NULL::text AS callback_url, jsonb_build_object(
     'template_id', t.id,
     'meta_template_id', t.meta_template_id,
     'name', t.name,
@@ -125,7 +131,7 @@ WHERE t.id = ANY(%(ids)s::bigint[])
 """
 
 _NUMBER_SOURCE = """
-SELECT a.organization_id, jsonb_build_object(
+SELECT a.organization_id, NULL::text AS callback_url, jsonb_build_object(
     'phone_number_id', p.phone_number_id,
     'display_phone_number', p.display_phone_number,
     'quality_rating', p.quality_rating,
@@ -248,6 +254,46 @@ def event_record_number_quality(number_ids: Collection[int], *, meta_event: str)
         _NUMBER_SOURCE,
         {"ids": list(number_ids), "meta_event": meta_event},
     )
+
+
+# --- a send's own `callback_url` -----------------------------------------------------------------
+
+
+def callback_url_refusal(*, organization_id: int, url: str) -> str | None:
+    """Why a send may not name `url` as its `callback_url`, or None: it is checked as endpoints
+    are (http(s), a public address; again at each delivery), and its events are signed with the
+    organization's endpoint secret, so the organization must have registered an endpoint first.
+    Resolves the name: call it before the send's transaction."""
+    try:
+        url_check(url)
+    except AddressRefused as error:
+        return str(error)
+    if not signing_endpoints([organization_id]).exists():
+        return (
+            "Registre antes un endpoint en /api/v1/webhook-endpoints/: los eventos de "
+            "callback_url se firman con su secreto."
+        )
+    return None
+
+
+def send_callback_register(*, organization_id: int, url: str) -> None:
+    """Make `url` (a send's `callback_url`, checked) an endpoint that its sends' events go to;
+    one per organization and URL. A new send naming it enables it again after a failure."""
+    endpoint, created = WebhookEndpoint.objects.get_or_create(
+        organization_id=organization_id,
+        url=url,
+        send_scoped=True,
+        defaults={
+            "events": [EventType.MESSAGE_STATUS, EventType.BULK_SEND_STATUS],
+            # Used only if the organization has no endpoint left to sign with.
+            "secret": signing_endpoints([organization_id]).values_list("secret", flat=True).first()
+            or secret_generate(),
+        },
+    )
+    if not created and not endpoint.enabled:
+        WebhookEndpoint.objects.filter(pk=endpoint.pk).update(
+            enabled=True, disabled_at=None, disabled_reason="", failing_since=None
+        )
 
 
 def delivery_wake() -> None:
