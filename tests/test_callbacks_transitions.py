@@ -25,16 +25,17 @@ from bulksend.lifecycle import (
     sends_leases_reap,
     single_sent_settle,
 )
-from bulksend.models import BulkSend, BulkSendKind, BulkSendStatus
+from bulksend.models import BulkSend, BulkSendStatus
 from callbacks.delivery import callbacks_deliver
-from callbacks.models import CallbackEvent, WebhookEndpoint
-from callbacks.signing import secret_generate
+from callbacks.models import CallbackEvent
 from messaging.delivery import DeliveryResult, Settle, messages_claim
 from messaging.models import Message, MessageStatus
 from tests import factories
 from tests import meta_payloads as meta
 from tests.callback_receiver import CallbackReceiver
 from tests.conftest import Tenant
+from tests.test_callbacks_events import subscribe
+from tests.test_single_settle import single_message
 from tests.test_webhook_properties import HISTORIES, OFFSET, PROPERTY_SETTINGS, rolled_back
 
 EVENT_TYPES = ["message.status", "bulk_send.status"]
@@ -46,17 +47,6 @@ def receiver() -> Iterator[CallbackReceiver]:
     started = CallbackReceiver().start()
     yield started
     started.stop()
-
-
-def subscribe(tenant: Tenant, receiver: CallbackReceiver, *, batch: bool = False) -> None:
-    endpoint = WebhookEndpoint.objects.create(
-        organization=tenant.organization,
-        url=receiver.url,
-        events=EVENT_TYPES,
-        batch_events=batch,
-        secret=secret_generate(),
-    )
-    receiver.secrets.append(endpoint.secret)
 
 
 def message_transitions(receiver: CallbackReceiver) -> list[tuple[int, str, str]]:
@@ -137,7 +127,7 @@ def test_over_drain_outcomes_and_shuffled_webhooks_the_events_are_the_transition
 ) -> None:
     with rolled_back():
         receiver.received.clear()
-        subscribe(tenant, receiver, batch=data.draw(st.booleans()))
+        subscribe(tenant, receiver, EVENT_TYPES, batch=data.draw(st.booleans()))
         bulk_send = factories.make_bulk_send(
             tenant.number, tenant.template, status=BulkSendStatus.QUEUED
         )
@@ -213,7 +203,7 @@ def result_of(claimed: Any, outcome: str, wamid: str) -> DeliveryResult:
 def test_a_failure_the_drain_settles_reaches_the_customer_with_metas_error(
     tenant: Tenant, receiver: CallbackReceiver
 ) -> None:
-    subscribe(tenant, receiver)
+    subscribe(tenant, receiver, EVENT_TYPES)
     bulk_send = factories.make_bulk_send(
         tenant.number, tenant.template, status=BulkSendStatus.PROCESSING, started_at=meta.at(0)
     )
@@ -241,7 +231,7 @@ def test_a_failure_the_drain_settles_reaches_the_customer_with_metas_error(
 def test_the_reapers_unknown_outcome_reaches_the_customer(
     tenant: Tenant, receiver: CallbackReceiver
 ) -> None:
-    subscribe(tenant, receiver)
+    subscribe(tenant, receiver, EVENT_TYPES)
     bulk_send = factories.make_bulk_send(
         tenant.number, tenant.template, status=BulkSendStatus.PROCESSING, started_at=meta.at(0)
     )
@@ -272,24 +262,11 @@ def test_the_reapers_unknown_outcome_reaches_the_customer(
 def test_a_single_send_tells_its_sent_and_its_completion(
     tenant: Tenant, receiver: CallbackReceiver
 ) -> None:
-    subscribe(tenant, receiver)
-    now = timezone.now()
-    bulk_send = factories.make_bulk_send(
-        tenant.number,
-        tenant.template,
-        kind=BulkSendKind.SINGLE,
-        status=BulkSendStatus.PROCESSING,
-        started_at=now,
-    )
-    message = factories.make_message(
-        bulk_send,
-        status=MessageStatus.SENDING,
-        attempts=1,
-        lease_expires_at=now + timedelta(minutes=5),
-    )
+    subscribe(tenant, receiver, EVENT_TYPES)
+    _, message = single_message(tenant)
     wamid = meta.new_wamid()
 
-    single_sent_settle(message_id=message.pk, wamid=wamid, now=now)
+    single_sent_settle(message_id=message.pk, wamid=wamid, now=timezone.now())
     callbacks_deliver(budget_seconds=0)
 
     [event] = receiver.events("message.status")
@@ -304,19 +281,9 @@ def test_a_single_send_tells_its_sent_and_its_completion(
 
 
 def test_a_single_send_without_an_endpoint_records_nothing(tenant: Tenant) -> None:
-    now = timezone.now()
-    bulk_send = factories.make_bulk_send(
-        tenant.number,
-        tenant.template,
-        kind=BulkSendKind.SINGLE,
-        status=BulkSendStatus.PROCESSING,
-        started_at=now,
-    )
-    message = factories.make_message(
-        bulk_send, status=MessageStatus.SENDING, attempts=1, lease_expires_at=now
-    )
+    bulk_send, message = single_message(tenant)
 
-    single_sent_settle(message_id=message.pk, wamid=meta.new_wamid(), now=now)
+    single_sent_settle(message_id=message.pk, wamid=meta.new_wamid(), now=timezone.now())
 
     assert not CallbackEvent.objects.exists()
     assert BulkSend.objects.get(pk=bulk_send.pk).status == BulkSendStatus.COMPLETED
@@ -325,7 +292,7 @@ def test_a_single_send_without_an_endpoint_records_nothing(tenant: Tenant) -> No
 def test_metas_template_halt_tells_each_halted_send(
     tenant: Tenant, receiver: CallbackReceiver
 ) -> None:
-    subscribe(tenant, receiver)
+    subscribe(tenant, receiver, EVENT_TYPES)
     running = factories.make_bulk_send(
         tenant.number, tenant.template, status=BulkSendStatus.PROCESSING, started_at=meta.at(0)
     )
