@@ -98,6 +98,12 @@ class Ledger:
         self._messages_before, self._sends_before = messages, sends
 
 
+def running_send(tenant: Tenant) -> BulkSend:
+    return factories.make_bulk_send(
+        tenant.number, tenant.template, status=BulkSendStatus.PROCESSING, started_at=meta.at(0)
+    )
+
+
 def post_statuses(statuses: list[dict[str, Any]]) -> None:
     document = meta.statuses_notification(*statuses)
     assert meta.post(Client(raise_request_exception=False), document).status_code == 200
@@ -204,9 +210,7 @@ def test_a_failure_the_drain_settles_reaches_the_customer_with_metas_error(
     tenant: Tenant, receiver: CallbackReceiver
 ) -> None:
     subscribe(tenant, receiver, EVENT_TYPES)
-    bulk_send = factories.make_bulk_send(
-        tenant.number, tenant.template, status=BulkSendStatus.PROCESSING, started_at=meta.at(0)
-    )
+    bulk_send = running_send(tenant)
     message = factories.make_message(bulk_send)
     now = timezone.now()
     with transaction.atomic():
@@ -233,9 +237,7 @@ def test_the_reapers_unknown_outcome_reaches_the_customer(
     tenant: Tenant, receiver: CallbackReceiver
 ) -> None:
     subscribe(tenant, receiver, EVENT_TYPES)
-    bulk_send = factories.make_bulk_send(
-        tenant.number, tenant.template, status=BulkSendStatus.PROCESSING, started_at=meta.at(0)
-    )
+    bulk_send = running_send(tenant)
     now = timezone.now()
     message = factories.make_message(
         bulk_send, status=MessageStatus.SENDING, attempts=1, lease_expires_at=now
@@ -294,9 +296,7 @@ def test_metas_template_halt_tells_each_halted_send(
     tenant: Tenant, receiver: CallbackReceiver
 ) -> None:
     subscribe(tenant, receiver, EVENT_TYPES)
-    running = factories.make_bulk_send(
-        tenant.number, tenant.template, status=BulkSendStatus.PROCESSING, started_at=meta.at(0)
-    )
+    running = running_send(tenant)
     factories.make_message(running)
     queued = factories.make_bulk_send(tenant.number, tenant.template)
     factories.make_message(queued)
