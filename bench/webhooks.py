@@ -24,7 +24,13 @@ of 1,000 statuses is `bench/webhooks_big_post.py`; where one webhook's time goes
 6. Baseline, in the same run: the same bodies, clients and number of sync workers against a
    bare WSGI app that parses each body and marks its message delivered with one UPDATE through
    psycopg (no signature, no kept body, no counters): the floor of applying a status here.
-7. Always stop gunicorn.
+7. With `--callbacks`: the best configuration twice more, first with no customer endpoint, then
+   with one endpoint of the send's organization that wants `message.status` (each applied
+   status writes its event in the outbox; nothing delivers them here): both figures and their
+   ratio. The issue asks the second within 10% of the first.
+8. Always stop gunicorn.
+
+Smoke run: `--posts 500 --clients 2 --configurations sync-4 --no-variants --callbacks`.
 """
 
 from __future__ import annotations
@@ -200,6 +206,39 @@ def baseline_run(env: dict[str, str], provisioner: Provisioner, args: Any, name:
     return run_of(label, 1, len(bodies), results, seconds, delivered - len(warmup), True, cpu)
 
 
+def callbacks_comparison(
+    name: str, env: dict[str, str], provisioner: Provisioner, args: Any
+) -> tuple[LoadRun, LoadRun]:
+    """Configuration `name` with no customer endpoint, then with one that wants every status."""
+    from callbacks.models import CallbackEvent, WebhookEndpoint
+
+    def endpoints_reset() -> None:
+        WebhookEndpoint.objects.filter(organization=provisioner.organization).delete()
+
+    endpoints_reset()
+    provisioner.reset()
+    without = load_run(name, env, provisioner, args)
+    without.configuration = f"{name}, no callback endpoint"
+    provisioner.reset()
+    endpoint = WebhookEndpoint.objects.create(
+        organization=provisioner.organization,
+        url="http://127.0.0.1:9/bench-callbacks",  # never called: no delivery worker runs here
+        events=["message.status"],
+        secret="bench-callbacks-secret",
+    )
+    try:
+        with_endpoint = load_run(name, env, provisioner, args)
+        with_endpoint.configuration = f"{name}, one callback endpoint"
+        recorded = CallbackEvent.objects.filter(endpoint=endpoint).count()
+    finally:
+        endpoints_reset()  # its events go with it
+    if recorded != with_endpoint.delivered + WARMUP_POSTS:
+        print(
+            f"  !! {recorded:,} events recorded for {with_endpoint.delivered:,} statuses + warm-up"
+        )
+    return without, with_endpoint
+
+
 def verdict(run: LoadRun) -> str:
     return "PASS" if run.passed else "MISS"
 
@@ -236,6 +275,11 @@ def main() -> None:
         help=f"gunicorn configurations to try, comma separated, of: {', '.join(CONFIGURATIONS)}",
     )
     parser.add_argument("--no-variants", action="store_true", help="skip spread and what-if")
+    parser.add_argument(
+        "--callbacks",
+        action="store_true",
+        help="the best configuration with no callback endpoint, then with one: figures and ratio",
+    )
     args = parser.parse_args()
 
     database_url = os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL)
@@ -262,6 +306,11 @@ def main() -> None:
         provisioner.reset()
         runs.append(load_run(best, env, provisioner, args, what_if=True))
         print(f"  {best}, what-if: {sig3(runs[-1].applied_per_second)}/s", flush=True)
+    compared: tuple[LoadRun, LoadRun] | None = None
+    if args.callbacks:
+        compared = callbacks_comparison(best, env, provisioner, args)
+        runs.extend(compared)
+        print(f"  {best} with callbacks: {sig3(compared[1].applied_per_second)}/s", flush=True)
     provisioner.reset()
     baseline = baseline_run(env, provisioner, args, best)
     print(f"  baseline: {sig3(baseline.applied_per_second)}/s", flush=True)
@@ -279,6 +328,14 @@ def main() -> None:
     print_table(headers, [load_row(run, baseline) for run in [*runs, baseline]])
     if not args.no_variants:
         print(f"what-if: {WHAT_IF_SETTINGS.strip()}")
+    if compared is not None:
+        without, with_endpoint = compared
+        ratio = with_endpoint.applied_per_second / without.applied_per_second
+        print(
+            f"callbacks: {sig3(without.applied_per_second)}/s applied with no endpoint, "
+            f"{sig3(with_endpoint.applied_per_second)}/s with one; ratio {ratio:.3f} "
+            f"({'within' if ratio >= 0.9 else 'NOT within'} 10%)"
+        )
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ from bulksend.recipients import (
 )
 from bulksend.schedule import SHORT_WAIT, MessagesDue, messages_due, schedule_estimate_minutes
 from bulksend.send_window import SendWindow
+from callbacks.outbox import callback_url_refusal, send_callback_register
 from messaging.contacts import contact_list_default, contacts_from_send
 from messaging.delivery import ClaimedMessage
 from messaging.models import Contact, ContactList, ContactSource, Message, MessageStatus
@@ -221,6 +222,7 @@ def bulk_send_create(
     recipients: list[Recipient],
     send_at: datetime | None = None,
     send_window: SendWindow | None = None,
+    callback_url: str = "",
 ) -> BulkSendAccepted:
     """Accept a send of `template_name` to `recipients` (already checked for shape).
 
@@ -232,7 +234,9 @@ def bulk_send_create(
        at `send_at` or their recipient's `send_window` (bulksend.schedule).
     5. After commit, enqueue the wake-up for the workers (when its first message is due; the
        reaper wakes a send due later).
+    A `callback_url` is checked first (`callback_url_check`) and gets the send's events.
     """
+    callback_url_check(organization, callback_url)
     number, template = number_and_template_get(
         organization=organization,
         phone_number_id=phone_number_id,
@@ -272,7 +276,10 @@ def bulk_send_create(
             send_window_start=send_window.start if send_window else None,
             send_window_end=send_window.end if send_window else None,
             window_last_opens_at=due.last_window_opens_at if due else None,
+            callback_url=callback_url,
         )
+        if callback_url:
+            send_callback_register(organization_id=organization.pk, url=callback_url)
         _copy_messages(bulk_send, unique, due)
         contacts_from_send(
             organization_id=organization.pk, bulk_send_id=bulk_send.pk, source=ContactSource.API
@@ -308,6 +315,17 @@ def bulk_send_create(
     return BulkSendAccepted(bulk_send=bulk_send, quota=quota)
 
 
+def callback_url_check(organization: Organization, callback_url: str) -> None:
+    """Refuse a send's `callback_url` (400 naming the field) that may not be called: not
+    http(s), an address that is not public, or no endpoint of the organization's to sign its
+    events with. Resolves the name: call it before the send's transaction."""
+    if not callback_url:
+        return
+    refusal = callback_url_refusal(organization_id=organization.pk, url=callback_url)
+    if refusal:
+        raise field_error("callback_url", refusal)
+
+
 def single_send_create(
     *,
     organization: Organization,
@@ -317,6 +335,7 @@ def single_send_create(
     recipient: Recipient,
     lease_seconds: float,
     now: datetime,
+    callback_url: str = "",
 ) -> tuple[BulkSend, ClaimedMessage]:
     """A single send and its one message, written atomically by one statement (in the caller's
     transaction when it has one).
@@ -325,8 +344,11 @@ def single_send_create(
     lease) by the request that sends it: no worker is woken, and should the request die before
     it settles, the reaper treats the message as any worker's lost lease. The recipient becomes
     a contact as a bulk send's do. The three rows are one statement (`_SINGLE_SEND_SQL`): one
-    round trip instead of a query each and one for the default list.
+    round trip instead of a query each and one for the default list. A `callback_url` (checked
+    by `callback_url_check`) is registered for the send's events first.
     """
+    if callback_url:
+        send_callback_register(organization_id=organization.pk, url=callback_url)
     bulk_send = BulkSend(
         organization=organization,
         phone_number=number,
@@ -338,6 +360,7 @@ def single_send_create(
         submitted_recipients=1,
         unique_recipients=1,
         pending_count=1,
+        callback_url=callback_url,
     )
     message = Message(
         bulk_send=bulk_send,

@@ -25,8 +25,8 @@ from mindo.errors import InvalidFieldsError
 
 CSV_MEDIA_TYPE = "text/csv"
 # The fields of send-bulk/ other than its recipients, read from the query (or the form).
-SEND_FIELDS = ("phone_number_id", "template_name", "language", "send_at")
-OPTIONAL_SEND_FIELDS = ("language", "send_at")
+SEND_FIELDS = ("phone_number_id", "template_name", "language", "send_at", "callback_url")
+OPTIONAL_SEND_FIELDS = ("language", "send_at", "callback_url")
 PHONE_COLUMN = "phone"
 RECIPIENTS = "recipients"
 EMPTY_FILE = f"The CSV is empty: line 1 must be a header with `{PHONE_COLUMN}`."

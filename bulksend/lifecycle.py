@@ -25,7 +25,11 @@ from django.utils import timezone
 
 from bulksend.creation import bulk_send_enqueue
 from bulksend.models import ACTIVE_STATUSES, BulkSend, BulkSendStatus
-from callbacks.outbox import event_record_bulk_send_status, events_record_message_statuses
+from callbacks.outbox import (
+    endpoint_exists_sql,
+    event_record_bulk_send_status,
+    events_record_message_statuses,
+)
 from messaging.counters import (
     COUNTERS,
     SendDeltas,
@@ -46,8 +50,10 @@ from messaging.delivery import (
 from messaging.models import DeferredStatus
 from messaging.status import (
     WAMID_LOCK_KEY,
+    Moves,
     StatusEvent,
     StatusOutcome,
+    moves_merge,
     statuses_apply,
     statuses_apply_deferred,
 )
@@ -174,12 +180,14 @@ def batch_settle_outcome(
             with connection.cursor() as cursor:
                 cursor.execute("SET LOCAL synchronous_commit TO OFF")
         settled = messages_settle(results, now=now)
-        events_record_message_statuses(settled.changes)
+        events_record_message_statuses(settled.moves)
         sends_counters_apply(settled.counters, now=now)
     return settled
 
 
-# One single send's `sent`, recorded and counted in one statement (see `single_sent_settle`).
+# One single send's `sent`, recorded and counted in one statement (see `single_sent_settle`);
+# it also says how the send's status moved (the send as it was, before the statement), and
+# whether its organization has an endpoint for events at all.
 _SINGLE_SENT_SQL = """
 WITH {record},
 deltas AS (
@@ -191,7 +199,11 @@ counted AS (
 SELECT
     (SELECT COALESCE(json_agg(json_build_array(bulk_send_id, old_status, new_status)), '[]')
        FROM changed),
-    EXISTS (SELECT 1 FROM {deferred} WHERE wamid = %(wamid)s)
+    EXISTS (SELECT 1 FROM {deferred} WHERE wamid = %(wamid)s),
+    (SELECT COALESCE(json_agg(json_build_array(c.id, b.status, c.status)), '[]')
+       FROM counted c JOIN {sends} b ON b.id = c.id WHERE c.status <> b.status),
+    EXISTS (SELECT 1 FROM changed c JOIN {sends} b ON b.id = c.bulk_send_id
+             WHERE {has_endpoint})
 """
 
 _NOT_DURABLE_AND_LOCKED_SQL = (
@@ -208,20 +220,30 @@ def single_sent_settle(*, message_id: int, wamid: str, now: datetime) -> Settled
 
     The wamid's lock comes first, so whatever Meta's webhooks kept for the wamid before it was
     recorded is seen by the statement that records it, and applied in the same transaction.
+    The customers' events cost a statement only for an organization with an endpoint: the
+    statement that records the message says whether it has one.
     """
     params: dict[str, Any] = {"message": message_id, "wamid": wamid, "now": now}
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(_NOT_DURABLE_AND_LOCKED_SQL, [wamid])
         cursor.execute(_single_sent_sql(), params)
-        changes, kept = cursor.fetchone()
+        changes, kept, send_moves, has_endpoint = cursor.fetchone()
         counters: SendDeltas = {}
+        moves: Moves = {}
         for bulk_send_id, old_status, new_status in changes:
             deltas_move(counters, str(bulk_send_id), old_status, new_status)
+            moves[message_id] = (str(bulk_send_id), old_status, new_status)
         if kept:
             earlier = statuses_apply_deferred([wamid], locked=True)
             sends_counters_apply(earlier.counters, now=now)
             deltas_merge(counters, earlier.counters)
-    return Settled({Settle.SENT.value: 1}, counters)
+            moves_merge(moves, earlier.moves)
+        if has_endpoint:
+            events_record_message_statuses(moves)
+            event_record_bulk_send_status(
+                [row[0] for row in send_moves], previous={row[0]: row[1] for row in send_moves}
+            )
+    return Settled({Settle.SENT.value: 1}, counters, moves)
 
 
 def _single_sent_sql() -> str:
@@ -231,6 +253,8 @@ def _single_sent_sql() -> str:
         deltas=deltas_select_sql("old_status", "new_status"),
         counters=counters.strip(),
         deferred=DeferredStatus._meta.db_table,
+        sends=_sends_table(),
+        has_endpoint=endpoint_exists_sql("b.organization_id"),
     )
 
 
@@ -252,6 +276,7 @@ def sends_leases_reap(
             unknown_after_seconds=unknown_after_seconds,
             resend_unknown=resend_unknown,
         )
+        events_record_message_statuses(reaped.moves)
         sends_counters_apply(reaped.counters, now=now)
     return reaped.send_ids
 
@@ -402,20 +427,33 @@ def _sends_halt(sends: QuerySet[BulkSend], *, reason: str) -> int:
     with `reason`, as `bulk_send_halt` halts one: FAILED when nothing went out, PARTIAL
     otherwise, untried messages left pending for a resume. Returns how many halted now.
 
-    One guarded UPDATE: a drain sees the send no longer PROCESSING and stops after the batch it
-    holds; a QUEUED send's drain never starts it.
+    The sends are locked, then halted by one UPDATE: a drain sees the send no longer PROCESSING
+    and stops after the batch it holds; a QUEUED send's drain never starts it. Each halted send
+    gets its `bulk_send.status` event.
     """
-    return sends.filter(
-        status__in=ACTIVE_STATUSES, completed_at__isnull=True, halted_at__isnull=True
-    ).update(
-        status=Case(
-            When(sent_count=0, then=Value(BulkSendStatus.FAILED)),
-            default=Value(BulkSendStatus.PARTIAL),
-        ),
-        status_reason=reason,
-        halted_at=timezone.now(),
-        halt_reason=reason,
-    )
+    with transaction.atomic():
+        halting = dict(
+            sends.filter(
+                status__in=ACTIVE_STATUSES, completed_at__isnull=True, halted_at__isnull=True
+            )
+            .select_for_update()
+            .values_list("pk", "status")
+        )
+        if not halting:
+            return 0
+        halted = BulkSend.objects.filter(pk__in=list(halting)).update(
+            status=Case(
+                When(sent_count=0, then=Value(BulkSendStatus.FAILED)),
+                default=Value(BulkSendStatus.PARTIAL),
+            ),
+            status_reason=reason,
+            halted_at=timezone.now(),
+            halt_reason=reason,
+        )
+        event_record_bulk_send_status(
+            list(halting), previous={str(pk): status for pk, status in halting.items()}
+        )
+    return halted
 
 
 def _with_meta_reason(meta_reason: str) -> str:

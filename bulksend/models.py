@@ -105,6 +105,9 @@ class BulkSend(models.Model):
     send_window_start = models.TimeField(null=True, blank=True)
     send_window_end = models.TimeField(null=True, blank=True)
     window_last_opens_at = models.DateTimeField(null=True, blank=True)
+    # The client's URL for this send's events (`callback_url`), besides its organization's
+    # endpoints; empty when none (callbacks.outbox delivers to it).
+    callback_url = models.URLField(max_length=2_000, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)

@@ -101,6 +101,16 @@ class SendWindowField(serializers.Field):
         return {"start": f"{value.start:%H:%M}", "end": f"{value.end:%H:%M}"}
 
 
+def callback_url_field() -> serializers.URLField:
+    return serializers.URLField(
+        max_length=2_000,
+        required=False,
+        help_text="Optional: this send's `message.status` and `bulk_send.status` events also go "
+        "to this URL, signed with the secret of the organization's first webhook endpoint "
+        "(one must be registered). http(s) to a public address only.",
+    )
+
+
 class SendBulkRequestSerializer(serializers.Serializer):
     phone_number_id = serializers.CharField(max_length=64)
     template_name = serializers.CharField(max_length=512)
@@ -122,6 +132,7 @@ class SendBulkRequestSerializer(serializers.Serializer):
         "organization's where the number does not tell). Outside them it waits for the next "
         "opening.",
     )
+    callback_url = callback_url_field()
 
 
 class WhatsAppPhoneNumberSerializer(serializers.Serializer):
@@ -339,6 +350,7 @@ class SendMessageRequestSerializer(serializers.Serializer):
         required=False,
         help_text="`button_<index>` to the button's one variable (URL suffix, payload, code).",
     )
+    callback_url = callback_url_field()
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         """The recipient as send-bulk checks one, its errors under this endpoint's field names."""

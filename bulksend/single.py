@@ -30,7 +30,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from bulksend.admission import QuotaGate
-from bulksend.creation import number_and_template_get, single_send_create
+from bulksend.creation import callback_url_check, number_and_template_get, single_send_create
 from bulksend.lifecycle import batch_settle_outcome, single_sent_settle
 from bulksend.recipients import Recipient, check_against_template
 from bulksend.screening import FAILURE_TEXT, Verdict, is_marketing, verdicts_of
@@ -277,6 +277,7 @@ def single_send(
     template_name: str,
     language: str,
     recipient: Recipient,
+    callback_url: str = "",
 ) -> SingleSendResult:
     """Send `template_name` to `recipient` (already checked for shape) and settle it.
 
@@ -288,7 +289,9 @@ def single_send(
     3. Send it (see `_deliver`), then settle it through the lifecycle: sent, failed, or
        uncertain (Meta may have it). Meta's `sent` webhook may settle it first; both meet.
     4. Answer: sent (200), pending (202), or the error Meta's answer means.
+    A `callback_url` is checked first and gets the send's events.
     """
+    callback_url_check(organization, callback_url)
     number, template = number_and_template_get(
         organization=organization,
         phone_number_id=phone_number_id,
@@ -318,6 +321,7 @@ def single_send(
             recipient=recipient,
             lease_seconds=settings.DELIVERY_LEASE_SECONDS,
             now=now,
+            callback_url=callback_url,
         )
         _, waiting = gate.split([claimed], now)
         if waiting:

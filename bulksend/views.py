@@ -106,6 +106,7 @@ class SendBulkView(APIView):
                 recipients=data["recipients"],
                 send_at=data.get("send_at"),
                 send_window=data.get("send_window"),
+                callback_url=data.get("callback_url", ""),
             )
         except InvalidFieldsError as error:
             raise InvalidFieldsError(_by_line(error.errors, rows)) from None
@@ -259,6 +260,7 @@ class SendMessageView(APIView):
             template_name=data["template_name"],
             language=data["language"],
             recipient=data["recipient"],
+            callback_url=data.get("callback_url", ""),
         )
         answer = status.HTTP_200_OK if result.settled else status.HTTP_202_ACCEPTED
         return Response(SendMessageResultSerializer(result).data, status=answer)

@@ -19,10 +19,25 @@ class WebhookEndpointAdmin(admin.ModelAdmin[WebhookEndpoint]):
     """Operators see why an endpoint was disabled, enable it again, send it a test event and
     replay what failed. Secrets stay hidden: the customer got them once."""
 
-    list_display = ["url", "organization", "enabled", "events", "failing_since", "disabled_reason"]
-    list_filter = ["enabled"]
+    list_display = [
+        "url",
+        "organization",
+        "enabled",
+        "events",
+        "send_scoped",
+        "failing_since",
+        "disabled_reason",
+    ]
+    list_filter = ["enabled", "send_scoped"]
     search_fields = ["url", "organization__name"]
-    readonly_fields = ["created_at", "failing_since", "disabled_at", "disabled_reason"]
+    # A send-scoped endpoint is a send's `callback_url`, made by the send, not by hand.
+    readonly_fields = [
+        "send_scoped",
+        "created_at",
+        "failing_since",
+        "disabled_at",
+        "disabled_reason",
+    ]
     fields = [
         "organization",
         "url",

@@ -25,7 +25,8 @@ MAX_ENDPOINTS_PER_ORGANIZATION = 20
 
 
 def endpoints_of(organization: Organization) -> QuerySet[WebhookEndpoint]:
-    return WebhookEndpoint.objects.filter(organization=organization)
+    """The endpoints the organization registered (not its sends' `callback_url`s)."""
+    return WebhookEndpoint.objects.filter(organization=organization, send_scoped=False)
 
 
 def endpoint_get(*, organization: Organization, endpoint_id: str) -> WebhookEndpoint:

@@ -40,6 +40,10 @@ class WebhookEndpoint(models.Model):
     enabled = models.BooleanField(default=True)
     # Opted in: up to CALLBACKS_BATCH_SIZE events in one POST, as `{"events": [...]}`.
     batch_events = models.BooleanField(default=False)
+    # A send's `callback_url`, not registered by the client: it gets the events of the sends that
+    # named it (whatever `events` says), signed with the organization's endpoint secret
+    # (callbacks.store.endpoint_secrets); the API's endpoint list leaves it out.
+    send_scoped = models.BooleanField(default=False)
     secret = models.CharField(max_length=64, editable=False)
     # After a rotation the old secret signs too (a second `v1=`) until this time.
     previous_secret = models.CharField(max_length=64, blank=True, editable=False)
@@ -52,6 +56,13 @@ class WebhookEndpoint(models.Model):
 
     class Meta:
         ordering = ["created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "url"],
+                condition=models.Q(send_scoped=True),
+                name="callbacks_one_send_url_endpoint",
+            )
+        ]
 
     def __str__(self) -> str:
         return self.url

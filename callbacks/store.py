@@ -10,12 +10,13 @@ customer with a backlog never holds the others' events back.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from callbacks.models import CallbackEvent, DeliveryAttempt, WebhookEndpoint
@@ -131,14 +132,33 @@ def events_claim(*, now: datetime) -> Claim:
     if not claim.events:
         return claim
     endpoint_ids = {event.endpoint_id for event in claim.events}
-    for endpoint in WebhookEndpoint.objects.filter(pk__in=endpoint_ids):
+    endpoints = list(WebhookEndpoint.objects.filter(pk__in=endpoint_ids))
+    signers = _signing_endpoints({e.organization_id for e in endpoints if e.send_scoped})
+    for endpoint in endpoints:
+        signer = signers.get(endpoint.organization_id, endpoint) if endpoint.send_scoped else None
         claim.endpoints[str(endpoint.pk)] = EndpointTarget(
             str(endpoint.pk),
             endpoint.url,
-            endpoint_secrets(endpoint, now=now),
+            endpoint_secrets(signer or endpoint, now=now),
             endpoint.batch_events,
         )
     return claim
+
+
+def signing_endpoints(organization_ids: Collection[int]) -> QuerySet[WebhookEndpoint]:
+    """The endpoints the organizations registered, enabled, each one's oldest first: the first
+    one's secrets sign the events of its send-scoped endpoints (a send's `callback_url`), so
+    rotating that secret rotates theirs too."""
+    return WebhookEndpoint.objects.filter(
+        organization_id__in=list(organization_ids), send_scoped=False, enabled=True
+    ).order_by("organization_id", "created_at")
+
+
+def _signing_endpoints(organization_ids: set[int]) -> dict[int, WebhookEndpoint]:
+    if not organization_ids:
+        return {}
+    signers = signing_endpoints(organization_ids).distinct("organization_id")
+    return {endpoint.organization_id: endpoint for endpoint in signers}
 
 
 def endpoint_secrets(endpoint: WebhookEndpoint, *, now: datetime) -> list[str]:

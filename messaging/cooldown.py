@@ -20,7 +20,7 @@ from django.db import connection
 
 from messaging.counters import STATUS_SQL, SendDeltas, deltas_move
 from messaging.models import MarketingCooldown, MessageStatus
-from messaging.status import table_names, transaction_required
+from messaging.status import Moves, table_names, transaction_required
 
 COOLDOWN_STEPS = (timedelta(hours=4), timedelta(hours=12), timedelta(hours=24))
 # An episode ends when its last cooldown ended this long ago.
@@ -65,14 +65,17 @@ UPDATE {messages} m SET
   FROM deferred d JOIN bumped b
     ON b.business_account_id = d.business_account_id AND b.phone = d.recipient_phone
  WHERE m.id = d.id AND m.status = {SENDING}
-RETURNING m.bulk_send_id, m.status
+RETURNING m.bulk_send_id, m.status, m.id
 """
 
 
-def messages_defer(message_ids: list[int], *, now: datetime) -> SendDeltas:
+def messages_defer(
+    message_ids: list[int], *, now: datetime, moves: Moves | None = None
+) -> SendDeltas:
     """Settle messages Meta answered 131049: each waits for its recipient's cooldown, or fails
     as capped once the steps are spent. Returns how the counters moved (failures only: waiting
-    is pending, as `sending` was). Runs in the caller's transaction."""
+    is pending, as `sending` was), and adds the failed ones to `moves`. Runs in the caller's
+    transaction."""
     transaction_required()
     if not message_ids:
         return {}
@@ -92,9 +95,11 @@ def messages_defer(message_ids: list[int], *, now: datetime) -> SendDeltas:
     counters: SendDeltas = {}
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        for bulk_send_id, status in cursor.fetchall():
+        for bulk_send_id, status, message_id in cursor.fetchall():
             if status == MessageStatus.FAILED:
                 deltas_move(counters, str(bulk_send_id), MessageStatus.SENDING, status)
+                if moves is not None:
+                    moves[message_id] = (str(bulk_send_id), MessageStatus.SENDING, status)
     return counters
 
 

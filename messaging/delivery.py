@@ -37,7 +37,9 @@ from messaging.cooldown import messages_defer
 from messaging.counters import STATUS_SQL, SendDeltas, deltas_merge, deltas_move, sql_in
 from messaging.models import MessageStatus
 from messaging.status import (
+    Moves,
     StatusEvent,
+    moves_merge,
     statuses_apply,
     table_names,
     transaction_required,
@@ -98,7 +100,7 @@ UPDATE {messages} m
        lease_expires_at = NULL
   FROM outcome o
  WHERE m.id = o.id AND m.status = {SENDING}
-RETURNING m.bulk_send_id
+RETURNING m.bulk_send_id, m.id
 """
 
 _RETRY_SQL = """
@@ -152,7 +154,7 @@ UPDATE {{messages}} m
        error_message = 'Meta did not answer any of ' || m.attempts || ' attempts, and no status '
                        'webhook came for this message.'
  WHERE {_RETRYABLE} AND m.attempts >= %(max_attempts)s
-RETURNING m.bulk_send_id
+RETURNING m.bulk_send_id, m.id
 """
 
 # No evidence either way within the ceiling: Meta may have delivered it. Sending again could
@@ -166,7 +168,7 @@ UPDATE {{messages}} m
                        'so that it is never delivered twice.'
  WHERE {_EXPIRED} AND m.lease_expires_at < %(unknown_cutoff)s AND NOT %(resend)s
    AND NOT {_EVIDENCE}
-RETURNING m.bulk_send_id
+RETURNING m.bulk_send_id, m.id
 """
 
 _PROGRESS_SQL = """
@@ -264,8 +266,8 @@ class Settled:
 
     counts: dict[str, int]
     counters: SendDeltas
-    # wamid -> (send, old status, new status) of the messages Meta took (StatusOutcome.changes).
-    changes: dict[str, tuple[str, str, str]] = field(default_factory=dict)
+    # The messages that reached a status a customer hears of (sent, delivered, read, failed).
+    moves: Moves = field(default_factory=dict)
 
 
 def messages_settle(results: list[DeliveryResult], *, now: datetime) -> Settled:
@@ -278,7 +280,7 @@ def messages_settle(results: list[DeliveryResult], *, now: datetime) -> Settled:
     for result in results:
         by_outcome[result.outcome].append(result)
     counters: SendDeltas = {}
-    changes: dict[str, tuple[str, str, str]] = {}
+    moves: Moves = {}
     with connection.cursor() as cursor:
         sent = by_outcome[Settle.SENT]
         if sent:
@@ -294,7 +296,7 @@ def messages_settle(results: list[DeliveryResult], *, now: datetime) -> Settled:
                 ]
             )
             deltas_merge(counters, recorded.counters)
-            changes = recorded.changes
+            moves_merge(moves, recorded.moves)
         failed = by_outcome[Settle.FAILED]
         if failed:
             cursor.execute(
@@ -306,13 +308,15 @@ def messages_settle(results: list[DeliveryResult], *, now: datetime) -> Settled:
                     now,
                 ],
             )
-            _moved_per_send(cursor, counters, MessageStatus.SENDING, MessageStatus.FAILED)
+            _moved_per_send(cursor, counters, MessageStatus.SENDING, MessageStatus.FAILED, moves)
             suppressions_from_failed(
                 [r.message_id for r in failed if r.error_code == USER_STOPPED_MARKETING], now=now
             )
         deferred = by_outcome[Settle.DEFER]
         if deferred:
-            deltas_merge(counters, messages_defer([r.message_id for r in deferred], now=now))
+            deltas_merge(
+                counters, messages_defer([r.message_id for r in deferred], now=now, moves=moves)
+            )
         retry = by_outcome[Settle.RETRY]
         if retry:
             cursor.execute(
@@ -329,22 +333,28 @@ def messages_settle(results: list[DeliveryResult], *, now: datetime) -> Settled:
                 [[r.message_id for r in release], [r.retry_at for r in release]],
             )
     counts = {outcome.value: len(items) for outcome, items in by_outcome.items() if items}
-    return Settled(counts, counters, changes)
+    return Settled(counts, counters, moves)
 
 
-def _moved_per_send(cursor: Any, counters: SendDeltas, old: str, new: str) -> None:
-    """Add to `counters` the messages the last statement moved from `old` to `new` (its
-    RETURNING bulk_send_id, a row per message)."""
-    for (bulk_send_id,) in cursor.fetchall():
+def _moved_per_send(
+    cursor: Any, counters: SendDeltas, old: str, new: str, moves: Moves | None = None
+) -> None:
+    """Add to `counters` (and `moves`) the messages the last statement moved from `old` to `new`
+    (its RETURNING bulk_send_id, id: a row per message)."""
+    for bulk_send_id, message_id in cursor.fetchall():
         deltas_move(counters, str(bulk_send_id), old, new)
+        if moves is not None:
+            moves[message_id] = (str(bulk_send_id), old, new)
 
 
 @dataclass(slots=True)
 class Reaped:
-    """The sends that got messages back to `pending`, and how the counters moved."""
+    """The sends that got messages back to `pending`, how the counters moved, and the messages
+    that failed."""
 
     send_ids: set[str]
     counters: SendDeltas
+    moves: Moves = field(default_factory=dict)
 
 
 def leases_reap(
@@ -377,13 +387,14 @@ def leases_reap(
         "max_attempts": max_attempts,
     }
     counters: SendDeltas = {}
+    moves: Moves = {}
     with connection.cursor() as cursor:
         cursor.execute(_sql(_REAP_EXHAUSTED_SQL), params)
-        _moved_per_send(cursor, counters, MessageStatus.SENDING, MessageStatus.FAILED)
+        _moved_per_send(cursor, counters, MessageStatus.SENDING, MessageStatus.FAILED, moves)
         cursor.execute(_sql(_REAP_UNKNOWN_SQL), params)
-        _moved_per_send(cursor, counters, MessageStatus.SENDING, MessageStatus.FAILED)
+        _moved_per_send(cursor, counters, MessageStatus.SENDING, MessageStatus.FAILED, moves)
         cursor.execute(_sql(_REAP_SQL), params)
-        return Reaped({str(row[0]) for row in cursor.fetchall()}, counters)
+        return Reaped({str(row[0]) for row in cursor.fetchall()}, counters, moves)
 
 
 def messages_cancel_pending(bulk_send_id: uuid.UUID) -> SendDeltas:

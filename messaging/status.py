@@ -40,6 +40,18 @@ WAMID_LOCK_KEY = "hashtextextended({wamid}, 0)"
 
 APPLICABLE = (MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.READ, MessageStatus.FAILED)
 
+# message id -> (its send, status before, status after): the moves a transaction made, which the
+# customers' `message.status` events report (callbacks.outbox).
+Moves = dict[int, tuple[str, str, str]]
+
+
+def moves_merge(moves: Moves, other: Moves) -> None:
+    """Add `other` (later moves of the same transaction) to `moves`: a message moved twice moved
+    once, from its first status to its last."""
+    for message_id, (bulk_send_id, old, new) in other.items():
+        first = moves.get(message_id, (bulk_send_id, old, new))[1]
+        moves[message_id] = (bulk_send_id, first, new)
+
 
 @dataclass(frozen=True, slots=True)
 class StatusEvent:
@@ -68,12 +80,17 @@ class StatusOutcome:
     # webhooks can say which of them did what.
     changes: dict[str, tuple[str, str, str]] = field(default_factory=dict)
     deferred_wamids: set[str] = field(default_factory=set)
+    # The same moves by message id (`Moves`), for the customers' events.
+    moves: Moves = field(default_factory=dict)
 
-    def record_change(self, wamid: str, bulk_send_id: str, old: str, new: str) -> None:
+    def record_change(
+        self, wamid: str, bulk_send_id: str, old: str, new: str, message_id: int
+    ) -> None:
         # A message moved twice in one batch (sent, then a kept delivered) moved once, from its
         # first status to its last.
         first = self.changes.get(wamid, (bulk_send_id, old, new))[1]
         self.changes[wamid] = (bulk_send_id, first, new)
+        moves_merge(self.moves, {message_id: (bulk_send_id, old, new)})
 
     def counters_for(self, wamids: set[str]) -> SendDeltas:
         """The counter deltas by send that the messages of `wamids` caused."""
@@ -89,9 +106,15 @@ class StatusOutcome:
         self.messages_changed += other.messages_changed
         self.deferred += other.deferred
         deltas_merge(self.counters, other.counters)
-        for wamid, (bulk_send_id, old, new) in other.changes.items():
-            self.record_change(wamid, bulk_send_id, old, new)
+        self.changes_merge(other)
         self.deferred_wamids |= other.deferred_wamids
+
+    def changes_merge(self, other: StatusOutcome) -> None:
+        """Add the moves of `other` (later in the same transaction) to this outcome's."""
+        for wamid, (bulk_send_id, old, new) in other.changes.items():
+            first = self.changes.get(wamid, (bulk_send_id, old, new))[1]
+            self.changes[wamid] = (bulk_send_id, first, new)
+        moves_merge(self.moves, other.moves)
 
 
 @dataclass(slots=True)
@@ -201,7 +224,7 @@ changed AS (
                              COALESCE(d.p_model, m.pricing_model),
                              COALESCE(d.p_category, m.pricing_category),
                              COALESCE(d.p_type, m.pricing_type)))
-    RETURNING m.bulk_send_id, m.wamid, d.old_status, m.status AS new_status,
+    RETURNING m.id, m.bulk_send_id, m.wamid, d.old_status, m.status AS new_status,
         (d.new_status <> d.old_status OR d.old_wamid IS NULL) AS moved
 ),
 moved AS (
@@ -217,7 +240,8 @@ SELECT
     (SELECT COALESCE(json_agg(DISTINCT wamid), '[]') FROM matched),
     (SELECT COALESCE(json_agg(DISTINCT wamid), '[]') FROM matched WHERE via_ref = 1),
     (SELECT COALESCE(json_agg(deltas), '[]') FROM deltas),
-    (SELECT COALESCE(json_agg(json_build_array(wamid, bulk_send_id, old_status, new_status)), '[]')
+    (SELECT COALESCE(json_agg(json_build_array(wamid, bulk_send_id, old_status, new_status, id)),
+                     '[]')
        FROM moved)
 """
 
@@ -296,8 +320,8 @@ def _apply_pass(
         return set(), []
     cursor.execute(_messages_sql(), _batch_params(merged))
     matched_json, recorded_json, deltas_json, changed_json = cursor.fetchone()
-    for wamid, bulk_send_id, old_status, new_status in _json(changed_json):
-        outcome.record_change(wamid, str(bulk_send_id), old_status, new_status)
+    for wamid, bulk_send_id, old_status, new_status, message_id in _json(changed_json):
+        outcome.record_change(wamid, str(bulk_send_id), old_status, new_status, message_id)
     deltas = _json(deltas_json)
     outcome.messages_changed += sum(int(delta.pop("changed")) for delta in deltas)
     deltas_merge(
@@ -367,8 +391,7 @@ def statuses_apply(events: list[StatusEvent]) -> StatusOutcome:
             earlier = statuses_apply_deferred(recorded, locked=True)
             outcome.messages_changed += earlier.messages_changed
             deltas_merge(outcome.counters, earlier.counters)
-            for wamid, (bulk_send_id, old, new) in earlier.changes.items():
-                outcome.record_change(wamid, bulk_send_id, old, new)
+            outcome.changes_merge(earlier)
     return outcome
 
 

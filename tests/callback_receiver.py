@@ -3,7 +3,9 @@
 
 Answers are scripted: `answers` holds the statuses of the next requests (then 200), `delay`
 holds each answer back (a timeout, from the sender's side). `stop()` then `start()` on the same
-port plays a receiver that is down for a while.
+port plays a receiver that is down for a while. `hold()` keeps every request open after its
+events are recorded, with `arrived` set, until `release()`: a sender is mid-request for as long
+as the test wants, with no sleep.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from typing import Any
 import orjson
 
 from callbacks.signing import SIGNATURE_HEADER, signature_verify
+
+# A held request is let go after this long whatever the test does, so no thread outlives it.
+HOLD_LIMIT_SECONDS = 300.0
 
 
 @dataclass
@@ -37,6 +42,9 @@ class CallbackReceiver:
     bad_signatures: int = 0
     requests: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # Open (set) unless held; `arrived` is set by a request that found it closed.
+    gate: threading.Event = field(default_factory=threading.Event)
+    arrived: threading.Event = field(default_factory=threading.Event)
     _server: ThreadingHTTPServer | None = None
 
     @property
@@ -54,6 +62,9 @@ class CallbackReceiver:
                 if receiver.delay:
                     time.sleep(receiver.delay)
                 status = receiver._take(body, self.headers.get(SIGNATURE_HEADER) or "")
+                if not receiver.gate.is_set():
+                    receiver.arrived.set()
+                    receiver.gate.wait(timeout=HOLD_LIMIT_SECONDS)
                 payload = b'{"ok":true}' if status < 300 else b'{"error":"try later"}'
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -64,6 +75,7 @@ class CallbackReceiver:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
+        self.gate.set()
         ThreadingHTTPServer.allow_reuse_address = True
         self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self._server.daemon_threads = True
@@ -72,10 +84,19 @@ class CallbackReceiver:
         return self
 
     def stop(self) -> None:
+        self.release()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+
+    def hold(self) -> None:
+        """Keep the next requests open (their events recorded) until `release()`."""
+        self.arrived.clear()
+        self.gate.clear()
+
+    def release(self) -> None:
+        self.gate.set()
 
     def _take(self, body: bytes, header: str) -> int:
         with self.lock:

@@ -63,7 +63,9 @@ class CeleryWorker:
     # What its log says once it takes work.
     ready_line = " ready."
 
-    def __init__(self, name: str, env: dict[str, str], log_dir: Path) -> None:
+    def __init__(
+        self, name: str, env: dict[str, str], log_dir: Path, *, queue: str = "celery"
+    ) -> None:
         self.name = name
         self.log_path = log_dir / f"{name}.log"
         with self.log_path.open("wb") as log:
@@ -80,7 +82,7 @@ class CeleryWorker:
                     "--concurrency",
                     "1",
                     "-Q",
-                    "celery",
+                    queue,
                     "-n",
                     f"{name}-{uuid.uuid4().hex[:8]}@127.0.0.1",
                     "--without-gossip",

@@ -41,7 +41,13 @@ PROJECT_PACKAGES = (*RANKS, SANDBOX)
 MINDO_WIRING = {"mindo.urls", "mindo.wsgi", "mindo.celery", "mindo.settings"}
 DYNAMIC_IMPORTERS = {"import_module", "import_string"}
 # The modules that record callback events in the transaction of their change, and what they use.
-CALLBACK_HOOKS = {"webhooks.processing", "bulksend.lifecycle", "templates_app.meta_updates"}
+# bulksend.creation registers a send's `callback_url` in the send's own transaction.
+CALLBACK_HOOKS = {
+    "webhooks.processing",
+    "bulksend.lifecycle",
+    "bulksend.creation",
+    "templates_app.meta_updates",
+}
 CALLBACK_OUTBOX = "callbacks.outbox"
 
 

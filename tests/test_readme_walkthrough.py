@@ -29,9 +29,12 @@ import redis
 from django.conf import settings
 
 from bulksend.export import COLUMNS
+from callbacks.tasks import QUEUE as CALLBACKS_QUEUE
+from callbacks.tasks import deliver_callbacks
 from tests.delivery_support import (
     SandboxProcess,
     delivery_redis_fixture,  # noqa: F401  (fixtures)
+    free_port,
     process_env,
     wait_for,
 )
@@ -46,6 +49,8 @@ SECTION = "## Walk-through"
 # What the README's first block asks the reader to replace.
 KEY_PLACEHOLDER = "mindo_Xk3..."
 BASE_AS_WRITTEN = "http://127.0.0.1:8000"
+# The callbacks receiver's port, which the README says may be any free one.
+HOOK_PORT_AS_WRITTEN = "HOOK_PORT=8090"
 # A step that waits for background work runs its block again until this deadline: generous,
 # for a machine busy with other work; a healthy run takes seconds.
 BACKGROUND_DEADLINE = 180.0
@@ -192,7 +197,7 @@ def service(delivery_redis: redis.Redis, tmp_path: Path) -> Iterator[Service]:
     env = process_env()
     sandbox: SandboxProcess | None = None
     web: GunicornProcess | None = None
-    worker: CeleryWorker | None = None
+    workers: list[CeleryWorker] = []
     try:
         # The web server sends too (POST send/), to the sandbox, as `./dev up`'s does.
         sandbox = SandboxProcess(env, tmp_path)
@@ -202,17 +207,23 @@ def service(delivery_redis: redis.Redis, tmp_path: Path) -> Iterator[Service]:
         demo = provision_demo({**env, "META_GRAPH_URL": sandbox.url})
         assert demo["phone_number_id"] == DEMO_NUMBER
         worker_env = {**env, "META_GRAPH_URL": sandbox.url, "CELERY_TASK_ALWAYS_EAGER": "false"}
-        worker = CeleryWorker("walkthrough", worker_env, tmp_path)
-        worker.wait_ready()
+        # The default queue's worker, and the customer callbacks' one, as `./dev up` starts them.
+        workers.append(CeleryWorker("walkthrough", worker_env, tmp_path))
+        workers.append(
+            CeleryWorker("walkthrough-callbacks", worker_env, tmp_path, queue=CALLBACKS_QUEUE)
+        )
+        for worker in workers:
+            worker.wait_ready()
         yield Service(key=demo["api_key"], base=base, sandbox=sandbox)
     finally:
-        if worker is not None:
+        for worker in workers:
             worker.kill()
         if sandbox is not None:
             sandbox.stop()
         if web is not None:
             web.stop()
         forget_broker(delivery_redis)
+        delivery_redis.delete(CALLBACKS_QUEUE)
 
 
 @pytest.fixture
@@ -283,6 +294,10 @@ def test_every_step_of_the_readme_walkthrough_works_as_written(
         "MEDIA=$(",
         "/bulk-sends/$MEDIA_ID/",
         "/api/v1/suppressions/",
+        "ENDPOINT=$(",
+        "RECEIVER_PID=$!",
+        'open("events.jsonl")',
+        "kill $RECEIVER_PID",
         "TRIAL=$(",
         "/bulk-sends/$TRIAL_ID/",
     ]
@@ -310,6 +325,10 @@ def test_every_step_of_the_readme_walkthrough_works_as_written(
         media_send,
         follow_media,
         suppressions,
+        register_endpoint,
+        receive_and_send,
+        received_events,
+        unregister_endpoint,
         trial,
         follow_trial,
     ) = blocks
@@ -486,6 +505,29 @@ def test_every_step_of_the_readme_walkthrough_works_as_written(
     assert json.loads(added)["source"] == "api"
     assert [e["phone"] for e in json.loads(listed)["results"]] == ["+5491155550000"]
     assert removed == "204"
+
+    # An endpoint registered with curl; a receiver on it gets the signed events of a send.
+    hook_port = free_port()
+    assert HOOK_PORT_AS_WRITTEN in register_endpoint, register_endpoint
+    registered = answer(
+        bash.run(register_endpoint.replace(HOOK_PORT_AS_WRITTEN, f"HOOK_PORT={hook_port}"))
+    )
+    same_shape(registered, examples[blocks.index(register_endpoint)])
+    assert registered["events"] == ["bulk_send.status", "message.status"]
+    assert registered["secret"].startswith("whsec_")
+    assert bash.run(receive_and_send) == ""
+
+    def send_told(out: str) -> bool:
+        deliver_callbacks.apply_async()  # the test plays beat, which wakes a delivery run
+        told = set(out.splitlines())
+        return {"True message.status delivered", "True bulk_send.status COMPLETED"} <= told
+
+    told = bash.run_until(
+        received_events, send_told, what="the receiver to get the send's signed events"
+    ).splitlines()
+    assert all(line.startswith("True ") for line in told), told
+    assert {"True bulk_send.status PROCESSING", "True message.status sent"} <= set(told)
+    assert bash.run(unregister_endpoint).strip() == "204"
 
     # The 10,000-recipient trial fits the demo's quota after all of the above, and goes out.
     assert answer(bash.run(trial)) == {

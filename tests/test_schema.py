@@ -109,6 +109,7 @@ def test_it_describes_the_send_bulk_request(schema: dict[str, Any]) -> None:
         "recipients",
         "send_at",
         "send_window",
+        "callback_url",  # optional: this send's events go to it too
     }
     assert set(request["required"]) == {"phone_number_id", "template_name", "recipients"}
     window_field = request["properties"]["send_window"]

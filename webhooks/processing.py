@@ -29,11 +29,15 @@ from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from bulksend.lifecycle import sends_statuses_apply
-from callbacks.outbox import events_record_message_statuses
+from callbacks.outbox import (
+    delivery_wake_on_commit,
+    events_record_message_statuses,
+    message_statuses_cte,
+)
 from messaging.delivery import webhook_progress_record
 from messaging.inbound import inbound_messages_record
 from messaging.models import message_id_from_callback_data
-from messaging.status import StatusEvent, StatusOutcome
+from messaging.status import Moves, StatusEvent, StatusOutcome
 from messaging.suppression import marketing_preferences_apply, suppressions_from_failed_statuses
 from meta.error_codes import USER_STOPPED_MARKETING
 from meta.webhook_payload import MessageStatusUpdate, Payload, payload_read
@@ -56,15 +60,24 @@ APPLIER_LOCK = 0x6D696E646F  # "mindo"
 _INSERT_SQL = "INSERT INTO {table} (body) VALUES (%s) RETURNING id"
 
 
-# One statement for the whole batch (Django's bulk_update would build a CASE per column).
+# One statement for the whole batch (Django's bulk_update would build a CASE per column). The
+# customers' `message.status` events of the batch ride in front of it (`recorded`,
+# callbacks.outbox.message_statuses_cte): they cost the batch no round trip of their own.
 _MARK_APPLIED_SQL = """
-UPDATE {table} e SET
-    processed_at = %s, object_type = b.object_type, fields = b.fields,
-    status_events = b.status_events, messages_changed = b.messages_changed,
-    deferred = b.deferred, outcome = b.outcome
-FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::int[], %s::int[], %s::int[], %s::jsonb[])
-    AS b(id, object_type, fields, status_events, messages_changed, deferred, outcome)
-WHERE e.id = b.id
+WITH {recorded},
+marked AS (
+    UPDATE {table} e SET
+        processed_at = %(now)s, object_type = b.object_type, fields = b.fields,
+        status_events = b.status_events, messages_changed = b.messages_changed,
+        deferred = b.deferred, outcome = b.outcome
+    FROM unnest(%(ids)s::bigint[], %(object_types)s::text[], %(fields)s::text[],
+                %(status_events)s::int[], %(messages_changed)s::int[], %(deferred)s::int[],
+                %(outcomes)s::jsonb[])
+        AS b(id, object_type, fields, status_events, messages_changed, deferred, outcome)
+    WHERE e.id = b.id
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM recorded), (SELECT count(*) FROM marked)
 """
 
 
@@ -136,21 +149,29 @@ def _outcome(read: _Read, statuses: StatusOutcome) -> dict[str, Any]:
     return outcome
 
 
-def _mark_applied(reads: list[_Read], outcomes: list[dict[str, Any]]) -> None:
+def _mark_applied(
+    reads: list[_Read], outcomes: list[dict[str, Any]], moves: Moves | None = None
+) -> None:
+    """Mark the bodies applied with what each changed; `moves` are the messages they moved, whose
+    `message.status` events are written by the same statement."""
+    recorded_cte, event_params = message_statuses_cte(moves or {})
     with connection.cursor() as cursor:
         cursor.execute(
-            _MARK_APPLIED_SQL.format(table=WebhookEvent._meta.db_table),
-            [
-                timezone.now(),
-                [read.event.pk for read in reads],
-                [read.payload.object_type[:64] for read in reads],
-                [",".join(sorted(set(read.payload.fields)))[:200] for read in reads],
-                [len(read.statuses) for read in reads],
-                [outcome["messages_changed"] for outcome in outcomes],
-                [outcome["deferred"] for outcome in outcomes],
-                [orjson.dumps(outcome).decode() for outcome in outcomes],
-            ],
+            _MARK_APPLIED_SQL.format(table=WebhookEvent._meta.db_table, recorded=recorded_cte),
+            {
+                **event_params,
+                "now": timezone.now(),
+                "ids": [read.event.pk for read in reads],
+                "object_types": [read.payload.object_type[:64] for read in reads],
+                "fields": [",".join(sorted(set(read.payload.fields)))[:200] for read in reads],
+                "status_events": [len(read.statuses) for read in reads],
+                "messages_changed": [outcome["messages_changed"] for outcome in outcomes],
+                "deferred": [outcome["deferred"] for outcome in outcomes],
+                "outcomes": [orjson.dumps(outcome).decode() for outcome in outcomes],
+            },
         )
+        (recorded, _) = cursor.fetchone()
+    delivery_wake_on_commit(recorded)
 
 
 def _apply_opt_outs(reads: list[_Read], events: list[StatusEvent], *, now: datetime) -> None:
@@ -168,15 +189,14 @@ def _apply_reads(reads: list[_Read]) -> StatusOutcome:
     """Apply bodies together (one statuses batch) and record what each one changed."""
     events = [status for read in reads for status in read.statuses]
     statuses = sends_statuses_apply(events)
-    # The customers' message.status events, in this transaction: one statement for the batch.
-    events_record_message_statuses(statuses.changes)
     received_at = max(read.event.received_at for read in reads)
     webhook_progress_record(events, received_at=received_at)
     inbound_messages_record(
         [message for read in reads for message in read.payload.inbound], received_at=received_at
     )
     _apply_opt_outs(reads, events, now=received_at)
-    _mark_applied(reads, [_outcome(read, statuses) for read in reads])
+    # The customers' message.status events are written by the statement that marks the bodies.
+    _mark_applied(reads, [_outcome(read, statuses) for read in reads], statuses.moves)
     return statuses
 
 
@@ -254,7 +274,7 @@ def _apply_large(read: _Read, *, slice_lock: Callable[[], bool] | None = None) -
                     return False
                 events = statuses[start : start + STATUS_SLICE]
                 applied = sends_statuses_apply(events)
-                events_record_message_statuses(applied.changes)
+                events_record_message_statuses(applied.moves)
                 outcome.merge(applied)
                 webhook_progress_record(events, received_at=read.event.received_at)
         with transaction.atomic():
