@@ -170,6 +170,11 @@ def _sendable(template: MessageTemplate | None, *, name: str, language: str) -> 
     return template
 
 
+def template_sendable_check(template: MessageTemplate) -> None:
+    """The 400 of a template that cannot be sent (any longer: a retry's, since its send)."""
+    _sendable(template, name=template.name, language=template.language)
+
+
 def _copy_messages(bulk_send: BulkSend, recipients: list[Recipient]) -> None:
     columns = ", ".join(_MESSAGE_COLUMNS)
     account_id = bulk_send.phone_number.business_account_id
@@ -254,23 +259,33 @@ def bulk_send_create(
         contacts_from_send(
             organization_id=organization.pk, bulk_send_id=bulk_send.pk, source=ContactSource.API
         )
-        # Concurrent sends of one portfolio take their quota figures one after the other.
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [number.business_account_id])
-        quota = quota_for_send(bulk_send=bulk_send, account=number.business_account, now=now)
-        bulk_send.quota_overflow = quota.overflow
-        bulk_send.quota_frees_at = quota.room_frees_at
-        bulk_send.estimated_time_minutes = estimate_minutes(
-            pending=len(unique),
-            ahead=queued_ahead(bulk_send),
-            rate_per_second=number.throughput_per_second,
-            overflow=quota.overflow,
-            room_frees_at=quota.room_frees_at,
-            now=now,
-        )
-        bulk_send.save(update_fields=["quota_overflow", "quota_frees_at", "estimated_time_minutes"])
-        transaction.on_commit(lambda: bulk_send_enqueue(bulk_send))
+        accepted = stored_send_accept(bulk_send, number=number, now=now)
     metrics.send_accepted(recipients=len(unique))
+    return accepted
+
+
+def stored_send_accept(
+    bulk_send: BulkSend, *, number: PhoneNumber, now: datetime
+) -> BulkSendAccepted:
+    """The last steps of accepting a send whose messages are stored (a client's, a retry's):
+    its quota figures and estimate, and its wake-up once committed. Call it in the transaction
+    that stored the messages."""
+    # Concurrent sends of one portfolio take their quota figures one after the other.
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [number.business_account_id])
+    quota = quota_for_send(bulk_send=bulk_send, account=number.business_account, now=now)
+    bulk_send.quota_overflow = quota.overflow
+    bulk_send.quota_frees_at = quota.room_frees_at
+    bulk_send.estimated_time_minutes = estimate_minutes(
+        pending=bulk_send.unique_recipients,
+        ahead=queued_ahead(bulk_send),
+        rate_per_second=number.throughput_per_second,
+        overflow=quota.overflow,
+        room_frees_at=quota.room_frees_at,
+        now=now,
+    )
+    bulk_send.save(update_fields=["quota_overflow", "quota_frees_at", "estimated_time_minutes"])
+    transaction.on_commit(lambda: bulk_send_enqueue(bulk_send))
     return BulkSendAccepted(bulk_send=bulk_send, quota=quota)
 
 

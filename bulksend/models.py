@@ -97,6 +97,11 @@ class BulkSend(models.Model):
     # operator: its untried messages stay pending until it is resumed or cancelled.
     halted_at = models.DateTimeField(null=True, blank=True)
     halt_reason = models.TextField(blank=True)
+    # The send this one retries (bulksend.retry): a retry is a new send of some of its
+    # recipients, with the variables they had. Null for a send a client made.
+    retry_of = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="retries"
+    )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)

@@ -121,6 +121,21 @@ QUOTA_SQL = f"""
            ) AS needing_quota)
 """
 
+# `quota_for_phones`: the figures of QUOTA_SQL for a send not stored (a dry run's), whose unique
+# recipients are the array `phones`; `send` is NO_SEND, so every stored send's places count.
+QUOTA_FOR_PHONES_SQL = f"""
+    WITH {_COMMON}, {_HELD}
+    SELECT (SELECT count(*) FROM held),
+           (SELECT count(*) FROM (
+                SELECT unnest(%(phones)s::text[])
+                EXCEPT (
+                    SELECT recipient_phone FROM held
+                    UNION ALL
+                    SELECT from_phone FROM inbound
+                     WHERE phone_number_id = %(number)s AND sent_at > %(open_since)s)
+           ) AS needing_quota)
+"""
+
 # The places held in the portfolio's window, by the same rule: no send is left out.
 HELD_COUNT_SQL = f"WITH {_COMMON}, {_HELD} SELECT count(*) FROM held"
 
