@@ -15,8 +15,8 @@ from collections.abc import Callable
 from typing import Any
 
 from django.contrib import admin, messages
-from django.contrib.auth.models import User
 from django.contrib.admin.utils import flatten_fieldsets
+from django.contrib.auth.models import User
 from django.db.models import QuerySet
 from django.http import HttpRequest, StreamingHttpResponse
 from django.urls import reverse
