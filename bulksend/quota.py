@@ -75,7 +75,7 @@ def quota_for_phones(
     """`quota_for_send`'s figures for a send of `phones` (unique, E.164) by the number
     `number_id` that is not stored: a dry run's."""
     params = window_params(account_id=account.pk, now=now)
-    params.update(send=NO_SEND, number=number_id, phones=phones)
+    params.update(send=NO_SEND, number=number_id, phones="\n".join(phones))
     with connection.cursor() as cursor:
         cursor.execute(window_sql(QUOTA_FOR_PHONES_SQL), params)
         held, needed = cursor.fetchone()

@@ -122,12 +122,14 @@ QUOTA_SQL = f"""
 """
 
 # `quota_for_phones`: the figures of QUOTA_SQL for a send not stored (a dry run's), whose unique
-# recipients are the array `phones`; `send` is NO_SEND, so every stored send's places count.
+# recipients are `phones`, one text of E.164 phones a line (a 100,000-item array parameter costs
+# the driver 0.3 s to write, one text a hundredth of that); `send` is NO_SEND, so every stored
+# send's places count.
 QUOTA_FOR_PHONES_SQL = f"""
     WITH {_COMMON}, {_HELD}
     SELECT (SELECT count(*) FROM held),
            (SELECT count(*) FROM (
-                SELECT unnest(%(phones)s::text[])
+                SELECT unnest(string_to_array(%(phones)s, E'\n'))
                 EXCEPT (
                     SELECT recipient_phone FROM held
                     UNION ALL
