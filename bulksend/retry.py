@@ -72,7 +72,7 @@ CODES_WITHOUT_FAILED = "error_codes only narrows failed messages: use scope fail
 
 # The key space of the chain's lock (pg_advisory_xact_lock's two-int form does not overlap the
 # one-bigint keys the rest of the project takes).
-_CHAIN_LOCK_CLASS = 0x52455452  # "RETR"
+CHAIN_LOCK_CLASS = 0x52455452  # "RETR"
 
 # The chain's first send, following `retry_of` up.
 _ROOT_SQL = """
@@ -190,7 +190,7 @@ def _chain_lock(bulk_send_id: uuid.UUID) -> list[uuid.UUID]:
         cursor.execute(_ROOT_SQL.format(sends=sends), [bulk_send_id])
         (root,) = cursor.fetchone()
         cursor.execute(
-            "SELECT pg_advisory_xact_lock(%s, hashtext(%s::text))", [_CHAIN_LOCK_CLASS, root]
+            "SELECT pg_advisory_xact_lock(%s, hashtext(%s::text))", [CHAIN_LOCK_CLASS, root]
         )
         cursor.execute(_CHAIN_SQL.format(sends=sends), [root])
         (chain,) = cursor.fetchone()

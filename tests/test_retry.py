@@ -5,9 +5,11 @@ never a second message to anyone a send of the chain reached."""
 from __future__ import annotations
 
 import itertools
+import threading
 import uuid
 from typing import Any
 
+import psycopg
 import pytest
 from django.db import connection
 from django.db.models import Count, Q
@@ -20,12 +22,13 @@ from rest_framework.response import Response
 
 from bulksend.lifecycle import bulk_send_halt
 from bulksend.models import BulkSend, BulkSendKind, BulkSendStatus
-from bulksend.retry import NOTHING_TO_RETRY, RetryScope, bulk_send_retry
+from bulksend.retry import CHAIN_LOCK_CLASS, NOTHING_TO_RETRY, RetryScope, bulk_send_retry
 from messaging.models import Message, MessageStatus
 from mindo.errors import ConflictError
 from mindo.models import IdempotencyKey
 from tests import factories
-from tests.conftest import Tenant
+from tests.conftest import Tenant, make_tenant
+from tests.delivery_support import wait_for
 
 RETRY_URL = "/api/v1/meta-templates/bulk-sends/{}/retry/"
 DETAIL_URL = "/api/v1/meta-templates/bulk-sends/{}/"
@@ -482,3 +485,56 @@ def test_no_recipient_gets_two_messages_across_a_chain_of_retries(
                 status = MessageStatus.FAILED
             settle(message, status)
         assert max(reach_counts(phones).values(), default=0) <= 1
+
+
+# --- concurrent retries -----------------------------------------------------------------------
+
+
+def _waiting_on_a_lock() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        (waiting,) = cursor.fetchone()
+    return int(waiting)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_retries_asked_at_once_make_one_and_answer_it_to_both() -> None:
+    """Two retries of a chain wait for its lock (held here, as by a retry being made); once it
+    is free, one makes the retry and the other answers it, never a second copy."""
+    tenant = make_tenant("Mindo")
+    original, messages = make_send(
+        tenant, [(MessageStatus.FAILED, "131026"), (MessageStatus.FAILED, "131047")]
+    )
+    holder = psycopg.connect(**connection.get_connection_params())
+    holder.execute(
+        "SELECT pg_advisory_xact_lock(%s, hashtext(%s::text))", [CHAIN_LOCK_CLASS, original.pk]
+    )
+    outcomes: list[Any] = []
+
+    def ask() -> None:
+        try:
+            source = BulkSend.objects.get(pk=original.pk)
+            outcomes.append(
+                bulk_send_retry(bulk_send=source, created_by=None, scope=RetryScope.FAILED)
+            )
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=ask) for _ in range(2)]
+    try:
+        for thread in threads:
+            thread.start()
+        wait_for(lambda: _waiting_on_a_lock() >= 2, timeout=60, what="both retries to wait")
+    finally:
+        holder.rollback()
+        holder.close()
+    for thread in threads:
+        thread.join(60)
+
+    [made] = BulkSend.objects.filter(retry_of=original)
+    assert sorted(outcome.created for outcome in outcomes) == [False, True]
+    assert {outcome.accepted.bulk_send.pk for outcome in outcomes} == {made.pk}
+    assert set(messages_of(made.pk)) == {m.recipient_phone for m in messages}
