@@ -36,13 +36,9 @@ from bench.accept_support import recipients as clean_recipients  # noqa: E402
 from bench.support import (  # noqa: E402
     TEMPLATE,
     Demo,
-    add_service_arguments,
-    bench_database_from_args,
-    bench_env,
-    database_drop,
-    django_setup,
+    in_process_arguments,
+    in_process_service,
     print_table,
-    provision,
     sig3,
 )
 
@@ -87,34 +83,25 @@ def bare_parse(body: bytes) -> float:
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--recipients", type=int, default=100_000)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--keep", action="store_true", help="keep the database")
-    parser.add_argument("--org", default="BenchDryRun", help="organization provisioned by `demo`")
-    add_service_arguments(
-        parser, database="mindo_bench_dry_run", database_variable="BENCH_DRY_RUN_DATABASE_URL"
+    in_process_arguments(
+        parser,
+        org="BenchDryRun",
+        database="mindo_bench_dry_run",
+        database_variable="BENCH_DRY_RUN_DATABASE_URL",
     )
     return parser.parse_args()
 
 
 def main() -> None:
     args = parse_args()
-    database = bench_database_from_args(args)
-    env = {**bench_env(args.database_url, args.redis_url), "PYTHONWARNINGS": "ignore"}
-    env["CELERY_BROKER_URL"] = "memory://"  # the send's wake-up goes nowhere: no worker runs
-    print(f"database {database}, {args.recipients:,} recipients, load {os.getloadavg()}")
+    print(f"{args.recipients:,} recipients")
     dry: list[float] = []
     sends: list[float] = []
     bare: list[float] = []
-    verdicts = 0
-    try:
-        demo = provision(env, args.org)
-        django_setup(env)
-        from django.test import Client
-
+    with in_process_service(args) as (demo, client):
         from bulksend.lifecycle import bulk_send_cancel
         from bulksend.models import BulkSend
 
-        client = Client(SERVER_NAME="127.0.0.1", HTTP_X_API_KEY=demo.api_key)
         dry_body, send_body = bodies(demo, args.recipients)
         for round_index in range(args.rounds + 1):  # the first round warms up, untimed
             started = time.perf_counter()
@@ -143,11 +130,6 @@ def main() -> None:
                 f"load {os.getloadavg()}",
                 flush=True,
             )
-    finally:
-        if args.keep:
-            print(f"kept database {database}")
-        else:
-            database_drop(args.database_url)
     median = statistics.median(dry)
     send_median, bare_median = statistics.median(sends), statistics.median(bare)
     print()

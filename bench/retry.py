@@ -29,14 +29,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script, the project's packages are not on the path
 
 from bench.support import (  # noqa: E402
-    add_service_arguments,
     baseline_connection,
-    bench_database_from_args,
-    bench_env,
-    database_drop,
-    django_setup,
+    in_process_arguments,
+    in_process_service,
     print_table,
-    provision,
     sig3,
 )
 
@@ -95,7 +91,7 @@ def failed_send(phone_number_id: str, count: int) -> uuid.UUID:
     return send.pk
 
 
-def bare_copy(source: uuid.UUID, phone_number_id: str) -> float:
+def bare_copy(source: uuid.UUID) -> float:
     """Seconds of the bare INSERT ... SELECT of `source`'s failed rows into a new send."""
     from bulksend.models import BulkSend
 
@@ -115,33 +111,24 @@ def bare_copy(source: uuid.UUID, phone_number_id: str) -> float:
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--failed", type=int, default=50_000, help="failed messages to retry")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--keep", action="store_true", help="keep the database")
-    parser.add_argument("--org", default="BenchRetry", help="organization provisioned by `demo`")
-    add_service_arguments(
-        parser, database="mindo_bench_retry", database_variable="BENCH_RETRY_DATABASE_URL"
+    in_process_arguments(
+        parser,
+        org="BenchRetry",
+        database="mindo_bench_retry",
+        database_variable="BENCH_RETRY_DATABASE_URL",
     )
     return parser.parse_args()
 
 
 def main() -> None:
     args = parse_args()
-    database = bench_database_from_args(args)
-    env = {**bench_env(args.database_url, args.redis_url), "PYTHONWARNINGS": "ignore"}
-    # The wake-up of each retry goes nowhere: no worker runs, and no broker is needed.
-    env["CELERY_BROKER_URL"] = "memory://"
-    print(f"database {database}, {args.failed:,} failed recipients, load {os.getloadavg()}")
+    print(f"{args.failed:,} failed recipients")
     timed: list[float] = []
     bare: list[float] = []
-    try:
-        demo = provision(env, args.org)
-        django_setup(env)
-        from django.test import Client
-
+    with in_process_service(args) as (demo, client):
         from bulksend.lifecycle import bulk_send_cancel
         from bulksend.models import BulkSend
 
-        client = Client(SERVER_NAME="127.0.0.1", HTTP_X_API_KEY=demo.api_key)
         for round_index in range(args.rounds + 1):  # the first round warms up, untimed
             source = failed_send(demo.phone_number_id, args.failed)
             started = time.perf_counter()
@@ -157,7 +144,7 @@ def main() -> None:
             if answer["unique_recipients"] != args.failed:
                 sys.exit(f"the retry holds {answer['unique_recipients']}, not {args.failed}")
             bulk_send_cancel(bulk_send=BulkSend.objects.get(pk=answer["bulk_send_id"]))
-            bare_seconds = bare_copy(source, demo.phone_number_id)
+            bare_seconds = bare_copy(source)
             if round_index == 0:
                 continue
             timed.append(seconds)
@@ -167,11 +154,6 @@ def main() -> None:
                 f"{bare_seconds:.3f} s; load {os.getloadavg()}",
                 flush=True,
             )
-    finally:
-        if args.keep:
-            print(f"kept database {database}")
-        else:
-            database_drop(args.database_url)
     median, bare_median = statistics.median(timed), statistics.median(bare)
     print()
     print_table(
