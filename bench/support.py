@@ -251,3 +251,40 @@ def database_drop(database_url: str) -> None:
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
         )
     print(f"dropped database {name}")
+
+
+def in_process_arguments(
+    parser: argparse.ArgumentParser, *, org: str, database: str, database_variable: str
+) -> None:
+    """The options of a bench that calls the service in its own process (`in_process_service`):
+    `--rounds`, `--keep`, `--org` and the service's."""
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--keep", action="store_true", help="keep the database")
+    parser.add_argument("--org", default=org, help="organization provisioned by `demo`")
+    add_service_arguments(parser, database=database, database_variable=database_variable)
+
+
+@contextlib.contextmanager
+def in_process_service(args: argparse.Namespace) -> Iterator[tuple[Demo, Any]]:
+    """The bench's own database, migrated and provisioned with the organization `args.org`, and
+    Django set up on it in this process; yields the organization and a test client sending its
+    key (requests go through every middleware and view, without a server). No worker runs: the
+    wake-ups go to an in-memory broker. The database is dropped at the end unless `--keep`."""
+    database = bench_database_from_args(args)
+    env = {
+        **bench_env(args.database_url, args.redis_url),
+        "PYTHONWARNINGS": "ignore",
+        "CELERY_BROKER_URL": "memory://",
+    }
+    print(f"database {database}, load {os.getloadavg()}")
+    try:
+        demo = provision(env, args.org)
+        django_setup(env)
+        from django.test import Client
+
+        yield demo, Client(SERVER_NAME="127.0.0.1", HTTP_X_API_KEY=demo.api_key)
+    finally:
+        if args.keep:
+            print(f"kept database {database}")
+        else:
+            database_drop(args.database_url)

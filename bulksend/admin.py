@@ -3,7 +3,8 @@
 Sends are created through the API, and their status and counters move only in the statements that
 move their messages, so they are exact at all times. An edit or a delete here would break that,
 so the admin shows sends and lets nobody add, change or delete one; operators act on them through
-two actions that go through bulksend.lifecycle: cancel, and resume a send Meta halted. A third
+two actions that go through bulksend.lifecycle: cancel, and resume a send Meta halted; a third
+retries a send's failed recipients as the API's retry does (bulksend.retry). A fourth
 downloads a send's messages as the API's CSV export does (bulksend.export).
 """
 
@@ -15,6 +16,7 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.admin.utils import flatten_fieldsets
+from django.contrib.auth.models import User
 from django.db.models import QuerySet
 from django.http import HttpRequest, StreamingHttpResponse
 from django.urls import reverse
@@ -24,9 +26,11 @@ from django.utils.safestring import SafeString
 
 from bulksend.export import messages_csv_response
 from bulksend.lifecycle import bulk_send_cancel, bulk_send_resume, bulk_send_resume_blocker
-from bulksend.models import BulkSend
+from bulksend.models import BulkSend, BulkSendKind
+from bulksend.retry import RetryScope, bulk_send_retry
 from bulksend.screening import send_recipients_cooling_down
 from messaging.pricing import message_totals_by_category
+from mindo.errors import DomainError
 
 COUNTERS = [
     "unique_recipients",
@@ -86,7 +90,7 @@ class BulkSendAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     search_fields = ["id"]
     search_help_text = "A bulk send id (or part of it)."
-    raw_id_fields = ["organization", "phone_number", "template", "created_by"]
+    raw_id_fields = ["organization", "phone_number", "template", "created_by", "retry_of"]
     fieldsets = [
         (
             None,
@@ -102,6 +106,7 @@ class BulkSendAdmin(admin.ModelAdmin):
                     "status_reason",
                     "halted_at",
                     "halt_reason",
+                    "retry_of",
                     "task_id",
                     "message_list",
                     "totals_by_category",
@@ -137,7 +142,7 @@ class BulkSendAdmin(admin.ModelAdmin):
     # Everything shown is read-only: state moves only through the statements that move it.
     readonly_fields = flatten_fieldsets(fieldsets)
 
-    actions = ["cancel_sends", "resume_sends", "export_messages"]
+    actions = ["cancel_sends", "resume_sends", "retry_failed", "export_messages"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -164,6 +169,31 @@ class BulkSendAdmin(admin.ModelAdmin):
             else:
                 resumed += bulk_send_resume(bulk_send=send)
         self.message_user(request, f"Resumed {resumed} sends.", messages.SUCCESS)
+
+    @admin.action(
+        description="Retry the failed recipients of selected sends (a new send each)",
+        permissions=["operate"],
+    )
+    def retry_failed(self, request: HttpRequest, queryset: QuerySet[BulkSend]) -> None:
+        for send in queryset.filter(kind=BulkSendKind.BULK):
+            try:
+                outcome = bulk_send_retry(
+                    bulk_send=send,
+                    created_by=request.user if isinstance(request.user, User) else None,
+                    scope=RetryScope.FAILED,
+                )
+            except DomainError as refused:
+                self.message_user(request, f"Not retried {send.pk}: {refused}", messages.WARNING)
+                continue
+            retry = outcome.accepted.bulk_send
+            if outcome.created:
+                text = (
+                    f"Retrying {retry.unique_recipients} failed recipients of {send.pk} "
+                    f"as {retry.pk}."
+                )
+            else:
+                text = f"{send.pk} is being retried already, as {retry.pk}."
+            self.message_user(request, text, messages.SUCCESS)
 
     @admin.action(description="Export the selected send's messages as CSV")
     def export_messages(

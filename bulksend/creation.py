@@ -173,6 +173,11 @@ def _sendable(template: MessageTemplate | None, *, name: str, language: str) -> 
     return template
 
 
+def template_sendable_check(template: MessageTemplate) -> None:
+    """The 400 of a template that cannot be sent (any longer: a retry's, since its send)."""
+    _sendable(template, name=template.name, language=template.language)
+
+
 def _copy_messages(
     bulk_send: BulkSend, recipients: list[Recipient], due: MessagesDue | None = None
 ) -> None:
@@ -284,34 +289,45 @@ def bulk_send_create(
         contacts_from_send(
             organization_id=organization.pk, bulk_send_id=bulk_send.pk, source=ContactSource.API
         )
-        # Concurrent sends of one portfolio take their quota figures one after the other.
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [number.business_account_id])
-        quota = quota_for_send(bulk_send=bulk_send, account=number.business_account, now=now)
-        bulk_send.quota_overflow = quota.overflow
-        bulk_send.quota_frees_at = quota.room_frees_at
-        ahead = queued_ahead(bulk_send)
-        bulk_send.estimated_time_minutes = schedule_estimate_minutes(
-            lambda start: estimate_minutes(
-                pending=len(unique),
-                ahead=ahead,
-                rate_per_second=number.throughput_per_second,
-                overflow=quota.overflow,
-                room_frees_at=quota.room_frees_at,
-                now=start,
-            ),
-            send_at=send_at,
-            last_window_opens_at=bulk_send.window_last_opens_at,
-            now=now,
-        )
-        bulk_send.save(update_fields=["quota_overflow", "quota_frees_at", "estimated_time_minutes"])
-        first_due = due.first if due is not None else None
-        if first_due is None:
-            transaction.on_commit(lambda: bulk_send_enqueue(bulk_send))
-        elif first_due - now < SHORT_WAIT:
-            transaction.on_commit(lambda: bulk_send_enqueue(bulk_send, eta=first_due))
-        # Due later: the reaper wakes it then (bulksend.schedule).
+        accepted = stored_send_accept(bulk_send, number=number, now=now, due=due)
     metrics.send_accepted(recipients=len(unique))
+    return accepted
+
+
+def stored_send_accept(
+    bulk_send: BulkSend, *, number: PhoneNumber, now: datetime, due: MessagesDue | None = None
+) -> BulkSendAccepted:
+    """The last steps of accepting a send whose messages are stored (a client's, a retry's):
+    its quota figures and estimate, and its wake-up once committed. Call it in the transaction
+    that stored the messages. `due`: when a scheduled send's messages come due (its estimate
+    counts from then, and one due later than SHORT_WAIT is woken by the reaper, not now)."""
+    # Concurrent sends of one portfolio take their quota figures one after the other.
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [number.business_account_id])
+    quota = quota_for_send(bulk_send=bulk_send, account=number.business_account, now=now)
+    bulk_send.quota_overflow = quota.overflow
+    bulk_send.quota_frees_at = quota.room_frees_at
+    ahead = queued_ahead(bulk_send)
+    bulk_send.estimated_time_minutes = schedule_estimate_minutes(
+        lambda start: estimate_minutes(
+            pending=bulk_send.unique_recipients,
+            ahead=ahead,
+            rate_per_second=number.throughput_per_second,
+            overflow=quota.overflow,
+            room_frees_at=quota.room_frees_at,
+            now=start,
+        ),
+        send_at=bulk_send.send_at,
+        last_window_opens_at=bulk_send.window_last_opens_at,
+        now=now,
+    )
+    bulk_send.save(update_fields=["quota_overflow", "quota_frees_at", "estimated_time_minutes"])
+    first_due = due.first if due is not None else None
+    if first_due is None:
+        transaction.on_commit(lambda: bulk_send_enqueue(bulk_send))
+    elif first_due - now < SHORT_WAIT:
+        transaction.on_commit(lambda: bulk_send_enqueue(bulk_send, eta=first_due))
+    # Due later: the reaper wakes it then (bulksend.schedule).
     return BulkSendAccepted(bulk_send=bulk_send, quota=quota)
 
 

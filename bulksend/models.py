@@ -108,6 +108,11 @@ class BulkSend(models.Model):
     # The client's URL for this send's events (`callback_url`), besides its organization's
     # endpoints; empty when none (callbacks.outbox delivers to it).
     callback_url = models.URLField(max_length=2_000, blank=True, default="")
+    # The send this one retries (bulksend.retry): a retry is a new send of some of its
+    # recipients, with the variables they had. Null for a send a client made.
+    retry_of = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="retries"
+    )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)

@@ -27,6 +27,7 @@ from bulksend.models import ACTIVE_STATUSES, BulkSend
 from bulksend.window_sql import (
     HELD_COUNT_SQL,
     NTH_EXPIRY_SQL,
+    QUOTA_FOR_PHONES_SQL,
     QUOTA_SQL,
     WINDOW,
     WINDOW_SIZE_SQL,
@@ -65,6 +66,25 @@ def quota_for_send(
     with connection.cursor() as cursor:
         cursor.execute(window_sql(QUOTA_SQL), params)
         held, needed = cursor.fetchone()
+    return _quota_info(account, held=held, needed=needed, now=now)
+
+
+def quota_for_phones(
+    *, account: WhatsAppBusinessAccount, number_id: int, phones: list[str], now: datetime
+) -> QuotaInfo:
+    """`quota_for_send`'s figures for a send of `phones` (unique, E.164) by the number
+    `number_id` that is not stored: a dry run's."""
+    params = window_params(account_id=account.pk, now=now)
+    params.update(send=NO_SEND, number=number_id, phones="\n".join(phones))
+    with connection.cursor() as cursor:
+        cursor.execute(window_sql(QUOTA_FOR_PHONES_SQL), params)
+        held, needed = cursor.fetchone()
+    return _quota_info(account, held=held, needed=needed, now=now)
+
+
+def _quota_info(
+    account: WhatsAppBusinessAccount, *, held: int, needed: int, now: datetime
+) -> QuotaInfo:
     total = account.quota_total
     if total is None:
         return QuotaInfo(True, needed, None, None, account.messaging_limit_tier, 0, None)
@@ -169,6 +189,14 @@ def with_queued_ahead(queryset: QuerySet[BulkSend]) -> QuerySet[BulkSend]:
     """`queryset` with each send's `queued_ahead` in the same statement: the status endpoint then
     reads a send and its estimate in one round trip."""
     return queryset.annotate(queued_ahead_count=_queued_ahead_expression())
+
+
+def queued_ahead_on_number(phone_number_id: int, now: datetime) -> int:
+    """Messages of the active sends on a number now: what a send made now would wait for."""
+    ahead = _earlier_active_sends(phone_number_id, now, NO_SEND).aggregate(
+        pending=Sum("pending_count")
+    )["pending"]
+    return int(ahead or 0)
 
 
 def queued_ahead(bulk_send: BulkSend) -> int:

@@ -125,9 +125,15 @@ def _maps(item: dict[str, Any], item_errors: Errors) -> tuple[dict[str, str], di
 
 
 def parse_recipients(
-    items: list[Any], exact_items: Callable[[], list[Any]] | None = None
+    items: list[Any],
+    exact_items: Callable[[], list[Any]] | None = None,
+    *,
+    keep_valid: bool = False,
 ) -> tuple[list[Recipient], dict[str, Errors]]:
     """Check each recipient's shape; return the clean ones and the errors by index.
+
+    Once one failed, the request is refused and the later clean ones are not built, unless
+    `keep_valid` (a dry run's verdicts): then every item without errors is, in order.
 
     1. Shape: an object with a string `phone` and optional objects of strings.
     2. Phone: exactly E.164 (`mindo.phones`: pattern, then country and length rules), once per
@@ -170,7 +176,7 @@ def parse_recipients(
             variables, buttons = _maps(exact[index], item_errors)
         if item_errors:
             errors[str(index)] = item_errors
-        elif not errors:
+        elif keep_valid or not errors:
             # Once anything failed the request is refused, so stop building clean rows.
             recipients.append(Recipient(str(phone), variables, buttons))
     return recipients, errors

@@ -7,12 +7,15 @@ from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema_field
 from rest_framework import serializers
 
+from bulksend.dry_run import DryRun, Reason, RecipientItems
 from bulksend.models import BulkSend
 from bulksend.quota import bulk_send_estimate_minutes, bulk_send_quota_wait
 from bulksend.recipients import Recipient, parse_recipients
+from bulksend.retry import RetryScope, retries_of
 from bulksend.schedule import (
     SEND_AT_MAX_AHEAD,
     ScheduleError,
@@ -24,6 +27,7 @@ from bulksend.schedule import (
 from bulksend.send_window import SendWindow, send_window_of
 from messaging.models import Message, in_template_order
 from meta.parameters import VARIABLE_TYPES
+from meta.webhook_payload import ERROR_CODE_MAX_LENGTH
 from mindo.parsers import request_data_exact
 
 EMPTY_RECIPIENTS = "recipients es requerido y no puede estar vacio"
@@ -52,20 +56,36 @@ class RecipientsField(serializers.Field):
     }
 
     def to_internal_value(self, data: Any) -> list[Recipient]:
+        items = self.items_checked(data)
+        recipients, errors = parse_recipients(items, self.exact_items)
+        if errors:
+            raise serializers.ValidationError(errors)
+        return recipients
+
+    def items_checked(self, data: Any) -> list[Any]:
+        """The list itself checked: a non-empty list, within the limit."""
         if not isinstance(data, list):
             self.fail("not_a_list", input_type=type(data).__name__)
         if not data:
             self.fail("empty")
         if len(data) > settings.BULK_SEND_MAX_RECIPIENTS:
             self.fail("max_length", max_length=settings.BULK_SEND_MAX_RECIPIENTS)
+        return data
+
+    def exact_items(self) -> list[Any]:
         # Only for a variable that is a JSON number with a fraction, or too long for 64 bits:
         # the body is read again (slower, so only then) to send it as the client wrote it.
-        recipients, errors = parse_recipients(
-            data, lambda: request_data_exact(self.context["request"])[self.field_name]
-        )
-        if errors:
-            raise serializers.ValidationError(errors)
-        return recipients
+        items: list[Any] = request_data_exact(self.context["request"])[self.field_name]
+        return items
+
+
+@extend_schema_field(RecipientSerializer(many=True))
+class DryRunRecipientsField(RecipientsField):
+    """The recipients of a dry run: the list is checked as send-bulk checks it (a 400 when it is
+    not one, empty or too long), each recipient is judged by `bulksend.dry_run`."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        return RecipientItems(self.items_checked(data), self.exact_items)
 
 
 @extend_schema_field(serializers.DateTimeField())
@@ -135,6 +155,10 @@ class SendBulkRequestSerializer(serializers.Serializer):
     callback_url = callback_url_field()
 
 
+class SendBulkDryRunRequestSerializer(SendBulkRequestSerializer):
+    recipients = DryRunRecipientsField()
+
+
 class WhatsAppPhoneNumberSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     phone_number_id = serializers.CharField()
@@ -150,6 +174,79 @@ class QuotaInfoSerializer(serializers.Serializer):
     quota_available = serializers.IntegerField(allow_null=True)
     quota_total = serializers.IntegerField(allow_null=True)
     tier = serializers.CharField()
+
+
+# --- POST send-bulk/?dry_run=true --------------------------------------------------------------
+
+DRY_RUN = "dry_run"
+DRY_RUN_PARAMETER = OpenApiParameter(
+    DRY_RUN,
+    OpenApiTypes.BOOL,
+    OpenApiParameter.QUERY,
+    description="`true`: check everything and answer 200 with what the send would be and a "
+    "verdict for each recipient that would not be sent; nothing is created (no send, no "
+    "quota held, no Idempotency-Key kept). JSON and CSV bodies alike.",
+)
+
+
+class RecipientVerdictSerializer(serializers.Serializer):
+    """Documents one verdict (bulksend.dry_run builds them)."""
+
+    index = serializers.IntegerField(
+        required=False, help_text="The recipient's index (absent for a CSV line that was none)."
+    )
+    line = serializers.IntegerField(required=False, help_text="Its CSV line (CSV bodies only).")
+    phone = serializers.CharField(allow_null=True, required=False)
+    reasons = serializers.ListField(
+        child=serializers.ChoiceField(choices=[reason.value for reason in Reason]),
+        help_text="Why it would not be sent: `invalid_phone`, `invalid_recipient`, "
+        "`duplicate_of`, `missing_variables`, `extra_variables`, `invalid_variables` (send-bulk "
+        "refuses the list for these but `duplicate_of`), `opted_out`, `us_marketing_block`, "
+        "`cooling_down` (accepted, but failed or held when the send goes out).",
+    )
+    duplicate_of = serializers.IntegerField(
+        required=False, help_text="The index of the earlier recipient with the same phone."
+    )
+    duplicate_of_line = serializers.IntegerField(required=False)
+    missing_variables = serializers.ListField(child=serializers.CharField(), required=False)
+    extra_variables = serializers.ListField(child=serializers.CharField(), required=False)
+    # Named as the body names it; this serializer only describes the body, so the attribute
+    # it hides (a serializer's own `errors`) is never read.
+    errors = serializers.DictField(  # type: ignore[assignment]
+        required=False, help_text="What send-bulk would answer for this recipient (its 400's)."
+    )
+
+
+class SendBulkDryRunSerializer(serializers.Serializer):
+    dry_run = serializers.SerializerMethodField()
+    template_name = serializers.CharField()
+    total_recipients = serializers.IntegerField(help_text="The length of the list given.")
+    unique_recipients = serializers.IntegerField(
+        help_text="The send's messages: unique phones, without the recipients send-bulk refuses."
+    )
+    sendable_recipients = serializers.IntegerField(
+        help_text="Unique recipients with no verdict at all."
+    )
+    estimated_time_minutes = serializers.FloatField()
+    quota_info = QuotaInfoSerializer(source="quota")
+    verdicts = RecipientVerdictSerializer(many=True)
+
+    def get_dry_run(self, result: Any) -> bool:
+        return True
+
+    def to_representation(self, instance: DryRun) -> dict[str, Any]:
+        # The fields above describe the body; it is built here, since the verdicts are already
+        # as they are shown, and 100,000 of them through a serializer each would take seconds.
+        return {
+            "dry_run": True,
+            "template_name": instance.template_name,
+            "total_recipients": instance.total_recipients,
+            "unique_recipients": instance.unique_recipients,
+            "sendable_recipients": instance.sendable_recipients,
+            "estimated_time_minutes": instance.estimated_time_minutes,
+            "quota_info": QuotaInfoSerializer(instance.quota).data,
+            "verdicts": instance.verdicts,
+        }
 
 
 class SendBulkAcceptedSerializer(serializers.Serializer):
@@ -217,6 +314,19 @@ class BulkSendListItemSerializer(serializers.ModelSerializer[BulkSend]):
 class BulkSendDetailSerializer(BulkSendListItemSerializer):
     estimated_time_minutes = serializers.SerializerMethodField()
     created_by = CreatedBySerializer(allow_null=True)
+    # Rendered by `retry_links`, each only when there is one; declared for the OpenAPI document.
+    retry_of = serializers.UUIDField(
+        source="retry_of_id",
+        required=False,
+        help_text="Only on a retry (POST bulk-sends/{id}/retry/): the send it retries.",
+    )
+    retries = serializers.ListField(
+        child=serializers.UUIDField(),
+        source="retry_ids",
+        required=False,
+        help_text="Only on a send that was retried: its retries' ids, oldest first (each "
+        "shows this send as its `retry_of`).",
+    )
     status_reason = serializers.CharField(
         required=False,
         help_text="Only on a send stopped before its end (why: Meta halted it, an operator "
@@ -242,6 +352,8 @@ class BulkSendDetailSerializer(BulkSendListItemSerializer):
             "status_reason",
             "send_at",
             "send_window",
+            "retry_of",
+            "retries",
         ]
 
     def to_representation(self, instance: BulkSend) -> dict[str, Any]:
@@ -254,6 +366,9 @@ class BulkSendDetailSerializer(BulkSendListItemSerializer):
         else:
             body.pop("status_reason")
         _schedule_fields(body, instance)
+        body.pop("retry_of", None)
+        body.pop("retries", None)
+        body.update(retry_links(instance))
         return body
 
     def get_estimated_time_minutes(self, bulk_send: BulkSend) -> float:
@@ -437,3 +552,56 @@ class BusinessAccountsSerializer(serializers.Serializer):
     companyName = serializers.CharField()
     apiKeyName = serializers.CharField()
     businessAccounts = BusinessAccountSerializer(many=True)
+
+
+# --- POST bulk-sends/{id}/retry/ --------------------------------------------------------------
+
+
+def retry_links(bulk_send: BulkSend) -> dict[str, Any]:
+    """`retry_of` on a retry and `retries` on a retried send, each only when there is one, so a
+    send with neither has the contract's status body exactly. `retry_ids` is read with the send
+    (`bulksend.retry.with_retry_ids`) where the view can; else it is read here."""
+    links: dict[str, Any] = {}
+    if bulk_send.retry_of_id is not None:
+        links["retry_of"] = str(bulk_send.retry_of_id)
+    retry_ids = getattr(bulk_send, "retry_ids", None)
+    if retry_ids is None:
+        retry_ids = retries_of(bulk_send.pk)
+    if retry_ids:
+        links["retries"] = [str(retry_id) for retry_id in retry_ids]
+    return links
+
+
+class RetryRequestSerializer(serializers.Serializer):
+    scope = serializers.ChoiceField(
+        choices=[scope.value for scope in RetryScope],
+        help_text="`failed`: the failed messages; `pending`: the ones never handed to Meta "
+        "(pending in a finished send, or cancelled); `all_unsent`: both. A recipient whose "
+        "message reached `sent` in this send or any send of its retry chain is never taken.",
+    )
+    error_codes = serializers.ListField(
+        child=serializers.CharField(max_length=ERROR_CODE_MAX_LENGTH),
+        required=False,
+        allow_empty=False,
+        max_length=100,
+        help_text="Only failed messages with one of these error codes (Meta's, e.g. `131026`, "
+        "or the service's own, e.g. `opted_out`). Not with scope `pending`.",
+    )
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        # Codes as numbers (Meta's are) are taken as their text.
+        if isinstance(data, dict) and isinstance(data.get("error_codes"), list):
+            data = {
+                **data,
+                "error_codes": [
+                    str(code) if isinstance(code, int) and not isinstance(code, bool) else code
+                    for code in data["error_codes"]
+                ],
+            }
+        return dict(super().to_internal_value(data))
+
+
+class RetryAcceptedSerializer(SendBulkAcceptedSerializer):
+    """send-bulk's 202 body, and the send the retry retries."""
+
+    retry_of = serializers.UUIDField(source="bulk_send.retry_of_id")

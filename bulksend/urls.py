@@ -19,6 +19,11 @@ urlpatterns = [
         name="bulk-send-messages",
     ),
     path(
+        "bulk-sends/<str:bulk_send_id>/retry/",
+        views.BulkSendRetryView.as_view(),
+        name="bulk-send-retry",
+    ),
+    path(
         "bulk-sends/<str:bulk_send_id>/messages/export/",
         views.BulkSendMessagesExportView.as_view(),
         name="bulk-send-messages-export",

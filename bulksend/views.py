@@ -22,6 +22,7 @@ from rest_framework.views import APIView
 from bulksend.business_accounts import business_accounts_body
 from bulksend.creation import bulk_send_create
 from bulksend.csv_recipients import CsvRecipients
+from bulksend.dry_run import send_dry_run
 from bulksend.export import messages_csv_response
 from bulksend.filters import MESSAGE_STATUS_FILTER, BulkSendFilter, MessageFilter
 from bulksend.models import BulkSend, BulkSendKind
@@ -33,13 +34,20 @@ from bulksend.parsers import (
     send_bulk_request_data,
 )
 from bulksend.quota import with_queued_ahead
+from bulksend.retry import RetryScope, bulk_send_retry, with_retry_ids
 from bulksend.serializers import (
+    DRY_RUN,
+    DRY_RUN_PARAMETER,
     EMPTY_RECIPIENTS,
     BulkSendDetailSerializer,
     BulkSendListItemSerializer,
     BulkSendMessageSerializer,
     BusinessAccountsSerializer,
+    RetryAcceptedSerializer,
+    RetryRequestSerializer,
     SendBulkAcceptedSerializer,
+    SendBulkDryRunRequestSerializer,
+    SendBulkDryRunSerializer,
     SendBulkRequestSerializer,
     SendMessageRequestSerializer,
     SendMessageResultSerializer,
@@ -71,8 +79,13 @@ class SendBulkView(APIView):
             "text/csv": CSV_REQUEST,
             "multipart/form-data": CSV_FORM_REQUEST,
         },
-        parameters=[IDEMPOTENCY_KEY_PARAMETER, *CSV_QUERY_PARAMETERS],
+        parameters=[IDEMPOTENCY_KEY_PARAMETER, *CSV_QUERY_PARAMETERS, DRY_RUN_PARAMETER],
         responses={
+            200: OpenApiResponse(
+                response=SendBulkDryRunSerializer,
+                description="`?dry_run=true`: what the send would be, and a verdict for each "
+                "recipient that would not be sent; nothing is created.",
+            ),
             202: SendBulkAcceptedSerializer,
             400: OpenApiResponse(
                 description="Field errors by name (and recipient index, or `line N` of a CSV)."
@@ -84,8 +97,14 @@ class SendBulkView(APIView):
             429: ERROR_BODY,
         },
     )
-    @idempotent(atomic=True)
     def post(self, request: Request) -> Response:
+        # A dry run creates nothing, an Idempotency-Key's record neither.
+        if dry_run_requested(request):
+            return send_bulk_dry_run(request)
+        return self.accept(request)
+
+    @idempotent(atomic=True)
+    def accept(self, request: Request) -> Response:
         given, rows = send_bulk_request_data(request)
         serializer = SendBulkRequestSerializer(data=given, context={"request": request})
         valid = serializer.is_valid()
@@ -111,6 +130,39 @@ class SendBulkView(APIView):
         except InvalidFieldsError as error:
             raise InvalidFieldsError(_by_line(error.errors, rows)) from None
         return Response(SendBulkAcceptedSerializer(accepted).data, status=status.HTTP_202_ACCEPTED)
+
+
+def dry_run_requested(request: Request) -> bool:
+    """`?dry_run=true` (or 1); false, 0 or absent: a real send; anything else is a 400."""
+    value = request.query_params.get(DRY_RUN, "false").strip().lower()
+    if value in ("true", "1"):
+        return True
+    if value in ("false", "0", ""):
+        return False
+    raise InvalidFieldsError({DRY_RUN: ["Must be a valid boolean."]})
+
+
+def send_bulk_dry_run(request: Request) -> Response:
+    """send-bulk's checks and figures for this request, and every recipient's verdict
+    (bulksend.dry_run); the send's own fields refused as send-bulk refuses them."""
+    given, rows = send_bulk_request_data(request)
+    serializer = SendBulkDryRunRequestSerializer(data=given, context={"request": request})
+    if not serializer.is_valid():
+        errors = _by_line(serializer.errors, rows)
+        if errors == {"recipients": [EMPTY_RECIPIENTS]}:
+            raise ContractError(EMPTY_RECIPIENTS, status.HTTP_400_BAD_REQUEST)
+        return Response(errors, status=status.HTTP_400_BAD_REQUEST)
+    data = serializer.validated_data
+    result = send_dry_run(
+        organization=request_organization(request),
+        phone_number_id=data["phone_number_id"],
+        template_name=data["template_name"],
+        language=data["language"],
+        recipients=data["recipients"],
+        lines=rows.lines if rows is not None else None,
+        line_problems=rows.problems if rows is not None else None,
+    )
+    return Response(SendBulkDryRunSerializer(result).data, status=status.HTTP_200_OK)
 
 
 def _by_line(errors: Mapping[str, Any], rows: CsvRecipients | None) -> dict[str, Any]:
@@ -156,7 +208,7 @@ class BulkSendDetailView(APIView):
     @extend_schema(responses={200: BulkSendDetailSerializer, 401: ERROR_BODY, 404: DETAIL_BODY})
     def get(self, request: Request, bulk_send_id: str) -> Response:
         # The send, its relations and what its estimate needs, in one query.
-        sends = with_queued_ahead(BulkSend.objects.with_api_relations())
+        sends = with_retry_ids(with_queued_ahead(BulkSend.objects.with_api_relations()))
         bulk_send = _bulk_send_get(request, bulk_send_id, sends)
         return Response(BulkSendDetailSerializer(bulk_send).data)
 
@@ -319,3 +371,58 @@ class BulkSendMessagesExportView(APIView):
         if not query.is_valid():
             raise ValidationError(query.errors)
         return messages_csv_response(bulk_send.pk, query.form.cleaned_data.get("status") or None)
+
+
+class BulkSendRetryView(APIView):
+    """A new send of the recipients a send did not reach (bulksend.retry)."""
+
+    required_scope = ApiKeyScope.SEND
+    throttle_scope = SEND_SCOPE
+
+    @extend_schema(
+        operation_id="bulk_send_retry",
+        summary="Retry a send's failed or unsent recipients",
+        description=(
+            "A new send (its `retry_of` is this send; this send's status body lists it in "
+            "`retries`) of the recipients `scope` chooses, with the variables they had, through "
+            "the same quota and pacing as send-bulk. A recipient whose message reached `sent` in "
+            "this send or any send of its retry chain is never taken, nor one with a message "
+            "still pending anywhere in the chain. `pending` and `all_unsent` are a 409 while "
+            "the send may still send its pending messages (QUEUED or PROCESSING); a send Meta "
+            "halted is cancelled first. Asked again while its retry is unfinished, the answer is "
+            "that retry (200), not a new one."
+        ),
+        request=RetryRequestSerializer,
+        parameters=[IDEMPOTENCY_KEY_PARAMETER],
+        responses={
+            200: OpenApiResponse(
+                response=RetryAcceptedSerializer, description="The unfinished retry made before."
+            ),
+            202: RetryAcceptedSerializer,
+            400: OpenApiResponse(description="Field errors by name."),
+            401: ERROR_BODY,
+            403: ERROR_BODY,
+            404: DETAIL_BODY,
+            409: OpenApiResponse(
+                response=ERROR_BODY,
+                description="Nobody to retry; the send may still send what `scope` would take; "
+                "or the Idempotency-Key was used with another request.",
+            ),
+            429: ERROR_BODY,
+        },
+    )
+    @idempotent(atomic=True)
+    def post(self, request: Request, bulk_send_id: str) -> Response:
+        bulk_send = _bulk_send_get(request, bulk_send_id, BulkSend.objects.all())
+        serializer = RetryRequestSerializer(data=request.data)
+        if not serializer.is_valid():
+            return Response(serializer.errors, status=status.HTTP_400_BAD_REQUEST)
+        data = serializer.validated_data
+        outcome = bulk_send_retry(
+            bulk_send=bulk_send,
+            created_by=request_api_key(request).user,
+            scope=RetryScope(data["scope"]),
+            error_codes=data.get("error_codes"),
+        )
+        answer = status.HTTP_202_ACCEPTED if outcome.created else status.HTTP_200_OK
+        return Response(RetryAcceptedSerializer(outcome.accepted).data, status=answer)

@@ -121,6 +121,23 @@ QUOTA_SQL = f"""
            ) AS needing_quota)
 """
 
+# `quota_for_phones`: the figures of QUOTA_SQL for a send not stored (a dry run's), whose unique
+# recipients are `phones`, one text of E.164 phones a line (a 100,000-item array parameter costs
+# the driver 0.3 s to write, one text a hundredth of that); `send` is NO_SEND, so every stored
+# send's places count.
+QUOTA_FOR_PHONES_SQL = f"""
+    WITH {_COMMON}, {_HELD}
+    SELECT (SELECT count(*) FROM held),
+           (SELECT count(*) FROM (
+                SELECT unnest(string_to_array(%(phones)s, E'\n'))
+                EXCEPT (
+                    SELECT recipient_phone FROM held
+                    UNION ALL
+                    SELECT from_phone FROM inbound
+                     WHERE phone_number_id = %(number)s AND sent_at > %(open_since)s)
+           ) AS needing_quota)
+"""
+
 # The places held in the portfolio's window, by the same rule: no send is left out.
 HELD_COUNT_SQL = f"WITH {_COMMON}, {_HELD} SELECT count(*) FROM held"
 

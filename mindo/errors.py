@@ -44,6 +44,10 @@ def field_error(field: str, message: str) -> InvalidFieldsError:
     return InvalidFieldsError({field: [message]})
 
 
+class ConflictError(DomainError):
+    """What was asked for cannot be done in the state the thing is in now (409)."""
+
+
 class RateLimitedError(DomainError):
     """Not now: a limit is reached (the portfolio's 24 h quota, the number's throughput).
     `retry_after_seconds` is when trying again can succeed, when it is known."""

@@ -182,6 +182,19 @@ def in_threads(*work: Callable[[], Any], timeout: float = 60.0) -> list[Any]:
     return results
 
 
+def sessions_waiting_on_locks() -> int:
+    """How many sessions of the test database wait for a lock (a row's, an advisory one)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        (waiting,) = cursor.fetchone()
+    return int(waiting)
+
+
 def wait_for(
     condition: Callable[[], Any], *, timeout: float = 60.0, interval: float = 0.05, what: str = ""
 ) -> Any:

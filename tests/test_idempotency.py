@@ -30,6 +30,7 @@ from tests.delivery_support import (
     delivery_redis_fixture,  # noqa: F401
     meta_error,
     scripted_meta_fixture,  # noqa: F401
+    sessions_waiting_on_locks,
     wait_for,
 )
 from tests.test_send_bulk import REQUEST, URL
@@ -191,16 +192,6 @@ def _claim_uncommitted(organization_id: int, fingerprint: str) -> psycopg.Connec
     return other
 
 
-def _waiting_on_a_lock() -> bool:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-        )
-        (waiting,) = cursor.fetchone()
-    return bool(waiting)
-
-
 def _post_in_thread(tenant: Tenant, answers: list[Any]) -> threading.Thread:
     def post() -> None:
         try:
@@ -223,7 +214,9 @@ def test_a_second_request_waits_for_the_first_and_follows_its_outcome(
     answers: list[Any] = []
     try:
         thread = _post_in_thread(tenant, answers)
-        wait_for(_waiting_on_a_lock, timeout=30, what="the second request to wait for the key")
+        wait_for(
+            sessions_waiting_on_locks, timeout=30, what="the second request to wait for the key"
+        )
         if first_request_ends == "committed":
             # The first request's answer, kept with its claim as the view keeps it.
             first.execute(

@@ -298,6 +298,11 @@ def test_every_step_of_the_readme_walkthrough_works_as_written(
         "RECEIVER_PID=$!",
         'open("events.jsonl")',
         "kill $RECEIVER_PID",
+        "send-bulk/?dry_run=true",
+        "HELD=$(",
+        "/bulk-sends/$HELD_ID/ ",
+        "/bulk-sends/$HELD_ID/retry/",
+        "field retries",
         "TRIAL=$(",
         "/bulk-sends/$TRIAL_ID/",
     ]
@@ -329,6 +334,11 @@ def test_every_step_of_the_readme_walkthrough_works_as_written(
         receive_and_send,
         received_events,
         unregister_endpoint,
+        dry_run,
+        held,
+        follow_held,
+        retry,
+        retry_links,
         trial,
         follow_trial,
     ) = blocks
@@ -528,6 +538,40 @@ def test_every_step_of_the_readme_walkthrough_works_as_written(
     assert all(line.startswith("True ") for line in told), told
     assert {"True bulk_send.status PROCESSING", "True message.status sent"} <= set(told)
     assert bash.run(unregister_endpoint).strip() == "204"
+    # A dry run: the example's verdicts, figures and shape; nothing created.
+    sends_before = answer(bash.run('curl -s "$API/bulk-sends/" -H "X-API-Key: $KEY"'))["count"]
+    planned = answer(bash.run(dry_run))
+    dry_run_example = examples[blocks.index(dry_run)]
+    same_shape(planned, dry_run_example)
+    for field in ("total_recipients", "unique_recipients", "sendable_recipients"):
+        assert planned[field] == dry_run_example[field], field
+    assert planned["quota_info"]["quota_needed"] == dry_run_example["quota_info"]["quota_needed"]
+    assert [(v["index"], v["reasons"]) for v in planned["verdicts"]] == [
+        (v["index"], v["reasons"]) for v in dry_run_example["verdicts"]
+    ]
+    assert answer(bash.run('curl -s "$API/bulk-sends/" -H "X-API-Key: $KEY"'))["count"] == (
+        sends_before
+    )
+
+    # A send with an opted-out recipient: PARTIAL, one sent, one failed `opted_out`.
+    bash.run(held)
+    bash.run_until(
+        follow_held,
+        lambda out: (answer(out)["status"], answer(out)["sent_count"]) == ("PARTIAL", 1),
+        what="the held send to end PARTIAL",
+    )
+    # Its retry: send-bulk's 202 and `retry_of`; then both links, and the retry goes out.
+    retried = answer(bash.run(retry))
+    retry_example = examples[blocks.index(retry)]
+    same_shape(retried, retry_example)
+    assert (retried["total_recipients"], retried["quota_info"]["quota_needed"]) == (1, 0)
+    linked = bash.run_until(
+        retry_links,
+        lambda out: out.split()[-1] == "COMPLETED",
+        what="the retry to be COMPLETED",
+    ).split()
+    assert linked[0] == retried["retry_of"]
+    assert json.loads(linked[1]) == [retried["bulk_send_id"]]
 
     # The 10,000-recipient trial fits the demo's quota after all of the above, and goes out.
     assert answer(bash.run(trial)) == {
