@@ -67,6 +67,15 @@ def drain_is_alive(bulk_send_id: uuid.UUID | str) -> bool:
         return False
 
 
+def drain_may_be_alive(bulk_send_id: uuid.UUID | str) -> bool:
+    """Whether a drain may hold the send: its mark is there, or Redis cannot say (the opposite
+    answer of `drain_is_alive`'s, for a caller that must not take a live drain for dead)."""
+    try:
+        return bool(_redis().exists(ALIVE_KEY.format(bulk_send_id)))
+    except redis.RedisError:
+        return True
+
+
 class DrainHeartbeat:
     """The send's mark, renewed by a thread between `start()` and `stop()`.
 

@@ -97,6 +97,9 @@ class BulkSend(models.Model):
     # operator: its untried messages stay pending until it is resumed or cancelled.
     halted_at = models.DateTimeField(null=True, blank=True)
     halt_reason = models.TextField(blank=True)
+    # Set while the client (or an operator) holds the send: no worker sends for it, its pending
+    # messages wait and its status stays QUEUED or PROCESSING until it is resumed or cancelled.
+    paused_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
@@ -156,3 +159,7 @@ class BulkSend(models.Model):
     @property
     def is_halted(self) -> bool:
         return self.halted_at is not None
+
+    @property
+    def is_paused(self) -> bool:
+        return self.paused_at is not None

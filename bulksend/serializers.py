@@ -157,6 +157,12 @@ class BulkSendDetailSerializer(BulkSendListItemSerializer):
         "until when). Absent otherwise, so the body is the contract's exactly.",
     )
 
+    paused_at = serializers.DateTimeField(
+        required=False,
+        help_text="Only on a paused send (POST bulk-sends/{id}/pause/): when it was paused. "
+        "Absent otherwise.",
+    )
+
     class Meta(BulkSendListItemSerializer.Meta):
         fields = [
             *BulkSendListItemSerializer.Meta.fields[:-2],
@@ -166,6 +172,7 @@ class BulkSendDetailSerializer(BulkSendListItemSerializer):
             "created_at",
             "created_by",
             "status_reason",
+            "paused_at",
         ]
 
     def to_representation(self, instance: BulkSend) -> dict[str, Any]:
@@ -175,6 +182,8 @@ class BulkSendDetailSerializer(BulkSendListItemSerializer):
             body["status_reason"] = reason
         else:
             body.pop("status_reason")
+        if instance.paused_at is None:
+            body.pop("paused_at")
         return body
 
     def get_estimated_time_minutes(self, bulk_send: BulkSend) -> float:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from django.db.models import QuerySet
@@ -24,6 +24,7 @@ from bulksend.creation import bulk_send_create
 from bulksend.csv_recipients import CsvRecipients
 from bulksend.export import messages_csv_response
 from bulksend.filters import MESSAGE_STATUS_FILTER, BulkSendFilter, MessageFilter
+from bulksend.lifecycle import bulk_send_cancel_for_client, bulk_send_pause, bulk_send_unpause
 from bulksend.models import BulkSend, BulkSendKind
 from bulksend.parsers import (
     CSV_FORM_REQUEST,
@@ -156,6 +157,82 @@ class BulkSendDetailView(APIView):
         sends = with_queued_ahead(BulkSend.objects.with_api_relations())
         bulk_send = _bulk_send_get(request, bulk_send_id, sends)
         return Response(BulkSendDetailSerializer(bulk_send).data)
+
+
+class BulkSendControlView(APIView):
+    """POST bulk-sends/{id}/<action>/: one lifecycle change, answered with the send's status
+    body (as GET bulk-sends/{id}/ reads it once the change is done)."""
+
+    required_scope = ApiKeyScope.SEND
+    change: Callable[..., object]
+
+    def post(self, request: Request, bulk_send_id: str) -> Response:
+        bulk_send = _bulk_send_get(request, bulk_send_id, BulkSend.objects.only("pk"))
+        type(self).change(bulk_send=bulk_send)
+        sends = with_queued_ahead(BulkSend.objects.with_api_relations())
+        return Response(BulkSendDetailSerializer(sends.get(pk=bulk_send.pk)).data)
+
+
+def _control_schema(operation_id: str, summary: str, description: str) -> Any:
+    return extend_schema(
+        operation_id=operation_id,
+        summary=summary,
+        description=description,
+        request=None,
+        responses={
+            200: BulkSendDetailSerializer,
+            401: ERROR_BODY,
+            403: ERROR_BODY,
+            404: DETAIL_BODY,
+            409: ERROR_BODY,
+            503: ERROR_BODY,
+        },
+    )
+
+
+class BulkSendCancelView(BulkSendControlView):
+    change = bulk_send_cancel_for_client
+
+    @_control_schema(
+        "bulk_send_cancel",
+        "Cancel a send",
+        "Every message not yet handed to Meta becomes `cancelled` and the send `CANCELLED`, "
+        "with `status_reason`. Answers once no worker can send any more of it: nothing goes out "
+        "after the answer (a message already with Meta settles as Meta says). Again on a "
+        "cancelled send: the same answer; on a finished one: 409.",
+    )
+    def post(self, request: Request, bulk_send_id: str) -> Response:
+        return super().post(request, bulk_send_id)
+
+
+class BulkSendPauseView(BulkSendControlView):
+    change = bulk_send_pause
+
+    @_control_schema(
+        "bulk_send_pause",
+        "Pause a send",
+        "No worker sends for the send until it is resumed (nothing goes out after the answer); "
+        "its pending messages wait and its status stays `QUEUED` or `PROCESSING`, with "
+        '`status_reason` `"paused"` and `paused_at`. Again on a paused send: the same answer; '
+        "on a finished, cancelled or halted one: 409.",
+    )
+    def post(self, request: Request, bulk_send_id: str) -> Response:
+        return super().post(request, bulk_send_id)
+
+
+class BulkSendResumeView(BulkSendControlView):
+    change = bulk_send_unpause
+
+    @_control_schema(
+        "bulk_send_resume",
+        "Resume a send",
+        "A paused send goes on (its estimate counts from now); one Meta halted (an invalid "
+        "token, a blocked account, a template paused) restarts once the cause is fixed, or 409 "
+        "with what still holds it. A running send: the same answer, unchanged. A finished or "
+        "cancelled one: 409.",
+    )
+    def post(self, request: Request, bulk_send_id: str) -> Response:
+        return super().post(request, bulk_send_id)
 
 
 class CountedPagination(PageNumberPagination):

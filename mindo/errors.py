@@ -26,6 +26,11 @@ class AccessDeniedError(DomainError):
     """What was asked for exists, but belongs to another organization."""
 
 
+class ConflictError(DomainError):
+    """What was asked for exists, but its state does not allow the change (a finished send
+    cannot be cancelled)."""
+
+
 class ApiKeyExpiredError(DomainError):
     """The API key exists but has expired or was revoked."""
 

@@ -16,6 +16,7 @@ from rest_framework.response import Response
 
 from mindo.errors import (
     AccessDeniedError,
+    ConflictError,
     DomainError,
     InvalidFieldsError,
     MetaError,
@@ -47,6 +48,7 @@ DATABASE_UNAVAILABLE_ERRORS = (OperationalError, InterfaceError)
 DOMAIN_ERROR_STATUSES: dict[type[DomainError], int] = {
     NotFoundError: status.HTTP_404_NOT_FOUND,
     AccessDeniedError: status.HTTP_403_FORBIDDEN,
+    ConflictError: status.HTTP_409_CONFLICT,
     RateLimitedError: status.HTTP_429_TOO_MANY_REQUESTS,
     MetaRefusedError: status.HTTP_400_BAD_REQUEST,
     MetaUnavailableError: status.HTTP_502_BAD_GATEWAY,

@@ -322,8 +322,8 @@ class RecordingLimiter(RateLimiter):
         self._reading.seconds = seconds + microseconds / 1_000_000
         return float(self._reading.seconds)
 
-    def acquire(self, key: str, rate: int, n: int = 1) -> Grant:
-        grant = super().acquire(key, rate, n)
+    def acquire(self, key: str, rate: int, n: int = 1, *, stop_key: str | None = None) -> Grant:
+        grant = super().acquire(key, rate, n, stop_key=stop_key)
         with self._lock:
             self.permits.extend([self._reading.seconds] * grant.granted)
         return grant

@@ -16,6 +16,9 @@ PATHS: dict[str, str | list[str]] = {
     "/api/v1/meta-templates/bulk-sends/": "get",
     "/api/v1/meta-templates/bulk-sends/{bulk_send_id}/": "get",
     "/api/v1/meta-templates/bulk-sends/{bulk_send_id}/messages/": "get",
+    "/api/v1/meta-templates/bulk-sends/{bulk_send_id}/cancel/": "post",
+    "/api/v1/meta-templates/bulk-sends/{bulk_send_id}/pause/": "post",
+    "/api/v1/meta-templates/bulk-sends/{bulk_send_id}/resume/": "post",
     "/api/v1/meta-templates/bulk-sends/{bulk_send_id}/messages/export/": "get",
     "/api/v1/meta-templates/messages/{wamid}/": "get",
     "/api/v1/contact-lookup/": "get",
@@ -117,8 +120,9 @@ def test_it_describes_the_detail_with_the_spec_fields(schema: dict[str, Any]) ->
     )
 
     # One addition to the contract's fields: present only on a send stopped before its end.
-    assert set(detail["properties"]) == {*DETAIL_KEYS, "status_reason"}
+    assert set(detail["properties"]) == {*DETAIL_KEYS, "status_reason", "paused_at"}
     assert "status_reason" not in detail.get("required", [])
+    assert "paused_at" not in detail.get("required", [])
 
 
 def test_it_documents_the_api_key_header(schema: dict[str, Any]) -> None:
