@@ -53,6 +53,7 @@ from bulksend.creation import DRAIN_TASK_NAME
 from bulksend.drain import bulk_send_drain
 from bulksend.liveness import ALIVE_KEY
 from bulksend.models import BulkSend
+from bulksend.stopping import STOP_KEY
 from messaging.models import Message, MessageStatus, message_id_from_callback_data
 from messaging.ratelimit import KEY_PREFIX, Grant, RateLimiter
 from meta_sandbox import SandboxThread
@@ -612,7 +613,7 @@ def redis_client() -> redis.Redis:
 
 def _forget_delivery_keys() -> None:
     client = redis_client()
-    for pattern in (f"{KEY_PREFIX}*", ALIVE_KEY.format("*")):
+    for pattern in (f"{KEY_PREFIX}*", ALIVE_KEY.format("*"), STOP_KEY.format("*")):
         keys = list(client.scan_iter(match=pattern, count=1000))
         if keys:
             client.delete(*keys)
