@@ -330,8 +330,11 @@ def bulk_send_drain(bulk_send_id: uuid.UUID, *, budget_seconds: float | None = N
 
 
 def _next_wake_at(bulk_send_id: uuid.UUID) -> datetime | None:
-    """When this send next has something to do: its earliest retry, None if nothing waits."""
-    waiting = Message.objects.filter(bulk_send_id=bulk_send_id, status=MessageStatus.PENDING)
+    """When this send next has something to do: its earliest retry, None if nothing waits (or
+    it was paused: its resume wakes it)."""
+    waiting = Message.objects.filter(
+        bulk_send_id=bulk_send_id, status=MessageStatus.PENDING, bulk_send__paused_at__isnull=True
+    )
     if not waiting.exists():
         return None
     earliest = waiting.aggregate(first=Min("next_attempt_at"))["first"]

@@ -23,12 +23,11 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from functools import lru_cache
 
 import redis
-from django.conf import settings
 
-from messaging.ratelimit import REDIS_SOCKET_TIMEOUT_SECONDS, LimiterStopped
+from bulksend.liveness import redis_client
+from messaging.ratelimit import LimiterStopped
 
 logger = logging.getLogger(__name__)
 
@@ -41,15 +40,6 @@ CANCELLED_MARK_SECONDS = 7 * 24 * 3600
 STOP_POLL_SECONDS = 0.02
 
 
-@lru_cache(maxsize=1)
-def _redis() -> redis.Redis:
-    return redis.Redis.from_url(
-        settings.REDIS_URL,
-        socket_timeout=REDIS_SOCKET_TIMEOUT_SECONDS,
-        socket_connect_timeout=REDIS_SOCKET_TIMEOUT_SECONDS,
-    )
-
-
 def send_stop_key(bulk_send_id: uuid.UUID | str) -> str:
     return STOP_KEY.format(bulk_send_id)
 
@@ -58,7 +48,7 @@ def send_stop_mark(bulk_send_id: uuid.UUID | str, *, why: str, forever: bool = F
     """Set the send's mark (`forever`: a cancelled send's, which expires on its own much later);
     False (logged) when Redis is away."""
     try:
-        _redis().set(
+        redis_client().set(
             send_stop_key(bulk_send_id), why, ex=None if not forever else CANCELLED_MARK_SECONDS
         )
     except redis.RedisError as error:
@@ -69,14 +59,14 @@ def send_stop_mark(bulk_send_id: uuid.UUID | str, *, why: str, forever: bool = F
 
 def send_stop_clear(bulk_send_id: uuid.UUID | str) -> None:
     """Clear the send's mark; raises `redis.RedisError` when Redis is away (see the module)."""
-    _redis().delete(send_stop_key(bulk_send_id))
+    redis_client().delete(send_stop_key(bulk_send_id))
 
 
 def send_stop_is_set(bulk_send_id: uuid.UUID | str) -> bool:
     """Whether the send's mark is set; False (logged) when Redis cannot say: the database check
     before each batch still holds."""
     try:
-        return bool(_redis().exists(send_stop_key(bulk_send_id)))
+        return bool(redis_client().exists(send_stop_key(bulk_send_id)))
     except redis.RedisError as error:
         logger.warning("Cannot read the stop mark of send %s: %s", bulk_send_id, error)
         return False

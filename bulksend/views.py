@@ -11,7 +11,12 @@ from django.http import StreamingHttpResponse
 from django.utils import timezone
 from django.utils.functional import cached_property
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+)
 from rest_framework import generics, status
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.parsers import MultiPartParser
@@ -161,7 +166,8 @@ class BulkSendDetailView(APIView):
 
 class BulkSendControlView(APIView):
     """POST bulk-sends/{id}/<action>/: one lifecycle change, answered with the send's status
-    body (as GET bulk-sends/{id}/ reads it once the change is done)."""
+    body (as GET bulk-sends/{id}/ reads it once the change is done). `control_view` makes one
+    per change."""
 
     required_scope = ApiKeyScope.SEND
     change: Callable[..., object]
@@ -173,9 +179,14 @@ class BulkSendControlView(APIView):
         return Response(BulkSendDetailSerializer(sends.get(pk=bulk_send.pk)).data)
 
 
-def _control_schema(operation_id: str, summary: str, description: str) -> Any:
-    return extend_schema(
-        operation_id=operation_id,
+def control_view(
+    name: str, change: Callable[..., object], *, summary: str, description: str
+) -> type[BulkSendControlView]:
+    """The view of one lifecycle change, `change(bulk_send=...)`, documented as
+    `bulk_send_<name>`."""
+    view = type(f"BulkSend{name.title()}View", (BulkSendControlView,), {"change": change})
+    schema = extend_schema(
+        operation_id=f"bulk_send_{name}",
         summary=summary,
         description=description,
         request=None,
@@ -188,51 +199,36 @@ def _control_schema(operation_id: str, summary: str, description: str) -> Any:
             503: ERROR_BODY,
         },
     )
+    return extend_schema_view(post=schema)(view)
 
 
-class BulkSendCancelView(BulkSendControlView):
-    change = bulk_send_cancel_for_client
-
-    @_control_schema(
-        "bulk_send_cancel",
-        "Cancel a send",
-        "Every message not yet handed to Meta becomes `cancelled` and the send `CANCELLED`, "
-        "with `status_reason`. Answers once no worker can send any more of it: nothing goes out "
-        "after the answer (a message already with Meta settles as Meta says). Again on a "
-        "cancelled send: the same answer; on a finished one: 409.",
-    )
-    def post(self, request: Request, bulk_send_id: str) -> Response:
-        return super().post(request, bulk_send_id)
-
-
-class BulkSendPauseView(BulkSendControlView):
-    change = bulk_send_pause
-
-    @_control_schema(
-        "bulk_send_pause",
-        "Pause a send",
-        "No worker sends for the send until it is resumed (nothing goes out after the answer); "
-        "its pending messages wait and its status stays `QUEUED` or `PROCESSING`, with "
-        '`status_reason` `"paused"` and `paused_at`. Again on a paused send: the same answer; '
-        "on a finished, cancelled or halted one: 409.",
-    )
-    def post(self, request: Request, bulk_send_id: str) -> Response:
-        return super().post(request, bulk_send_id)
-
-
-class BulkSendResumeView(BulkSendControlView):
-    change = bulk_send_unpause
-
-    @_control_schema(
-        "bulk_send_resume",
-        "Resume a send",
-        "A paused send goes on (its estimate counts from now); one Meta halted (an invalid "
-        "token, a blocked account, a template paused) restarts once the cause is fixed, or 409 "
-        "with what still holds it. A running send: the same answer, unchanged. A finished or "
-        "cancelled one: 409.",
-    )
-    def post(self, request: Request, bulk_send_id: str) -> Response:
-        return super().post(request, bulk_send_id)
+BulkSendCancelView = control_view(
+    "cancel",
+    bulk_send_cancel_for_client,
+    summary="Cancel a send",
+    description="Every message not yet handed to Meta becomes `cancelled` and the send "
+    "`CANCELLED`, with `status_reason`. Answers once no worker can send any more of it: nothing "
+    "goes out after the answer (a message already with Meta settles as Meta says). Again on a "
+    "cancelled send: the same answer; on a finished one: 409.",
+)
+BulkSendPauseView = control_view(
+    "pause",
+    bulk_send_pause,
+    summary="Pause a send",
+    description="No worker sends for the send until it is resumed (nothing goes out after the "
+    "answer); its pending messages wait and its status stays `QUEUED` or `PROCESSING`, with "
+    '`status_reason` `"paused"` and `paused_at`. Again on a paused send: the same answer; on a '
+    "finished, cancelled or halted one: 409.",
+)
+BulkSendResumeView = control_view(
+    "resume",
+    bulk_send_unpause,
+    summary="Resume a send",
+    description="A paused send goes on (its estimate counts from now); one Meta halted (an "
+    "invalid token, a blocked account, a template paused) restarts once the cause is fixed, or "
+    "409 with what still holds it. A running send: the same answer, unchanged. A finished or "
+    "cancelled one: 409.",
+)
 
 
 class CountedPagination(PageNumberPagination):

@@ -240,7 +240,7 @@ def test_resume_refuses_while_redis_cannot_clear_the_stop_mark(
     bulk_send = make_send(tenant, {"pending": 2})
     ok(control(tenant, bulk_send.pk, "pause"))
     away = redis.Redis(port=1, socket_connect_timeout=0.2, socket_timeout=0.2)
-    monkeypatch.setattr(stopping, "_redis", lambda: away)
+    monkeypatch.setattr(stopping, "redis_client", lambda: away)
 
     response = control(tenant, bulk_send.pk, "resume")
 
@@ -257,7 +257,7 @@ def test_pause_with_redis_away_still_holds_the_send(
     # The mark cannot be set: the database says paused, which every drain reads before a batch.
     bulk_send = make_send(tenant, {"pending": 2})
     away = redis.Redis(port=1, socket_connect_timeout=0.2, socket_timeout=0.2)
-    monkeypatch.setattr(stopping, "_redis", lambda: away)
+    monkeypatch.setattr(stopping, "redis_client", lambda: away)
 
     body = ok(control(tenant, bulk_send.pk, "pause"))
 
