@@ -153,8 +153,9 @@ class BulkSendDetailSerializer(BulkSendListItemSerializer):
     status_reason = serializers.CharField(
         required=False,
         help_text="Only on a send stopped before its end (why: Meta halted it, an operator "
-        "cancelled it) or waiting for the portfolio's 24 h quota window (how many recipients, "
-        "until when). Absent otherwise, so the body is the contract's exactly.",
+        'cancelled it), paused (`"paused"`) or waiting for the portfolio\'s 24 h quota window '
+        "(how many recipients, until when). Absent otherwise, so the body is the contract's "
+        "exactly.",
     )
 
     paused_at = serializers.DateTimeField(
