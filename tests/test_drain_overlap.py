@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -23,6 +24,7 @@ from bulksend import drain
 from bulksend.drain import bulk_send_drain
 from bulksend.lifecycle import bulk_send_cancel
 from bulksend.models import BulkSend, BulkSendStatus
+from bulksend.stopping import STOP_POLL_SECONDS
 from messaging.models import Message, MessageStatus, message_id_from_callback_data
 from tests.conftest import Tenant
 from tests.delivery_support import (
@@ -191,6 +193,7 @@ def test_a_cancel_while_a_batch_is_sent_stops_it_and_leaves_the_batch_claimed_ne
 
     def answer(index: int, body: dict[str, Any]) -> Answer | None:
         if index == 5:
+            asked = time.monotonic()  # the sender read the stop mark before this request
             wait_until_claimed(send_id, 2 * BATCH)
             # The cancel waits for this batch to stop, so it cannot be waited for here: only
             # until it committed.
@@ -203,6 +206,13 @@ def test_a_cancel_while_a_batch_is_sent_stops_it_and_leaves_the_batch_claimed_ne
                     what="the cancel to commit",
                 )
             )
+            # Unpaced, the sender reads the mark at most every STOP_POLL_SECONDS: answered no
+            # sooner, the next request reads it afresh.
+            wait_for(
+                lambda: time.monotonic() - asked > STOP_POLL_SECONDS,
+                timeout=30,
+                what="the sender's last reading of the mark to age",
+            )
         return None
 
     scripted_meta.answer = answer
@@ -210,11 +220,10 @@ def test_a_cancel_while_a_batch_is_sent_stops_it_and_leaves_the_batch_claimed_ne
     bulk_send_drain(uuid.UUID(send_id))
     cancelling[0].join(60)
 
-    # The batch in flight stopped before the end (the send's stop mark: one request at most went
-    # out before the sender read it), the one claimed next never went out, and nothing went out
-    # after the cancel returned.
+    # The batch in flight stopped before its next request (the send's stop mark), the one
+    # claimed next never went out, and nothing went out after the cancel returned.
     assert at_the_answer == [len(scripted_meta.requests)]
-    assert 6 <= len(scripted_meta.requests) < BATCH
+    assert len(scripted_meta.requests) == 6
     sent = len(scripted_meta.requests)
     bulk_send = BulkSend.objects.get(pk=send_id)
     assert bulk_send.status == BulkSendStatus.CANCELLED
