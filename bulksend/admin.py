@@ -3,9 +3,10 @@
 Sends are created through the API, and their status and counters move only in the statements that
 move their messages, so they are exact at all times. An edit or a delete here would break that,
 so the admin shows sends and lets nobody add, change or delete one; operators act on them through
-two actions that go through bulksend.lifecycle: cancel, and resume a send Meta halted; a third
-retries a send's failed recipients as the API's retry does (bulksend.retry). A fourth
-downloads a send's messages as the API's CSV export does (bulksend.export).
+actions that go through bulksend.lifecycle, as the API's do: cancel, pause, and resume a send
+paused or halted by Meta. Another retries a send's failed recipients as the API's retry does
+(bulksend.retry), and another downloads a send's messages as the API's CSV export does
+(bulksend.export).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from bulksend.export import messages_csv_response
-from bulksend.lifecycle import bulk_send_cancel, bulk_send_resume, bulk_send_resume_blocker
+from bulksend.lifecycle import bulk_send_cancel, bulk_send_pause, bulk_send_unpause
 from bulksend.models import BulkSend, BulkSendKind
 from bulksend.retry import RetryScope, bulk_send_retry
 from bulksend.screening import send_recipients_cooling_down
@@ -107,6 +108,7 @@ class BulkSendAdmin(admin.ModelAdmin):
                     "halted_at",
                     "halt_reason",
                     "retry_of",
+                    "paused_at",
                     "task_id",
                     "message_list",
                     "totals_by_category",
@@ -142,13 +144,13 @@ class BulkSendAdmin(admin.ModelAdmin):
     # Everything shown is read-only: state moves only through the statements that move it.
     readonly_fields = flatten_fieldsets(fieldsets)
 
-    actions = ["cancel_sends", "resume_sends", "retry_failed", "export_messages"]
+    actions = ["cancel_sends", "pause_sends", "resume_sends", "retry_failed", "export_messages"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
     def has_operate_permission(self, request: HttpRequest) -> bool:
-        # Cancelling and resuming are what "change" means for a send.
+        # Cancelling, pausing and resuming are what "change" means for a send.
         return request.user.has_perm("bulksend.change_bulksend")
 
     @admin.action(
@@ -158,16 +160,31 @@ class BulkSendAdmin(admin.ModelAdmin):
         cancelled = sum(bulk_send_cancel(bulk_send=send) for send in queryset)
         self.message_user(request, f"Cancelled {cancelled} pending messages.", messages.SUCCESS)
 
-    @admin.action(description="Resume selected sends halted by Meta", permissions=["operate"])
+    @admin.action(
+        description="Pause selected sends (until resumed; nothing goes out meanwhile)",
+        permissions=["operate"],
+    )
+    def pause_sends(self, request: HttpRequest, queryset: QuerySet[BulkSend]) -> None:
+        paused = 0
+        for send in queryset:
+            try:
+                paused += bulk_send_pause(bulk_send=send)
+            except DomainError as refusal:  # finished, cancelled or halted
+                self.message_user(request, f"Not paused {send.pk}: {refusal}", messages.ERROR)
+        self.message_user(request, f"Paused {paused} sends.", messages.SUCCESS)
+
+    @admin.action(
+        description="Resume selected sends (paused, or halted by Meta)", permissions=["operate"]
+    )
     def resume_sends(self, request: HttpRequest, queryset: QuerySet[BulkSend]) -> None:
         resumed = 0
         for send in queryset:
-            # Meta still refusing the template or the account: resuming would only halt again.
-            blocker = bulk_send_resume_blocker(send)
-            if blocker is not None:
-                self.message_user(request, f"Not resumed {send.pk}: {blocker}", messages.ERROR)
-            else:
-                resumed += bulk_send_resume(bulk_send=send)
+            try:
+                resumed += bulk_send_unpause(bulk_send=send)
+            except DomainError as refusal:
+                # Meta still refusing the template or the account (resuming would only halt
+                # again), a finished send, or Redis away.
+                self.message_user(request, f"Not resumed {send.pk}: {refusal}", messages.ERROR)
         self.message_user(request, f"Resumed {resumed} sends.", messages.SUCCESS)
 
     @admin.action(

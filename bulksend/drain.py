@@ -27,8 +27,10 @@ settled and batch N+2 claimed during the sending of batch N+1. Sending is never 
 a paced drain keeps its number's rate and an unpaced one its connections busy. What makes the
 overlap safe:
 - batch N+1 is handed to the sender only once batch N's sending has ended, after the send was
-  seen still PROCESSING: a halt in batch N, or a cancel, a halt or the end of the send by
-  anyone meanwhile, leaves batch N+1 unsent and back in `pending` at once;
+  seen still PROCESSING and not paused: a halt in batch N, or a cancel, a pause, a halt or the
+  end of the send by anyone meanwhile, leaves batch N+1 unsent and back in `pending` at once;
+- a cancel or a pause in the middle of batch N stops its sending before the next request (the
+  send's stop mark, bulksend.stopping), and the drain ends as above;
 - a claimed batch that waited long for the one before it is given back and claimed afresh, so
   it starts with most of its lease ahead (`_held_too_long`);
 - whatever ends the drain early (an error here, in the sending or in a settle, a time limit),
@@ -72,7 +74,7 @@ from bulksend.sending import BatchSender, SendingLoop, SentBatch, redis_wait_sec
 from bulksend.window_gate import SendWindowGate
 from messaging.delivery import ClaimedMessage, messages_claim
 from messaging.models import Message, MessageStatus
-from messaging.ratelimit import LimiterUnavailable, get_rate_limiter
+from messaging.ratelimit import LimiterStopped, LimiterUnavailable, get_rate_limiter
 from mindo import metrics
 
 logger = logging.getLogger(__name__)
@@ -160,6 +162,11 @@ class _Drain:
                 continue
             if finished.error is not None:
                 self._settle_interrupted(finished)
+                if isinstance(finished.error, LimiterStopped):
+                    # Cancelled or paused in the middle of the batch (bulksend.stopping): what
+                    # was not sent is back in `pending`, cancelled now after a cancel.
+                    bulk_send_cancel_leftovers(self.bulk_send_id)
+                    return
                 if isinstance(finished.error, LimiterUnavailable):
                     # Redis stayed away: end this drain; the reaper wakes the send once it is back.
                     self.report.more_work = True
@@ -209,8 +216,9 @@ class _Drain:
         return time.monotonic() - self.upcoming.at > settings.DELIVERY_LEASE_SECONDS / 4
 
     def _still_processing(self) -> bool:
+        """Neither finished, halted, cancelled nor paused by anyone meanwhile."""
         return BulkSend.objects.filter(
-            pk=self.bulk_send_id, status=BulkSendStatus.PROCESSING
+            pk=self.bulk_send_id, status=BulkSendStatus.PROCESSING, paused_at__isnull=True
         ).exists()
 
     def _release_upcoming(self) -> None:
@@ -327,8 +335,11 @@ def bulk_send_drain(bulk_send_id: uuid.UUID, *, budget_seconds: float | None = N
 
 
 def _next_wake_at(bulk_send_id: uuid.UUID) -> datetime | None:
-    """When this send next has something to do: its earliest retry, None if nothing waits."""
-    waiting = Message.objects.filter(bulk_send_id=bulk_send_id, status=MessageStatus.PENDING)
+    """When this send next has something to do: its earliest retry, None if nothing waits (or
+    it was paused: its resume wakes it)."""
+    waiting = Message.objects.filter(
+        bulk_send_id=bulk_send_id, status=MessageStatus.PENDING, bulk_send__paused_at__isnull=True
+    )
     if not waiting.exists():
         return None
     earliest = waiting.aggregate(first=Min("next_attempt_at"))["first"]

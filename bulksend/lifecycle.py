@@ -5,6 +5,10 @@
     PROCESSING -> halted: FAILED or PARTIAL with `halted_at`  (Meta refused the token or account)
     halted -> PROCESSING                                      (resumed by an operator)
     QUEUED | PROCESSING | halted -> CANCELLED                 (cancelled by an operator)
+    QUEUED | PROCESSING -> paused (same status, `paused_at`) -> resumed   (by the client)
+
+Cancelling and pausing also stop the workers in the middle of a batch (bulksend.stopping) and wait
+until nothing of the send is claimed and unsent, so that nothing goes out after they return.
 
 Messaging moves messages and reports how each send's counters moved (messaging.counters); the
 functions here add those deltas in the same transaction, and the statement that adds them also
@@ -14,17 +18,23 @@ the reaper) can leave a settled send unfinished or finish it twice.
 
 from __future__ import annotations
 
+import logging
+import time
 import uuid
 from datetime import datetime
 from typing import Any
 
+import redis
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Case, F, Q, QuerySet, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from bulksend.creation import bulk_send_enqueue
+from bulksend.liveness import drain_may_be_alive
 from bulksend.models import ACTIVE_STATUSES, BulkSend, BulkSendStatus
+from bulksend.stopping import send_stop_clear, send_stop_mark
 from callbacks.outbox import (
     endpoint_exists_sql,
     event_record_bulk_send_status,
@@ -47,7 +57,7 @@ from messaging.delivery import (
     messages_settle,
     sent_record_ctes,
 )
-from messaging.models import DeferredStatus
+from messaging.models import DeferredStatus, Message, MessageStatus
 from messaging.status import (
     WAMID_LOCK_KEY,
     Moves,
@@ -57,12 +67,15 @@ from messaging.status import (
     statuses_apply,
     statuses_apply_deferred,
 )
+from mindo.errors import ConflictError, ServiceUnavailableError
 from templates_app.models import (
     REFUSED_TEMPLATE_STATUSES,
     MessageTemplate,
     PhoneNumber,
     WhatsAppBusinessAccount,
 )
+
+logger = logging.getLogger(__name__)
 
 CANCELLED_REASON = "Cancelled by an operator."
 
@@ -283,11 +296,13 @@ def sends_leases_reap(
 
 def bulk_send_start(bulk_send_id: uuid.UUID) -> bool:
     """QUEUED -> PROCESSING once (guarded), not before its `send_at` (bulksend.schedule); True
-    when the send is PROCESSING now."""
+    when the send is PROCESSING now and not paused (a paused send stays as it is: QUEUED until
+    its resume)."""
     now = timezone.now()
+    unpaused = BulkSend.objects.filter(pk=bulk_send_id, paused_at__isnull=True)
     with transaction.atomic():
         started = (
-            BulkSend.objects.filter(pk=bulk_send_id, status=BulkSendStatus.QUEUED)
+            unpaused.filter(status=BulkSendStatus.QUEUED)
             .filter(Q(send_at__isnull=True) | Q(send_at__lte=now))
             .update(status=BulkSendStatus.PROCESSING, started_at=now)
         )
@@ -295,7 +310,7 @@ def bulk_send_start(bulk_send_id: uuid.UUID) -> bool:
             event_record_bulk_send_status(
                 [bulk_send_id], previous={str(bulk_send_id): BulkSendStatus.QUEUED}
             )
-    return BulkSend.objects.filter(pk=bulk_send_id, status=BulkSendStatus.PROCESSING).exists()
+    return unpaused.filter(status=BulkSendStatus.PROCESSING).exists()
 
 
 def bulk_send_finish_if_done(bulk_send_id: uuid.UUID) -> bool:
@@ -330,9 +345,10 @@ def bulk_send_halt(bulk_send_id: uuid.UUID, *, code: str, text: str) -> bool:
 
 def bulk_send_resume(*, bulk_send: BulkSend) -> bool:
     """Resume a halted send (a token fixed, an account unblocked, a template approved again):
-    back to PROCESSING with its reason cleared, and a wake-up for the workers. False when there
-    is nothing to do, or while Meta still refuses its template or restricts its account
-    (`bulk_send_resume_blocker` says which). One halted before it started starts now."""
+    back to PROCESSING with its reason cleared (and its pause, if it had one), and a wake-up for
+    the workers. False when there is nothing to do, or while Meta still refuses its template or
+    restricts its account (`bulk_send_resume_blocker` says which). One halted before it started
+    starts now. `ServiceUnavailableError` while Redis cannot clear its stop mark."""
     with transaction.atomic():
         halted = (
             BulkSend.objects.select_for_update()
@@ -346,11 +362,14 @@ def bulk_send_resume(*, bulk_send: BulkSend) -> bool:
             .exclude(template__status__in=REFUSED_TEMPLATE_STATUSES)
         )
         before = halted.values_list("status", flat=True).first()
+        if before is not None:
+            _stop_clear(bulk_send.pk)
         resumed = halted.update(
             status=BulkSendStatus.PROCESSING,
             status_reason="",
             halted_at=None,
             halt_reason="",
+            paused_at=None,
             started_at=Coalesce(F("started_at"), Value(timezone.now())),
         )
         if resumed:
@@ -360,29 +379,138 @@ def bulk_send_resume(*, bulk_send: BulkSend) -> bool:
     return bool(resumed)
 
 
-def bulk_send_cancel(*, bulk_send: BulkSend) -> int:
+def bulk_send_cancel(*, bulk_send: BulkSend, refuse_finished: bool = False) -> int:
     """Cancel what has not gone out yet; returns how many messages were cancelled.
 
     Only `pending` messages are cancelled: one a worker holds (`sending`) may already be with
-    Meta, so it settles as Meta says. A halted send can be cancelled too, to give up on what it
-    had left.
+    Meta, so it settles as Meta says. A halted or paused send can be cancelled too, to give up on
+    what it had left. Then the workers are stopped and waited for (`_stop_and_wait`): when this
+    returns, nothing more of the send goes to Meta. Cancelling a cancelled send again only waits
+    again; a finished one is left as it is, or refused (`refuse_finished`: `ConflictError`).
     """
     with transaction.atomic():
         send = BulkSend.objects.select_for_update().get(pk=bulk_send.pk)
-        if send.completed_at is not None or not (
+        if send.status == BulkSendStatus.CANCELLED:
+            cancelled = 0
+        elif send.completed_at is not None or not (
             send.status in ACTIVE_STATUSES or send.halted_at is not None
         ):
+            if refuse_finished:
+                raise ConflictError(f"El envio ya finalizo ({send.status}) y no se puede cancelar")
             return 0
-        cancelled = _pending_cancel(send.pk)
-        BulkSend.objects.filter(pk=send.pk).update(
-            status=BulkSendStatus.CANCELLED,
-            completed_at=timezone.now(),
-            status_reason=CANCELLED_REASON,
-            halted_at=None,
-            halt_reason="",
-        )
+        else:
+            # Under the send's lock, before the commit: see bulksend.stopping.
+            send_stop_mark(send.pk, why="cancelled", forever=True)
+            cancelled = _pending_cancel(send.pk)
+            BulkSend.objects.filter(pk=send.pk).update(
+                status=BulkSendStatus.CANCELLED,
+                completed_at=timezone.now(),
+                status_reason=CANCELLED_REASON,
+                halted_at=None,
+                halt_reason="",
+                paused_at=None,
+            )
+            event_record_bulk_send_status([send.pk], previous={str(send.pk): send.status})
+    _stop_and_wait(send.pk)
+    # What the stopped workers gave back to `pending` meanwhile.
+    return cancelled + bulk_send_cancel_leftovers(send.pk)
+
+
+def bulk_send_cancel_for_client(*, bulk_send: BulkSend) -> int:
+    """`bulk_send_cancel` for the API: a finished send is a `ConflictError`."""
+    return bulk_send_cancel(bulk_send=bulk_send, refuse_finished=True)
+
+
+# --- pause and resume, for the client (and the admin) ------------------------------------------
+
+PAUSED_REASON = "paused"
+# The longest a pause or a cancel waits for a drain to stop: a live drain stops within a request
+# to Meta; one that died holds its claimed messages until its mark in Redis lapses (seconds).
+STOP_WAIT_MAX_SECONDS = 60.0
+STOP_POLL_SECONDS = 0.05
+
+
+def bulk_send_pause(*, bulk_send: BulkSend) -> bool:
+    """Hold a send that has not finished: no worker sends for it until `bulk_send_unpause`, its
+    pending messages wait, its status stays QUEUED or PROCESSING with `status_reason` "paused".
+    Returns when nothing more goes out (as a cancel does); True when it paused now, False when it
+    was paused already. `ConflictError` for a finished, cancelled or halted send."""
+    with transaction.atomic():
+        send = BulkSend.objects.select_for_update().get(pk=bulk_send.pk)
+        _refuse_unless_active(send, verb="pausar")
+        paused = send.paused_at is None
+        if paused:
+            send_stop_mark(send.pk, why="paused")
+            BulkSend.objects.filter(pk=send.pk).update(
+                paused_at=timezone.now(), status_reason=PAUSED_REASON
+            )
+            event_record_bulk_send_status([send.pk], previous={str(send.pk): send.status})
+    _stop_and_wait(send.pk)
+    return paused
+
+
+def bulk_send_unpause(*, bulk_send: BulkSend) -> bool:
+    """Resume a send for the client: a paused one goes on where it stopped (its estimate counts
+    from now), one Meta halted restarts as `bulk_send_resume` restarts it, a running one is left
+    as it is. True when it changed. `ConflictError` for a finished or cancelled send and while
+    Meta still refuses a halted one (`bulk_send_resume_blocker`'s text); `ServiceUnavailableError`
+    while Redis cannot clear its stop mark."""
+    with transaction.atomic():
+        send = BulkSend.objects.select_for_update().get(pk=bulk_send.pk)
+        if send.is_halted and send.completed_at is None:
+            blocker = bulk_send_resume_blocker(send)
+            if blocker is not None:
+                raise ConflictError(blocker)
+            return bulk_send_resume(bulk_send=send)
+        _refuse_unless_active(send, verb="reanudar")
+        # Cleared even when not paused: a mark a failed commit left behind must not hold it.
+        _stop_clear(send.pk)
+        if send.paused_at is None:
+            return False
+        BulkSend.objects.filter(pk=send.pk).update(paused_at=None, status_reason="")
         event_record_bulk_send_status([send.pk], previous={str(send.pk): send.status})
-    return cancelled
+    transaction.on_commit(lambda: bulk_send_enqueue(send))
+    return True
+
+
+def _refuse_unless_active(send: BulkSend, *, verb: str) -> None:
+    """`ConflictError` unless the send is QUEUED or PROCESSING, not finished nor halted."""
+    if send.status == BulkSendStatus.CANCELLED:
+        raise ConflictError(f"El envio fue cancelado y no se puede {verb}")
+    if send.completed_at is not None:
+        raise ConflictError(f"El envio ya finalizo ({send.status}) y no se puede {verb}")
+    if send.is_halted:
+        raise ConflictError(
+            f"El envio esta detenido por un error de Meta y no se puede {verb}: "
+            "reanudelo una vez resuelto, o cancelelo"
+        )
+
+
+def _stop_clear(bulk_send_id: uuid.UUID) -> None:
+    """Clear the send's stop mark, under its lock (bulksend.stopping); 503 when Redis is away."""
+    try:
+        send_stop_clear(bulk_send_id)
+    except redis.RedisError as error:
+        raise ServiceUnavailableError(
+            "Servicio no disponible temporalmente. Intente nuevamente en unos segundos."
+        ) from error
+
+
+def _stop_and_wait(bulk_send_id: uuid.UUID) -> bool:
+    """Wait until no message of the send is claimed and unsent, now that its drains stop (the
+    database and its stop mark say so); True when none is. Bounded: a drain that died holds its
+    claim until its lease ends, and it sends nothing; that is the reaper's (False then)."""
+    deadline = time.monotonic() + min(settings.DELIVERY_LEASE_SECONDS, STOP_WAIT_MAX_SECONDS)
+    claimed = Message.objects.filter(bulk_send_id=bulk_send_id, status=MessageStatus.SENDING)
+    while True:
+        # An attempt Meta did not answer keeps its message `sending`, its lease ending when the
+        # attempt did: only a lease still running is a claim a drain may yet send.
+        if not claimed.filter(lease_expires_at__gt=timezone.now()).exists():
+            return True
+        if time.monotonic() >= deadline or not drain_may_be_alive(bulk_send_id):
+            logger.warning("Send %s stopped with messages still claimed", bulk_send_id)
+            return False
+        time.sleep(STOP_POLL_SECONDS)
 
 
 def _pending_cancel(bulk_send_id: uuid.UUID) -> int:

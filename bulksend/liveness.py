@@ -31,8 +31,10 @@ HEARTBEAT_SECONDS = 5.0  # a third of the mark's life: two renewals may fail bef
 
 
 @lru_cache(maxsize=1)
-def _redis() -> redis.Redis:
-    # One client (and its connection pool) per process, not a new connection per batch.
+def redis_client() -> redis.Redis:
+    """The process's client for the drains' marks in Redis (this module's and
+    bulksend.stopping's): one client (and its connection pool) per process, not a new connection
+    per batch."""
     return redis.Redis.from_url(
         settings.REDIS_URL,
         socket_timeout=REDIS_SOCKET_TIMEOUT_SECONDS,
@@ -43,7 +45,7 @@ def _redis() -> redis.Redis:
 def drain_alive_mark(bulk_send_id: uuid.UUID | str) -> bool:
     """Mark the send as being drained for ALIVE_SECONDS; False (logged) if Redis is away."""
     try:
-        _redis().set(ALIVE_KEY.format(bulk_send_id), 1, ex=ALIVE_SECONDS)
+        redis_client().set(ALIVE_KEY.format(bulk_send_id), 1, ex=ALIVE_SECONDS)
     except redis.RedisError as error:
         logger.warning("Cannot mark the drain of send %s alive: %s", bulk_send_id, error)
         return False
@@ -52,7 +54,7 @@ def drain_alive_mark(bulk_send_id: uuid.UUID | str) -> bool:
 
 def drain_alive_clear(bulk_send_id: uuid.UUID | str) -> None:
     try:
-        _redis().delete(ALIVE_KEY.format(bulk_send_id))
+        redis_client().delete(ALIVE_KEY.format(bulk_send_id))
     except redis.RedisError as error:
         # The mark expires by itself within ALIVE_SECONDS.
         logger.warning("Cannot clear the drain mark of send %s: %s", bulk_send_id, error)
@@ -61,10 +63,19 @@ def drain_alive_clear(bulk_send_id: uuid.UUID | str) -> None:
 def drain_is_alive(bulk_send_id: uuid.UUID | str) -> bool:
     """Whether a drain marked the send lately; False when Redis cannot say (see the module)."""
     try:
-        return bool(_redis().exists(ALIVE_KEY.format(bulk_send_id)))
+        return bool(redis_client().exists(ALIVE_KEY.format(bulk_send_id)))
     except redis.RedisError as error:
         logger.warning("Cannot read the drain mark of send %s: %s", bulk_send_id, error)
         return False
+
+
+def drain_may_be_alive(bulk_send_id: uuid.UUID | str) -> bool:
+    """Whether a drain may hold the send: its mark is there, or Redis cannot say (the opposite
+    answer of `drain_is_alive`'s, for a caller that must not take a live drain for dead)."""
+    try:
+        return bool(redis_client().exists(ALIVE_KEY.format(bulk_send_id)))
+    except redis.RedisError:
+        return True
 
 
 class DrainHeartbeat:

@@ -113,6 +113,9 @@ class BulkSend(models.Model):
     retry_of = models.ForeignKey(
         "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="retries"
     )
+    # Set while the client (or an operator) holds the send: no worker sends for it, its pending
+    # messages wait and its status stays QUEUED or PROCESSING until it is resumed or cancelled.
+    paused_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
@@ -172,3 +175,7 @@ class BulkSend(models.Model):
     @property
     def is_halted(self) -> bool:
         return self.halted_at is not None
+
+    @property
+    def is_paused(self) -> bool:
+        return self.paused_at is not None

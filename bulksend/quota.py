@@ -161,10 +161,14 @@ def window_room_frees_at(*, account_id: int, overflow: int, total: int, now: dat
 
 
 def _earlier_active_sends(phone_number_id: Any, created_at: Any, pk: Any) -> QuerySet[BulkSend]:
-    """Active sends on a number created before a send: values, or OuterRefs in a subquery."""
+    """Active sends on a number created before a send: values, or OuterRefs in a subquery. A
+    paused one takes none of the number's throughput until it is resumed."""
     return (
         BulkSend.objects.filter(
-            phone_number_id=phone_number_id, status__in=ACTIVE_STATUSES, created_at__lt=created_at
+            phone_number_id=phone_number_id,
+            status__in=ACTIVE_STATUSES,
+            created_at__lt=created_at,
+            paused_at__isnull=True,
         )
         .exclude(pk=pk)
         .order_by()

@@ -3,8 +3,8 @@
 1. Messages whose worker's lease ran out go back to `pending` once Meta's webhooks show it did
    not take them, or end as `unknown_outcome` when no evidence comes
    (bulksend.lifecycle.sends_leases_reap).
-2. Every active send with due messages and no live drain gets a wake-up: a lost task, a worker
-   killed mid-batch, a retry whose time has come.
+2. Every active send (not paused) with due messages and no live drain gets a wake-up: a lost
+   task, a worker killed mid-batch, a retry whose time has come.
 3. A send with nothing left pending is finished, in case its last drain died before doing it.
 4. A cancelled send's messages that came back to `pending` after the cancel are cancelled.
 
@@ -43,7 +43,11 @@ def bulk_sends_reap(*, now: datetime) -> list[str]:
         for bulk_send_id in active.filter(pending_count=0).values_list("pk", flat=True)
     )
     due = (
-        Message.objects.filter(bulk_send__status__in=ACTIVE_STATUSES, status=MessageStatus.PENDING)
+        Message.objects.filter(
+            bulk_send__status__in=ACTIVE_STATUSES,
+            bulk_send__paused_at__isnull=True,
+            status=MessageStatus.PENDING,
+        )
         .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
         .values_list("bulk_send_id", flat=True)
         .distinct()

@@ -21,7 +21,7 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -30,6 +30,7 @@ import redis
 from django.conf import settings
 
 from bulksend.models import BulkSend
+from bulksend.stopping import StopPoll, send_stop_key
 from messaging.delivery import ClaimedMessage, DeliveryResult, Settle
 from messaging.models import callback_data_for
 from messaging.ratelimit import AsyncPacer, RateLimiter
@@ -216,7 +217,9 @@ class BatchSender:
     """Sends batches of one send at its number's pace from a `SendingLoop`.
 
     `stop` ends the sending for good: set by the client when Meta halts the send, by the drain
-    when it must end early. Whatever was not handed to Meta then has no outcome.
+    when it must end early. Whatever was not handed to Meta then has no outcome. A send cancelled
+    or paused meanwhile ends the sending too, before its next request (`LimiterStopped`, see
+    bulksend.stopping).
     """
 
     def __init__(
@@ -230,11 +233,18 @@ class BatchSender:
         self.limiter = limiter
         self.stop = threading.Event()
         # A permit is taken right before its request goes out, never banked: the limiter's
-        # promise (no 1-s window above the rate) holds for the moments requests leave.
+        # promise (no 1-s window above the rate) holds for the moments requests leave. The same
+        # call refuses permits once the send is cancelled or paused (bulksend.stopping).
         self.pacer = AsyncPacer(
-            limiter, self.phone_number_id, number.throughput_per_second, redis_wait=redis_wait
+            limiter,
+            self.phone_number_id,
+            number.throughput_per_second,
+            redis_wait=redis_wait,
+            stop_key=send_stop_key(bulk_send.pk),
         )
-        self.before_send = self.pacer.wait if settings.DELIVERY_PACING else None
+        self.before_send: Callable[[], Awaitable[object]] = (
+            self.pacer.wait if settings.DELIVERY_PACING else StopPoll(bulk_send.pk)
+        )
 
     def submit(self, batch: list[ClaimedMessage]) -> SentBatch:
         """Start sending `batch` in the loop's thread; returns at once."""

@@ -330,15 +330,21 @@ class BulkSendDetailSerializer(BulkSendListItemSerializer):
     status_reason = serializers.CharField(
         required=False,
         help_text="Only on a send stopped before its end (why: Meta halted it, an operator "
-        "cancelled it), waiting for the portfolio's 24 h quota window (how many recipients, "
-        "until when), for its `send_at` or for its recipients' `send_window` (when the last "
-        "window opens). Absent otherwise, so the body is the contract's exactly.",
+        'cancelled it), paused (`"paused"`), waiting for the portfolio\'s 24 h quota window '
+        "(how many recipients, until when), for its `send_at` or for its recipients' "
+        "`send_window` (when the last window opens). Absent otherwise, so the body is the "
+        "contract's exactly.",
     )
     send_at = serializers.DateTimeField(
         required=False, help_text="Only on a scheduled send: nothing goes out before it."
     )
     send_window = SendWindowSerializer(
         required=False, help_text="Only on a send with quiet hours: as it was given."
+    )
+    paused_at = serializers.DateTimeField(
+        required=False,
+        help_text="Only on a paused send (POST bulk-sends/{id}/pause/): when it was paused. "
+        "Absent otherwise.",
     )
 
     class Meta(BulkSendListItemSerializer.Meta):
@@ -354,6 +360,7 @@ class BulkSendDetailSerializer(BulkSendListItemSerializer):
             "send_window",
             "retry_of",
             "retries",
+            "paused_at",
         ]
 
     def to_representation(self, instance: BulkSend) -> dict[str, Any]:
@@ -369,6 +376,8 @@ class BulkSendDetailSerializer(BulkSendListItemSerializer):
         body.pop("retry_of", None)
         body.pop("retries", None)
         body.update(retry_links(instance))
+        if instance.paused_at is None:
+            body.pop("paused_at")
         return body
 
     def get_estimated_time_minutes(self, bulk_send: BulkSend) -> float:

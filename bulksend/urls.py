@@ -14,6 +14,21 @@ urlpatterns = [
         name="bulk-send-detail",
     ),
     path(
+        "bulk-sends/<str:bulk_send_id>/cancel/",
+        views.BulkSendCancelView.as_view(),
+        name="bulk-send-cancel",
+    ),
+    path(
+        "bulk-sends/<str:bulk_send_id>/pause/",
+        views.BulkSendPauseView.as_view(),
+        name="bulk-send-pause",
+    ),
+    path(
+        "bulk-sends/<str:bulk_send_id>/resume/",
+        views.BulkSendResumeView.as_view(),
+        name="bulk-send-resume",
+    ),
+    path(
         "bulk-sends/<str:bulk_send_id>/messages/",
         views.BulkSendMessagesView.as_view(),
         name="bulk-send-messages",

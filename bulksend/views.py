@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from django.db.models import QuerySet
@@ -11,7 +11,12 @@ from django.http import StreamingHttpResponse
 from django.utils import timezone
 from django.utils.functional import cached_property
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+)
 from rest_framework import generics, status
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.parsers import MultiPartParser
@@ -25,6 +30,7 @@ from bulksend.csv_recipients import CsvRecipients
 from bulksend.dry_run import send_dry_run
 from bulksend.export import messages_csv_response
 from bulksend.filters import MESSAGE_STATUS_FILTER, BulkSendFilter, MessageFilter
+from bulksend.lifecycle import bulk_send_cancel_for_client, bulk_send_pause, bulk_send_unpause
 from bulksend.models import BulkSend, BulkSendKind
 from bulksend.parsers import (
     CSV_FORM_REQUEST,
@@ -211,6 +217,73 @@ class BulkSendDetailView(APIView):
         sends = with_retry_ids(with_queued_ahead(BulkSend.objects.with_api_relations()))
         bulk_send = _bulk_send_get(request, bulk_send_id, sends)
         return Response(BulkSendDetailSerializer(bulk_send).data)
+
+
+class BulkSendControlView(APIView):
+    """POST bulk-sends/{id}/<action>/: one lifecycle change, answered with the send's status
+    body (as GET bulk-sends/{id}/ reads it once the change is done). `control_view` makes one
+    per change."""
+
+    required_scope = ApiKeyScope.SEND
+    change: Callable[..., object]
+
+    def post(self, request: Request, bulk_send_id: str) -> Response:
+        bulk_send = _bulk_send_get(request, bulk_send_id, BulkSend.objects.only("pk"))
+        type(self).change(bulk_send=bulk_send)
+        sends = with_queued_ahead(BulkSend.objects.with_api_relations())
+        return Response(BulkSendDetailSerializer(sends.get(pk=bulk_send.pk)).data)
+
+
+def control_view(
+    name: str, change: Callable[..., object], *, summary: str, description: str
+) -> type[BulkSendControlView]:
+    """The view of one lifecycle change, `change(bulk_send=...)`, documented as
+    `bulk_send_<name>`."""
+    view = type(f"BulkSend{name.title()}View", (BulkSendControlView,), {"change": change})
+    schema = extend_schema(
+        operation_id=f"bulk_send_{name}",
+        summary=summary,
+        description=description,
+        request=None,
+        responses={
+            200: BulkSendDetailSerializer,
+            401: ERROR_BODY,
+            403: ERROR_BODY,
+            404: DETAIL_BODY,
+            409: ERROR_BODY,
+            503: ERROR_BODY,
+        },
+    )
+    return extend_schema_view(post=schema)(view)
+
+
+BulkSendCancelView = control_view(
+    "cancel",
+    bulk_send_cancel_for_client,
+    summary="Cancel a send",
+    description="Every message not yet handed to Meta becomes `cancelled` and the send "
+    "`CANCELLED`, with `status_reason`. Answers once no worker can send any more of it: nothing "
+    "goes out after the answer (a message already with Meta settles as Meta says). Again on a "
+    "cancelled send: the same answer; on a finished one: 409.",
+)
+BulkSendPauseView = control_view(
+    "pause",
+    bulk_send_pause,
+    summary="Pause a send",
+    description="No worker sends for the send until it is resumed (nothing goes out after the "
+    "answer); its pending messages wait and its status stays `QUEUED` or `PROCESSING`, with "
+    '`status_reason` `"paused"` and `paused_at`. Again on a paused send: the same answer; on a '
+    "finished, cancelled or halted one: 409.",
+)
+BulkSendResumeView = control_view(
+    "resume",
+    bulk_send_unpause,
+    summary="Resume a send",
+    description="A paused send goes on (its estimate counts from now); one Meta halted (an "
+    "invalid token, a blocked account, a template paused) restarts once the cause is fixed, or "
+    "409 with what still holds it. A running send: the same answer, unchanged. A finished or "
+    "cancelled one: 409.",
+)
 
 
 class CountedPagination(PageNumberPagination):

@@ -30,6 +30,11 @@ would mean fewer Redis calls at high rates but, for the same window guarantee, a
 
 `slow_down` moves TAT at least `seconds` ahead: Meta's 130429 says the number went too fast.
 
+A stop key. A call may name a second key, checked in the same script before anything else: while
+it exists, the call grants nothing and takes nothing from the schedule, and answers "stopped"
+(`LimiterStopped` for the caller). A send that was cancelled or paused sets its key, so a worker in
+the middle of a batch stops before its next request, within the Redis call it makes anyway.
+
 Redis away. The pacer rides out an outage: a connection error or timeout is retried with capped
 exponential backoff for up to the pacer's `redis_wait` seconds (a restart takes a few), and only
 past that bound do its waiters get `LimiterUnavailable`, so that the drain gives back at once what
@@ -65,7 +70,8 @@ REDIS_SOCKET_TIMEOUT_SECONDS = 2.0
 OUTAGE_FIRST_PAUSE_SECONDS = 1.0 + GUARD_SECONDS
 OUTAGE_MAX_PAUSE_SECONDS = 2.0
 
-# KEYS[1]: the key. ARGV: rate (permits/s), n (permits wanted, 0 to only slow down),
+# KEYS[1]: the key, KEYS[2] (optional): a stop key whose existence refuses every permit (answer
+# {-1, 0}). ARGV: rate (permits/s), n (permits wanted, 0 to only slow down),
 # tolerance (us), guard (us), block (us: slow_down's pause, 0 otherwise), and optionally now (us:
 # an injected clock's reading, for tests; without it, Redis's TIME).
 GCRA_SCRIPT = """
@@ -75,6 +81,9 @@ local tolerance = tonumber(ARGV[3])
 local guard = tonumber(ARGV[4])
 local block = tonumber(ARGV[5])
 local injected = tonumber(ARGV[6])
+if KEYS[2] and redis.call('EXISTS', KEYS[2]) == 1 then
+  return {-1, 0}
+end
 local now = injected
 if not now then
   local clock = redis.call('TIME')
@@ -112,6 +121,10 @@ class LimiterUnavailable(Exception):
     """Redis did not answer the limiter for longer than the pacer was told to wait."""
 
 
+class LimiterStopped(Exception):
+    """The call's stop key is set: no permit until it is gone (see the module's docstring)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Grant:
     granted: int
@@ -140,18 +153,24 @@ class RateLimiter:
         # Registered once: later calls send only the script's SHA (EVALSHA).
         self._script = redis_client.register_script(GCRA_SCRIPT)
 
-    def _call(self, key: str, rate: int, n: int, block_us: int) -> Grant:
+    def _call(
+        self, key: str, rate: int, n: int, block_us: int, stop_key: str | None = None
+    ) -> Grant:
         if not 1 <= rate <= 1_000_000:
             raise ValueError(f"rate must be a positive number of permits per second, not {rate}")
         args = [rate, max(n, 0), self._tolerance_us, self._guard_us, block_us]
         if self.clock is not None:
             args.append(round(self.clock() * 1_000_000))
-        granted, wait_us = self._script(keys=[self.prefix + key], args=args)
+        keys = [self.prefix + key] if stop_key is None else [self.prefix + key, stop_key]
+        granted, wait_us = self._script(keys=keys, args=args)
+        if int(granted) < 0:
+            raise LimiterStopped(f"{stop_key} is set: no permit for {key}")
         return Grant(int(granted), int(wait_us) / 1_000_000)
 
-    def acquire(self, key: str, rate: int, n: int = 1) -> Grant:
-        """Take up to `n` permits of `key` at `rate` per second, atomically, without waiting."""
-        return self._call(key, rate, n, 0)
+    def acquire(self, key: str, rate: int, n: int = 1, *, stop_key: str | None = None) -> Grant:
+        """Take up to `n` permits of `key` at `rate` per second, atomically, without waiting;
+        `LimiterStopped` while `stop_key` (a whole Redis key, no prefix) exists."""
+        return self._call(key, rate, n, 0, stop_key)
 
     def slow_down(self, key: str, seconds: float) -> Grant:
         """Grant nothing on `key` for `seconds` from now (Meta's 130429 for that number)."""
@@ -159,17 +178,28 @@ class RateLimiter:
 
 
 async def take(
-    limiter: RateLimiter, key: str, rate: int, n: int = 1, *, timeout: float | None = None
+    limiter: RateLimiter,
+    key: str,
+    rate: int,
+    n: int = 1,
+    *,
+    timeout: float | None = None,
+    stop_key: str | None = None,
 ) -> int:
     """Wait until at least one of `n` permits is granted and return how many were.
 
     The Redis call itself is blocking (a local round trip is a fraction of a millisecond, and at
     most a few hundred happen a second); the waiting between calls is `asyncio.sleep`. With a
-    `timeout`, returns 0 once it has passed without a grant.
+    `timeout`, returns 0 once it has passed without a grant. `LimiterStopped` once `stop_key` is
+    set.
     """
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
-        grant = limiter.acquire(key, rate, n)
+        grant = (
+            limiter.acquire(key, rate, n)
+            if stop_key is None
+            else limiter.acquire(key, rate, n, stop_key=stop_key)
+        )
         if grant.granted:
             return grant.granted
         pause = max(grant.retry_after, 0.0005)
@@ -191,12 +221,20 @@ class AsyncPacer:
     """
 
     def __init__(
-        self, limiter: RateLimiter, key: str, rate: int, *, redis_wait: float = 0.0
+        self,
+        limiter: RateLimiter,
+        key: str,
+        rate: int,
+        *,
+        redis_wait: float = 0.0,
+        stop_key: str | None = None,
     ) -> None:
         self.limiter = limiter
         self.key = key
         self.rate = rate
         self.redis_wait = redis_wait
+        # Its waiters get `LimiterStopped` once this key is set (see the module's docstring).
+        self.stop_key = stop_key
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._pump_task: asyncio.Task[None] | None = None
 
@@ -240,7 +278,9 @@ class AsyncPacer:
         pause = OUTAGE_FIRST_PAUSE_SECONDS
         while True:
             try:
-                granted = await take(self.limiter, self.key, self.rate, wanted)
+                granted = await take(
+                    self.limiter, self.key, self.rate, wanted, stop_key=self.stop_key
+                )
             except (redis.ConnectionError, redis.TimeoutError) as error:
                 now = time.monotonic()
                 if failing_since is None:

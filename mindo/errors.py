@@ -26,6 +26,11 @@ class AccessDeniedError(DomainError):
     """What was asked for exists, but belongs to another organization."""
 
 
+class ConflictError(DomainError):
+    """What was asked for exists, but its state does not allow the change now (409: a finished
+    send cannot be cancelled, a running one's pending recipients not retried)."""
+
+
 class ApiKeyExpiredError(DomainError):
     """The API key exists but has expired or was revoked."""
 
@@ -42,10 +47,6 @@ class InvalidFieldsError(DomainError):
 def field_error(field: str, message: str) -> InvalidFieldsError:
     """The error of one field with one message."""
     return InvalidFieldsError({field: [message]})
-
-
-class ConflictError(DomainError):
-    """What was asked for cannot be done in the state the thing is in now (409)."""
 
 
 class RateLimitedError(DomainError):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -23,6 +24,7 @@ from bulksend import drain
 from bulksend.drain import bulk_send_drain
 from bulksend.lifecycle import bulk_send_cancel
 from bulksend.models import BulkSend, BulkSendStatus
+from bulksend.stopping import STOP_POLL_SECONDS
 from messaging.models import Message, MessageStatus, message_id_from_callback_data
 from tests.conftest import Tenant
 from tests.delivery_support import (
@@ -173,32 +175,62 @@ def test_a_halt_in_one_batch_stops_sending_at_once_and_gives_the_next_batch_back
     assert assert_counters_exact(bulk_send)["pending_count"] == RECIPIENTS - 3
 
 
-def test_a_cancel_while_a_batch_is_sent_leaves_the_batch_claimed_next_unsent_and_cancelled(
+def test_a_cancel_while_a_batch_is_sent_stops_it_and_leaves_the_batch_claimed_next_unsent(
     tenant: Tenant, scripted_meta: ScriptedMeta
 ) -> None:
     accepted = send_bulk(tenant, welcome_recipients(RECIPIENTS))
     send_id = accepted["bulk_send_id"]
+    # The requests Meta had got when the cancel returned: nothing may come after them.
+    at_the_answer: list[int] = []
+    cancelling: list[threading.Thread] = []
+
+    def cancel() -> None:
+        try:
+            bulk_send_cancel(bulk_send=BulkSend.objects.get(pk=send_id))
+            at_the_answer.append(len(scripted_meta.requests))
+        finally:
+            connection.close()
 
     def answer(index: int, body: dict[str, Any]) -> Answer | None:
         if index == 5:
+            asked = time.monotonic()  # the sender read the stop mark before this request
             wait_until_claimed(send_id, 2 * BATCH)
-            off_meta_loop(lambda: bulk_send_cancel(bulk_send=BulkSend.objects.get(pk=send_id)))
+            # The cancel waits for this batch to stop, so it cannot be waited for here: only
+            # until it committed.
+            cancelling.append(threading.Thread(target=cancel, daemon=True))
+            cancelling[0].start()
+            off_meta_loop(
+                lambda: wait_for(
+                    BulkSend.objects.filter(pk=send_id, status=BulkSendStatus.CANCELLED).exists,
+                    timeout=30,
+                    what="the cancel to commit",
+                )
+            )
+            # Unpaced, the sender reads the mark at most every STOP_POLL_SECONDS: answered no
+            # sooner, the next request reads it afresh.
+            wait_for(
+                lambda: time.monotonic() - asked > STOP_POLL_SECONDS,
+                timeout=30,
+                what="the sender's last reading of the mark to age",
+            )
         return None
 
     scripted_meta.answer = answer
 
-    report = bulk_send_drain(uuid.UUID(send_id))
+    bulk_send_drain(uuid.UUID(send_id))
+    cancelling[0].join(60)
 
-    # The batch in flight when the cancel came finishes (its messages may be with Meta already);
-    # the one claimed next never goes out.
-    assert len(scripted_meta.requests) == BATCH
-    assert report.outcomes == {"sent": BATCH, "release": BATCH}
+    # The batch in flight stopped before its next request (the send's stop mark), the one
+    # claimed next never went out, and nothing went out after the cancel returned.
+    assert at_the_answer == [len(scripted_meta.requests)]
+    assert len(scripted_meta.requests) == 6
+    sent = len(scripted_meta.requests)
     bulk_send = BulkSend.objects.get(pk=send_id)
     assert bulk_send.status == BulkSendStatus.CANCELLED
     counts = assert_counters_exact(bulk_send)
     assert (counts["sent_count"], counts["cancelled_count"], counts["pending_count"]) == (
-        BATCH,
-        RECIPIENTS - BATCH,
+        sent,
+        RECIPIENTS - sent,
         0,
     )
     cancelled = messages_by_status(send_id)[MessageStatus.CANCELLED]

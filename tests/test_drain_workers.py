@@ -152,8 +152,8 @@ def forget_broker(client: redis.Redis) -> None:
     client.delete(*BROKER_KEYS)
 
 
-@pytest.fixture
-def start_worker(
+@pytest.fixture(name="start_worker")
+def start_worker_fixture(
     sandbox_process: SandboxProcess, delivery_redis: redis.Redis, tmp_path: Path
 ) -> Iterator[StartWorker]:
     """Starts workers on the test database, Redis and sandbox; kills them all at the end."""

@@ -305,6 +305,9 @@ def test_every_step_of_the_readme_walkthrough_works_as_written(
         "field retries",
         "TRIAL=$(",
         "/bulk-sends/$TRIAL_ID/",
+        "/bulk-sends/$TRIAL_ID/pause/",
+        "/bulk-sends/$TRIAL_ID/resume/",
+        "/bulk-sends/$TRIAL_ID/cancel/",
     ]
     assert len(blocks) == len(expected), blocks
     for block, marker in zip(blocks, expected, strict=True):
@@ -341,6 +344,9 @@ def test_every_step_of_the_readme_walkthrough_works_as_written(
         retry_links,
         trial,
         follow_trial,
+        pause_trial,
+        resume_trial,
+        cancel_trial,
     ) = blocks
 
     # The key `./dev up` printed, and this server's address instead of :8000.
@@ -591,3 +597,17 @@ def test_every_step_of_the_readme_walkthrough_works_as_written(
     assert sending["total_recipients"] == 10000
     assert sending["failed_count"] == 0
     assert "status_reason" not in sending  # nothing waits for the quota window
+
+    # Paused: it says so, and nothing of it goes out until it is resumed.
+    reason, sent_when_paused = bash.run(pause_trial).strip().splitlines()
+    assert reason == "paused"
+    trial_id = sending["id"]
+    paused = answer(bash.run(follow_trial))
+    assert (paused["status_reason"], paused["sent_count"]) == ("paused", int(sent_when_paused))
+    assert paused["paused_at"]
+    # Resumed, then cancelled: nothing pending is left, and what went out is counted.
+    assert bash.run(resume_trial).strip() == "PROCESSING"
+    cancelled = answer(bash.run(cancel_trial))
+    assert (cancelled["id"], cancelled["status"]) == (trial_id, "CANCELLED")
+    assert cancelled["pending_count"] == 0
+    assert cancelled["sent_count"] + cancelled["failed_count"] < 10000

@@ -48,7 +48,7 @@ RATE = 20  # a batch is 40 messages, two seconds of sending
 def _forget_process_clients() -> None:
     """The limiter and the liveness marks keep one client per process: start afresh."""
     get_rate_limiter.cache_clear()
-    liveness._redis.cache_clear()
+    liveness.redis_client.cache_clear()
 
 
 @pytest.fixture

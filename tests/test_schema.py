@@ -16,6 +16,9 @@ PATHS: dict[str, str | list[str]] = {
     "/api/v1/meta-templates/bulk-sends/": "get",
     "/api/v1/meta-templates/bulk-sends/{bulk_send_id}/": "get",
     "/api/v1/meta-templates/bulk-sends/{bulk_send_id}/messages/": "get",
+    "/api/v1/meta-templates/bulk-sends/{bulk_send_id}/cancel/": "post",
+    "/api/v1/meta-templates/bulk-sends/{bulk_send_id}/pause/": "post",
+    "/api/v1/meta-templates/bulk-sends/{bulk_send_id}/resume/": "post",
     "/api/v1/meta-templates/bulk-sends/{bulk_send_id}/messages/export/": "get",
     "/api/v1/meta-templates/bulk-sends/{bulk_send_id}/retry/": "post",
     "/api/v1/meta-templates/messages/{wamid}/": "get",
@@ -124,8 +127,9 @@ def test_it_describes_the_detail_with_the_spec_fields(schema: dict[str, Any]) ->
     )
 
     # Additions to the contract's fields, each present only when it says something: why a send
-    # stopped or waits, a scheduled send's schedule, and the links between a send and its retries.
-    additions = {"status_reason", "send_at", "send_window", "retry_of", "retries"}
+    # stopped or waits, a scheduled send's schedule, the links between a send and its retries,
+    # and when a paused send was paused.
+    additions = {"status_reason", "send_at", "send_window", "retry_of", "retries", "paused_at"}
     assert set(detail["properties"]) == {*DETAIL_KEYS, *additions}
     assert not additions & set(detail.get("required", []))
 
