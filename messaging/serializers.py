@@ -20,9 +20,18 @@ class MessageTemplateSerializer(serializers.Serializer):
 
 
 class RecipientSerializer(serializers.Serializer):
-    phone = serializers.CharField(source="message.recipient_phone")
+    phone = serializers.CharField(source="message.recipient_phone", allow_null=True)
     contact_name = serializers.CharField(allow_null=True)
     contact_id = serializers.IntegerField(allow_null=True)
+
+    def to_representation(self, instance: MessageLookup) -> dict[str, Any]:
+        # The contract's three fields; a message to a business-scoped user id adds it (its
+        # `phone` is null unless the contact is known by both).
+        body: dict[str, Any] = super().to_representation(instance)
+        user_id = instance.message.recipient_user_id
+        if user_id is not None:
+            body["user_id"] = user_id
+        return body
 
 
 class DeliveryStatusSerializer(serializers.Serializer):
@@ -71,7 +80,7 @@ class ContactSerializer(serializers.Serializer):
 
     id = serializers.IntegerField()
     fullName = serializers.CharField(source="name", allow_null=True)
-    phone = serializers.CharField()
+    phone = serializers.CharField(allow_null=True)
     email = serializers.CharField(allow_null=True)
     contactListId = serializers.IntegerField(source="contact_list_id", allow_null=True)
     contactListName = serializers.CharField(
@@ -80,6 +89,14 @@ class ContactSerializer(serializers.Serializer):
     # DRF takes declared fields off the class, so this `source` never shadows Field.source.
     source = serializers.CharField()  # type: ignore[assignment]
     createdAt = serializers.DateTimeField(source="created_at")
+
+    def to_representation(self, instance: Any) -> dict[str, Any]:
+        # The contract's fields; a contact Meta named by its business-scoped user id adds it
+        # (`phone` is null for one known only by it).
+        body: dict[str, Any] = super().to_representation(instance)
+        if instance.user_id is not None:
+            body["userId"] = instance.user_id
+        return body
 
 
 class ContactLookupSerializer(serializers.Serializer):

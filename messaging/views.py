@@ -10,7 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from messaging.contacts import contact_lookup
+from messaging.contacts import contact_lookup, contact_lookup_by_user_id
 from messaging.lookup import message_get_by_wamid
 from messaging.models import Suppression, SuppressionSource
 from messaging.serializers import (
@@ -55,19 +55,33 @@ class ContactLookupView(APIView):
         description=(
             "The contact with this phone in any of the organization's lists, whether they ever "
             "replied and their 24 h session window. Always 200: `found` says whether the contact "
-            "exists; an unparsable phone is not found."
+            "exists; an unparsable phone is not found. A contact may be looked up by Meta's "
+            "business-scoped `user_id` instead of `phone`."
         ),
         parameters=[
             OpenApiParameter(
                 "phone",
                 OpenApiTypes.STR,
                 OpenApiParameter.QUERY,
-                required=True,
+                required=False,
                 description=(
-                    "E.164 with or without `+` (send `+` as `%2B`), Argentina's `15`, spaces or "
-                    "dashes: `5492235961983`, `+54 223 15-596-1983`."
+                    "Required unless `user_id` is given. E.164 with or without `+` (send `+` as "
+                    "`%2B`), Argentina's `15`, spaces or dashes: `5492235961983`, "
+                    "`+54 223 15-596-1983`."
                 ),
-            )
+            ),
+            OpenApiParameter(
+                "user_id",
+                OpenApiTypes.STR,
+                OpenApiParameter.QUERY,
+                required=False,
+                description=(
+                    "Instead of `phone`: Meta's business-scoped user id, exactly as its webhooks "
+                    "write it (`US.13491208655302741918`), for a contact who hides their number. "
+                    "The contact then carries `userId` (and `phone` null when only the id is "
+                    "known)."
+                ),
+            ),
         ],
         responses={
             200: ContactLookupSerializer,
@@ -80,12 +94,18 @@ class ContactLookupView(APIView):
         },
     )
     def get(self, request: Request) -> Response:
-        phone = request.query_params.get("phone")
+        organization_id = request_organization(request).pk
+        phone, user_id = request.query_params.get("phone"), request.query_params.get("user_id")
+        if phone is None and user_id is not None:
+            if not user_id.strip():
+                raise field_error("user_id", PHONE_BLANK)
+            lookup = contact_lookup_by_user_id(organization_id=organization_id, user_id=user_id)
+            return Response(ContactLookupSerializer(lookup).data)
         if phone is None:
             raise field_error("phone", PHONE_REQUIRED)
         if not phone.strip():
             raise field_error("phone", PHONE_BLANK)
-        lookup = contact_lookup(organization_id=request_organization(request).pk, phone=phone)
+        lookup = contact_lookup(organization_id=organization_id, phone=phone)
         return Response(ContactLookupSerializer(lookup).data)
 
 
