@@ -1,0 +1,354 @@
+"""Business-scoped user ids (Meta, since April 2026): a recipient given by `user_id` instead of a
+phone, through send-bulk (JSON and CSV) and the single send to the sandbox and back through its
+webhooks; webhooks that name users by user id (inbound messages, opt-outs); the contact lookup by
+user id; dedup and the quota window with either."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from bulksend.models import BulkSendStatus
+from messaging.models import Contact, InboundMessage, Message, Suppression
+from messaging.suppression import suppression_add
+from meta_sandbox import SandboxThread
+from tests import meta_payloads as meta
+from tests.conftest import Tenant
+from tests.delivery_support import (
+    assert_counters_exact,
+    delivery_redis_fixture,  # noqa: F401  (fixtures)
+    drain_to_completion,
+    received,
+    sandbox_fixture,  # noqa: F401
+    send_bulk,
+    wait_for,
+    webhook_url_fixture,  # noqa: F401
+    welcome_recipient,
+)
+
+USER = "AR.1502576394655843"
+OTHER_USER = "US.ENT.11815799212886844830"
+PHONE = "+5491150000001"
+SEND_BULK_URL = "/api/v1/meta-templates/send-bulk/"
+SEND_URL = "/api/v1/meta-templates/send/"
+LOOKUP_URL = "/api/v1/contact-lookup/"
+
+
+def by_user_id(user_id: str, n: int = 0) -> dict[str, Any]:
+    recipient = welcome_recipient(PHONE, n)
+    del recipient["phone"]
+    return {"user_id": user_id, **recipient}
+
+
+def refused(tenant: Tenant, recipients: list[Any]) -> Any:
+    response = tenant.client.post(
+        SEND_BULK_URL,
+        {
+            "phone_number_id": tenant.number.phone_number_id,
+            "template_name": "welcome_message",
+            "recipients": recipients,
+        },
+        format="json",
+    )
+    assert response.status_code == 400, response.content
+    return response.json()
+
+
+def inbound_from(sender: str | None, user_id: str | None, moment: datetime) -> dict[str, Any]:
+    """A user's text as Meta posts it since 2026: `from` (the phone, when Meta shares it) and
+    `from_user_id`."""
+    message: dict[str, Any] = {
+        "id": meta.new_wamid(),
+        "timestamp": meta.unix(moment),
+        "type": "text",
+        "text": {"body": "Hola"},
+    }
+    if sender is not None:
+        message["from"] = sender
+    if user_id is not None:
+        message["from_user_id"] = user_id
+    return message
+
+
+def post_inbound(client: Client, message: dict[str, Any]) -> None:
+    contact = {"profile": {"name": "Juan"}, "user_id": message.get("from_user_id")}
+    if "from" in message:
+        contact["wa_id"] = message["from"]
+    change = meta.messages_change()
+    change["value"].update(contacts=[contact], messages=[message])
+    response = meta.post(client, meta.notification(meta.entry(change)))
+    assert response.status_code == 200, response.content
+
+
+def lookup(tenant: Tenant, **query: str) -> dict[str, Any]:
+    response = tenant.client.get(LOOKUP_URL, query)
+    assert response.status_code == 200, response.content
+    body: dict[str, Any] = response.json()
+    return body
+
+
+# --- the recipient's shape ----------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_recipient_takes_a_phone_or_a_user_id_never_both_and_errors_name_the_index(
+    tenant: Tenant,
+) -> None:
+    both = {**by_user_id(USER), "phone": PHONE}
+    bad = by_user_id("not a user id")
+    null = by_user_id(USER) | {"user_id": None}
+
+    errors = refused(tenant, [by_user_id(USER), both, bad, null])["recipients"]
+
+    assert set(errors) == {"1", "2", "3"}
+    assert errors["1"] == {
+        "non_field_errors": ["Give the recipient's phone or its user_id, not both."]
+    }
+    assert errors["2"]["user_id"][0].startswith("Enter a valid business-scoped user id")
+    assert errors["3"] == {"user_id": ["This field may not be null."]}
+
+
+@pytest.mark.django_db
+def test_a_user_id_counts_once_and_is_not_a_phone(tenant: Tenant) -> None:
+    body = send_bulk(
+        tenant,
+        [
+            by_user_id(USER, 0),
+            by_user_id(USER, 1),
+            welcome_recipient(PHONE, 2),
+            by_user_id(OTHER_USER, 3),
+        ],
+    )
+
+    assert (body["total_recipients"], body["unique_recipients"]) == (4, 3)
+    rows = Message.objects.filter(bulk_send_id=body["bulk_send_id"])
+    assert sorted((m.recipient_phone or "", m.recipient_user_id or "") for m in rows) == [
+        ("", USER),
+        ("", OTHER_USER),
+        (PHONE, ""),
+    ]
+    # The first occurrence's variables are kept.
+    assert rows.get(recipient_user_id=USER).variables["name"] == "Cliente 0"
+
+
+@pytest.mark.django_db
+def test_a_user_id_whose_contact_has_the_phone_is_that_phone_once(tenant: Tenant) -> None:
+    Contact.objects.create(organization=tenant.organization, phone=PHONE, user_id=USER)
+
+    body = send_bulk(tenant, [welcome_recipient(PHONE, 0), by_user_id(USER, 1)])
+
+    assert body["unique_recipients"] == 1
+    [message] = Message.objects.filter(bulk_send_id=body["bulk_send_id"])
+    assert (message.recipient_phone, message.recipient_user_id) == (PHONE, None)
+
+
+@pytest.mark.django_db
+def test_a_csv_may_name_recipients_by_user_id(tenant: Tenant) -> None:
+    csv = f"phone,user_id,name,code,button_0\n{PHONE},,Ana,A-1,r1\n,{USER},Juan,J-2,r2\n,,X,Y,z\n"
+    response = tenant.client.post(
+        f"{SEND_BULK_URL}?phone_number_id={tenant.number.phone_number_id}"
+        "&template_name=welcome_message",
+        data=csv.encode(),
+        content_type="text/csv",
+    )
+
+    assert response.status_code == 400
+    assert response.json()["recipients"] == {"line 4": {"phone": ["This field is required."]}}
+
+    fixed = csv.replace(",,X,Y,z\n", "")
+    response = tenant.client.post(
+        f"{SEND_BULK_URL}?phone_number_id={tenant.number.phone_number_id}"
+        "&template_name=welcome_message",
+        data=fixed.encode(),
+        content_type="text/csv",
+    )
+    assert response.status_code == 202, response.content
+    users = Message.objects.filter(bulk_send_id=response.json()["bulk_send_id"])
+    assert sorted(m.recipient for m in users) == sorted([PHONE, USER])
+
+
+@pytest.mark.django_db
+def test_user_id_recipients_take_their_places_in_the_quota_window(tenant: Tenant) -> None:
+    first = send_bulk(tenant, [by_user_id(USER, 0), welcome_recipient(PHONE, 1)])
+
+    second = send_bulk(tenant, [by_user_id(USER, 0), by_user_id(OTHER_USER, 1)])
+
+    assert first["quota_info"]["quota_needed"] == 2
+    # The first send's two recipients hold places; of the second's, only the new user id needs one.
+    quota = second["quota_info"]
+    assert quota["quota_needed"] == 1
+    assert quota["quota_available"] == quota["quota_total"] - 3
+
+
+# --- to Meta and back ---------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_send_to_a_user_id_goes_in_metas_recipient_field_and_its_statuses_apply(
+    tenant: Tenant, sandbox: SandboxThread, webhook_url: str
+) -> None:
+    sandbox.control("config", {"webhook_url": webhook_url})
+    send_id = send_bulk(tenant, [by_user_id(USER), welcome_recipient(PHONE, 1)])["bulk_send_id"]
+
+    bulk_send = drain_to_completion(send_id)
+
+    bodies = {m["to"]: m["request_body"] for m in received(sandbox).messages}
+    assert "to" not in bodies[USER]
+    assert bodies[USER]["recipient"] == USER
+    assert bodies[PHONE[1:]]["to"] == PHONE[1:]
+    assert "recipient" not in bodies[PHONE[1:]]
+    assert bulk_send.status == BulkSendStatus.COMPLETED
+    message = Message.objects.get(bulk_send_id=send_id, recipient_user_id=USER)
+    # The sandbox's delivered webhook names the user by `recipient_user_id` only.
+    wait_for(
+        lambda: Message.objects.filter(pk=message.pk, status="delivered").exists(),
+        timeout=30,
+        what="the delivered webhook",
+    )
+    assert_counters_exact(bulk_send)
+
+    listed = tenant.client.get(f"/api/v1/meta-templates/bulk-sends/{send_id}/messages/").json()
+    rows = {row["recipient_phone"]: row for row in listed["results"]}
+    assert rows[None]["recipient_user_id"] == USER
+    assert "recipient_user_id" not in rows[PHONE]
+    wamid = Message.objects.get(pk=message.pk).wamid
+    found = tenant.client.get(f"/api/v1/meta-templates/messages/{wamid}/").json()
+    assert found["recipient"]["phone"] is None
+    assert found["recipient"]["user_id"] == USER
+    assert found["recipient"]["contact_id"] == Contact.objects.get(user_id=USER).pk
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_single_send_takes_a_recipient_user_id(tenant: Tenant, sandbox: SandboxThread) -> None:
+    response = tenant.client.post(
+        SEND_URL,
+        {
+            "phone_number_id": tenant.number.phone_number_id,
+            "template_name": "welcome_message",
+            "recipient_user_id": USER,
+            "variables": {"name": "Juan", "code": "C-1"},
+            "button_variables": {"button_0": "r"},
+        },
+        format="json",
+    )
+
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert (body["recipient_phone"], body["recipient_user_id"]) == (None, USER)
+    assert list(body)[-1] == "recipient_user_id"
+    [sent] = received(sandbox).messages
+    assert sent["request_body"]["recipient"] == USER
+    both = tenant.client.post(
+        SEND_URL,
+        {
+            "phone_number_id": tenant.number.phone_number_id,
+            "template_name": "welcome_message",
+            "recipient_phone": PHONE,
+            "recipient_user_id": USER,
+        },
+        format="json",
+    )
+    assert both.status_code == 400
+    assert "not both" in both.json()["non_field_errors"][0]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_user_who_stopped_marketing_by_user_id_gets_no_marketing_to_that_id(
+    tenant: Tenant, sandbox: SandboxThread, webhook_url: str
+) -> None:
+    sandbox.control("config", {"webhook_url": webhook_url})
+    sandbox.control(
+        "user_preferences",
+        {"phone_number_id": tenant.number.phone_number_id, "user_id": USER, "value": "stop"},
+    )
+    listed = Suppression.objects.filter(organization=tenant.organization, phone=USER)
+    wait_for(listed.exists, timeout=30, what="the user_preferences webhook")
+
+    send_id = send_bulk(tenant, [by_user_id(USER), welcome_recipient(PHONE, 1)])["bulk_send_id"]
+    drain_to_completion(send_id)
+
+    message = Message.objects.get(bulk_send_id=send_id, recipient_user_id=USER)
+    assert (message.status, message.error_code) == ("failed", "opted_out")
+    assert [m["to"] for m in received(sandbox).messages] == [PHONE[1:]]
+
+
+@pytest.mark.django_db
+def test_a_suppressed_or_us_user_id_fails_a_marketing_send_without_asking_meta(
+    tenant: Tenant,
+) -> None:
+    from bulksend.screening import Verdict, recipient_verdicts
+
+    suppression_add(organization=tenant.organization, phone=USER, source="api")
+
+    verdicts = recipient_verdicts(
+        organization=tenant.organization,
+        template=tenant.template,
+        phones=[USER, "US.13491208655302741918", "BR.1"],
+        now=timezone.now(),
+    )
+
+    assert verdicts == {0: Verdict.OPTED_OUT, 1: Verdict.US_MARKETING_BLOCK}
+
+
+# --- webhooks that name users by user id --------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_message_with_only_a_user_id_opens_the_window_of_the_contact_it_belongs_to(
+    client: Client, tenant: Tenant
+) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    Contact.objects.create(organization=tenant.organization, phone=PHONE)
+    # Meta names the user by both once: the contact learns its user id...
+    post_inbound(client, inbound_from(PHONE[1:], USER, now - timedelta(hours=30)))
+    assert Contact.objects.get(phone=PHONE).user_id == USER
+
+    # ...so a later message carrying only the id is that contact's, and opens its window.
+    post_inbound(client, inbound_from(None, USER, now - timedelta(minutes=5)))
+
+    latest = InboundMessage.objects.order_by("-sent_at").first()
+    assert latest is not None
+    assert (latest.from_phone, latest.from_user_id) == (PHONE, USER)
+    by_phone = lookup(tenant, phone=PHONE)
+    assert (by_phone["sessionWindowActive"], by_phone["contact"]["userId"]) == (True, USER)
+    assert lookup(tenant, user_id=USER) == by_phone
+    assert Contact.objects.filter(organization=tenant.organization).count() == 1
+
+
+@pytest.mark.django_db
+def test_a_user_known_only_by_user_id_becomes_a_contact_the_lookup_finds_by_it(
+    client: Client, tenant: Tenant
+) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    assert lookup(tenant, user_id=USER)["found"] is False
+
+    post_inbound(client, inbound_from(None, USER, now - timedelta(minutes=5)))
+
+    body = lookup(tenant, user_id=USER)
+    assert body["found"] is True
+    assert (body["contact"]["phone"], body["contact"]["userId"]) == (None, USER)
+    assert (body["hasReplied"], body["sessionWindowActive"]) == (True, True)
+    # Later Meta names both: the contact learns its phone.
+    post_inbound(client, inbound_from(PHONE[1:], USER, now))
+    assert Contact.objects.get(user_id=USER).phone == PHONE
+
+
+@pytest.mark.django_db
+def test_a_status_naming_phone_and_user_id_teaches_the_contact_its_user_id(
+    client: Client, tenant: Tenant
+) -> None:
+    _, [message] = meta.send_with_messages(tenant.number, tenant.template, 1)
+    Contact.objects.create(organization=tenant.organization, phone=message.recipient_phone)
+    status = meta.status(
+        message.wamid or "", "delivered", meta.T0 + 5, recipient_id=message.recipient[1:]
+    )
+    status["recipient_user_id"] = USER
+
+    meta.post_changes(client, tenant.account, meta.messages_change([status]))
+
+    assert Contact.objects.get(phone=message.recipient_phone).user_id == USER
+    assert meta.fresh(message).status == "delivered"
