@@ -282,6 +282,7 @@ def test_every_step_of_the_readme_walkthrough_works_as_written(
         "MEDIA=$(",
         "/bulk-sends/$MEDIA_ID/",
         "/api/v1/suppressions/",
+        '"recipient_user_id": "AR.',
         "TRIAL=$(",
         "/bulk-sends/$TRIAL_ID/",
     ]
@@ -308,6 +309,7 @@ def test_every_step_of_the_readme_walkthrough_works_as_written(
         media_send,
         follow_media,
         suppressions,
+        to_user_id,
         trial,
         follow_trial,
     ) = blocks
@@ -469,11 +471,24 @@ def test_every_step_of_the_readme_walkthrough_works_as_written(
     assert [e["phone"] for e in json.loads(listed)["results"]] == ["+5491155550000"]
     assert removed == "204"
 
+    # A single send to a business-scoped user id: Meta gets it in `recipient`, no `to`.
+    by_user_id = answer(bash.run(to_user_id))
+    user_id_example = examples[blocks.index(to_user_id)]
+    same_shape(by_user_id, user_id_example)
+    for field in ("success", "recipient_phone", "recipient_user_id", "status"):
+        assert by_user_id[field] == user_id_example[field], field
+    [to_user] = [
+        m
+        for m in service.sandbox.control("messages")["messages"]
+        if m["request_body"].get("recipient") == "AR.1502576394655843"
+    ]
+    assert "to" not in to_user["request_body"]
+
     # The 10,000-recipient trial fits the demo's quota after all of the above, and goes out.
     assert answer(bash.run(trial)) == {
         "can_send": True,
         "quota_needed": 10000,
-        "quota_available": 89997,
+        "quota_available": 89996,
         "quota_total": 100000,
         "tier": "TIER_100K",
     }
