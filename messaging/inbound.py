@@ -47,27 +47,17 @@ SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::text[], %s::tex
 ON CONFLICT DO NOTHING
 """
 
-# The user id on the contact with the phone, unless the contact has one already or another
-# contact of the organization holds that id (then the two rows stay as they are: which one is
-# the person is an operator's call).
-_CONTACT_USER_IDS_SQL = f"""
-UPDATE {Contact._meta.db_table} c SET user_id = i.user_id
-  FROM (SELECT DISTINCT ON (organization_id, phone) * FROM unnest(%s::bigint[], %s::text[],
-        %s::text[]) AS t(organization_id, phone, user_id) ORDER BY organization_id, phone) i
- WHERE c.organization_id = i.organization_id AND c.phone = i.phone AND c.user_id IS NULL
+# What a contact learns from a (phone, user id) pair Meta gave: `{learnt}` (user_id or phone) on
+# the contact found by the other (`{known}`) when it has none yet, unless another contact of the
+# organization has that value already (then the two rows stay as they are: whether they are one
+# person is an operator's call). The pairs come unique by phone and by user id.
+_CONTACT_LEARNS_SQL = f"""
+UPDATE {Contact._meta.db_table} c SET {{learnt}} = i.{{learnt}}
+  FROM unnest(%s::bigint[], %s::text[], %s::text[]) AS i(organization_id, phone, user_id)
+ WHERE c.organization_id = i.organization_id AND c.{{known}} = i.{{known}}
+   AND c.{{learnt}} IS NULL
    AND NOT EXISTS (SELECT 1 FROM {Contact._meta.db_table} o
-                    WHERE o.organization_id = i.organization_id AND o.user_id = i.user_id)
-"""
-
-# And the other way: a contact known only by the user id learns its phone, unless another
-# contact has that phone.
-_CONTACT_PHONES_SQL = f"""
-UPDATE {Contact._meta.db_table} c SET phone = i.phone
-  FROM (SELECT DISTINCT ON (organization_id, user_id) * FROM unnest(%s::bigint[], %s::text[],
-        %s::text[]) AS t(organization_id, phone, user_id) ORDER BY organization_id, user_id) i
- WHERE c.organization_id = i.organization_id AND c.user_id = i.user_id AND c.phone IS NULL
-   AND NOT EXISTS (SELECT 1 FROM {Contact._meta.db_table} o
-                    WHERE o.organization_id = i.organization_id AND o.phone = i.phone)
+                    WHERE o.organization_id = i.organization_id AND o.{{learnt}} = i.{{learnt}})
 """
 
 
@@ -141,10 +131,18 @@ def contact_user_ids_record(identities: list[UserIdentity]) -> int:
     if not identities:
         return 0
     numbers = _numbers({identity.phone_number_id for identity in identities})
-    known = []
+    known: list[tuple[int, str, str]] = []
+    phones_seen: set[tuple[int, str]] = set()
+    user_ids_seen: set[tuple[int, str]] = set()
     for identity in identities:
         number, phone = numbers.get(identity.phone_number_id), phone_normalize(identity.wa_id)
-        if number is not None and phone is not None:
+        if number is None or phone is None:
+            continue
+        # One pair per phone and per user id: one UPDATE may not give a value to two rows.
+        by_phone, by_user_id = (number[1], phone), (number[1], identity.user_id)
+        if by_phone not in phones_seen and by_user_id not in user_ids_seen:
+            phones_seen.add(by_phone)
+            user_ids_seen.add(by_user_id)
             known.append((number[1], phone, identity.user_id))
     if not known:
         return 0
@@ -153,11 +151,12 @@ def contact_user_ids_record(identities: list[UserIdentity]) -> int:
         [phone for _, phone, _ in known],
         [user_id for _, _, user_id in known],
     ]
+    learnt = 0
     with connection.cursor() as cursor:
-        cursor.execute(_CONTACT_USER_IDS_SQL, columns)
-        learnt = cursor.rowcount
-        cursor.execute(_CONTACT_PHONES_SQL, columns)
-        return learnt + cursor.rowcount
+        for learns, by in (("user_id", "phone"), ("phone", "user_id")):
+            cursor.execute(_CONTACT_LEARNS_SQL.format(learnt=learns, known=by), columns)
+            learnt += cursor.rowcount
+    return learnt
 
 
 def inbound_messages_record(messages: list[InboundUserMessage], *, received_at: datetime) -> int:
