@@ -11,8 +11,11 @@ from typing import Any
 import pytest
 from django.test import Client
 from django.utils import timezone
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bulksend.models import BulkSendStatus
+from bulksend.recipients import Recipient, deduplicate
 from messaging.models import Contact, InboundMessage, Message, Suppression
 from messaging.suppression import suppression_add
 from meta_sandbox import SandboxThread
@@ -352,3 +355,39 @@ def test_a_status_naming_phone_and_user_id_teaches_the_contact_its_user_id(
 
     assert Contact.objects.get(phone=message.recipient_phone).user_id == USER
     assert meta.fresh(message).status == "delivered"
+
+
+# --- dedup, as a property -----------------------------------------------------------------------
+
+PHONES = ["+5491150000001", "+5491150000002", "+5491150000003"]
+USER_IDS = ["AR.1", "AR.2", "US.3"]
+
+
+@given(
+    keys=st.lists(st.sampled_from(PHONES + USER_IDS), min_size=1, max_size=12),
+    known=st.dictionaries(st.sampled_from(USER_IDS), st.sampled_from(PHONES)),
+)
+def test_dedup_keeps_the_first_recipient_of_each_person_whatever_the_order(
+    keys: list[str], known: dict[str, str]
+) -> None:
+    recipients = [
+        Recipient(
+            phone=key if key.startswith("+") else None,
+            variables={"n": str(n)},
+            button_variables={},
+            user_id=None if key.startswith("+") else key,
+        )
+        for n, key in enumerate(keys)
+    ]
+
+    kept = deduplicate(recipients, known)
+
+    def person(key: str) -> str:
+        return known.get(key, key)
+
+    people = [person(recipient.key) for recipient in kept]
+    assert len(people) == len(set(people))
+    assert set(people) == {person(key) for key in keys}
+    # Each person's first recipient, in the order given.
+    firsts = [n for n, key in enumerate(keys) if person(key) not in map(person, keys[:n])]
+    assert [int(recipient.variables["n"]) for recipient in kept] == firsts
