@@ -218,6 +218,10 @@ def test_a_send_to_a_user_id_goes_in_metas_recipient_field_and_its_statuses_appl
     rows = {row["recipient_phone"]: row for row in listed["results"]}
     assert rows[None]["recipient_user_id"] == USER
     assert "recipient_user_id" not in rows[PHONE]
+    exported = tenant.client.get(f"/api/v1/meta-templates/bulk-sends/{send_id}/messages/export/")
+    rows_out = b"".join(exported.streaming_content).decode().splitlines()
+    assert rows_out[0].endswith(",user_id")
+    assert sorted(line.rsplit(",", 1)[1] for line in rows_out[1:]) == ["", USER]
     wamid = Message.objects.get(pk=message.pk).wamid
     found = tenant.client.get(f"/api/v1/meta-templates/messages/{wamid}/").json()
     assert found["recipient"]["phone"] is None
