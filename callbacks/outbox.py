@@ -69,7 +69,9 @@ SELECT b.organization_id, jsonb_build_object(
                  WHEN 'read' THEN m.read_at WHEN 'failed' THEN m.failed_at END,
     'error', CASE WHEN c.new_status = 'failed'
              THEN jsonb_build_object('code', m.error_code, 'message', m.error_message) END
-) AS body
+-- A message to a business-scoped user id (its phone null) names it; others keep their keys.
+) || CASE WHEN m.recipient_user_id IS NULL THEN '{{}}'::jsonb
+          ELSE jsonb_build_object('user_id', m.recipient_user_id) END AS body
 FROM unnest(%(wamids)s::text[], %(sends)s::uuid[], %(old)s::text[], %(new)s::text[])
     AS c(wamid, bulk_send_id, old_status, new_status)
 JOIN {messages} m ON m.wamid = c.wamid AND m.bulk_send_id = c.bulk_send_id

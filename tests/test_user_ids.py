@@ -16,6 +16,8 @@ from hypothesis import strategies as st
 
 from bulksend.models import BulkSendStatus
 from bulksend.recipients import Recipient, deduplicate
+from callbacks.models import CallbackEvent, WebhookEndpoint
+from callbacks.signing import secret_generate
 from messaging.models import Contact, InboundMessage, Message, Suppression
 from messaging.suppression import suppression_add
 from meta_sandbox import SandboxThread
@@ -395,3 +397,24 @@ def test_dedup_keeps_the_first_recipient_of_each_person_whatever_the_order(
     # Each person's first recipient, in the order given.
     firsts = [n for n, key in enumerate(keys) if person(key) not in map(person, keys[:n])]
     assert [int(recipient.variables["n"]) for recipient in kept] == firsts
+
+
+@pytest.mark.django_db
+def test_a_status_callback_of_a_message_to_a_user_id_names_it(
+    client: Client, tenant: Tenant
+) -> None:
+    WebhookEndpoint.objects.create(
+        organization=tenant.organization,
+        url="https://customer.example/hooks",
+        events=["message.status"],
+        secret=secret_generate(),
+    )
+    _, [to_user, to_phone] = meta.send_with_messages(tenant.number, tenant.template, 2)
+    Message.objects.filter(pk=to_user.pk).update(recipient_phone=None, recipient_user_id=USER)
+    statuses = [meta.status(m.wamid or "", "delivered", meta.T0 + 5) for m in (to_user, to_phone)]
+
+    meta.post_changes(client, tenant.account, meta.messages_change(statuses))
+
+    bodies = {event.body["message_id"]: event.body for event in CallbackEvent.objects.all()}
+    assert (bodies[to_user.pk]["phone"], bodies[to_user.pk]["user_id"]) == (None, USER)
+    assert "user_id" not in bodies[to_phone.pk]
