@@ -9,7 +9,8 @@ from rest_framework import serializers
 from messaging.contacts import ContactLookup
 from messaging.lookup import MessageLookup
 from messaging.models import Suppression, in_template_order
-from mindo.phones import phone_normalize
+from messaging.suppression import listed_recipient
+from meta.user_ids import USER_ID_MAX_LENGTH
 
 
 class MessageTemplateSerializer(serializers.Serializer):
@@ -127,11 +128,14 @@ class SuppressionSerializer(serializers.ModelSerializer[Suppression]):
 
 
 class SuppressionCreateSerializer(serializers.Serializer[Any]):
-    phone = serializers.CharField(max_length=40)
+    phone = serializers.CharField(
+        max_length=USER_ID_MAX_LENGTH,
+        help_text="A phone in any spelling, or a business-scoped user id (AR.1502576394655843).",
+    )
     reason = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
 
     def validate_phone(self, value: str) -> str:
-        phone = phone_normalize(value)
+        phone = listed_recipient(value)
         if phone is None:
             raise serializers.ValidationError(PHONE_INVALID)
         return phone

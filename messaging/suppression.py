@@ -23,9 +23,18 @@ from messaging.counters import STATUS_SQL
 from messaging.models import MarketingCooldown, Suppression, SuppressionSource, recipient_sql
 from messaging.status import table_names
 from meta.error_codes import USER_STOPPED_MARKETING
+from meta.user_ids import is_user_id
 from meta.webhook_payload import MarketingPreference
 from mindo.models import Organization
+from mindo.phones import phone_normalize
 from templates_app.models import PhoneNumber
+
+
+def listed_recipient(value: str) -> str | None:
+    """How the list writes `value`: a phone in E.164 (from any spelling `phone_normalize`
+    reads), or a business-scoped user id exactly as Meta writes it; None for anything else."""
+    return value if is_user_id(value) else phone_normalize(value)
+
 
 META_OPT_OUT_REASON = "Meta answered 131050: the user stopped marketing messages."
 

@@ -20,11 +20,10 @@ from messaging.serializers import (
     SuppressionCreateSerializer,
     SuppressionSerializer,
 )
-from messaging.suppression import suppression_add, suppression_remove
+from messaging.suppression import listed_recipient, suppression_add, suppression_remove
 from mindo.errors import NotFoundError, field_error
 from mindo.models import ApiKeyScope
 from mindo.pagination import PageNumberPagination
-from mindo.phones import phone_normalize
 from mindo.schema import ERROR_BODY
 from mindo.tenancy import request_organization
 
@@ -117,7 +116,7 @@ NOT_LISTED = "Numero {phone} no encontrado en la lista de supresion"
 
 
 def _phone_or_400(value: str) -> str:
-    phone = phone_normalize(value)
+    phone = listed_recipient(value)
     if phone is None:
         raise field_error("phone", PHONE_INVALID)
     return phone
@@ -142,7 +141,9 @@ class SuppressionListView(generics.ListAPIView[Suppression]):
         summary="List suppressed phones",
         description=(
             "Phones that get no MARKETING template from the organization, newest first; "
-            "`phone` (any spelling) filters to one."
+            "`phone` (any spelling) filters to one. An entry's `phone` may be a business-scoped "
+            "user id instead (`AR.1502576394655843`: Meta named the user by it); every "
+            "`phone` here, in the body or the path, takes one too."
         ),
         parameters=[OpenApiParameter("phone", OpenApiTypes.STR, OpenApiParameter.QUERY)],
         responses={200: SuppressionSerializer(many=True), 401: ERROR_BODY, 403: ERROR_BODY},

@@ -418,3 +418,20 @@ def test_a_status_callback_of_a_message_to_a_user_id_names_it(
     bodies = {event.body["message_id"]: event.body for event in CallbackEvent.objects.all()}
     assert (bodies[to_user.pk]["phone"], bodies[to_user.pk]["user_id"]) == (None, USER)
     assert "user_id" not in bodies[to_phone.pk]
+
+
+@pytest.mark.django_db
+def test_a_client_lists_finds_and_removes_a_user_id_on_the_suppression_list(
+    tenant: Tenant,
+) -> None:
+    added = tenant.client.post("/api/v1/suppressions/", {"phone": USER}, format="json")
+    found = tenant.client.get("/api/v1/suppressions/", {"phone": USER})
+    removed = tenant.client.delete(f"/api/v1/suppressions/{USER}/")
+
+    assert added.status_code == 201, added.content
+    assert added.json()["phone"] == USER
+    assert [entry["phone"] for entry in found.json()["results"]] == [USER]
+    assert removed.status_code == 204
+    assert not Suppression.objects.exists()
+    refused = tenant.client.post("/api/v1/suppressions/", {"phone": "AR."}, format="json")
+    assert refused.status_code == 400
