@@ -115,10 +115,16 @@ def contact_lookup_by_user_id(*, organization_id: int, user_id: str) -> ContactL
         .first()
     )
     if contact is not None and contact.phone:
+        # By the phone (its lookup adds the messages named by the id alone).
         by_phone = contact_lookup(organization_id=organization_id, phone=contact.phone)
         return ContactLookup(contact=contact, last_reply_at=by_phone.last_reply_at, now=now)
     last_reply_at = _latest_reply_of_user_id(organization_id, user_id)
     return ContactLookup(contact=contact, last_reply_at=last_reply_at, now=now)
+
+
+def _latest(*moments: datetime | None) -> datetime | None:
+    known = [moment for moment in moments if moment is not None]
+    return max(known) if known else None
 
 
 def contact_lookup(*, organization_id: int, phone: str) -> ContactLookup:
@@ -139,7 +145,13 @@ def contact_lookup(*, organization_id: int, phone: str) -> ContactLookup:
         .first()
     )
     if contact is not None:
-        return ContactLookup(contact=contact, last_reply_at=contact.last_reply_at, now=now)
+        last_reply_at = contact.last_reply_at
+        if contact.user_id:
+            # Messages Meta named by the user id alone, before the contact had it with its phone.
+            last_reply_at = _latest(
+                last_reply_at, _latest_reply_of_user_id(organization_id, contact.user_id)
+            )
+        return ContactLookup(contact=contact, last_reply_at=last_reply_at, now=now)
     # Someone who wrote in and whose contact was deleted still replied.
     last_reply_at = (
         InboundMessage.objects.filter(organization_id=organization_id, from_phone=normalized)

@@ -435,3 +435,19 @@ def test_a_client_lists_finds_and_removes_a_user_id_on_the_suppression_list(
     assert not Suppression.objects.exists()
     refused = tenant.client.post("/api/v1/suppressions/", {"phone": "AR."}, format="json")
     assert refused.status_code == 400
+
+
+@pytest.mark.django_db
+def test_a_reply_named_by_user_id_alone_counts_once_the_contact_has_its_phone(
+    client: Client, tenant: Tenant
+) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    post_inbound(client, inbound_from(None, USER, now - timedelta(minutes=5)))
+    # The phone comes later, on an older message (Meta's webhooks may arrive out of order).
+    post_inbound(client, inbound_from(PHONE[1:], USER, now - timedelta(hours=30)))
+
+    body = lookup(tenant, phone=PHONE)
+
+    assert body["contact"]["userId"] == USER
+    assert body["sessionWindowActive"] is True
+    assert lookup(tenant, user_id=USER) == body
