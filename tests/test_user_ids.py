@@ -9,9 +9,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from django.db import transaction
 from django.test import Client
 from django.utils import timezone
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bulksend.models import BulkSendStatus
@@ -451,3 +452,42 @@ def test_a_reply_named_by_user_id_alone_counts_once_the_contact_has_its_phone(
     assert body["contact"]["userId"] == USER
     assert body["sessionWindowActive"] is True
     assert lookup(tenant, user_id=USER) == body
+
+
+# --- webhooks in any order, as a property -------------------------------------------------------
+
+
+@pytest.mark.django_db
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    events=st.lists(
+        st.tuples(st.booleans(), st.integers(min_value=1, max_value=600)),
+        min_size=1,
+        max_size=6,
+        unique_by=lambda event: event[1],
+    ).filter(lambda events: any(with_phone for with_phone, _ in events))
+)
+def test_one_person_is_one_contact_whatever_order_metas_webhooks_name_them_in(
+    client: Client, tenant: Tenant, events: list[tuple[bool, int]]
+) -> None:
+    """Meta's 2026 message webhooks always carry the user id and, for a user it shares the
+    phone of, the phone: in any order, the person ends as one contact with both, and the lookup
+    by either finds the same latest reply."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    with transaction.atomic():
+        for with_phone, minutes_ago in events:
+            sender = PHONE[1:] if with_phone else None
+            post_inbound(client, inbound_from(sender, USER, now - timedelta(minutes=minutes_ago)))
+
+        [contact] = Contact.objects.filter(organization=tenant.organization)
+        by_phone, by_user_id = lookup(tenant, phone=PHONE), lookup(tenant, user_id=USER)
+        latest = now - timedelta(minutes=min(minutes for _, minutes in events))
+        transaction.set_rollback(True)
+
+    assert (contact.phone, contact.user_id) == (PHONE, USER)
+    assert by_phone == by_user_id
+    assert by_phone["lastReplyAt"] == latest.isoformat().replace("+00:00", "Z")
