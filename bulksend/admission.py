@@ -36,7 +36,7 @@ class QuotaGate:
         """
         if self.limit is None or not claimed:
             return claimed, []
-        phones = [message.recipient_phone for message in claimed]
+        phones = [message.recipient for message in claimed]
         params = window_params(account_id=self.account_id, now=now)
         params.update(
             number=self.number_pk, claimed=[m.id for m in claimed], phones=sorted(set(phones))
@@ -50,11 +50,11 @@ class QuotaGate:
         admitted: list[ClaimedMessage] = []
         waiting: list[ClaimedMessage] = []
         for message in claimed:
-            if message.recipient_phone in free:
+            if message.recipient in free:
                 admitted.append(message)
             elif room > 0:
                 room -= 1
-                free.add(message.recipient_phone)
+                free.add(message.recipient)
                 admitted.append(message)
             else:
                 waiting.append(message)

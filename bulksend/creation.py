@@ -52,6 +52,7 @@ _MESSAGE_COLUMNS = (
     "bulk_send_id",
     "business_account_id",
     "recipient_phone",
+    "recipient_user_id",
     "variables",
     "button_variables",
 )
@@ -71,9 +72,9 @@ message AS (
     INSERT INTO {messages} ({message_columns}) SELECT {message_values} FROM list RETURNING id
 ),
 contact AS (
-    INSERT INTO {contacts} (organization_id, contact_list_id, phone, source, created_at)
-    SELECT %s, list.id, %s, %s, %s FROM list
-    ON CONFLICT (organization_id, phone) DO NOTHING
+    INSERT INTO {contacts} (organization_id, contact_list_id, phone, user_id, source, created_at)
+    SELECT %s, list.id, %s, %s, %s, %s FROM list
+    ON CONFLICT DO NOTHING
 )
 SELECT (SELECT id FROM message), EXISTS (SELECT 1 FROM list)
 """
@@ -192,12 +193,28 @@ def _copy_messages(
                     bulk_send.pk,
                     account_id,
                     recipient.phone,
+                    recipient.user_id,
                     orjson.dumps(recipient.variables).decode(),
                     orjson.dumps(recipient.button_variables).decode(),
                 )
                 if due is not None:
                     row += (due.due_at[index],)
                 copy.write_row(row)
+
+
+def phones_of_user_ids(organization_id: int, recipients: list[Recipient]) -> dict[str, str]:
+    """The phone of each recipient's user id whose contact has one (a webhook named both): one
+    query, and none for a send to phones only."""
+    user_ids = {recipient.user_id for recipient in recipients if recipient.user_id}
+    if not user_ids:
+        return {}
+    return {
+        user_id: phone
+        for user_id, phone in Contact.objects.filter(
+            organization_id=organization_id, user_id__in=user_ids, phone__isnull=False
+        ).values_list("user_id", "phone")
+        if user_id is not None and phone is not None
+    }
 
 
 def bulk_send_enqueue(bulk_send: BulkSend, *, eta: datetime | None = None) -> None:
@@ -233,7 +250,8 @@ def bulk_send_create(
 
     1. Resolve the number and the template within the caller's organization (404s, 400).
     2. Check every recipient's variables against the template, by the client's index.
-    3. Deduplicate by phone, keeping the first occurrence.
+    3. Deduplicate by phone or user id, keeping the first occurrence (a user id whose contact
+       has a phone among the recipients is that phone: one person, sent once).
     4. In one transaction: the send, its messages, a contact for each recipient the organization
        has none for, its quota figures and its estimate. A scheduled send's messages are due
        at `send_at` or their recipient's `send_window` (bulksend.schedule).
@@ -258,7 +276,7 @@ def bulk_send_create(
             currency_code=template.currency_code,
         )
     )
-    unique = deduplicate(recipients)
+    unique = deduplicate(recipients, phones_of_user_ids(organization.pk, recipients))
     now = timezone.now()
     due = messages_due(
         [recipient.phone for recipient in unique],
@@ -382,6 +400,7 @@ def single_send_create(
         bulk_send=bulk_send,
         business_account_id=number.business_account_id,
         recipient_phone=recipient.phone,
+        recipient_user_id=recipient.user_id,
         variables=recipient.variables,
         button_variables=recipient.button_variables,
         status=MessageStatus.SENDING,
@@ -406,6 +425,7 @@ def single_send_create(
         *message_values,
         organization.pk,
         recipient.phone,
+        recipient.user_id,
         ContactSource.API,
         timezone.now(),
     ]
@@ -427,6 +447,7 @@ def single_send_create(
         variables=recipient.variables,
         button_variables=recipient.button_variables,
         attempts=1,
+        recipient_user_id=recipient.user_id,
     )
     return bulk_send, claimed
 

@@ -1,11 +1,13 @@
 """A send's recipients as CSV: `POST send-bulk/` with `Content-Type: text/csv`, or a multipart
 form whose file field `recipients` holds the CSV.
 
-The first line is a header: `phone`, one column per template variable (named as the template
-names it), and `button_<index>` for a button's variable. Each following line is a recipient. The
-send's other fields (`phone_number_id`, `template_name`, `language`, `send_at`) come as query
-parameters (or form fields). UTF-8 with or without a byte-order mark; cells separated by commas or
-by semicolons (as spreadsheets write CSV where the decimal mark is a comma), told by the header.
+The first line is a header: `phone` (or `user_id`, Meta's business-scoped user id, or both, each
+row filling one of the two), one column per template variable (named as the template names
+it), and `button_<index>` for a button's variable. Each following line is a recipient. The
+send's other fields (`phone_number_id`, `template_name`, `language`, `send_at`,
+`callback_url`) come as query parameters (or form fields). UTF-8 with or without a byte-order
+mark; cells separated by commas or by semicolons (as spreadsheets write CSV where the decimal
+mark is a comma), told by the header.
 
 The rows become the JSON request's recipients, checked by the same code; every error is reported
 by the CSV line it is on (`{"recipients": {"line 7": {"phone": [...]}}}`): a client fixes a file
@@ -28,6 +30,7 @@ CSV_MEDIA_TYPE = "text/csv"
 SEND_FIELDS = ("phone_number_id", "template_name", "language", "send_at", "callback_url")
 OPTIONAL_SEND_FIELDS = ("language", "send_at", "callback_url")
 PHONE_COLUMN = "phone"
+USER_ID_COLUMN = "user_id"
 RECIPIENTS = "recipients"
 EMPTY_FILE = f"The CSV is empty: line 1 must be a header with `{PHONE_COLUMN}`."
 MISSING_FILE = "Attach the CSV as the form's file field `recipients`."
@@ -80,8 +83,10 @@ def _text(raw: bytes) -> str:
 def _header(names: list[str]) -> list[str]:
     header = [name.strip() for name in names]
     problems = []
-    if PHONE_COLUMN not in header:
-        problems.append(f"The header (line 1) needs a `{PHONE_COLUMN}` column.")
+    if PHONE_COLUMN not in header and USER_ID_COLUMN not in header:
+        problems.append(
+            f"The header (line 1) needs a `{PHONE_COLUMN}` column (or a `{USER_ID_COLUMN}` one)."
+        )
     if any(not name for name in header):
         problems.append("The header (line 1) has a column without a name.")
     repeated = sorted({name for name in header if name and header.count(name) > 1})
@@ -92,9 +97,21 @@ def _header(names: list[str]) -> list[str]:
     return header
 
 
+def _identity(cells: dict[str, str]) -> dict[str, Any]:
+    """The row's `phone` or `user_id`, taken out of `cells`. With only one of the two columns,
+    its cell as it is (an empty one is refused as such); with both, the cells that are filled
+    (both or neither is refused by the recipients' check)."""
+    identity = {
+        column: cells.pop(column) for column in (PHONE_COLUMN, USER_ID_COLUMN) if column in cells
+    }
+    if len(identity) == 1:
+        return identity
+    return {column: value for column, value in identity.items() if value.strip()}
+
+
 def recipients_csv_read(raw: bytes) -> CsvRecipients:
     """The recipients of a CSV file and the problems of its other lines; InvalidFieldsError when
-    it is no recipients' CSV at all (not UTF-8, empty, no `phone` column)."""
+    it is no recipients' CSV at all (not UTF-8, empty, no `phone` or `user_id` column)."""
     text = _text(raw)
     first_line = text.split("\n", 1)[0]
     separator = ";" if first_line.count(";") > first_line.count(",") else ","
@@ -120,7 +137,7 @@ def recipients_csv_read(raw: bytes) -> CsvRecipients:
                 ]
                 continue
             cells = dict(zip(header, row, strict=True))
-            recipient: dict[str, Any] = {PHONE_COLUMN: cells.pop(PHONE_COLUMN)}
+            recipient = _identity(cells)
             buttons = {name: value for name, value in cells.items() if BUTTON_KEY.fullmatch(name)}
             variables = {name: value for name, value in cells.items() if name not in buttons}
             if variables:

@@ -151,7 +151,7 @@ def send_dry_run(
         refused = entry(clean_indexes[int(key)])
         _template_reasons(refused, errors, recipient.variables, variables, expected)
     for position, recipient in enumerate(clean):
-        valid_phone[clean_indexes[position]] = recipient.phone
+        valid_phone[clean_indexes[position]] = recipient.key  # a phone, or a user id
 
     # 3. Duplicates, by phone, in the list's order: the first occurrence is the one sent.
     first_of: dict[str, int] = {}

@@ -52,6 +52,8 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     # What Meta's status webhooks said it charges the message as (messaging.pricing).
     ("pricing_category", "pricing_category"),
     ("pricing_type", "pricing_type"),
+    # The business-scoped user id of a message sent to one (its `phone` is empty then).
+    ("user_id", "recipient_user_id"),
 )
 
 

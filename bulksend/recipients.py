@@ -3,6 +3,9 @@
 This runs over up to 100,000 items per request, so it is a plain loop rather than a nested DRF
 serializer (which costs tens of microseconds per field); its errors keep DRF's shape,
 keyed by the recipient's index: `{"recipients": {"3": {"phone": ["..."]}}}`.
+
+A recipient is a `phone` or, as Meta allows since 2026, a `user_id` (Meta's business-scoped user
+id, meta.user_ids): exactly one of the two.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any
 
 from meta.components import TemplateButton
 from meta.parameters import value_problem
+from meta.user_ids import INVALID_USER_ID, is_user_id
 from mindo.errors import InvalidFieldsError
 from mindo.parsers import JSONFloat
 from mindo.phones import is_e164
@@ -35,16 +39,24 @@ INVALID_PHONE = (
     "(e.g. +5491112345678)."
 )
 ONE_BUTTON_VARIABLE = "A button takes exactly 1 variable: URL buttons only support 1 variable."
-RECIPIENT_KEYS = frozenset({"phone", "variables", "button_variables"})
+RECIPIENT_KEYS = frozenset({"phone", "user_id", "variables", "button_variables"})
+NOT_BOTH = "Give the recipient's phone or its user_id, not both."
 
 Errors = dict[str, list[str] | dict[str, list[str]]]
 
 
 @dataclass(slots=True)
 class Recipient:
-    phone: str
+    # The phone (E.164), or None for a recipient given by `user_id`.
+    phone: str | None
     variables: dict[str, str]
     button_variables: dict[str, str]
+    user_id: str | None = None
+
+    @property
+    def key(self) -> str:
+        """Who it is, phone or user id: the two never look alike (a phone starts with `+`)."""
+        return self.phone or self.user_id or ""
 
 
 def _dict_error(value: Any) -> str:
@@ -116,6 +128,27 @@ def _phone_problem(phone: Any, checked: dict[str, bool]) -> str | None:
     return None if valid else INVALID_PHONE
 
 
+def _user_id_problem(user_id: Any) -> str | None:
+    if user_id is None:
+        return NOT_NULL
+    if not isinstance(user_id, str):
+        return NOT_A_STRING
+    return None if is_user_id(user_id) else INVALID_USER_ID
+
+
+def _identity_errors(item: dict[str, Any], checked: dict[str, bool]) -> Errors:
+    """The errors of a recipient's phone or user id: exactly one of them, and valid."""
+    if "user_id" in item and "phone" in item:
+        return {"non_field_errors": [NOT_BOTH]}
+    if "user_id" in item:
+        problem = _user_id_problem(item["user_id"])
+        return {"user_id": [problem]} if problem else {}
+    if "phone" not in item:
+        return {"phone": [REQUIRED]}
+    problem = _phone_problem(item["phone"], checked)
+    return {"phone": [problem]} if problem else {}
+
+
 def _maps(item: dict[str, Any], item_errors: Errors) -> tuple[dict[str, str], dict[str, str]]:
     variables = _string_map(item.get("variables"), "variables", item_errors)
     buttons = _string_map(
@@ -135,7 +168,8 @@ def parse_recipients(
     Once one failed, the request is refused and the later clean ones are not built, unless
     `keep_valid` (a dry run's verdicts): then every item without errors is, in order.
 
-    1. Shape: an object with a string `phone` and optional objects of strings.
+    1. Shape: an object with a string `phone` or `user_id` (not both) and optional objects of
+       strings.
     2. Phone: exactly E.164 (`mindo.phones`: pattern, then country and length rules), once per
        distinct phone, so duplicates cost nothing.
     3. Numbers: a recipient holding a float as orjson read it (maybe rounded) takes its values
@@ -155,16 +189,17 @@ def parse_recipients(
                 ]
             }
             continue
-        phone = item.get("phone")
-        problem = _phone_problem(phone, checked) if "phone" in item else REQUIRED
-        if problem is not None:
-            item_errors["phone"] = [problem]
+        item_errors.update(_identity_errors(item, checked))
         unknown = sorted(set(item) - RECIPIENT_KEYS)
         if unknown:
-            item_errors["non_field_errors"] = [
+            text = (
                 f"Unknown field(s): {', '.join(unknown)}. "
-                "A recipient takes phone, variables and button_variables."
-            ]
+                "A recipient takes phone (or user_id), variables and button_variables."
+            )
+            earlier = item_errors.get("non_field_errors")
+            item_errors["non_field_errors"] = (
+                [*earlier, text] if isinstance(earlier, list) else [text]
+            )
         try:
             variables, buttons = _maps(item, item_errors)
         except RoundedNumber:
@@ -178,15 +213,25 @@ def parse_recipients(
             errors[str(index)] = item_errors
         elif keep_valid or not errors:
             # Once anything failed the request is refused, so stop building clean rows.
-            recipients.append(Recipient(str(phone), variables, buttons))
+            phone, user_id = item.get("phone"), item.get("user_id")
+            recipients.append(
+                Recipient(None if phone is None else str(phone), variables, buttons, user_id)
+            )
     return recipients, errors
 
 
-def deduplicate(recipients: list[Recipient]) -> list[Recipient]:
-    """Keep the first occurrence of each phone (phones are already in canonical E.164)."""
+def deduplicate(
+    recipients: list[Recipient], phones_of_user_ids: dict[str, str] | None = None
+) -> list[Recipient]:
+    """Keep the first occurrence of each recipient (phones are already in canonical E.164; a user
+    id counts once). A user id and a phone are different recipients, unless
+    `phones_of_user_ids` (user id -> the phone of the contact that has it) says they are one
+    person: then the first of the two is kept."""
+    known = phones_of_user_ids or {}
     unique: dict[str, Recipient] = {}
     for recipient in recipients:
-        unique.setdefault(recipient.phone, recipient)
+        person = known.get(recipient.key, recipient.key)
+        unique.setdefault(person, recipient)
     return list(unique.values())
 
 

@@ -98,16 +98,19 @@ SELECT array_agg(id) FROM chain
 # who is chosen). The new send's row is written after them, in the same transaction: a
 # message's key to its send is checked at commit.
 _COPY_SQL = """
-INSERT INTO {messages} (bulk_send_id, business_account_id, recipient_phone, variables,
-                        button_variables)
-SELECT %(retry)s, m.business_account_id, m.recipient_phone, m.variables, m.button_variables
+INSERT INTO {messages} (bulk_send_id, business_account_id, recipient_phone, recipient_user_id,
+                        variables, button_variables)
+SELECT %(retry)s, m.business_account_id, m.recipient_phone, m.recipient_user_id, m.variables,
+       m.button_variables
   FROM {messages} m
  WHERE m.bulk_send_id = %(source)s AND m.status = ANY(%(statuses)s)
    AND m.sent_at IS NULL AND m.wamid IS NULL
    AND (m.status <> {failed} OR %(codes)s::text[] IS NULL OR m.error_code = ANY(%(codes)s))
    AND NOT EXISTS (
        SELECT 1 FROM {messages} f
-        WHERE f.bulk_send_id = ANY(%(chain)s::uuid[]) AND f.recipient_phone = m.recipient_phone
+        WHERE f.bulk_send_id = ANY(%(chain)s::uuid[])
+          -- The same person: by phone, or by Meta's user id for one sent to by it.
+          AND (f.recipient_phone = m.recipient_phone OR f.recipient_user_id = m.recipient_user_id)
           AND f.id <> m.id
           AND (f.status NOT IN {unreached} OR f.sent_at IS NOT NULL OR f.wamid IS NOT NULL))
  ORDER BY m.id

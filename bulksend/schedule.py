@@ -98,7 +98,7 @@ class MessagesDue:
 
 
 def messages_due(
-    phones: Sequence[str],
+    phones: Sequence[str | None],
     *,
     send_at: datetime | None,
     window: SendWindow | None,

@@ -19,6 +19,7 @@ from datetime import datetime
 from enum import StrEnum
 
 import phonenumbers
+from django.db.models.functions import Coalesce
 
 from bulksend.lifecycle import batch_settle
 from bulksend.models import BulkSend
@@ -49,13 +50,20 @@ FAILURE_TEXT = {
 
 
 def is_us_number(phone: str) -> bool:
-    """Whether an E.164 phone is a United States number (not Canada or another +1 country)."""
+    """Whether an E.164 phone is a United States number (not Canada or another +1 country), or
+    a business-scoped user id of a US user (Meta writes the user's country first: `US.`)."""
+    if phone.startswith(US_USER_ID_PREFIX):
+        return True
     if not phone.startswith("+1"):
         return False
     try:
         return phonenumbers.region_code_for_number(phonenumbers.parse(phone)) == "US"
     except phonenumbers.NumberParseException:
         return False
+
+
+# Meta's user ids start with the user's ISO 3166 country, and a parent id with it too.
+US_USER_ID_PREFIX = "US."
 
 
 def verdicts_of(
@@ -65,8 +73,8 @@ def verdicts_of(
     suppressed: set[str],
     cooling: Mapping[str, datetime],
 ) -> dict[int, Verdict]:
-    """The verdict of each held phone, by index: pure, given what the holds are. A phone both
-    listed and cooling is `opted_out`: it would never go, whatever the wait."""
+    """The verdict of each held phone (or user id), by index: pure, given what the holds are. A
+    phone both listed and cooling is `opted_out`: it would never go, whatever the wait."""
     if not marketing:
         return {}
     verdicts: dict[int, Verdict] = {}
@@ -118,7 +126,7 @@ class RecipientScreen:
         transaction."""
         if not self.marketing or not claimed:
             return claimed
-        phones = [message.recipient_phone for message in claimed]
+        phones = [message.recipient for message in claimed]
         holds = marketing_holds(
             organization_id=self.organization_id,
             business_account_id=self.business_account_id,
@@ -134,7 +142,7 @@ class RecipientScreen:
         for index, verdict in verdicts.items():
             message = claimed[index]
             if verdict == Verdict.COOLING_DOWN:
-                until = holds.cooling[message.recipient_phone]
+                until = holds.cooling[message.recipient]
                 held.append(DeliveryResult(message.id, Settle.RELEASE, retry_at=until))
             else:
                 held.append(
@@ -160,7 +168,9 @@ def send_recipients_cooling_down(bulk_send: BulkSend, *, now: datetime) -> int:
         .filter(
             phone__in=Message.objects.filter(
                 bulk_send_id=bulk_send.pk, status=MessageStatus.PENDING
-            ).values("recipient_phone")
+            )
+            .annotate(recipient_key=Coalesce("recipient_phone", "recipient_user_id"))
+            .values("recipient_key")
         )
         .count()
     )

@@ -165,7 +165,9 @@ class RecipientZones:
         self.by_key: dict[str, ZoneInfo] = {}
         self.by_prefix: dict[str, ZoneInfo] = {}
 
-    def zone_of(self, phone: str) -> ZoneInfo:
+    def zone_of(self, phone: str | None) -> ZoneInfo:
+        if not phone:
+            return self.fallback  # a recipient known only by Meta's user id
         key = phone[: 1 + TIMEZONE_LONGEST_PREFIX]
         zone = self.by_key.get(key)
         if zone is None:
@@ -195,7 +197,7 @@ class WindowOpenings:
         self.moment = moment
         self.by_zone: dict[ZoneInfo, datetime] = {}
 
-    def of(self, phone: str) -> datetime:
+    def of(self, phone: str | None) -> datetime:
         zone = self.zones.zone_of(phone)
         opening = self.by_zone.get(zone)
         if opening is None:

@@ -85,6 +85,7 @@ def message_request(
     try:
         body = template_message_body(
             to_e164=message.recipient_phone,
+            user_id=message.recipient_user_id,
             template=shape,
             variables=message.variables,
             button_variables=message.button_variables,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -27,6 +28,7 @@ from bulksend.schedule import (
 from bulksend.send_window import SendWindow, send_window_of
 from messaging.models import Message, in_template_order
 from meta.parameters import VARIABLE_TYPES
+from meta.user_ids import USER_ID_MAX_LENGTH
 from meta.webhook_payload import ERROR_CODE_MAX_LENGTH
 from mindo.parsers import request_data_exact
 
@@ -36,7 +38,15 @@ EMPTY_RECIPIENTS = "recipients es requerido y no puede estar vacio"
 class RecipientSerializer(serializers.Serializer):
     """Documents one recipient; validation is `bulksend.recipients.parse_recipients`."""
 
-    phone = serializers.CharField(help_text="International E.164, no spaces: +5491112345678")
+    phone = serializers.CharField(
+        required=False,
+        help_text="International E.164, no spaces: +5491112345678. Give it or `user_id`.",
+    )
+    user_id = serializers.CharField(
+        required=False,
+        help_text="Instead of `phone`: Meta's business-scoped user id of the recipient "
+        "(e.g. US.13491208655302741918), as its webhooks name users who hide their number.",
+    )
     variables = serializers.DictField(
         child=serializers.CharField(), required=False, help_text="Exactly the template's variables."
     )
@@ -137,7 +147,7 @@ class SendBulkRequestSerializer(serializers.Serializer):
     language = serializers.CharField(max_length=16, default="es")
     recipients = RecipientsField(
         help_text=f"1 to {settings.BULK_SEND_MAX_RECIPIENTS} recipients; duplicates by phone "
-        "are sent once (the first one's variables)."
+        "or user id are sent once (the first one's variables)."
     )
     send_at = SendAtField(
         required=False,
@@ -440,11 +450,22 @@ class BulkSendMessageSerializer(serializers.ModelSerializer[Message]):
     def get_variables_used(self, message: Message) -> dict[str, str]:
         return in_template_order(message.variables, self.context.get("template_variables", []))
 
+    def to_representation(self, instance: Message) -> dict[str, Any]:
+        return with_user_id(super().to_representation(instance), instance.recipient_user_id)
+
+
+def with_user_id(body: dict[str, Any], user_id: str | None) -> dict[str, Any]:
+    """A message's body, with `recipient_user_id` when it went to a user id: a message to a
+    phone keeps the contract's fields, and only those."""
+    if user_id is not None:
+        body["recipient_user_id"] = user_id
+    return body
+
 
 # --- POST send/: one message ---------------------------------------------------------------
 
 # The recipient checks name a recipient's fields; this endpoint names them at the top level.
-_FIELD_NAMES = {"phone": "recipient_phone"}
+_FIELD_NAMES = {"phone": "recipient_phone", "user_id": "recipient_user_id"}
 
 
 @extend_schema_field(serializers.DictField(child=serializers.CharField()))
@@ -467,7 +488,15 @@ class SendMessageRequestSerializer(serializers.Serializer):
     recipient_phone = serializers.CharField(
         max_length=32,
         trim_whitespace=False,
-        help_text="International E.164, no spaces: +5491112345678",
+        help_text="International E.164, no spaces: +5491112345678. Required unless "
+        "`recipient_user_id` is given.",
+    )
+    recipient_user_id = serializers.CharField(
+        max_length=USER_ID_MAX_LENGTH,
+        trim_whitespace=False,
+        required=False,
+        help_text="Instead of `recipient_phone`: Meta's business-scoped user id of the recipient "
+        "(e.g. US.13491208655302741918).",
     )
     variables = ParametersField(required=False, help_text="Exactly the template's variables.")
     button_variables = ParametersField(
@@ -476,12 +505,19 @@ class SendMessageRequestSerializer(serializers.Serializer):
     )
     callback_url = callback_url_field()
 
+    def to_internal_value(self, data: Any) -> Any:
+        # A recipient given by user id needs no phone (both given: the recipient check names it).
+        if isinstance(data, Mapping) and "recipient_user_id" in data:
+            self.fields["recipient_phone"].required = False
+        return super().to_internal_value(data)
+
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         """The recipient as send-bulk checks one, its errors under this endpoint's field names."""
 
         def item(data: dict[str, Any]) -> dict[str, Any]:
+            identity = {key: attrs[field] for key, field in _FIELD_NAMES.items() if field in attrs}
             return {
-                "phone": attrs["recipient_phone"],
+                **identity,
                 "variables": data.get("variables"),
                 "button_variables": data.get("button_variables"),
             }
@@ -504,9 +540,17 @@ class SendMessageResultSerializer(serializers.Serializer):
         "accepts until Meta's webhook brings the wamid."
     )
     template_name = serializers.CharField()
-    recipient_phone = serializers.CharField()
+    recipient_phone = serializers.CharField(
+        allow_null=True,
+        help_text="null for a message to a business-scoped user id; the body then ends with "
+        "`recipient_user_id`.",
+    )
     status = serializers.CharField(help_text="`sent`, or `pending` (answered 202).")
     sent_at = serializers.DateTimeField(allow_null=True)
+
+    def to_representation(self, instance: Any) -> dict[str, Any]:
+        # The contract's six keys; a message to a user id adds it, after them.
+        return with_user_id(super().to_representation(instance), instance.recipient_user_id)
 
 
 # GET /api/v1/business-accounts/: the body is built in `bulksend.business_accounts`; these

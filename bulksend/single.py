@@ -73,9 +73,11 @@ class SingleSendResult:
 
     message_id: str
     template_name: str
-    recipient_phone: str
+    recipient_phone: str | None
     status: str
     sent_at: datetime | None
+    # Set only for a message to a business-scoped user id (and `recipient_phone` None then).
+    recipient_user_id: str | None = None
 
     @property
     def success(self) -> bool:
@@ -241,11 +243,13 @@ def _raise_for(outcome: SendOutcome, number: PhoneNumber) -> None:
 
 
 def _marketing_rules_check(
-    organization: Organization, template: MessageTemplate, phone: str, now: datetime
+    organization: Organization, template: MessageTemplate, recipient: Recipient, now: datetime
 ) -> None:
     """Meta's marketing rules, before anything is written (bulksend.screening): an opted-out or
-    US recipient is a 400 naming `recipient_phone`, as any recipient the template cannot go to;
-    one cooling down after Meta's 131049 is a 429 with the moment the cooldown ends."""
+    US recipient is a 400 naming `recipient_phone` (or `recipient_user_id`), as any recipient
+    the template cannot go to; one cooling down after Meta's 131049 is a 429 with the moment the
+    cooldown ends."""
+    phone = recipient.key
     if not is_marketing(template):
         return
     holds = marketing_holds(
@@ -266,7 +270,8 @@ def _marketing_rules_check(
             f"recibir otro desde {until.isoformat().replace('+00:00', 'Z')}.",
             retry_after_seconds=math.ceil((until - now).total_seconds()),
         )
-    raise InvalidFieldsError({"recipient_phone": [f"{verdict.value}: {FAILURE_TEXT[verdict]}"]})
+    field = "recipient_phone" if recipient.phone else "recipient_user_id"
+    raise InvalidFieldsError({field: [f"{verdict.value}: {FAILURE_TEXT[verdict]}"]})
 
 
 def single_send(
@@ -309,7 +314,7 @@ def single_send(
     if errors:
         raise InvalidFieldsError(errors["0"])
     now = timezone.now()
-    _marketing_rules_check(organization, template, recipient.phone, now)
+    _marketing_rules_check(organization, template, recipient, now)
     gate = QuotaGate(number)
     # The rows are one statement: a transaction only when the gate must decide with them.
     with transaction.atomic() if gate.limit is not None else nullcontext():
@@ -359,6 +364,7 @@ def single_send(
             recipient_phone=recipient.phone,
             status=MessageStatus.PENDING,
             sent_at=None,
+            recipient_user_id=recipient.user_id,
         )
     # Sent by this settle, at its time; or Meta's `sent` webhook came first, with its own time,
     # which the row keeps.
@@ -372,4 +378,5 @@ def single_send(
         recipient_phone=recipient.phone,
         status=MessageStatus.SENT,
         sent_at=sent_at or now,
+        recipient_user_id=recipient.user_id,
     )

@@ -417,7 +417,8 @@ class BulkSendMessagesExportView(APIView):
             "Every message of the send (or those with `status`), oldest first, as CSV with a "
             "header row: `message_id, phone, status, wamid, variables, button_variables, "
             "attempts, created_at, sent_at, delivered_at, read_at, failed_at, error_code, "
-            "error_message, pricing_category, pricing_type`. Variables are JSON objects; "
+            "error_message, pricing_category, pricing_type, user_id` (`user_id`: a message to a "
+            "business-scoped user id, its `phone` empty). Variables are JSON objects; "
             "moments are UTC, ISO 8601. Streamed: a million rows take seconds and no memory on "
             "the server."
         ),

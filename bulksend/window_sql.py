@@ -15,6 +15,10 @@ The inbound messages read are those to the portfolio's numbers since 48 h ago: t
 message the quota window holds is 24 h old, and a window open at its time opened at most 24 h
 before that. The index `inbound_number_sent_at` makes that one range scan per number.
 
+A recipient is a phone or a business-scoped user id (meta.user_ids): "the recipient" below is
+`recipient_sql` (the one of the two a message has; they never look alike), and an inbound message
+opens the window of both the phone and the user id it names.
+
 Parameters every statement takes: `account`, `since` (now - 24 h), `inbound_since` (now - 48 h),
 `open_since` (now - 24 h: an inbound message later than it holds a window open now), `window`
 (24 h, as an interval).
@@ -27,7 +31,7 @@ from typing import Any
 
 from bulksend.models import ACTIVE_STATUSES, BulkSend
 from messaging.counters import sql_in
-from messaging.models import InboundMessage, Message, MessageStatus
+from messaging.models import InboundMessage, Message, MessageStatus, recipient_sql
 from templates_app.models import PhoneNumber
 
 WINDOW = timedelta(hours=24)
@@ -53,6 +57,8 @@ def _names() -> dict[str, str]:
         "active_sends": sql_in(ACTIVE_STATUSES),
         "unsent": sql_in((MessageStatus.PENDING, MessageStatus.SENDING)),
         "sending": sql_in((MessageStatus.SENDING,)),
+        "recipient": recipient_sql(),
+        "m_recipient": recipient_sql("m"),
     }
 
 
@@ -60,7 +66,7 @@ def _names() -> dict[str, str]:
 # message in the quota window, and the sent messages that went out inside one.
 _COMMON = """
     inbound AS MATERIALIZED (
-        SELECT i.phone_number_id, i.from_phone, i.sent_at FROM {inbound_table} i
+        SELECT i.phone_number_id, i.from_phone, i.from_user_id, i.sent_at FROM {inbound_table} i
          WHERE i.phone_number_id IN (
                    SELECT id FROM {number_table} WHERE business_account_id = %(account)s)
            AND i.sent_at > %(inbound_since)s
@@ -71,6 +77,18 @@ _COMMON = """
            AND m.business_account_id = %(account)s AND m.sent_at >= %(since)s
            AND m.sent_at >= w.sent_at AND m.sent_at < w.sent_at + %(window)s
           JOIN {send_table} s ON s.id = m.bulk_send_id AND s.phone_number_id = w.phone_number_id
+        UNION
+        SELECT m.id FROM inbound w
+          JOIN {table} m ON m.recipient_user_id = w.from_user_id
+           AND m.business_account_id = %(account)s AND m.sent_at >= %(since)s
+           AND m.sent_at >= w.sent_at AND m.sent_at < w.sent_at + %(window)s
+          JOIN {send_table} s ON s.id = m.bulk_send_id AND s.phone_number_id = w.phone_number_id
+    ),
+    inbound_from AS (
+        -- Each inbound message once per identifier it names: phone, user id or both.
+        SELECT w.phone_number_id, w.sent_at, sender.recipient FROM inbound w
+         CROSS JOIN LATERAL (VALUES (w.from_phone), (w.from_user_id)) AS sender(recipient)
+         WHERE sender.recipient IS NOT NULL
     )"""
 
 
@@ -78,7 +96,7 @@ def _counted_sent(narrower: str = "") -> str:
     """Messages sent in the last 24 h outside a window: the places Meta counts (`narrower`, a
     further `AND ...`, leaves some out). A template for `window_sql`."""
     return f"""
-    SELECT recipient_phone, sent_at FROM {{table}}
+    SELECT {{recipient}} AS recipient, sent_at FROM {{table}}
      WHERE business_account_id = %(account)s AND sent_at >= %(since)s {narrower}
        AND id NOT IN (SELECT id FROM free_sent)"""
 
@@ -86,7 +104,8 @@ def _counted_sent(narrower: str = "") -> str:
 # `m` (a message of send `s`) goes to someone whose window with the send's number is open now.
 _OPEN_NOW = """EXISTS (
         SELECT 1 FROM inbound w
-         WHERE w.phone_number_id = s.phone_number_id AND w.from_phone = m.recipient_phone
+         WHERE w.phone_number_id = s.phone_number_id
+           AND (w.from_phone = m.recipient_phone OR w.from_user_id = m.recipient_user_id)
            AND w.sent_at > %(open_since)s)"""
 
 # The places held at acceptance: counted sent messages, and messages still waiting in an active
@@ -94,9 +113,9 @@ _OPEN_NOW = """EXISTS (
 # Send `send` is left out: its own recipients are what is being counted.
 _HELD = f"""
     held AS MATERIALIZED (
-        SELECT recipient_phone FROM ({_counted_sent("AND bulk_send_id <> %(send)s")}) AS sent
+        SELECT recipient FROM ({_counted_sent("AND bulk_send_id <> %(send)s")}) AS sent
         UNION
-        SELECT m.recipient_phone FROM {{table}} m
+        SELECT {{m_recipient}} FROM {{table}} m
           JOIN {{send_table}} s ON s.id = m.bulk_send_id
           JOIN {{number_table}} n ON n.id = s.phone_number_id
          WHERE n.business_account_id = %(account)s AND s.status IN {{active_sends}}
@@ -111,29 +130,29 @@ QUOTA_SQL = f"""
     WITH {_COMMON}, {_HELD}
     SELECT (SELECT count(*) FROM held),
            (SELECT count(*) FROM (
-                SELECT recipient_phone FROM {{table}}
+                SELECT {{recipient}} FROM {{table}}
                  WHERE bulk_send_id = %(send)s AND status IN {{unsent}}
                 EXCEPT (
-                    SELECT recipient_phone FROM held
+                    SELECT recipient FROM held
                     UNION ALL
-                    SELECT from_phone FROM inbound
+                    SELECT recipient FROM inbound_from
                      WHERE phone_number_id = %(number)s AND sent_at > %(open_since)s)
            ) AS needing_quota)
 """
 
 # `quota_for_phones`: the figures of QUOTA_SQL for a send not stored (a dry run's), whose unique
-# recipients are `phones`, one text of E.164 phones a line (a 100,000-item array parameter costs
-# the driver 0.3 s to write, one text a hundredth of that); `send` is NO_SEND, so every stored
-# send's places count.
+# recipients are `phones`, one text of recipients (E.164 phones or user ids) a line (a
+# 100,000-item array parameter costs the driver 0.3 s to write, one text a hundredth of that);
+# `send` is NO_SEND, so every stored send's places count.
 QUOTA_FOR_PHONES_SQL = f"""
     WITH {_COMMON}, {_HELD}
     SELECT (SELECT count(*) FROM held),
            (SELECT count(*) FROM (
                 SELECT unnest(string_to_array(%(phones)s, E'\n'))
                 EXCEPT (
-                    SELECT recipient_phone FROM held
+                    SELECT recipient FROM held
                     UNION ALL
-                    SELECT from_phone FROM inbound
+                    SELECT recipient FROM inbound_from
                      WHERE phone_number_id = %(number)s AND sent_at > %(open_since)s)
            ) AS needing_quota)
 """
@@ -146,14 +165,14 @@ NTH_EXPIRY_SQL = f"""
     WITH {_COMMON}
     SELECT last_sent_at FROM (
         SELECT max(sent_at) AS last_sent_at FROM ({_counted_sent()}) AS sent
-         GROUP BY recipient_phone
+         GROUP BY recipient
     ) AS window_recipients
     ORDER BY last_sent_at OFFSET %(offset)s LIMIT 1
 """
 
 WINDOW_SIZE_SQL = f"""
     WITH {_COMMON}
-    SELECT count(DISTINCT recipient_phone) FROM ({_counted_sent()}) AS sent
+    SELECT count(DISTINCT recipient) FROM ({_counted_sent()}) AS sent
 """
 
 # The drain's and the single send's admission of `claimed` messages (ids) to `phones`, sent by
@@ -164,17 +183,17 @@ WINDOW_SIZE_SQL = f"""
 GATE_SQL = f"""
     WITH {_COMMON},
     taken AS MATERIALIZED (
-        SELECT recipient_phone FROM ({_counted_sent("AND id <> ALL(%(claimed)s)")}) AS sent
+        SELECT recipient FROM ({_counted_sent("AND id <> ALL(%(claimed)s)")}) AS sent
         UNION
-        SELECT m.recipient_phone FROM {{table}} m
+        SELECT {{m_recipient}} FROM {{table}} m
           JOIN {{send_table}} s ON s.id = m.bulk_send_id
          WHERE m.business_account_id = %(account)s AND m.status IN {{sending}}
            AND m.id <> ALL(%(claimed)s) AND NOT {_OPEN_NOW}
     )
     SELECT (SELECT count(*) FROM taken),
-           ARRAY(SELECT recipient_phone FROM taken WHERE recipient_phone = ANY(%(phones)s)),
-           ARRAY(SELECT DISTINCT from_phone FROM inbound
-                  WHERE phone_number_id = %(number)s AND from_phone = ANY(%(phones)s)
+           ARRAY(SELECT recipient FROM taken WHERE recipient = ANY(%(phones)s)),
+           ARRAY(SELECT DISTINCT recipient FROM inbound_from
+                  WHERE phone_number_id = %(number)s AND recipient = ANY(%(phones)s)
                     AND sent_at > %(open_since)s)
 """
 

@@ -83,7 +83,9 @@ SELECT b.organization_id, b.callback_url, jsonb_build_object(
                  WHEN 'read' THEN m.read_at WHEN 'failed' THEN m.failed_at END,
     'error', CASE WHEN c.new_status = 'failed'
              THEN jsonb_build_object('code', m.error_code, 'message', m.error_message) END
-) AS body
+-- A message to a business-scoped user id (its phone null) names it; others keep their keys.
+) || CASE WHEN m.recipient_user_id IS NULL THEN '{{}}'::jsonb
+          ELSE jsonb_build_object('user_id', m.recipient_user_id) END AS body
 FROM unnest(%(message_ids)s::bigint[], %(old)s::text[], %(new)s::text[])
     AS c(message_id, old_status, new_status)
 JOIN {messages} m ON m.id = c.message_id

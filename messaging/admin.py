@@ -102,7 +102,7 @@ def phone_prefix_filter(prefix: str) -> Q:
 class MessageAdmin(admin.ModelAdmin):
     list_display = [
         "id",
-        "recipient_phone",
+        "recipient",
         "status",
         "wamid",
         "bulk_send",
@@ -128,7 +128,10 @@ class MessageAdmin(admin.ModelAdmin):
     )
     raw_id_fields = ["bulk_send", "business_account"]
     fieldsets = [
-        (None, {"fields": ["bulk_send", "business_account", "recipient_phone"]}),
+        (
+            None,
+            {"fields": ["bulk_send", "business_account", "recipient_phone", "recipient_user_id"]},
+        ),
         ("Content", {"fields": ["variables", "button_variables"]}),
         (
             "State",

@@ -124,7 +124,8 @@ def _existing(organization_id: int, phones: list[str]) -> dict[str, Contact]:
     for start in range(0, len(phones), LOOKUP_CHUNK):
         chunk = phones[start : start + LOOKUP_CHUNK]
         for contact in Contact.objects.filter(organization_id=organization_id, phone__in=chunk):
-            existing[contact.phone] = contact
+            if contact.phone is not None:  # found by phone: it has one
+                existing[contact.phone] = contact
     return existing
 
 

@@ -1,5 +1,6 @@
 """An organization's contacts: their default list, the contacts a send makes, and looking one up
-by phone with whether they replied and whether their 24 h session window is open."""
+by phone (or Meta's business-scoped user id) with whether they replied and whether their 24 h
+session window is open."""
 
 from __future__ import annotations
 
@@ -21,14 +22,17 @@ SESSION_WINDOW = timedelta(hours=24)
 
 # One statement however many recipients: the send's messages are already in the table, so
 # their phones never travel back to Python. In phone order, as inbound messages make theirs:
-# transactions inserting the same phones take their locks in one order and never deadlock.
+# transactions inserting the same phones take their locks in one order and never deadlock. A
+# recipient given by user id becomes a contact with that id and no phone, unless a contact has
+# the id already (any unique conflict, phone or user id, leaves the existing contact alone).
 _CONTACTS_FROM_SEND_SQL = f"""
-INSERT INTO {Contact._meta.db_table} (organization_id, contact_list_id, phone, source, created_at)
-SELECT %s, %s, m.recipient_phone, %s, %s
+INSERT INTO {Contact._meta.db_table}
+    (organization_id, contact_list_id, phone, user_id, source, created_at)
+SELECT %s, %s, m.recipient_phone, m.recipient_user_id, %s, %s
 FROM {Message._meta.db_table} m
 WHERE m.bulk_send_id = %s
-ORDER BY m.recipient_phone
-ON CONFLICT (organization_id, phone) DO NOTHING
+ORDER BY m.recipient_phone, m.recipient_user_id
+ON CONFLICT DO NOTHING
 """
 
 
@@ -88,6 +92,41 @@ def _latest_reply(organization_id: int, phone: str) -> Subquery:
     )
 
 
+def _latest_reply_of_user_id(organization_id: int, user_id: str) -> datetime | None:
+    """The last message from a user Meta named only by `user_id` (no phone known for them)."""
+    return (
+        InboundMessage.objects.filter(
+            organization_id=organization_id, from_phone__isnull=True, from_user_id=user_id
+        )
+        .order_by("-sent_at")
+        .values_list("sent_at", flat=True)
+        .first()
+    )
+
+
+def contact_lookup_by_user_id(*, organization_id: int, user_id: str) -> ContactLookup:
+    """The organization's contact with Meta's business-scoped `user_id` (exactly as Meta writes
+    it), and the time of the last message that user sent: by the contact's phone when it has
+    one (a webhook named both), else by the id."""
+    now = timezone.now()
+    contact = (
+        Contact.objects.select_related("contact_list")
+        .filter(organization_id=organization_id, user_id=user_id)
+        .first()
+    )
+    if contact is not None and contact.phone:
+        # By the phone (its lookup adds the messages named by the id alone).
+        by_phone = contact_lookup(organization_id=organization_id, phone=contact.phone)
+        return ContactLookup(contact=contact, last_reply_at=by_phone.last_reply_at, now=now)
+    last_reply_at = _latest_reply_of_user_id(organization_id, user_id)
+    return ContactLookup(contact=contact, last_reply_at=last_reply_at, now=now)
+
+
+def _latest(*moments: datetime | None) -> datetime | None:
+    known = [moment for moment in moments if moment is not None]
+    return max(known) if known else None
+
+
 def contact_lookup(*, organization_id: int, phone: str) -> ContactLookup:
     """The organization's contact with `phone` in any spelling `phone_normalize` reads, and the
     time of the last message that number sent to any of the organization's numbers.
@@ -106,7 +145,13 @@ def contact_lookup(*, organization_id: int, phone: str) -> ContactLookup:
         .first()
     )
     if contact is not None:
-        return ContactLookup(contact=contact, last_reply_at=contact.last_reply_at, now=now)
+        last_reply_at = contact.last_reply_at
+        if contact.user_id:
+            # Messages Meta named by the user id alone, before the contact had it with its phone.
+            last_reply_at = _latest(
+                last_reply_at, _latest_reply_of_user_id(organization_id, contact.user_id)
+            )
+        return ContactLookup(contact=contact, last_reply_at=last_reply_at, now=now)
     # Someone who wrote in and whose contact was deleted still replied.
     last_reply_at = (
         InboundMessage.objects.filter(organization_id=organization_id, from_phone=normalized)

@@ -60,10 +60,17 @@ class Settle(StrEnum):
 @dataclass(frozen=True, slots=True)
 class ClaimedMessage:
     id: int
-    recipient_phone: str
+    # The phone, or None for a message to a business-scoped user id (`recipient_user_id`).
+    recipient_phone: str | None
     variables: dict[str, str]
     button_variables: dict[str, str]
     attempts: int
+    recipient_user_id: str | None = None
+
+    @property
+    def recipient(self) -> str:
+        """Who it goes to, phone or user id (never alike: a phone starts with `+`)."""
+        return self.recipient_phone or self.recipient_user_id or ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +95,8 @@ UPDATE {messages} m
      LIMIT %(limit)s
        FOR UPDATE SKIP LOCKED
  )
-RETURNING m.id, m.recipient_phone, m.variables, m.button_variables, m.attempts
+RETURNING m.id, m.recipient_phone, m.variables, m.button_variables, m.attempts,
+          m.recipient_user_id
 """
 
 _FAIL_SQL = """
@@ -247,6 +255,7 @@ def messages_claim(
                 variables=_decoded(row[2]),
                 button_variables=_decoded(row[3]),
                 attempts=row[4],
+                recipient_user_id=row[5],
             )
             for row in rows
         ),

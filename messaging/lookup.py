@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.db.models import OuterRef, Subquery
+from django.db.models import OuterRef, Q, Subquery
 
 from messaging.models import Contact, Message, message_id_from_callback_data
 from mindo.errors import AccessDeniedError, NotFoundError
@@ -16,7 +16,7 @@ WAMID_MAX_LENGTH: int = Message._meta.get_field("wamid").max_length or 255
 @dataclass(frozen=True, slots=True)
 class MessageLookup:
     message: Message
-    # The organization's contact with the recipient's phone, when there is one.
+    # The organization's contact with the recipient's phone (or user id), when there is one.
     contact_id: int | None
     contact_name: str | None
 
@@ -32,9 +32,10 @@ def message_get_by_wamid(*, organization: Organization, wamid: str) -> MessageLo
     # or is longer: answer without asking the database.
     if "\x00" in wamid or len(wamid) > WAMID_MAX_LENGTH:
         raise NotFoundError("Mensaje no encontrado")
-    # The (organization, phone) pair is unique, so each subquery reads one entry of its index.
-    contact = Contact.objects.filter(
-        organization_id=organization.pk, phone=OuterRef("recipient_phone")
+    # The (organization, phone) pair is unique, so each subquery reads one entry of its index;
+    # a message to a user id finds its contact by that id (unique too).
+    contact = Contact.objects.filter(organization_id=organization.pk).filter(
+        Q(phone=OuterRef("recipient_phone")) | Q(user_id=OuterRef("recipient_user_id"))
     )
     message_ref = message_id_from_callback_data(wamid)
     if message_ref is None:

@@ -9,6 +9,7 @@ from django.utils import timezone
 from django.utils.crypto import constant_time_compare, salted_hmac
 
 from meta.account_events import SHORT_TEXT as PRICING_TEXT_MAX_LENGTH
+from meta.user_ids import USER_ID_MAX_LENGTH
 from meta.webhook_payload import (
     ERROR_CODE_MAX_LENGTH,
     PHONE_NUMBER_ID_MAX_LENGTH,
@@ -57,7 +58,9 @@ class Contact(models.Model):
     """One per phone within an organization, in one of its lists.
 
     The phone is E.164 as `mindo.phones.phone_normalize` writes it, so any spelling of the number
-    finds the same row.
+    finds the same row. `user_id` is Meta's business-scoped user id (meta.user_ids): learnt from
+    a webhook that names both (so later events naming only the id find the contact), or the only
+    thing known of a recipient given by user id (phone null then).
     """
 
     # No index of its own: the (organization, phone) constraint's leads with it, and every index
@@ -69,7 +72,16 @@ class Contact(models.Model):
     contact_list = models.ForeignKey(
         ContactList, on_delete=models.PROTECT, related_name="contacts", null=True
     )
-    phone = models.CharField(max_length=20, help_text="E.164, e.g. +5491112345678")
+    phone = models.CharField(
+        max_length=20, null=True, blank=True, help_text="E.164, e.g. +5491112345678"
+    )
+    user_id = models.CharField(
+        "business-scoped user id",
+        max_length=USER_ID_MAX_LENGTH,
+        null=True,
+        blank=True,
+        help_text="Meta's user id for this business, e.g. US.13491208655302741918",
+    )
     # The full name; null when nobody told us (a send's recipient).
     name = models.CharField("full name", max_length=200, null=True, blank=True)
     email = models.EmailField(max_length=254, null=True, blank=True)
@@ -85,11 +97,17 @@ class Contact(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["organization", "phone"], name="contact_unique_phone_per_organization"
-            )
+            ),
+            # Partial: the contacts with no user id (most) cost this index nothing.
+            models.UniqueConstraint(
+                fields=["organization", "user_id"],
+                condition=Q(user_id__isnull=False),
+                name="contact_unique_user_id_per_organization",
+            ),
         ]
 
     def __str__(self) -> str:
-        return f"{self.name or ''} {self.phone}".strip()
+        return f"{self.name or ''} {self.phone or self.user_id}".strip()
 
 
 class InboundMessage(models.Model):
@@ -105,8 +123,11 @@ class InboundMessage(models.Model):
     phone_number = models.ForeignKey(
         "templates_app.PhoneNumber", on_delete=models.CASCADE, related_name="+", db_index=False
     )
-    # The sender, E.164.
-    from_phone = models.CharField(max_length=20)
+    # The sender, E.164; null when Meta named them only by user id and no contact of the
+    # organization has that id with a phone.
+    from_phone = models.CharField(max_length=20, null=True, blank=True)
+    # The sender's business-scoped user id, when Meta gave it.
+    from_user_id = models.CharField(max_length=USER_ID_MAX_LENGTH, null=True, blank=True)
     message_type = models.CharField(max_length=32)
     text = models.TextField(blank=True)
     # Meta's time of the message, never later than when its webhook was received.
@@ -123,13 +144,21 @@ class InboundMessage(models.Model):
             # range scan per number, read from the index alone.
             models.Index(
                 fields=["phone_number", "sent_at"],
-                include=["from_phone"],
+                include=["from_phone", "from_user_id"],
                 name="inbound_number_sent_at",
+            ),
+            # A sender Meta named only by user id, with no known phone (the contact lookup by
+            # user id): partial, so the messages with a phone (most) cost it nothing.
+            models.Index(
+                fields=["organization", "from_user_id", "-sent_at"],
+                condition=Q(from_phone__isnull=True),
+                name="inbound_user_id_latest",
             ),
         ]
 
     def __str__(self) -> str:
-        return f"{self.from_phone} {self.message_type} {self.sent_at:%Y-%m-%d %H:%M:%S}"
+        sender = self.from_phone or self.from_user_id
+        return f"{sender} {self.message_type} {self.sent_at:%Y-%m-%d %H:%M:%S}"
 
 
 class MessageStatus(models.TextChoices):
@@ -150,6 +179,14 @@ class MessageStatus(models.TextChoices):
 
 # Statuses a client sees: a message claimed by a worker is still pending to them.
 PUBLIC_STATUS = {MessageStatus.SENDING: MessageStatus.PENDING}
+
+
+# "The recipient" of a message row aliased `{alias}`, phone or user id, as SQL.
+RECIPIENT_SQL = "COALESCE({alias}recipient_phone, {alias}recipient_user_id)"
+
+
+def recipient_sql(alias: str = "") -> str:
+    return RECIPIENT_SQL.format(alias=f"{alias}." if alias else "")
 
 
 def in_template_order(variables: dict[str, str], names: list[str]) -> dict[str, str]:
@@ -175,7 +212,11 @@ class Message(models.Model):
         related_name="+",
         db_constraint=False,
     )
-    recipient_phone = models.CharField(max_length=20)
+    # The recipient: a phone (E.164) or, for one given by Meta's business-scoped user id, that
+    # id and no phone. Exactly one of the two is set. SQL that needs "the recipient" whichever
+    # it is reads `RECIPIENT_SQL` (a phone starts with `+`, a user id never does).
+    recipient_phone = models.CharField(max_length=20, null=True, blank=True)
+    recipient_user_id = models.CharField(max_length=USER_ID_MAX_LENGTH, null=True, blank=True)
     variables = models.JSONField(default=dict, db_default={})
     button_variables = models.JSONField(default=dict, db_default={})
     status = models.CharField(
@@ -212,6 +253,12 @@ class Message(models.Model):
             models.UniqueConstraint(
                 fields=["bulk_send", "recipient_phone"], name="message_unique_recipient_per_send"
             ),
+            # Partial: messages to phones (most) cost this index nothing.
+            models.UniqueConstraint(
+                fields=["bulk_send", "recipient_user_id"],
+                condition=Q(recipient_user_id__isnull=False),
+                name="message_unique_user_id_per_send",
+            ),
             # Partial: unsent messages have no wamid and cost this index nothing when inserted.
             models.UniqueConstraint(
                 fields=["wamid"], condition=Q(wamid__isnull=False), name="message_unique_wamid"
@@ -226,11 +273,18 @@ class Message(models.Model):
             # The quota window: recipients a business account messaged since a moment.
             models.Index(
                 fields=["business_account", "sent_at"],
-                include=["recipient_phone"],
+                include=["recipient_phone", "recipient_user_id"],
                 name="message_account_sent_at",
                 condition=Q(sent_at__isnull=False),
             ),
             models.Index(fields=["recipient_phone"], name="message_recipient_phone"),
+            # The same for messages to user ids (the quota window's service windows): partial,
+            # so messages to phones (most) cost it nothing.
+            models.Index(
+                fields=["recipient_user_id"],
+                condition=Q(recipient_user_id__isnull=False),
+                name="message_recipient_user_id",
+            ),
             # The reaper's look-up: only messages in flight are in it, so it stays tiny.
             models.Index(
                 fields=["lease_expires_at"],
@@ -240,7 +294,12 @@ class Message(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.recipient_phone} {self.status}"
+        return f"{self.recipient} {self.status}"
+
+    @property
+    def recipient(self) -> str:
+        """The phone, or the user id of a message to one."""
+        return self.recipient_phone or self.recipient_user_id or ""
 
     @property
     def public_status(self) -> str:
@@ -333,8 +392,8 @@ class SuppressionSource(models.TextChoices):
 
 
 class Suppression(models.Model):
-    """A phone that gets no MARKETING template from the organization (UTILITY and
-    AUTHENTICATION still go).
+    """A phone (or a business-scoped user id: Meta's opt-out named the user by it) that gets no
+    MARKETING template from the organization (UTILITY and AUTHENTICATION still go).
 
     Kept per organization, not per business account: a person who tells one of a company's
     numbers to stop expects the company to stop, whichever of its accounts would write next;
@@ -344,7 +403,10 @@ class Suppression(models.Model):
     organization = models.ForeignKey(
         "mindo.Organization", on_delete=models.CASCADE, related_name="+", db_index=False
     )
-    phone = models.CharField(max_length=20, help_text="E.164, e.g. +5491112345678")
+    phone = models.CharField(
+        max_length=USER_ID_MAX_LENGTH,
+        help_text="E.164, e.g. +5491112345678, or Meta's business-scoped user id",
+    )
     source = models.CharField(max_length=20, choices=SuppressionSource.choices)
     reason = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(default=timezone.now, db_default=Now())
@@ -375,7 +437,8 @@ class MarketingCooldown(models.Model):
         related_name="+",
         db_index=False,
     )
-    phone = models.CharField(max_length=20)
+    # The recipient: a phone, or the user id of a message to one.
+    phone = models.CharField(max_length=USER_ID_MAX_LENGTH)
     strikes = models.PositiveSmallIntegerField(default=1)
     until = models.DateTimeField()
     updated_at = models.DateTimeField(default=timezone.now, db_default=Now())

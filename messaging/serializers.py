@@ -9,7 +9,8 @@ from rest_framework import serializers
 from messaging.contacts import ContactLookup
 from messaging.lookup import MessageLookup
 from messaging.models import Suppression, in_template_order
-from mindo.phones import phone_normalize
+from messaging.suppression import listed_recipient
+from meta.user_ids import USER_ID_MAX_LENGTH
 
 
 class MessageTemplateSerializer(serializers.Serializer):
@@ -20,9 +21,18 @@ class MessageTemplateSerializer(serializers.Serializer):
 
 
 class RecipientSerializer(serializers.Serializer):
-    phone = serializers.CharField(source="message.recipient_phone")
+    phone = serializers.CharField(source="message.recipient_phone", allow_null=True)
     contact_name = serializers.CharField(allow_null=True)
     contact_id = serializers.IntegerField(allow_null=True)
+
+    def to_representation(self, instance: MessageLookup) -> dict[str, Any]:
+        # The contract's three fields; a message to a business-scoped user id adds it (its
+        # `phone` is null unless the contact is known by both).
+        body: dict[str, Any] = super().to_representation(instance)
+        user_id = instance.message.recipient_user_id
+        if user_id is not None:
+            body["user_id"] = user_id
+        return body
 
 
 class DeliveryStatusSerializer(serializers.Serializer):
@@ -71,7 +81,7 @@ class ContactSerializer(serializers.Serializer):
 
     id = serializers.IntegerField()
     fullName = serializers.CharField(source="name", allow_null=True)
-    phone = serializers.CharField()
+    phone = serializers.CharField(allow_null=True)
     email = serializers.CharField(allow_null=True)
     contactListId = serializers.IntegerField(source="contact_list_id", allow_null=True)
     contactListName = serializers.CharField(
@@ -80,6 +90,14 @@ class ContactSerializer(serializers.Serializer):
     # DRF takes declared fields off the class, so this `source` never shadows Field.source.
     source = serializers.CharField()  # type: ignore[assignment]
     createdAt = serializers.DateTimeField(source="created_at")
+
+    def to_representation(self, instance: Any) -> dict[str, Any]:
+        # The contract's fields; a contact Meta named by its business-scoped user id adds it
+        # (`phone` is null for one known only by it).
+        body: dict[str, Any] = super().to_representation(instance)
+        if instance.user_id is not None:
+            body["userId"] = instance.user_id
+        return body
 
 
 class ContactLookupSerializer(serializers.Serializer):
@@ -110,11 +128,14 @@ class SuppressionSerializer(serializers.ModelSerializer[Suppression]):
 
 
 class SuppressionCreateSerializer(serializers.Serializer[Any]):
-    phone = serializers.CharField(max_length=40)
+    phone = serializers.CharField(
+        max_length=USER_ID_MAX_LENGTH,
+        help_text="A phone in any spelling, or a business-scoped user id (AR.1502576394655843).",
+    )
     reason = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
 
     def validate_phone(self, value: str) -> str:
-        phone = phone_normalize(value)
+        phone = listed_recipient(value)
         if phone is None:
             raise serializers.ValidationError(PHONE_INVALID)
         return phone

@@ -1,5 +1,9 @@
 """The organization's suppression list: phones that get no MARKETING template.
 
+An entry is a phone (E.164) or, when Meta named the user only so, a business-scoped user id
+(meta.user_ids): the list holds whatever identifies the recipient a message is addressed to,
+and the drain's holds compare a message's recipient (phone or user id) with it.
+
 Filled by Meta (its 131050 answer to a marketing message, its `user_preferences` webhook when a
 user stops marketing), by clients (`/api/v1/suppressions/`) and by operators (admin); a
 `user_preferences` "resume" takes the phone off again. The drain reads it per claimed batch
@@ -16,19 +20,28 @@ from typing import Any
 from django.db import connection, transaction
 
 from messaging.counters import STATUS_SQL
-from messaging.models import MarketingCooldown, Suppression, SuppressionSource
+from messaging.models import MarketingCooldown, Suppression, SuppressionSource, recipient_sql
 from messaging.status import table_names
 from meta.error_codes import USER_STOPPED_MARKETING
+from meta.user_ids import is_user_id
 from meta.webhook_payload import MarketingPreference
 from mindo.models import Organization
+from mindo.phones import phone_normalize
 from templates_app.models import PhoneNumber
+
+
+def listed_recipient(value: str) -> str | None:
+    """How the list writes `value`: a phone in E.164 (from any spelling `phone_normalize`
+    reads), or a business-scoped user id exactly as Meta writes it; None for anything else."""
+    return value if is_user_id(value) else phone_normalize(value)
+
 
 META_OPT_OUT_REASON = "Meta answered 131050: the user stopped marketing messages."
 
 # The organization of each failed message's send, and its phone, in one statement.
 _FROM_FAILED_SQL = """
 INSERT INTO {suppressions} (organization_id, phone, source, reason, created_at)
-SELECT DISTINCT b.organization_id, m.recipient_phone, %(source)s, %(reason)s, %(now)s
+SELECT DISTINCT b.organization_id, {recipient}, %(source)s, %(reason)s, %(now)s
   FROM {messages} m JOIN {sends} b ON b.id = m.bulk_send_id
  WHERE m.id = ANY(%(ids)s::bigint[])
 ON CONFLICT (organization_id, phone) DO NOTHING
@@ -39,7 +52,9 @@ def suppressions_from_failed(message_ids: list[int], *, now: datetime) -> None:
     """Put the recipients of messages Meta refused with 131050 on their organization's list."""
     if not message_ids:
         return
-    sql = _FROM_FAILED_SQL.format(**table_names(), suppressions=Suppression._meta.db_table)
+    sql = _FROM_FAILED_SQL.format(
+        **table_names(), suppressions=Suppression._meta.db_table, recipient=recipient_sql("m")
+    )
     params: dict[str, Any] = {
         "ids": message_ids,
         "source": SuppressionSource.META_131050,
@@ -128,7 +143,7 @@ def marketing_holds(
 # Meta may also say 131050 in a `failed` status webhook, for a message it had accepted.
 _FROM_FAILED_STATUSES_SQL = """
 INSERT INTO {suppressions} (organization_id, phone, source, reason, created_at)
-SELECT DISTINCT b.organization_id, m.recipient_phone, %(source)s, %(reason)s, %(now)s
+SELECT DISTINCT b.organization_id, {recipient}, %(source)s, %(reason)s, %(now)s
   FROM {messages} m JOIN {sends} b ON b.id = m.bulk_send_id
  WHERE m.wamid = ANY(%(wamids)s::text[]) AND m.status = {FAILED} AND m.error_code = %(code)s
 ON CONFLICT (organization_id, phone) DO NOTHING
@@ -141,7 +156,10 @@ def suppressions_from_failed_statuses(wamids: list[str], *, now: datetime) -> No
     if not wamids:
         return
     sql = _FROM_FAILED_STATUSES_SQL.format(
-        **table_names(), **STATUS_SQL, suppressions=Suppression._meta.db_table
+        **table_names(),
+        **STATUS_SQL,
+        suppressions=Suppression._meta.db_table,
+        recipient=recipient_sql("m"),
     )
     params: dict[str, Any] = {
         "wamids": wamids,
@@ -174,18 +192,22 @@ def marketing_preferences_apply(preferences: list[MarketingPreference]) -> int:
         organization_id = owners.get(preference.phone_number_id)
         if organization_id is None:
             continue
-        phone = f"+{preference.wa_id}"
-        if preference.stopped:
-            _, created = suppression_add(
-                organization=organization_id,
-                phone=phone,
-                source=SuppressionSource.USER_PREFERENCES,
-                reason=preference.detail,
-            )
-            changed += created
-        else:
-            deleted, _ = Suppression.objects.filter(
-                organization_id=organization_id, phone=phone, source__in=RESUMABLE_SOURCES
-            ).delete()
-            changed += deleted
+        # The phone and the user id both, when Meta names both: a message may go to either.
+        recipients = [f"+{preference.wa_id}"] if preference.wa_id else []
+        if preference.user_id:
+            recipients.append(preference.user_id)
+        for recipient in recipients:
+            if preference.stopped:
+                _, created = suppression_add(
+                    organization=organization_id,
+                    phone=recipient,
+                    source=SuppressionSource.USER_PREFERENCES,
+                    reason=preference.detail,
+                )
+                changed += created
+            else:
+                deleted, _ = Suppression.objects.filter(
+                    organization_id=organization_id, phone=recipient, source__in=RESUMABLE_SOURCES
+                ).delete()
+                changed += deleted
     return changed

@@ -10,7 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from messaging.contacts import contact_lookup
+from messaging.contacts import contact_lookup, contact_lookup_by_user_id
 from messaging.lookup import message_get_by_wamid
 from messaging.models import Suppression, SuppressionSource
 from messaging.serializers import (
@@ -20,11 +20,10 @@ from messaging.serializers import (
     SuppressionCreateSerializer,
     SuppressionSerializer,
 )
-from messaging.suppression import suppression_add, suppression_remove
+from messaging.suppression import listed_recipient, suppression_add, suppression_remove
 from mindo.errors import NotFoundError, field_error
 from mindo.models import ApiKeyScope
 from mindo.pagination import PageNumberPagination
-from mindo.phones import phone_normalize
 from mindo.schema import ERROR_BODY
 from mindo.tenancy import request_organization
 
@@ -55,19 +54,33 @@ class ContactLookupView(APIView):
         description=(
             "The contact with this phone in any of the organization's lists, whether they ever "
             "replied and their 24 h session window. Always 200: `found` says whether the contact "
-            "exists; an unparsable phone is not found."
+            "exists; an unparsable phone is not found. A contact may be looked up by Meta's "
+            "business-scoped `user_id` instead of `phone`."
         ),
         parameters=[
             OpenApiParameter(
                 "phone",
                 OpenApiTypes.STR,
                 OpenApiParameter.QUERY,
-                required=True,
+                required=False,
                 description=(
-                    "E.164 with or without `+` (send `+` as `%2B`), Argentina's `15`, spaces or "
-                    "dashes: `5492235961983`, `+54 223 15-596-1983`."
+                    "Required unless `user_id` is given. E.164 with or without `+` (send `+` as "
+                    "`%2B`), Argentina's `15`, spaces or dashes: `5492235961983`, "
+                    "`+54 223 15-596-1983`."
                 ),
-            )
+            ),
+            OpenApiParameter(
+                "user_id",
+                OpenApiTypes.STR,
+                OpenApiParameter.QUERY,
+                required=False,
+                description=(
+                    "Instead of `phone`: Meta's business-scoped user id, exactly as its webhooks "
+                    "write it (`US.13491208655302741918`), for a contact who hides their number. "
+                    "The contact then carries `userId` (and `phone` null when only the id is "
+                    "known)."
+                ),
+            ),
         ],
         responses={
             200: ContactLookupSerializer,
@@ -80,12 +93,18 @@ class ContactLookupView(APIView):
         },
     )
     def get(self, request: Request) -> Response:
-        phone = request.query_params.get("phone")
+        organization_id = request_organization(request).pk
+        phone, user_id = request.query_params.get("phone"), request.query_params.get("user_id")
+        if phone is None and user_id is not None:
+            if not user_id.strip():
+                raise field_error("user_id", PHONE_BLANK)
+            lookup = contact_lookup_by_user_id(organization_id=organization_id, user_id=user_id)
+            return Response(ContactLookupSerializer(lookup).data)
         if phone is None:
             raise field_error("phone", PHONE_REQUIRED)
         if not phone.strip():
             raise field_error("phone", PHONE_BLANK)
-        lookup = contact_lookup(organization_id=request_organization(request).pk, phone=phone)
+        lookup = contact_lookup(organization_id=organization_id, phone=phone)
         return Response(ContactLookupSerializer(lookup).data)
 
 
@@ -97,7 +116,7 @@ NOT_LISTED = "Numero {phone} no encontrado en la lista de supresion"
 
 
 def _phone_or_400(value: str) -> str:
-    phone = phone_normalize(value)
+    phone = listed_recipient(value)
     if phone is None:
         raise field_error("phone", PHONE_INVALID)
     return phone
@@ -122,7 +141,9 @@ class SuppressionListView(generics.ListAPIView[Suppression]):
         summary="List suppressed phones",
         description=(
             "Phones that get no MARKETING template from the organization, newest first; "
-            "`phone` (any spelling) filters to one."
+            "`phone` (any spelling) filters to one. An entry's `phone` may be a business-scoped "
+            "user id instead (`AR.1502576394655843`: Meta named the user by it); every "
+            "`phone` here, in the body or the path, takes one too."
         ),
         parameters=[OpenApiParameter("phone", OpenApiTypes.STR, OpenApiParameter.QUERY)],
         responses={200: SuppressionSerializer(many=True), 401: ERROR_BODY, 403: ERROR_BODY},

@@ -2,10 +2,11 @@
 
 Source: Meta's "WhatsApp error codes" reference (developers.facebook.com, Business Messaging >
 WhatsApp > Support > Error codes, as of 2026), its Graph API error-handling guide for the
-generic codes (0 to 299), and its pages on per-user marketing limits (131049) and marketing
-opt-outs (131050). One table, code -> (class, meaning); the sets the rest of the code reads are
-derived from it. A code Meta answers that is not here is classed by its HTTP status
-(`graph_errors.error_class_for`): 5xx, 408 and 429 are retried, any other 4xx fails the message.
+generic codes (0 to 299, and 2635 for a version past its end of life), and its pages on per-user
+marketing limits (131049) and marketing opt-outs (131050). One table, code -> (class, meaning);
+the sets the rest of the code reads are derived from it. A code Meta answers that is not here is
+classed by its HTTP status (`graph_errors.error_class_for`): 5xx, 408 and 429 are retried, any
+other 4xx fails the message.
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ RETRY, DEFER, FAIL, HALT, PAUSE = (
 USER_STOPPED_MARKETING = "131050"
 # Meta's per-user marketing limit: held back "to maintain healthy ecosystem engagement".
 PER_USER_MARKETING_LIMIT = "131049"
+# The Graph API version called is past its end of life (Graph API error handling, versioning).
+DEPRECATED_GRAPH_VERSION = "2635"
 # The number's throughput exceeded: retried, and every sender of the number slows down.
 NUMBER_RATE_LIMIT_HIT = "130429"
 
@@ -55,6 +58,11 @@ ERROR_CODES: dict[str, ErrorCode] = {
     "190": ErrorCode(HALT, "Access token has expired or is invalid (401)"),
     # 200 to 299 are all "API Permission" (403); `error_class_for` classes the whole range.
     "200": ErrorCode(HALT, "API Permission: permission not granted or removed (403)"),
+    # Graph API's versioning: a version past its end of life answers every call with 2635, so
+    # each message of the send would fail alike until an operator moves META_GRAPH_API_VERSION.
+    DEPRECATED_GRAPH_VERSION: ErrorCode(
+        HALT, "You are calling a deprecated version of the Graph API: update the version (400)"
+    ),
     # --- Throttling ---
     "4": ErrorCode(RETRY, "API Too Many Calls: the app's request limit (400)"),
     "80007": ErrorCode(RETRY, "Rate limit issues: the business account's request limit (400)"),

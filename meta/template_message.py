@@ -167,13 +167,16 @@ def template_shape_build(
 
 def template_message_body(
     *,
-    to_e164: str,
+    to_e164: str | None,
     template: TemplateShape,
     variables: dict[str, str],
     button_variables: dict[str, str],
     callback_data: str,
+    user_id: str | None = None,
 ) -> dict[str, Any]:
-    """The JSON body of `POST /{phone_number_id}/messages` for one template message."""
+    """The JSON body of `POST /{phone_number_id}/messages` for one template message, to a phone
+    (`to`, its digits) or, without one, to a business-scoped user id in `recipient`, as Meta's
+    Business-scoped user IDs page documents it (`to` would win if both were given)."""
     message_template: dict[str, Any] = {
         "name": template.name,
         "language": {"code": template.language},
@@ -181,10 +184,16 @@ def template_message_body(
     components = template.components(variables, button_variables)
     if components:
         message_template["components"] = components
+    if to_e164 is not None:
+        addressed = {"to": to_e164[1:] if to_e164.startswith("+") else to_e164}
+    elif user_id is not None:
+        addressed = {"recipient": user_id}
+    else:
+        raise ValueError("a message goes to a phone or to a user id")
     return {
         "messaging_product": "whatsapp",
         "recipient_type": "individual",
-        "to": to_e164[1:] if to_e164.startswith("+") else to_e164,
+        **addressed,
         "type": "template",
         "template": message_template,
         "biz_opaque_callback_data": callback_data,

@@ -6,6 +6,13 @@ of a signed body) is skipped, never an error: Meta would only retry it forever.
 
 The events speak Meta's words: a status carries the `biz_opaque_callback_data` it echoes, which
 only its sender can read back into a message.
+
+Since April 2026 Meta names users by their business-scoped user id (meta.user_ids) beside their
+phone, or instead of it for a user who adopted a username: `contacts[].user_id` beside
+`contacts[].wa_id`, `messages[].from_user_id` beside `messages[].from`, `statuses[].
+recipient_user_id` beside `statuses[].recipient_id`, `user_preferences[].user_id` beside
+`wa_id`. Each is read when present; where one event names both, the pair is kept
+(`Payload.identities`) so the user's later id-only events find the contact the phone has.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from meta.account_events import (
     template_quality_read,
 )
 from meta.limits import TIER_UNLIMITED, known_tier, tier_for_limit
+from meta.user_ids import is_user_id
 
 OBJECT_TYPE = "whatsapp_business_account"
 INTEGER = re.compile(r"-?[0-9]{1,20}")
@@ -55,6 +63,19 @@ class MessageStatusUpdate:
     phone_number_id: str = ""
     # How Meta bills the message (`pricing`), on the statuses that carry it.
     pricing: Pricing | None = None
+    # The recipient as Meta names it: `recipient_id` (digits) and `recipient_user_id`, each
+    # None when absent (a message sent to a user id may carry no phone).
+    recipient_wa_id: str | None = None
+    recipient_user_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UserIdentity:
+    """A webhook named one user by both phone (`wa_id`, digits) and business-scoped user id."""
+
+    phone_number_id: str
+    wa_id: str
+    user_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +83,9 @@ class InboundUserMessage:
     """One entry of `messages`: a person wrote to the number `phone_number_id`."""
 
     wamid: str
-    # The sender's WhatsApp id as Meta writes it: the number in digits, without `+`.
-    from_wa_id: str
+    # The sender's WhatsApp id as Meta writes it: the number in digits, without `+`; None when
+    # Meta named them only by user id (a user with a username whose phone it withholds).
+    from_wa_id: str | None
     sent_at: datetime
     message_type: str
     # The text of a text message (or a button's, or a caption); "" for other kinds.
@@ -71,19 +93,24 @@ class InboundUserMessage:
     # The name the sender's WhatsApp profile shows, when Meta gives it.
     profile_name: str | None
     phone_number_id: str
+    # The sender's business-scoped user id (`from_user_id`), when Meta gives it.
+    from_user_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class MarketingPreference:
     """One entry of `user_preferences`: a user stopped or resumed the business's marketing."""
 
-    # The user's WhatsApp id: the number in digits, without `+`.
+    # The user's WhatsApp id: the number in digits, without `+`; "" when Meta gave only the
+    # user id.
     wa_id: str
     stopped: bool  # "stop"; False for "resume"
     detail: str
     occurred_at: datetime | None
     # The number the user's preference reached (`metadata.phone_number_id`); "" when not said.
     phone_number_id: str
+    # The user's business-scoped user id, when Meta gives it.
+    user_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +149,8 @@ class Payload:
     numbers: list[NumberQualityChange] = field(default_factory=list)
     capabilities: list[CapabilityChange] = field(default_factory=list)
     preferences: list[MarketingPreference] = field(default_factory=list)
+    # Users named by both phone and user id in these bodies.
+    identities: list[UserIdentity] = field(default_factory=list)
     template_qualities: list[TemplateQualityChange] = field(default_factory=list)
     account_updates: list[AccountUpdate] = field(default_factory=list)
     account_alerts: list[AccountAlert] = field(default_factory=list)
@@ -179,6 +208,15 @@ def _moment(timestamp: int | None) -> datetime | None:
         return None
 
 
+def _wa_id(value: Any) -> str | None:
+    """A phone as Meta writes it in `wa_id`, `from`, `recipient_id`: digits only."""
+    return value if isinstance(value, str) and value.isascii() and value.isdigit() else None
+
+
+def _user_id(value: Any) -> str | None:
+    return value if is_user_id(value) else None
+
+
 def _status_update(raw: dict[str, Any], phone_number_id: str) -> MessageStatusUpdate | None:
     wamid, status = raw.get("id"), raw.get("status")
     occurred_at = _moment(_int(raw.get("timestamp")))
@@ -198,6 +236,8 @@ def _status_update(raw: dict[str, Any], phone_number_id: str) -> MessageStatusUp
         callback_data=callback if isinstance(callback, str) else None,
         phone_number_id=phone_number_id,
         pricing=pricing_read(raw.get("pricing")),
+        recipient_wa_id=_wa_id(raw.get("recipient_id")),
+        recipient_user_id=_user_id(raw.get("recipient_user_id")),
     )
 
 
@@ -209,24 +249,49 @@ MESSAGE_TYPE_MAX_LENGTH = 32
 
 
 def _profile_names(value: dict[str, Any]) -> dict[str, str]:
-    """`contacts[].profile.name` by `wa_id`."""
+    """`contacts[].profile.name` by `wa_id`, and by `user_id`."""
     names = {}
     for contact in _dicts(value.get("contacts")):
         profile = contact.get("profile")
         name = profile.get("name") if isinstance(profile, dict) else None
-        if isinstance(contact.get("wa_id"), str) and isinstance(name, str) and name.strip():
-            names[contact["wa_id"]] = _text(name.strip(), 200) or ""
+        if not (isinstance(name, str) and name.strip()):
+            continue
+        for key in ("wa_id", "user_id"):
+            if isinstance(contact.get(key), str):
+                names[contact[key]] = _text(name.strip(), 200) or ""
     return names
+
+
+def _identities(value: dict[str, Any], phone_number_id: str) -> list[UserIdentity]:
+    """The users a `messages` value names by both phone and user id: in `contacts`, in an
+    inbound message's `from`/`from_user_id`, in a status's `recipient_id`/`recipient_user_id`."""
+    pairs = [
+        (contact.get("wa_id"), contact.get("user_id")) for contact in _dicts(value.get("contacts"))
+    ]
+    pairs += [(raw.get("from"), raw.get("from_user_id")) for raw in _dicts(value.get("messages"))]
+    pairs += [
+        (raw.get("recipient_id"), raw.get("recipient_user_id"))
+        for raw in _dicts(value.get("statuses"))
+    ]
+    identities = []
+    for wa_id, user_id in pairs:
+        phone, user = _wa_id(wa_id), _user_id(user_id)
+        if phone and user and phone_number_id:
+            identities.append(UserIdentity(phone_number_id, phone, user))
+    return identities
 
 
 def _inbound_message(
     raw: dict[str, Any], names: dict[str, str], phone_number_id: str
 ) -> InboundUserMessage | None:
     wamid, sender = raw.get("id"), raw.get("from")
+    user_id = _user_id(raw.get("from_user_id"))
     sent_at = _moment(_int(raw.get("timestamp")))
     if not isinstance(wamid, str) or len(wamid) > WAMID_MAX_LENGTH or "\x00" in wamid:
         return None
-    if not isinstance(sender, str) or sent_at is None or not phone_number_id:
+    if not isinstance(sender, str):
+        sender = None
+    if (sender is None and user_id is None) or sent_at is None or not phone_number_id:
         return None
     kind = _text(raw.get("type"), MESSAGE_TYPE_MAX_LENGTH) or ""
     part = raw.get(kind)
@@ -237,8 +302,9 @@ def _inbound_message(
         sent_at=sent_at,
         message_type=kind,
         text=(_text(text, INBOUND_TEXT_MAX_LENGTH) or "") if isinstance(text, str) else "",
-        profile_name=names.get(sender),
+        profile_name=names.get(sender or "") or names.get(user_id or ""),
         phone_number_id=phone_number_id,
+        from_user_id=user_id,
     )
 
 
@@ -249,8 +315,9 @@ PREFERENCE_VALUES = {"stop": True, "resume": False}
 
 def _marketing_preferences(value: dict[str, Any]) -> list[MarketingPreference]:
     """The `user_preferences` field: {"metadata": {"phone_number_id"}, "user_preferences":
-    [{"wa_id", "detail", "category": "marketing_messages", "value": "stop" | "resume",
-    "timestamp"}]}. Entries of another category or value are not ours to act on."""
+    [{"wa_id", "user_id", "detail", "category": "marketing_messages", "value": "stop" |
+    "resume", "timestamp"}]} (`wa_id` or `user_id` may be missing, not both). Entries of another
+    category or value are not ours to act on."""
     metadata = value.get("metadata")
     number = (
         _text(metadata.get("phone_number_id"), PHONE_NUMBER_ID_MAX_LENGTH)
@@ -259,15 +326,16 @@ def _marketing_preferences(value: dict[str, Any]) -> list[MarketingPreference]:
     )
     preferences = []
     for raw in _dicts(value.get("user_preferences")):
-        wa_id = raw.get("wa_id")
+        wa_id, user_id = _wa_id(raw.get("wa_id")), _user_id(raw.get("user_id"))
         stopped = PREFERENCE_VALUES.get(str(raw.get("value")))
         if raw.get("category") != MARKETING_PREFERENCE or stopped is None:
             continue
-        if not (isinstance(wa_id, str) and wa_id.isascii() and wa_id.isdigit()):
+        if wa_id is None and user_id is None:
             continue
         preferences.append(
             MarketingPreference(
-                wa_id=wa_id,
+                wa_id=wa_id or "",
+                user_id=user_id,
                 stopped=stopped,
                 detail=_text(raw.get("detail"), 500) or "",
                 occurred_at=_moment(_int(raw.get("timestamp"))),
@@ -279,7 +347,13 @@ def _marketing_preferences(value: dict[str, Any]) -> list[MarketingPreference]:
 
 def _read_change(payload: Payload, waba_id: str, kind: str, value: dict[str, Any]) -> None:
     if kind == "user_preferences":
-        payload.preferences.extend(_marketing_preferences(value))
+        preferences = _marketing_preferences(value)
+        payload.preferences.extend(preferences)
+        payload.identities.extend(
+            UserIdentity(p.phone_number_id, p.wa_id, p.user_id)
+            for p in preferences
+            if p.wa_id and p.user_id and p.phone_number_id
+        )
     elif kind == "messages":
         metadata = value.get("metadata")
         # Without the number it is about, an event can prove it owns no message: "" owns none.
@@ -293,6 +367,7 @@ def _read_change(payload: Payload, waba_id: str, kind: str, value: dict[str, Any
             for raw in _dicts(value.get("statuses"))
             if (update := _status_update(raw, number or ""))
         )
+        payload.identities.extend(_identities(value, number or ""))
         names = _profile_names(value)
         payload.inbound.extend(
             message

@@ -29,15 +29,20 @@ It knows the business accounts, access tokens, numbers and templates registered 
 (`manage.py demo` registers its own; POST /_sandbox/accounts creates an account with its token)
 and those of --catalog FILE, and keeps them in --state-file across restarts.
 It answers like Meta: wamids, and Meta's errors: 190 bad token, 100 unknown object or malformed
-body, 132001 unknown or unapproved template, 132000 parameters that do not fit the template,
-132012 named parameters for a positional template or the reverse, 131008 a required parameter
-missing, 130429 above --rate-per-number sends in any 1-second window per number.
+body, 132001 unknown or unapproved template (132015 a PAUSED one, 132016 a DISABLED one), 132000
+parameters that do not fit the template, 132012 named parameters for a positional template or the
+reverse, 131008 a required parameter missing, 130429 above --rate-per-number sends in any 1-second
+window per number.
 
 Each accepted message gets signed status webhooks (X-Hub-Signature-256 with --app-secret) at
 --webhook-url: `sent` at once, `delivered` after --delivered-after seconds for
 --delivered-share of messages, `read` after --read-after for --read-share of those delivered.
 FAIL SUFFIX: a recipient whose digits end with --fail-suffix (default 9999, e.g. +5491100009999)
 gets `failed` with error 131026 "Message undeliverable" instead of `delivered`.
+A send to a business-scoped user id (`recipient` instead of `to`) is answered with
+`contacts: [{"input", "user_id"}]`, and its statuses carry `recipient_user_id` (no `recipient_id`)
+and `contacts: [{"user_id"}]`, as Meta documents; POST /_sandbox/user_preferences takes a
+`user_id` beside or instead of `wa_id`.
 
 Faults, drawn per send: --error-share (HTTP 500, code 131000), --http-5xx-share (bare 502),
 --timeout-share (no answer for --timeout-seconds), --drop-share (accepted and its webhooks

@@ -11,6 +11,9 @@ from __future__ import annotations
 from meta_sandbox.errors import MetaError
 
 USER_STOPPED_MARKETING = 131050
+# A template Meta paused for low quality, or disabled after pausing it too often.
+TEMPLATE_PAUSED = 132015
+TEMPLATE_DISABLED = 132016
 
 # code -> (HTTP status, title as Meta writes it in `message`, `error_data.details`)
 DOCUMENTED: dict[int, tuple[int, str, str]] = {
@@ -24,6 +27,11 @@ DOCUMENTED: dict[int, tuple[int, str, str]] = {
     100: (400, "Invalid parameter", "The request included unsupported or misspelled parameters."),
     190: (401, "Access token has expired", "Your access token has expired."),
     200: (403, "API Permission", "Permission is either not granted or has been removed."),
+    2635: (
+        400,
+        "You are calling a deprecated version of the Graph API",
+        "Please update to the latest version.",
+    ),
     368: (
         403,
         "Temporarily blocked for policies violations",

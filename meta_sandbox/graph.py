@@ -2,9 +2,9 @@
 (`registry` has those that fill the catalog).
 
 Checks run in Meta's order and stop at the first failure: the token (190), the object (100), the
-body (100), the template (132001), its parameters (132000 and kin), the number's throughput
-(130429); then a transient fault may be drawn (see `faults`). Only what is accepted is recorded
-and counted against the rate.
+body (100), the template (132001 unknown or not approved; 132015 paused, 132016 disabled), its
+parameters (132000 and kin), the number's throughput (130429); then a transient fault may be
+drawn (see `faults`). Only what is accepted is recorded and counted against the rate.
 """
 
 from __future__ import annotations
@@ -19,7 +19,12 @@ from aiohttp import web
 from meta_sandbox import errors
 from meta_sandbox.catalog import Catalog, CatalogAccount, CatalogNumber, CatalogTemplate
 from meta_sandbox.config import SandboxConfig
-from meta_sandbox.documented_errors import USER_STOPPED_MARKETING, documented_error
+from meta_sandbox.documented_errors import (
+    TEMPLATE_DISABLED,
+    TEMPLATE_PAUSED,
+    USER_STOPPED_MARKETING,
+    documented_error,
+)
 from meta_sandbox.faults import Fault, fault_draw
 from meta_sandbox.paging import page_of
 from meta_sandbox.records import AcceptedMessage
@@ -80,11 +85,28 @@ def recipient_check(
     """Meta's refusals that depend on who the message is for: a user who stopped the
     business's marketing gets no MARKETING template (131050); a recipient configured with an
     error (`recipient_errors`) gets that error."""
-    if template.category == "MARKETING" and state.preferences.stopped(number.waba_id, send.wa_id):
+    if template.category == "MARKETING" and state.preferences.stopped(
+        number.waba_id, send.recipient
+    ):
         raise documented_error(USER_STOPPED_MARKETING)
-    code = config.recipient_errors.get(send.wa_id)
+    code = config.recipient_errors.get(send.recipient)
     if code is not None:
         raise documented_error(code)
+
+
+# Meta's own answers for a template it paused for low quality (132015) or then disabled
+# (132016); any other template it cannot send is unknown to it in that language (132001).
+REFUSED_TEMPLATE_CODES = {"PAUSED": TEMPLATE_PAUSED, "DISABLED": TEMPLATE_DISABLED}
+
+
+def template_sendable(template: CatalogTemplate | None, send: TemplateSend) -> CatalogTemplate:
+    """The template, when Meta would send it; else Meta's refusal."""
+    if template is not None and template.is_approved:
+        return template
+    code = REFUSED_TEMPLATE_CODES.get(template.status) if template is not None else None
+    if code is not None:
+        raise documented_error(code)
+    raise errors.template_not_found(send.name, send.language)
 
 
 def _close_unanswered(request: web.Request) -> web.Response:
@@ -107,7 +129,7 @@ def _accept(
     """Record the message, count it against the number's rate and queue its statuses."""
     state.windows.record(number.phone_number_id, now)
     message = AcceptedMessage(
-        wamid=state.wamids.new(send.wa_id),
+        wamid=state.wamids.new(send.recipient),
         phone_number_id=number.phone_number_id,
         to=send.to,
         template=send.name,
@@ -123,6 +145,7 @@ def _accept(
             state.rng,
             message=message,
             wa_id=send.wa_id,
+            user_id=send.user_id,
             number=number,
             category=template.category,
         )
@@ -149,9 +172,9 @@ async def send_message(request: web.Request) -> web.StreamResponse:
         except orjson.JSONDecodeError:
             raise errors.invalid_parameter("The request body is not valid JSON.") from None
         send = send_read(document)
-        template = catalog.template(number.waba_id, send.name, send.language)
-        if template is None or not template.is_approved:
-            raise errors.template_not_found(send.name, send.language)
+        template = template_sendable(
+            catalog.template(number.waba_id, send.name, send.language), send
+        )
         send_check(template.rules, send.components)
         recipient_check(state, config, number, template, send)
         now = asyncio.get_running_loop().time()
@@ -179,10 +202,16 @@ async def send_message(request: web.Request) -> web.StreamResponse:
         return _close_unanswered(request)
     if fault is Fault.SLOW:
         await asyncio.sleep(config.slow_seconds)
+    # Meta's `contacts`: `wa_id` for a send to a phone, `user_id` for one to a user id.
+    contact = (
+        {"input": send.to, "user_id": send.user_id}
+        if send.user_id is not None
+        else {"input": send.to, "wa_id": send.wa_id}
+    )
     return json_response(
         {
             "messaging_product": "whatsapp",
-            "contacts": [{"input": send.to, "wa_id": send.wa_id}],
+            "contacts": [contact],
             "messages": [{"id": message.wamid, "message_status": "accepted"}],
         }
     )

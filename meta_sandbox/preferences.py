@@ -3,7 +3,9 @@
 On WhatsApp a user may stop (and later resume) a business's marketing messages. Meta then
 refuses that business's MARKETING templates to them with 131050, and tells the business with a
 `user_preferences` webhook. `POST /_sandbox/user_preferences` plays the user:
-`{"phone_number_id": "...", "wa_id": "5491150000001", "value": "stop"}` (or `"resume"`).
+`{"phone_number_id": "...", "wa_id": "5491150000001", "value": "stop"}` (or `"resume"`). A user
+known by business-scoped user id gives `"user_id"` instead of (or beside) `"wa_id"`, and the
+webhook names them as Meta does: `user_id` beside `wa_id`, or alone.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from aiohttp import web
 
 from meta_sandbox.graph import json_response
 from meta_sandbox.state import STATE
+from meta_sandbox.validation import USER_ID
 
 VALUES = {
     "stop": "User requested to stop marketing messages",
@@ -24,19 +27,26 @@ VALUES = {
 
 
 def user_preferences_document(
-    *, waba_id: str, phone_number_id: str, display_phone_number: str, wa_id: str, value: str
+    *,
+    waba_id: str,
+    phone_number_id: str,
+    display_phone_number: str,
+    wa_id: str | None,
+    value: str,
+    user_id: str | None = None,
 ) -> dict[str, Any]:
     """Meta's `user_preferences` body: who, which preference, stop or resume, and when."""
+    who = {key: name for key, name in (("wa_id", wa_id), ("user_id", user_id)) if name is not None}
     change = {
         "messaging_product": "whatsapp",
         "metadata": {
             "display_phone_number": display_phone_number,
             "phone_number_id": phone_number_id,
         },
-        "contacts": [{"wa_id": wa_id, "profile": {"name": ""}}],
+        "contacts": [{**who, "profile": {"name": ""}}],
         "user_preferences": [
             {
-                "wa_id": wa_id,
+                **who,
                 "detail": VALUES[value],
                 "category": "marketing_messages",
                 "value": value,
@@ -60,14 +70,21 @@ async def user_preferences(request: web.Request) -> web.Response:
     if not isinstance(asked, dict):
         return json_response({"error": "Send a JSON object."}, status=400)
     number = state.catalog.numbers.get(str(asked.get("phone_number_id")))
-    wa_id, value = asked.get("wa_id"), asked.get("value")
+    wa_id, user_id, value = asked.get("wa_id"), asked.get("user_id"), asked.get("value")
     if number is None:
         return json_response({"error": "phone_number_id is not a known number."}, status=400)
-    if not (isinstance(wa_id, str) and wa_id.isdigit()):
+    if wa_id is None and user_id is None:
+        return json_response({"error": "Give the user's wa_id or user_id."}, status=400)
+    if wa_id is not None and not (isinstance(wa_id, str) and wa_id.isdigit()):
         return json_response({"error": "wa_id must be the user's digits."}, status=400)
+    if user_id is not None and not (isinstance(user_id, str) and USER_ID.fullmatch(user_id)):
+        return json_response({"error": "user_id must be a business-scoped user ID."}, status=400)
     if value not in VALUES:
         return json_response({"error": "value must be stop or resume."}, status=400)
-    state.preferences.set(number.waba_id, wa_id, stop=value == "stop")
+    # A send reaches the user by either name: both are stopped (or resumed).
+    for name in (wa_id, user_id):
+        if name is not None:
+            state.preferences.set(number.waba_id, name, stop=value == "stop")
     posted = bool(state.config.webhook_url)
     if posted:
         state.webhooks.post_document(
@@ -77,6 +94,7 @@ async def user_preferences(request: web.Request) -> web.Response:
                 display_phone_number=number.display_phone_number,
                 wa_id=wa_id,
                 value=value,
+                user_id=user_id,
             )
         )
-    return json_response({"wa_id": wa_id, "value": value, "webhook": posted})
+    return json_response({"wa_id": wa_id, "user_id": user_id, "value": value, "webhook": posted})

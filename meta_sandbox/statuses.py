@@ -7,6 +7,10 @@ The fate of a message is drawn when Meta accepts it:
 - otherwise `delivered` after `delivered_after` for `delivered_share` of the messages, and
   `read` after `read_after` for `read_share` of the delivered ones.
 Each status's timestamp is the moment of the event, whenever the webhook leaves.
+
+A message sent to a business-scoped user id (`recipient`) is reported as Meta documents it: each
+status carries `recipient_user_id` and no `recipient_id` (the sandbox knows no phone for the
+user), and the statuses other than `failed` come with `contacts: [{"user_id"}]`.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ class ScheduledStatus:
     wamid: str
     status: str
     timestamp: int
+    # The phone's digits; "" for a message to a user id.
     recipient_id: str
     phone_number_id: str
     waba_id: str
@@ -44,14 +49,18 @@ class ScheduledStatus:
     category: str
     conversation_id: str
     biz_opaque_callback_data: str | None
+    recipient_user_id: str | None = None
 
     def item(self) -> dict[str, Any]:
         item: dict[str, Any] = {
             "id": self.wamid,
             "status": self.status,
             "timestamp": str(self.timestamp),
-            "recipient_id": self.recipient_id,
         }
+        if self.recipient_id:
+            item["recipient_id"] = self.recipient_id
+        if self.recipient_user_id is not None:
+            item["recipient_user_id"] = self.recipient_user_id
         if self.status in ("sent", "delivered"):
             conversation: dict[str, Any] = {
                 "id": self.conversation_id,
@@ -87,23 +96,26 @@ def statuses_plan(
     wa_id: str,
     number: CatalogNumber,
     category: str,
+    user_id: str | None = None,
 ) -> list[tuple[float, ScheduledStatus]]:
     """The message's statuses, each with its delay in seconds from acceptance."""
     category = category.lower()
     at = message.received_at
+    recipient = wa_id or user_id or ""
     common: dict[str, Any] = {
         "wamid": message.wamid,
         "recipient_id": wa_id,
+        "recipient_user_id": user_id,
         "phone_number_id": number.phone_number_id,
         "waba_id": number.waba_id,
         "display_phone_number": "".join(ch for ch in number.display_phone_number if ch.isdigit()),
         "category": category,
-        "conversation_id": _conversation_id(number, wa_id, category, int(at) // 86400),
+        "conversation_id": _conversation_id(number, recipient, category, int(at) // 86400),
         "biz_opaque_callback_data": message.biz_opaque_callback_data,
     }
     plan = [(0.0, ScheduledStatus(status="sent", timestamp=int(at), **common))]
     delivered_after = config.delivered_after
-    if config.fail_suffix and wa_id.endswith(config.fail_suffix):
+    if config.fail_suffix and recipient.endswith(config.fail_suffix):
         failed = ScheduledStatus(status="failed", timestamp=int(at + delivered_after), **common)
         plan.append((delivered_after, failed))
     elif rng.random() < config.delivered_share:
@@ -131,6 +143,14 @@ def webhook_document(statuses: list[ScheduledStatus]) -> dict[str, Any]:
         },
         "statuses": [status.item() for status in statuses],
     }
+    # Meta names users sent to by user id in `contacts` (never for a failed status).
+    contacts = [
+        {"user_id": status.recipient_user_id}
+        for status in statuses
+        if status.recipient_user_id is not None and status.status != "failed"
+    ]
+    if contacts:
+        value["contacts"] = contacts
     return {
         "object": "whatsapp_business_account",
         "entry": [{"id": first.waba_id, "changes": [{"field": "messages", "value": value}]}],

@@ -2,7 +2,9 @@
 
 - The body: `messaging_product` "whatsapp", `recipient_type` "individual" if given, `type`
   "template", `to` a phone number (digits, optionally `+`, spaces, dashes, dots or parentheses;
-  7 to 15 digits), `template.name`, `template.language.code` (a code such as `es` or `en_US`,
+  7 to 15 digits) or, without `to`, `recipient` a business-scoped user id (two capital letters,
+  a period, optionally `ENT.`, then 1 to 128 letters or digits; `to` wins when both are given,
+  as Meta documents), `template.name`, `template.language.code` (a code such as `es` or `en_US`,
   with policy "deterministic" if given), `biz_opaque_callback_data` at most 512 characters: else
   100.
 - `template.components`: each of type `header`, `body` or `button`, a header and a body at most
@@ -38,6 +40,8 @@ MAX_CALLBACK_DATA = 512
 TEXT_LIKE = frozenset(("text", "currency", "date_time"))
 PHONE = re.compile(r"\+?[0-9 ().-]+")
 PHONE_DIGITS = (7, 15)
+# Meta's business-scoped user ids (its own reading here: the sandbox imports nothing of ours).
+USER_ID = re.compile(r"[A-Z]{2}\.(?:ENT\.)?[A-Za-z0-9]{1,128}")
 BAD_TEXT = re.compile(r"[\n\t]| {5,}")
 COMPONENT_TYPES = frozenset(("header", "body", "button"))
 CURRENCY_CODE = re.compile(r"[A-Z]{3}")
@@ -45,12 +49,21 @@ CURRENCY_CODE = re.compile(r"[A-Z]{3}")
 
 @dataclass(frozen=True, slots=True)
 class TemplateSend:
+    # `to` as sent, or the user id of a send to one (`recipient`).
     to: str
+    # The recipient's digits; "" for a send to a user id.
     wa_id: str
     name: str
     language: str
     components: list[dict[str, Any]]
     callback_data: str | None
+    # The business-scoped user id of a send to one (`recipient`), else None.
+    user_id: str | None = None
+
+    @property
+    def recipient(self) -> str:
+        """Who the message is for: the digits, or the user id."""
+        return self.wa_id or self.user_id or ""
 
 
 def _recipient(to: Any) -> str:
@@ -75,7 +88,16 @@ def send_read(document: Any) -> TemplateSend:
     if document.get("recipient_type", "individual") != "individual":
         raise errors.invalid_parameter("recipient_type must be individual.")
     to = document.get("to")
-    wa_id = _recipient(to)
+    user_id = None
+    if to is None and "recipient" in document:
+        user_id = document["recipient"]
+        if not (isinstance(user_id, str) and USER_ID.fullmatch(user_id)):
+            raise errors.invalid_parameter(
+                "The parameter recipient is not a valid business-scoped user ID."
+            )
+        wa_id = ""
+    else:
+        wa_id = _recipient(to)
     if document.get("type", "text") != "template":
         raise errors.invalid_parameter("The sandbox only sends messages of type template.")
     template = document.get("template")
@@ -100,7 +122,8 @@ def send_read(document: Any) -> TemplateSend:
         raise errors.invalid_parameter(
             f"biz_opaque_callback_data must be a string of at most {MAX_CALLBACK_DATA} characters."
         )
-    return TemplateSend(str(to), wa_id, name, code, components, callback)
+    shown = user_id if user_id is not None else str(to)
+    return TemplateSend(shown, wa_id, name, code, components, callback, user_id)
 
 
 def _parameters(component: dict[str, Any], where: str) -> list[dict[str, Any]]:

@@ -37,6 +37,7 @@ HEADER = [
     "error_message",
     "pricing_category",
     "pricing_type",
+    "user_id",
 ]
 
 

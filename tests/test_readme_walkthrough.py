@@ -303,6 +303,7 @@ def test_every_step_of_the_readme_walkthrough_works_as_written(
         "/bulk-sends/$HELD_ID/ ",
         "/bulk-sends/$HELD_ID/retry/",
         "field retries",
+        '"recipient_user_id": "AR.',
         "TRIAL=$(",
         "/bulk-sends/$TRIAL_ID/",
         "/bulk-sends/$TRIAL_ID/pause/",
@@ -342,6 +343,7 @@ def test_every_step_of_the_readme_walkthrough_works_as_written(
         follow_held,
         retry,
         retry_links,
+        to_user_id,
         trial,
         follow_trial,
         pause_trial,
@@ -578,12 +580,24 @@ def test_every_step_of_the_readme_walkthrough_works_as_written(
     ).split()
     assert linked[0] == retried["retry_of"]
     assert json.loads(linked[1]) == [retried["bulk_send_id"]]
+    # A single send to a business-scoped user id: Meta gets it in `recipient`, no `to`.
+    by_user_id = answer(bash.run(to_user_id))
+    user_id_example = examples[blocks.index(to_user_id)]
+    same_shape(by_user_id, user_id_example)
+    for field in ("success", "recipient_phone", "recipient_user_id", "status"):
+        assert by_user_id[field] == user_id_example[field], field
+    [to_user] = [
+        m
+        for m in service.sandbox.control("messages")["messages"]
+        if m["request_body"].get("recipient") == "AR.1502576394655843"
+    ]
+    assert "to" not in to_user["request_body"]
 
     # The 10,000-recipient trial fits the demo's quota after all of the above, and goes out.
     assert answer(bash.run(trial)) == {
         "can_send": True,
         "quota_needed": 10000,
-        "quota_available": 89997,
+        "quota_available": 89996,
         "quota_total": 100000,
         "tier": "TIER_100K",
     }

@@ -279,6 +279,32 @@ def test_once_the_retry_finished_a_new_one_takes_only_who_it_did_not_reach(
     ]
 
 
+def test_a_recipient_known_by_user_id_is_never_retried_once_reached(tenant: Tenant) -> None:
+    original, messages = make_send(
+        tenant, [(MessageStatus.FAILED, "131026"), (MessageStatus.FAILED, "131026")]
+    )
+    user_ids = ["AR.1502576394655843", "AR.1502576394655844"]
+    for message, user_id in zip(messages, user_ids, strict=True):
+        Message.objects.filter(pk=message.pk).update(
+            recipient_phone=None, recipient_user_id=user_id
+        )
+    first_id = retry(tenant, original, {"scope": "failed"}).json()["bulk_send_id"]
+    copies = {m.recipient_user_id: m for m in Message.objects.filter(bulk_send_id=first_id)}
+    assert set(copies) == set(user_ids)
+    assert {m.recipient_phone for m in copies.values()} == {None}
+    settle(copies[user_ids[0]], MessageStatus.DELIVERED)
+    settle(copies[user_ids[1]], MessageStatus.FAILED)
+
+    second = retry(tenant, original, {"scope": "failed"})
+
+    assert second.status_code == 202
+    assert set(
+        Message.objects.filter(bulk_send_id=second.json()["bulk_send_id"]).values_list(
+            "recipient_user_id", flat=True
+        )
+    ) == {user_ids[1]}
+
+
 def test_nobody_to_retry_is_a_409_that_creates_nothing(tenant: Tenant) -> None:
     original, _ = make_send(tenant, [(MessageStatus.SENT, None), (MessageStatus.CANCELLED, None)])
 

@@ -108,7 +108,10 @@ def test_a_variable_the_template_lacks_is_named_by_its_line(tenant: Tenant) -> N
 @pytest.mark.parametrize(
     ("body", "problem"),
     [
-        ("name,code\nJuan,ABC123\n", "The header (line 1) needs a `phone` column."),
+        (
+            "name,code\nJuan,ABC123\n",
+            "The header (line 1) needs a `phone` column (or a `user_id` one).",
+        ),
         ("phone,name,name\n+5491112345678,a,b\n", "The header (line 1) names name more than once."),
         ("", "The CSV is empty: line 1 must be a header with `phone`."),
         (b"phone,name\n+5491112345678,Jos\xe9\n", "The CSV must be UTF-8: line 2 is not."),

@@ -165,6 +165,26 @@ def test_a_duplicate_of_a_recipient_with_verdicts_is_still_a_duplicate(tenant: T
     ]
 
 
+def test_recipients_known_by_user_id_are_counted_and_deduplicated_by_it(tenant: Tenant) -> None:
+    by_id = {"user_id": "AR.1502576394655843", "variables": {"name": "Ana", "code": "A1"}}
+    recipients = [
+        {**by_id, "button_variables": BUTTON},
+        recipient("+5491112345678"),
+        {**by_id, "button_variables": BUTTON},
+        {"user_id": "AR.1502576394655899", "variables": {"name": "Bo", "code": "B"}},
+    ]
+
+    answer = dry_run(tenant, body(tenant, recipients)).json()
+
+    assert [(v["index"], v["reasons"]) for v in answer["verdicts"]] == [
+        (2, ["duplicate_of"]),
+        (3, ["invalid_variables"]),
+    ]
+    assert answer["verdicts"][0]["duplicate_of"] == 0
+    assert (answer["total_recipients"], answer["unique_recipients"]) == (4, 2)
+    assert nothing_created()
+
+
 def test_a_utility_template_holds_nobody(tenant: Tenant) -> None:
     tenant.template.category = TemplateCategory.UTILITY
     tenant.template.save()

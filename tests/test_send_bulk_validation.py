@@ -301,7 +301,7 @@ def test_it_rejects_unknown_recipient_fields(tenant: Tenant) -> None:
             "0": {
                 "non_field_errors": [
                     "Unknown field(s): email, name. "
-                    "A recipient takes phone, variables and button_variables."
+                    "A recipient takes phone (or user_id), variables and button_variables."
                 ]
             }
         }

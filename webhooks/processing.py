@@ -34,13 +34,14 @@ from callbacks.outbox import (
     events_record_message_statuses,
     message_statuses_cte,
 )
+from messaging.cooldown import cooldowns_from_failed_statuses
 from messaging.delivery import webhook_progress_record
-from messaging.inbound import inbound_messages_record
+from messaging.inbound import contact_user_ids_record, inbound_messages_record
 from messaging.models import message_id_from_callback_data
 from messaging.status import Moves, StatusEvent, StatusOutcome
 from messaging.suppression import marketing_preferences_apply, suppressions_from_failed_statuses
-from meta.error_codes import USER_STOPPED_MARKETING
-from meta.webhook_payload import MessageStatusUpdate, Payload, payload_read
+from meta.error_codes import PER_USER_MARKETING_LIMIT, USER_STOPPED_MARKETING
+from meta.webhook_payload import MarketingPreference, MessageStatusUpdate, Payload, payload_read
 from mindo import metrics
 from webhooks.asset_events import asset_changes_apply
 from webhooks.models import WebhookEvent
@@ -174,14 +175,20 @@ def _mark_applied(
     delivery_wake_on_commit(recorded)
 
 
-def _apply_opt_outs(reads: list[_Read], events: list[StatusEvent], *, now: datetime) -> None:
-    """Users who stopped (or resumed) marketing: Meta's `user_preferences`, and its `failed`
-    statuses with 131050, update the organizations' suppression lists."""
-    preferences = [preference for read in reads for preference in read.payload.preferences]
+def _apply_recipient_holds(
+    preferences: list[MarketingPreference], events: list[StatusEvent], *, now: datetime
+) -> None:
+    """What Meta says of recipients' marketing, after the statuses are applied: users who
+    stopped (or resumed) it (`user_preferences`, and `failed` statuses with 131050) update the
+    organizations' suppression lists; `failed` statuses with 131049 start the recipient's
+    cooldown, as Meta's synchronous 131049 does."""
     if preferences:
         marketing_preferences_apply(preferences)
     suppressions_from_failed_statuses(
         [e.wamid for e in events if e.error_code == USER_STOPPED_MARKETING], now=now
+    )
+    cooldowns_from_failed_statuses(
+        [e.wamid for e in events if e.error_code == PER_USER_MARKETING_LIMIT], now=now
     )
 
 
@@ -194,7 +201,9 @@ def _apply_reads(reads: list[_Read]) -> StatusOutcome:
     inbound_messages_record(
         [message for read in reads for message in read.payload.inbound], received_at=received_at
     )
-    _apply_opt_outs(reads, events, now=received_at)
+    contact_user_ids_record([identity for read in reads for identity in read.payload.identities])
+    preferences = [preference for read in reads for preference in read.payload.preferences]
+    _apply_recipient_holds(preferences, events, now=received_at)
     # The customers' message.status events are written by the statement that marks the bodies.
     _mark_applied(reads, [_outcome(read, statuses) for read in reads], statuses.moves)
     return statuses
@@ -277,10 +286,14 @@ def _apply_large(read: _Read, *, slice_lock: Callable[[], bool] | None = None) -
                 events_record_message_statuses(applied.moves)
                 outcome.merge(applied)
                 webhook_progress_record(events, received_at=read.event.received_at)
+                # As the small path does: each slice's opt-outs (131050) and cooldowns (131049).
+                _apply_recipient_holds([], events, now=read.event.received_at)
         with transaction.atomic():
             if slice_lock is not None and not slice_lock():
                 return False
             inbound_messages_record(read.payload.inbound, received_at=read.event.received_at)
+            contact_user_ids_record(read.payload.identities)
+            _apply_recipient_holds(read.payload.preferences, [], now=read.event.received_at)
             _mark_applied([read], [_outcome(read, outcome)])
     except Exception as error:
         if _is_transient(error):
