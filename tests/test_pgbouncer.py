@@ -40,7 +40,7 @@ from tests.test_drain_workers import (
     StartWorker,
     assert_each_sent_exactly_once,
     reap_until_finished,
-    start_worker,  # noqa: F401  (fixture)
+    start_worker_fixture,  # noqa: F401  (fixture)
 )
 from tests.test_webhook_concurrency import (
     assert_every_message_at_its_end,
@@ -124,7 +124,7 @@ def test_a_worker_and_the_web_server_through_pgbouncer_drain_a_send_to_completed
     tenant: Tenant,
     pgbouncer: PgBouncer,
     sandbox_process: SandboxProcess,
-    start_worker: StartWorker,  # noqa: F811
+    start_worker: StartWorker,
     tmp_path: Path,
 ) -> None:
     web = GunicornProcess(
