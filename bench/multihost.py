@@ -783,4 +783,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # everything was stopped on the way out
+        sys.exit("multihost.py: interrupted")
