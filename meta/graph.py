@@ -20,6 +20,7 @@ and the tests alike.
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -107,6 +108,31 @@ class SendRequest:
     body: dict[str, Any] | bytes  # bytes when the caller encoded it already
 
 
+def _socket_factory(unacknowledged_seconds: float) -> Callable[[tuple[Any, ...]], socket.socket]:
+    """Sockets whose kernel gives up on written data left unacknowledged that long.
+
+    A send the client gave up on (a timeout) counts as maybe delivered, and is sent again once
+    Meta's webhooks have come `DELIVERY_CALLBACK_GRACE_SECONDS` past it without naming it. By
+    default the kernel goes on retransmitting what was written for minutes, also after the
+    socket is closed: a worker host cut off from Meta (its link down) would deliver the request
+    when the link comes back, after another host sent the message again. With TCP_USER_TIMEOUT
+    the connection, and what it still holds, is dropped once written data has gone unacknowledged
+    for the call's whole budget: a request reaches Meta within that long of being written, or
+    never (so the grace must be at least the call's timeout).
+    """
+    milliseconds = max(1, int(unacknowledged_seconds * 1000))
+
+    def factory(addr_info: tuple[Any, ...]) -> socket.socket:
+        # aiohttp's address info: (family, type, proto, canonical name, address).
+        family, kind, proto, _, _ = addr_info
+        sock = socket.socket(family=family, type=kind, proto=proto)
+        if hasattr(socket, "TCP_USER_TIMEOUT"):  # Linux
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, milliseconds)
+        return sock
+
+    return factory
+
+
 def _unanswered(code: str, message: str, maybe_delivered: bool) -> SendOutcome:
     return SendOutcome(None, transport_error(code, message, maybe_delivered=maybe_delivered))
 
@@ -152,6 +178,7 @@ class AsyncGraphClient:
             limit=self.max_connections,
             keepalive_timeout=KEEPALIVE_SECONDS,
             ttl_dns_cache=300,
+            socket_factory=_socket_factory(self.timeout.total) if self.timeout.total else None,
         )
         self._session = aiohttp.ClientSession(
             connector=connector,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any
@@ -267,6 +269,46 @@ def test_a_refused_connection_was_not_delivered() -> None:
     assert outcome.error is not None
     assert (outcome.error.code, outcome.error.error_class) == ("connection_error", ErrorClass.RETRY)
     assert outcome.error.maybe_delivered is False
+
+
+def sockets_connected_to(port: int) -> list[socket.socket]:
+    """This process's TCP sockets connected to 127.0.0.1:`port` (copies of their descriptors)."""
+    found = []
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            sock = socket.socket(fileno=os.dup(int(name)))
+        except OSError:
+            continue  # not a socket, or closed meanwhile
+        try:
+            if sock.family == socket.AF_INET and sock.getpeername() == ("127.0.0.1", port):
+                found.append(sock)
+                continue
+        except OSError:
+            pass  # not connected
+        sock.close()
+    return found
+
+
+@pytest.mark.skipif(not hasattr(socket, "TCP_USER_TIMEOUT"), reason="Linux only")
+def test_what_a_connection_holds_for_meta_is_dropped_once_the_call_would_have_timed_out() -> None:
+    """A request the client gave up on counts as maybe delivered and may be sent again later:
+    its connection's kernel must not deliver it after that (TCP_USER_TIMEOUT, the call's whole
+    budget), as it would once a cut-off link came back (bench/multihost.sh, scenario B)."""
+
+    async def scenario(meta: FakeMeta, graph: AsyncGraphClient) -> list[int]:
+        outcome = await graph.send_template(
+            phone_number_id="813497231850626", access_token="token-1", body=BODY
+        )
+        assert outcome.error is None
+        # The connection stays open for the next send (keep-alive).
+        sockets = sockets_connected_to(meta.server.port or 0)
+        try:
+            return [s.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) for s in sockets]
+        finally:
+            for sock in sockets:
+                sock.close()
+
+    assert run(scenario, timeout=7.5) == [7_500]
 
 
 def requests_for(count: int) -> list[SendRequest]:
