@@ -147,7 +147,7 @@ def sends_counters_apply(
     if not deltas:
         return set()
     ids = sorted(deltas)
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:  # planned once per connection (mindo.prepared)
         # Locks them all; also says which were not finished before this statement.
         cursor.execute(_LOCK_SENDS_SQL.format(sends=_sends_table()), [ids])
         locked = cursor.fetchall()
