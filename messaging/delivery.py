@@ -46,6 +46,7 @@ from messaging.status import (
 )
 from messaging.suppression import suppressions_from_failed
 from meta.error_codes import USER_STOPPED_MARKETING
+from mindo.prepared import prepared_cursor
 
 
 class Settle(StrEnum):
@@ -243,7 +244,7 @@ def messages_claim(
         "limit": limit,
         "lease_until": now + timedelta(seconds=lease_seconds),
     }
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:  # planned once per connection (mindo.prepared)
         cursor.execute(_sql(_CLAIM_SQL), params)
         rows = cursor.fetchall()
     # RETURNING gives no order; the claim took them oldest first, so send them that way too.
@@ -290,7 +291,7 @@ def messages_settle(results: list[DeliveryResult], *, now: datetime) -> Settled:
         by_outcome[result.outcome].append(result)
     counters: SendDeltas = {}
     moves: Moves = {}
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:  # planned once per connection (mindo.prepared)
         sent = by_outcome[Settle.SENT]
         if sent:
             recorded = statuses_apply(

@@ -33,6 +33,7 @@ from messaging.counters import (
 )
 from messaging.models import DeferredStatus, Message, MessageStatus, WebhookProgress
 from meta.account_events import Pricing, pricing_document, pricing_read
+from mindo.prepared import prepared_cursor
 from templates_app.models import PhoneNumber
 
 # The advisory lock of a wamid (`_lock_wamids`), as SQL over the expression `{wamid}`.
@@ -362,7 +363,8 @@ def statuses_apply(events: list[StatusEvent]) -> StatusOutcome:
     events = [event for event in events if event.status in APPLICABLE]
     if not events:
         return outcome
-    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
+    # Prepared (mindo.prepared): the batch statements are planned once per connection.
+    with transaction.atomic(savepoint=False), prepared_cursor() as cursor:
         matched, recorded = _apply_pass(cursor, events, outcome)
         unknown = [event for event in events if event.wamid not in matched]
         if not unknown and not recorded:

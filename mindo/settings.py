@@ -125,6 +125,12 @@ if DATABASE_POOLING not in ("session", "transaction"):
         f"DATABASE_POOLING must be 'session' or 'transaction', not {DATABASE_POOLING!r}."
     )
 DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = DATABASE_POOLING == "transaction"
+# Statements of a cursor that binds on the server (mindo.postgresql's `prepared_cursor`, for a few
+# large statements of a hot path) are prepared once they ran this many times on a connection;
+# Django's own cursors bind on the client and never are. None behind a transaction pooler.
+DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = (
+    None if DATABASE_POOLING == "transaction" else 2
+)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

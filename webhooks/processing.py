@@ -43,6 +43,7 @@ from messaging.suppression import marketing_preferences_apply, suppressions_from
 from meta.error_codes import PER_USER_MARKETING_LIMIT, USER_STOPPED_MARKETING
 from meta.webhook_payload import MarketingPreference, MessageStatusUpdate, Payload, payload_read
 from mindo import metrics
+from mindo.prepared import prepared_cursor
 from webhooks.asset_events import asset_changes_apply
 from webhooks.models import WebhookEvent
 
@@ -156,7 +157,7 @@ def _mark_applied(
     """Mark the bodies applied with what each changed; `moves` are the messages they moved, whose
     `message.status` events are written by the same statement."""
     recorded_cte, event_params = message_statuses_cte(moves or {})
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:  # planned once per connection (mindo.prepared)
         cursor.execute(
             _MARK_APPLIED_SQL.format(table=WebhookEvent._meta.db_table, recorded=recorded_cte),
             {
