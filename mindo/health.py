@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import logging
 
-import redis
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
+
+from mindo.redisconn import REDIS_ERRORS, redis_from_url
 
 logger = logging.getLogger(__name__)
 
@@ -82,11 +83,12 @@ def database_check() -> bool:
 
 def redis_check() -> bool:
     """True when Redis answers PING within REDIS_TIMEOUT_SECONDS."""
-    client = redis.Redis.from_url(
-        settings.REDIS_URL,
-        socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
-        socket_timeout=REDIS_TIMEOUT_SECONDS,
-    )
+    try:
+        # A cluster client asks every primary; it fails to be made when it reaches none.
+        client = redis_from_url(settings.REDIS_URL, timeout=REDIS_TIMEOUT_SECONDS)
+    except REDIS_ERRORS:
+        logger.warning("Readiness: Redis does not answer", exc_info=True)
+        return False
     try:
         return bool(client.ping())
     except Exception:

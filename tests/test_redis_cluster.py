@@ -1,0 +1,207 @@
+"""Redis Cluster (REDIS_CLUSTER): the limiter, the stop and liveness marks and the API's throttling
+on a real cluster the test starts (tests.redis_cluster), and the key rule that makes the limiter's
+script legal there: every key one command touches hashes to one slot.
+
+The limiter runs on a clock the test moves (as in tests/test_ratelimit.py): the figures are
+counts of permits on the limiter's own time, not durations.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+from django.conf import settings
+from django.test import override_settings
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+from redis.crc import key_slot
+
+from bulksend import liveness
+from bulksend.liveness import drain_alive_clear, drain_alive_mark, drain_is_alive
+from bulksend.stopping import send_stop_clear, send_stop_is_set, send_stop_keys, send_stop_mark
+from messaging.ratelimit import AsyncPacer, LimiterStopped, RateLimiter, get_rate_limiter
+from mindo import throttling
+from tests.delivery_support import wait_for
+from tests.redis_cluster import PrivateCluster, private_cluster_fixture  # noqa: F401  (fixture)
+from tests.test_ratelimit import MICROS, ManualClock, max_in_any_window
+from tests.test_redis_outage import run_catching
+
+NUMBERS = [f"1{index:05d}" for index in range(48)]
+SECONDS = 2
+
+
+def _forget_process_clients() -> None:
+    """The process keeps one client per kind: made again on the settings of the moment."""
+    get_rate_limiter.cache_clear()
+    liveness.redis_client.cache_clear()
+    throttling._counter.cache_clear()
+
+
+@pytest.fixture
+def on_cluster(private_cluster: PrivateCluster) -> Iterator[PrivateCluster]:
+    """This process's limiter, marks and throttling on the test's cluster."""
+    _forget_process_clients()
+    try:
+        with override_settings(REDIS_URL=private_cluster.url, REDIS_CLUSTER=True):
+            yield private_cluster
+    finally:
+        _forget_process_clients()
+
+
+# --- the key rule --------------------------------------------------------------------------------
+
+
+def keys_used_together(number: str, send: str) -> list[str]:
+    """What the limiter's script touches for a permit of `send` on `number`, on a cluster."""
+    limiter = RateLimiter(redis.Redis(), legacy_keys=False)  # no call made: only its key names
+    with override_settings(REDIS_CLUSTER=True):
+        return [*limiter.rate_keys(number), *send_stop_keys(send, number)]
+
+
+@hypothesis_settings(max_examples=200, deadline=None)
+@given(number=st.text("0123456789", min_size=1, max_size=20), send=st.uuids())
+def test_a_numbers_rate_key_and_its_sends_stop_marks_hash_to_one_slot(
+    number: str, send: uuid.UUID
+) -> None:
+    keys = keys_used_together(number, str(send))
+
+    assert len(keys) == 2
+    assert {key_slot(key.encode()) for key in keys} == {key_slot(number.encode())}
+
+
+def test_redis_itself_puts_a_numbers_keys_in_one_slot_and_numbers_apart(
+    private_cluster: PrivateCluster,
+) -> None:
+    node = private_cluster.nodes[0].client()
+    slots_of_numbers = set()
+    for number in NUMBERS[:12]:
+        keys = keys_used_together(number, str(uuid.uuid4()))
+        slots = {node.execute_command("CLUSTER", "KEYSLOT", key) for key in keys}
+        assert len(slots) == 1, keys
+        slots_of_numbers |= slots
+    node.close()
+    # The numbers spread over the slots (and so over the nodes): not all behind one tag.
+    assert len(slots_of_numbers) > 6
+
+
+# --- the limiter ---------------------------------------------------------------------------------
+
+
+def stamps_of_every_number(limiter: RateLimiter, clock: ManualClock) -> dict[str, list[int]]:
+    """Ask for permits of every number, each at its own rate, for SECONDS of the limiter's time,
+    always at the moment the number's next permit conforms; the moments permits were granted."""
+    rates = {number: 10 + 10 * (index % 5) for index, number in enumerate(NUMBERS)}
+    due = dict.fromkeys(NUMBERS, clock.micros)
+    stamps: dict[str, list[int]] = {number: [] for number in NUMBERS}
+    end = clock.micros + SECONDS * MICROS
+    while min(due.values()) < end:
+        clock.micros = min(due.values())
+        for number in [number for number, moment in due.items() if moment == clock.micros]:
+            grant = limiter.acquire(number, rates[number], n=rates[number])
+            stamps[number].extend([clock.micros] * grant.granted)
+            due[number] = clock.micros + max(round(grant.retry_after * MICROS), 1)
+    return stamps
+
+
+def test_the_cluster_grants_exactly_the_rate_of_each_number_across_slots(
+    private_cluster: PrivateCluster,
+) -> None:
+    prefix = f"test:rate:{uuid.uuid4().hex}:"
+    clock = ManualClock()
+    on_cluster = stamps_of_every_number(
+        RateLimiter(private_cluster.client(), prefix=prefix, clock=clock), clock
+    )
+    plain = redis.Redis.from_url(settings.REDIS_URL)
+    try:
+        clock = ManualClock()
+        on_plain = stamps_of_every_number(RateLimiter(plain, prefix=prefix, clock=clock), clock)
+    finally:
+        for key in plain.scan_iter(f"{prefix}*"):
+            plain.delete(key)
+        plain.close()
+
+    for index, number in enumerate(NUMBERS):
+        rate = 10 + 10 * (index % 5)
+        stamps = on_cluster[number]
+        first_second = [stamp for stamp in stamps if stamp < stamps[0] + MICROS]
+        # The rate in the first second, never more in any second, as on a single Redis.
+        assert len(first_second) == rate, number
+        assert max_in_any_window(stamps) <= rate, number
+    assert on_cluster == on_plain
+
+
+def test_a_send_stop_mark_refuses_permits_of_its_number_and_no_other_send(
+    on_cluster: PrivateCluster,
+) -> None:
+    number = NUMBERS[0]
+    stopped, running = str(uuid.uuid4()), str(uuid.uuid4())
+    limiter = get_rate_limiter()
+    assert limiter.rate_keys(number) == [f"mindo:rate:{{{number}}}"]  # no legacy key on a cluster
+
+    assert send_stop_mark(stopped, number, why="paused")
+    assert send_stop_is_set(stopped, number)
+    with pytest.raises(LimiterStopped):
+        limiter.acquire(number, 10, 1, stop_keys=send_stop_keys(stopped, number))
+    assert limiter.acquire(number, 10, 1, stop_keys=send_stop_keys(running, number)).granted == 1
+
+    send_stop_clear(stopped, number)
+    assert not send_stop_is_set(stopped, number)
+    # No longer refused: at most waits for the number's next permit, a tenth of a second apart.
+    grant = limiter.acquire(number, 10, 1, stop_keys=send_stop_keys(stopped, number))
+    assert grant.granted == 1 or 0 < grant.retry_after <= 0.1
+
+
+def test_liveness_marks_and_throttling_counts_live_on_the_cluster(
+    on_cluster: PrivateCluster,
+) -> None:
+    send = str(uuid.uuid4())
+    assert drain_alive_mark(send)
+    assert drain_is_alive(send)
+    drain_alive_clear(send)
+    assert not drain_is_alive(send)
+
+    key = throttling.throttle_key(throttling.READ_SCOPE, 1, int(uuid.uuid4().int % 10**9))
+    assert [throttling._count(key, 60) for _ in range(3)] == [1, 2, 3]
+    client = on_cluster.client()
+    assert 0 < int(client.ttl(key)) <= 60
+    client.close()
+
+
+# --- a node restarts -----------------------------------------------------------------------------
+
+
+def test_the_pacer_waits_for_a_restarted_node_and_takes_its_permit_once_it_is_back(
+    on_cluster: PrivateCluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("WARNING", logger="messaging.ratelimit")
+    number = NUMBERS[1]
+    limiter = get_rate_limiter()
+    (rate_key,) = limiter.rate_keys(number)
+    assert limiter.acquire(number, 10, 1).granted == 1
+    owner = on_cluster.client().get_node_from_key(rate_key)
+    node = next(node for node in on_cluster.nodes if node.port == owner.port)
+    pacer = AsyncPacer(limiter, number, 10, redis_wait=120, stop_keys=send_stop_keys("s", number))
+    node.stop()
+    outcome: list[BaseException | None] = []
+    waiting = threading.Thread(target=lambda: outcome.append(run_catching(pacer.wait())))
+    waiting.start()
+
+    wait_for(
+        lambda: outcome or "Redis is unreachable" in caplog.text,
+        timeout=60,
+        what="the pacer to meet the stopped node",
+    )
+    assert outcome == [], "the pacer gave up instead of waiting for the node"
+    node.start()
+    on_cluster.wait_until_served()
+    waiting.join(timeout=120)
+
+    assert outcome == [None]
+    assert "Redis answers again" in caplog.text
+    # Restarted empty: the schedule starts afresh, from the permit the pacer just took.
+    assert on_cluster.client().exists(rate_key) == 1
