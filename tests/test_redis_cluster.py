@@ -8,6 +8,9 @@ counts of permits on the limiter's own time, not durations.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -26,7 +29,7 @@ from bulksend.liveness import drain_alive_clear, drain_alive_mark, drain_is_aliv
 from bulksend.stopping import send_stop_clear, send_stop_is_set, send_stop_keys, send_stop_mark
 from messaging.ratelimit import AsyncPacer, LimiterStopped, RateLimiter, get_rate_limiter
 from mindo import throttling
-from tests.delivery_support import wait_for
+from tests.delivery_support import delivery_redis_fixture, wait_for  # noqa: F401
 from tests.redis_cluster import PrivateCluster, private_cluster_fixture  # noqa: F401  (fixture)
 from tests.test_ratelimit import MICROS, ManualClock, max_in_any_window
 from tests.test_redis_outage import run_catching
@@ -205,3 +208,59 @@ def test_the_pacer_waits_for_a_restarted_node_and_takes_its_permit_once_it_is_ba
     assert "Redis answers again" in caplog.text
     # Restarted empty: the schedule starts afresh, from the permit the pacer just took.
     assert on_cluster.client().exists(rate_key) == 1
+
+
+# --- a deploy mid-send, on a plain Redis ---------------------------------------------------------
+
+
+def test_on_a_plain_redis_old_and_new_workers_share_one_schedule_and_every_stop_mark(
+    delivery_redis: redis.Redis,
+) -> None:
+    """Workers of the version before the hash tags (untagged keys) and of this one, side by side
+    during a rolling deploy: neither takes a permit the other already took, and each stops on
+    the other's mark."""
+    _forget_process_clients()
+    number, send = f"legacy{uuid.uuid4().hex[:8]}", str(uuid.uuid4())
+    clock = ManualClock()
+    new = RateLimiter(delivery_redis, clock=clock, legacy_keys=True)
+    old_rate_key, old_stop_key = f"mindo:rate:{number}", f"bulksend:stopped:{send}"
+    try:
+        # An old worker took the number's next second (as its script wrote it: untagged).
+        delivery_redis.set(old_rate_key, f"{clock.micros + MICROS:.3f}")
+        assert new.acquire(number, 10, 1).granted == 0
+        clock.advance(1)
+        assert new.acquire(number, 10, 1).granted == 1
+        # ... and the new worker's permit is in the untagged key too, for the old workers.
+        assert float(delivery_redis.get(old_rate_key) or 0) > clock.micros
+
+        # An old web server paused the send: only the untagged mark.
+        delivery_redis.set(old_stop_key, "paused")
+        assert send_stop_is_set(send, number)
+        with pytest.raises(LimiterStopped):
+            new.acquire(number, 10, 1, stop_keys=send_stop_keys(send, number))
+        delivery_redis.delete(old_stop_key)
+
+        # A new web server's mark is also the untagged one an old worker reads.
+        assert send_stop_mark(send, number, why="paused")
+        assert delivery_redis.get(old_stop_key) == b"paused"
+        send_stop_clear(send, number)
+        assert not delivery_redis.exists(old_stop_key, *send_stop_keys(send, number))
+    finally:
+        delivery_redis.delete(old_rate_key, old_stop_key, *new.rate_keys(number))
+
+
+def test_the_service_refuses_a_cluster_without_a_broker_of_its_own() -> None:
+    # Empty, as a copied .env may leave it: the broker would follow REDIS_URL to the cluster.
+    env = {**os.environ, "CELERY_BROKER_URL": "", "REDIS_CLUSTER": "true"}
+    env["REDIS_URL"] = "redis://127.0.0.1:7000"
+    run = subprocess.run(
+        [sys.executable, "-c", "import mindo.settings"],
+        cwd=settings.BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert run.returncode != 0
+    assert "REDIS_CLUSTER needs CELERY_BROKER_URL" in run.stderr

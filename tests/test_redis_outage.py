@@ -29,6 +29,7 @@ from messaging.models import Message, MessageStatus, message_id_from_callback_da
 from messaging.ratelimit import AsyncPacer, LimiterUnavailable, RateLimiter, get_rate_limiter
 from tests.conftest import Tenant
 from tests.delivery_support import (
+    RecordingLimiter,
     ScriptedMeta,
     assert_counters_exact,
     delivery_redis_fixture,  # noqa: F401  (fixtures)
@@ -39,6 +40,7 @@ from tests.delivery_support import (
     welcome_recipients,
 )
 from tests.redis_server import PrivateRedis, private_redis_fixture  # noqa: F401
+from tests.test_ratelimit import MICROS, max_in_any_window
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -201,6 +203,54 @@ def test_a_batch_redis_refuses_mid_way_gives_back_at_once_what_it_did_not_send(
     assert isinstance(raised, redis.ResponseError), raised
     admin.config_set("maxmemory", 0)
     assert_finishes_with_each_sent_once(send_id, scripted_meta)
+
+
+@override_settings(DELIVERY_PACING=True, DELIVERY_REDIS_WAIT_SECONDS=120)
+def test_a_batch_rides_out_a_redis_restart_within_the_rate_and_loses_no_message(
+    tenant: Tenant,
+    scripted_meta: ScriptedMeta,
+    on_private_redis: PrivateRedis,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Redis is killed mid-batch and started again, empty, once the pacer has met the outage:
+    the batch goes on where it stopped, and the permits granted after the restart (on the
+    limiter's own clock, Redis's) share no one-second window with those before it beyond the
+    rate, though the restarted Redis forgot them."""
+    caplog.set_level(logging.WARNING, logger="messaging.ratelimit")
+    tenant.number.throughput_per_second = RATE
+    tenant.number.save()
+    limiter = RecordingLimiter(on_private_redis.client())
+    monkeypatch.setattr("bulksend.drain.get_rate_limiter", lambda: limiter)
+    restarts: list[int] = []
+
+    def restart_once_the_pacer_waits() -> None:
+        wait_for(
+            lambda: "Redis is unreachable" in caplog.text,
+            timeout=60,
+            what="the pacer to meet the stopped Redis",
+        )
+        on_private_redis.start()
+        restarts.append(len(limiter.permits))
+
+    def answer(index: int, body: dict[str, Any]) -> None:
+        if index == 9:
+            on_private_redis.stop()
+            threading.Thread(target=restart_once_the_pacer_waits, daemon=True).start()
+
+    scripted_meta.answer = answer
+    accepted = send_bulk(tenant, welcome_recipients(2 * RATE))
+    send_id = accepted["bulk_send_id"]
+
+    bulk_send_drain(uuid.UUID(send_id))
+    assert_finishes_with_each_sent_once(send_id, scripted_meta)
+
+    assert len(restarts) == 1
+    assert 10 <= restarts[0] < 2 * RATE, restarts
+    assert "Redis answers again" in caplog.text
+    stamps = [round(seconds * MICROS) for seconds in limiter.permits]
+    assert len(stamps) == 2 * RATE
+    assert max_in_any_window(stamps) <= RATE
 
 
 # --- the reaper and liveness ---------------------------------------------------------------------
