@@ -27,8 +27,15 @@ from redis.crc import key_slot
 from bulksend import liveness
 from bulksend.liveness import drain_alive_clear, drain_alive_mark, drain_is_alive
 from bulksend.stopping import send_stop_clear, send_stop_is_set, send_stop_keys, send_stop_mark
-from messaging.ratelimit import AsyncPacer, LimiterStopped, RateLimiter, get_rate_limiter
+from messaging.ratelimit import (
+    AsyncPacer,
+    LimiterStopped,
+    LimiterUnavailable,
+    RateLimiter,
+    get_rate_limiter,
+)
 from mindo import throttling
+from mindo.health import redis_check
 from tests.delivery_support import delivery_redis_fixture, wait_for  # noqa: F401
 from tests.redis_cluster import PrivateCluster, private_cluster_fixture  # noqa: F401  (fixture)
 from tests.test_ratelimit import MICROS, ManualClock, max_in_any_window
@@ -264,3 +271,37 @@ def test_the_service_refuses_a_cluster_without_a_broker_of_its_own() -> None:
 
     assert run.returncode != 0
     assert "REDIS_CLUSTER needs CELERY_BROKER_URL" in run.stderr
+
+
+def test_a_process_that_starts_while_the_cluster_is_away_waits_for_it_like_any_outage(
+    on_cluster: PrivateCluster,
+) -> None:
+    """The process's clients are made on their first command: made while no node answers, the
+    limiter gives up only past its bound (LimiterUnavailable, as for a Redis that went away), the
+    marks count as absent, throttling lets requests through, and all work once the nodes are
+    back."""
+    number, send = NUMBERS[2], str(uuid.uuid4())
+    on_cluster.stop()
+    _forget_process_clients()
+    limiter = get_rate_limiter()
+    pacer = AsyncPacer(limiter, number, 10, redis_wait=0.3)
+
+    assert isinstance(run_catching(pacer.wait()), LimiterUnavailable)
+    assert not drain_alive_mark(send)
+    assert not drain_is_alive(send)
+    assert not send_stop_mark(send, number, why="paused")
+
+    for node in on_cluster.nodes:
+        node.start()
+    on_cluster.wait_until_served()
+
+    assert run_catching(pacer.wait()) is None
+    assert drain_alive_mark(send)
+    assert drain_is_alive(send)
+
+
+def test_readiness_asks_the_cluster(on_cluster: PrivateCluster) -> None:
+    assert redis_check()
+    on_cluster.nodes[0].stop()
+
+    assert not redis_check()  # a primary is away: its slots are not served
