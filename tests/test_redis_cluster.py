@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 import uuid
 from collections.abc import Iterator
 
@@ -39,7 +38,7 @@ from mindo.health import redis_check
 from tests.delivery_support import delivery_redis_fixture, wait_for  # noqa: F401
 from tests.redis_cluster import PrivateCluster, private_cluster_fixture  # noqa: F401  (fixture)
 from tests.test_ratelimit import MICROS, ManualClock, max_in_any_window
-from tests.test_redis_outage import run_catching
+from tests.test_redis_outage import pacer_waits_through_a_restart, run_catching
 
 NUMBERS = [f"1{index:05d}" for index in range(48)]
 SECONDS = 2
@@ -188,7 +187,6 @@ def test_liveness_marks_and_throttling_counts_live_on_the_cluster(
 def test_the_pacer_waits_for_a_restarted_node_and_takes_its_permit_once_it_is_back(
     on_cluster: PrivateCluster, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level("WARNING", logger="messaging.ratelimit")
     number = NUMBERS[1]
     limiter = get_rate_limiter()
     (rate_key,) = limiter.rate_keys(number)
@@ -196,23 +194,9 @@ def test_the_pacer_waits_for_a_restarted_node_and_takes_its_permit_once_it_is_ba
     owner = on_cluster.client().get_node_from_key(rate_key)
     node = next(node for node in on_cluster.nodes if node.port == owner.port)
     pacer = AsyncPacer(limiter, number, 10, redis_wait=120, stop_keys=send_stop_keys("s", number))
-    node.stop()
-    outcome: list[BaseException | None] = []
-    waiting = threading.Thread(target=lambda: outcome.append(run_catching(pacer.wait())))
-    waiting.start()
 
-    wait_for(
-        lambda: outcome or "Redis is unreachable" in caplog.text,
-        timeout=60,
-        what="the pacer to meet the stopped node",
-    )
-    assert outcome == [], "the pacer gave up instead of waiting for the node"
-    node.start()
-    on_cluster.wait_until_served()
-    waiting.join(timeout=120)
+    pacer_waits_through_a_restart(pacer, node, caplog, back=on_cluster.wait_until_served)
 
-    assert outcome == [None]
-    assert "Redis answers again" in caplog.text
     # Restarted empty: the schedule starts afresh, from the permit the pacer just took.
     assert on_cluster.client().exists(rate_key) == 1
 

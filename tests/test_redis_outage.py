@@ -12,7 +12,7 @@ import asyncio
 import logging
 import threading
 import uuid
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 import pytest
@@ -79,28 +79,42 @@ def message_ids(meta: ScriptedMeta) -> list[int]:
 # --- the pacer -----------------------------------------------------------------------------------
 
 
-def test_the_pacer_waits_for_redis_and_takes_its_permit_once_redis_is_back(
-    private_redis: PrivateRedis, caplog: pytest.LogCaptureFixture
+def pacer_waits_through_a_restart(
+    pacer: AsyncPacer,
+    away: PrivateRedis,
+    caplog: pytest.LogCaptureFixture,
+    *,
+    back: Callable[[], None] = lambda: None,
 ) -> None:
+    """`away` is killed; a worker waits on `pacer`, which meets the outage and must keep waiting;
+    `away` is started again (then `back()`), and the worker gets its permit."""
     caplog.set_level(logging.WARNING, logger="messaging.ratelimit")
-    limiter = RateLimiter(private_redis.client(), prefix=f"test:rate:{uuid.uuid4().hex}:")
-    pacer = AsyncPacer(limiter, "number", 10, redis_wait=120)
-    private_redis.stop()
+    away.stop()
     outcome: list[BaseException | None] = []
     waiting = threading.Thread(target=lambda: outcome.append(run_catching(pacer.wait())))
     waiting.start()
 
     wait_for(
         lambda: outcome or "Redis is unreachable" in caplog.text,
-        timeout=30,
+        timeout=60,
         what="the pacer to meet the stopped Redis",
     )
     assert outcome == [], "the pacer gave up instead of waiting for Redis"
-    private_redis.start()
-    waiting.join(timeout=60)
+    away.start()
+    back()
+    waiting.join(timeout=120)
 
     assert outcome == [None]
     assert "Redis answers again" in caplog.text
+
+
+def test_the_pacer_waits_for_redis_and_takes_its_permit_once_redis_is_back(
+    private_redis: PrivateRedis, caplog: pytest.LogCaptureFixture
+) -> None:
+    limiter = RateLimiter(private_redis.client(), prefix=f"test:rate:{uuid.uuid4().hex}:")
+    pacer = AsyncPacer(limiter, "number", 10, redis_wait=120)
+
+    pacer_waits_through_a_restart(pacer, private_redis, caplog)
 
 
 def test_the_pacer_gives_every_waiter_up_once_redis_stays_away_past_its_bound(
