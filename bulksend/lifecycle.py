@@ -24,7 +24,6 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-import redis
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Case, F, Q, QuerySet, Value, When
@@ -69,6 +68,7 @@ from messaging.status import (
 )
 from mindo.errors import ConflictError, ServiceUnavailableError
 from mindo.prepared import prepared_cursor
+from mindo.redisconn import REDIS_ERRORS
 from templates_app.models import (
     REFUSED_TEMPLATE_STATUSES,
     MessageTemplate,
@@ -365,7 +365,7 @@ def bulk_send_resume(*, bulk_send: BulkSend) -> bool:
         )
         before = halted.values_list("status", flat=True).first()
         if before is not None:
-            _stop_clear(bulk_send.pk)
+            _stop_clear(bulk_send)
         resumed = halted.update(
             status=BulkSendStatus.PROCESSING,
             status_reason="",
@@ -402,7 +402,7 @@ def bulk_send_cancel(*, bulk_send: BulkSend, refuse_finished: bool = False) -> i
             return 0
         else:
             # Under the send's lock, before the commit: see bulksend.stopping.
-            send_stop_mark(send.pk, why="cancelled", forever=True)
+            send_stop_mark(send.pk, _number_id(send), why="cancelled", forever=True)
             cancelled = _pending_cancel(send.pk)
             BulkSend.objects.filter(pk=send.pk).update(
                 status=BulkSendStatus.CANCELLED,
@@ -442,7 +442,7 @@ def bulk_send_pause(*, bulk_send: BulkSend) -> bool:
         _refuse_unless_active(send, verb="pausar")
         paused = send.paused_at is None
         if paused:
-            send_stop_mark(send.pk, why="paused")
+            send_stop_mark(send.pk, _number_id(send), why="paused")
             BulkSend.objects.filter(pk=send.pk).update(
                 paused_at=timezone.now(), status_reason=PAUSED_REASON
             )
@@ -466,7 +466,7 @@ def bulk_send_unpause(*, bulk_send: BulkSend) -> bool:
             return bulk_send_resume(bulk_send=send)
         _refuse_unless_active(send, verb="reanudar")
         # Cleared even when not paused: a mark a failed commit left behind must not hold it.
-        _stop_clear(send.pk)
+        _stop_clear(send)
         if send.paused_at is None:
             return False
         BulkSend.objects.filter(pk=send.pk).update(paused_at=None, status_reason="")
@@ -488,11 +488,18 @@ def _refuse_unless_active(send: BulkSend, *, verb: str) -> None:
         )
 
 
-def _stop_clear(bulk_send_id: uuid.UUID) -> None:
+def _number_id(send: BulkSend) -> str:
+    """Meta's id of the send's number: the hash tag of its stop mark (bulksend.stopping)."""
+    return str(
+        PhoneNumber.objects.values_list("phone_number_id", flat=True).get(pk=send.phone_number_id)
+    )
+
+
+def _stop_clear(send: BulkSend) -> None:
     """Clear the send's stop mark, under its lock (bulksend.stopping); 503 when Redis is away."""
     try:
-        send_stop_clear(bulk_send_id)
-    except redis.RedisError as error:
+        send_stop_clear(send.pk, _number_id(send))
+    except REDIS_ERRORS as error:
         raise ServiceUnavailableError(
             "Servicio no disponible temporalmente. Intente nuevamente en unos segundos."
         ) from error

@@ -18,10 +18,10 @@ import time
 import uuid
 from functools import lru_cache
 
-import redis
 from django.conf import settings
 
 from messaging.ratelimit import REDIS_SOCKET_TIMEOUT_SECONDS
+from mindo.redisconn import REDIS_ERRORS, RedisClient, redis_from_url
 
 logger = logging.getLogger(__name__)
 
@@ -31,22 +31,19 @@ HEARTBEAT_SECONDS = 5.0  # a third of the mark's life: two renewals may fail bef
 
 
 @lru_cache(maxsize=1)
-def redis_client() -> redis.Redis:
+def redis_client() -> RedisClient:
     """The process's client for the drains' marks in Redis (this module's and
     bulksend.stopping's): one client (and its connection pool) per process, not a new connection
-    per batch."""
-    return redis.Redis.from_url(
-        settings.REDIS_URL,
-        socket_timeout=REDIS_SOCKET_TIMEOUT_SECONDS,
-        socket_connect_timeout=REDIS_SOCKET_TIMEOUT_SECONDS,
-    )
+    per batch. A mark is one key, touched by one command at a time: on a cluster it needs no hash
+    tag and lives in whichever slot its name falls in."""
+    return redis_from_url(settings.REDIS_URL, timeout=REDIS_SOCKET_TIMEOUT_SECONDS)
 
 
 def drain_alive_mark(bulk_send_id: uuid.UUID | str) -> bool:
     """Mark the send as being drained for ALIVE_SECONDS; False (logged) if Redis is away."""
     try:
         redis_client().set(ALIVE_KEY.format(bulk_send_id), 1, ex=ALIVE_SECONDS)
-    except redis.RedisError as error:
+    except REDIS_ERRORS as error:
         logger.warning("Cannot mark the drain of send %s alive: %s", bulk_send_id, error)
         return False
     return True
@@ -55,7 +52,7 @@ def drain_alive_mark(bulk_send_id: uuid.UUID | str) -> bool:
 def drain_alive_clear(bulk_send_id: uuid.UUID | str) -> None:
     try:
         redis_client().delete(ALIVE_KEY.format(bulk_send_id))
-    except redis.RedisError as error:
+    except REDIS_ERRORS as error:
         # The mark expires by itself within ALIVE_SECONDS.
         logger.warning("Cannot clear the drain mark of send %s: %s", bulk_send_id, error)
 
@@ -64,7 +61,7 @@ def drain_is_alive(bulk_send_id: uuid.UUID | str) -> bool:
     """Whether a drain marked the send lately; False when Redis cannot say (see the module)."""
     try:
         return bool(redis_client().exists(ALIVE_KEY.format(bulk_send_id)))
-    except redis.RedisError as error:
+    except REDIS_ERRORS as error:
         logger.warning("Cannot read the drain mark of send %s: %s", bulk_send_id, error)
         return False
 
@@ -74,7 +71,7 @@ def drain_may_be_alive(bulk_send_id: uuid.UUID | str) -> bool:
     answer of `drain_is_alive`'s, for a caller that must not take a live drain for dead)."""
     try:
         return bool(redis_client().exists(ALIVE_KEY.format(bulk_send_id)))
-    except redis.RedisError:
+    except REDIS_ERRORS:
         return True
 
 

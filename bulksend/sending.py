@@ -26,11 +26,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-import redis
 from django.conf import settings
 
 from bulksend.models import BulkSend
-from bulksend.stopping import StopPoll, send_stop_key
+from bulksend.stopping import StopPoll, send_stop_keys
 from messaging.delivery import ClaimedMessage, DeliveryResult, Settle
 from messaging.models import callback_data_for
 from messaging.ratelimit import AsyncPacer, RateLimiter
@@ -38,6 +37,7 @@ from meta.graph import ErrorClass, GraphError, SendOutcome, SendProgress, SendRe
 from meta.graph_errors import NUMBER_RATE_LIMIT_HIT, local_failure
 from meta.template_message import MissingVariableError, template_message_body
 from mindo.meta_client import async_graph_client
+from mindo.redisconn import REDIS_ERRORS
 from templates_app.shapes import TemplateShape, template_shape
 
 logger = logging.getLogger(__name__)
@@ -104,7 +104,7 @@ def number_slow_down_if_told(
     if any(o.error is not None and o.error.code == NUMBER_RATE_LIMIT_HIT for o in outcomes):
         try:
             limiter.slow_down(phone_number_id, RATE_LIMIT_PAUSE_SECONDS)
-        except redis.RedisError as error:
+        except REDIS_ERRORS as error:
             logger.warning("Cannot slow number %s down: %s", phone_number_id, error)
 
 
@@ -241,10 +241,12 @@ class BatchSender:
             self.phone_number_id,
             number.throughput_per_second,
             redis_wait=redis_wait,
-            stop_key=send_stop_key(bulk_send.pk),
+            stop_keys=send_stop_keys(bulk_send.pk, self.phone_number_id),
         )
         self.before_send: Callable[[], Awaitable[object]] = (
-            self.pacer.wait if settings.DELIVERY_PACING else StopPoll(bulk_send.pk)
+            self.pacer.wait
+            if settings.DELIVERY_PACING
+            else StopPoll(bulk_send.pk, self.phone_number_id)
         )
 
     def submit(self, batch: list[ClaimedMessage]) -> SentBatch:

@@ -23,7 +23,6 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 
-import redis
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import transaction
@@ -57,6 +56,7 @@ from mindo.errors import (
 )
 from mindo.meta_client import async_graph_client, graph_config
 from mindo.models import Organization
+from mindo.redisconn import REDIS_AWAY
 from templates_app.models import MessageTemplate, PhoneNumber
 from templates_app.shapes import template_shape
 
@@ -136,7 +136,7 @@ async def _permit(limiter: RateLimiter, number: PhoneNumber, wait_seconds: float
             granted = await take(
                 limiter, number.phone_number_id, number.throughput_per_second, timeout=left
             )
-        except (redis.ConnectionError, redis.TimeoutError):
+        except REDIS_AWAY:
             # As the drain's pacer: the first retry only once no permit granted before a restart
             # of Redis can share a one-second window with ours.
             if left < OUTAGE_FIRST_PAUSE_SECONDS:

@@ -30,10 +30,19 @@ would mean fewer Redis calls at high rates but, for the same window guarantee, a
 
 `slow_down` moves TAT at least `seconds` ahead: Meta's 130429 says the number went too fast.
 
-A stop key. A call may name a second key, checked in the same script before anything else: while
+A stop key. A call may name a stop key, checked in the same script before anything else: while
 it exists, the call grants nothing and takes nothing from the schedule, and answers "stopped"
 (`LimiterStopped` for the caller). A send that was cancelled or paused sets its key, so a worker in
 the middle of a batch stops before its next request, within the Redis call it makes anyway.
+
+Redis Cluster. A script may only touch keys of one hash slot, so a number's key is
+`mindo:rate:{<number>}`: the braces make the number its hash tag, and a send's stop key carries
+the same tag (bulksend.stopping), so both land in the number's slot. Keys without the tag, as
+versions before it wrote them (`mindo:rate:<number>`, `bulksend:stopped:<send>`), are legacy
+keys: on a plain Redis the limiter also reads and writes the number's legacy key and checks the
+send's legacy stop key (`legacy_keys`), so that during a rolling deploy the old and the new
+workers share one schedule and see each other's stop marks. A cluster has no legacy keys (no
+earlier version ran on one), and could not reach them from the script anyway.
 
 Redis away. The pacer rides out an outage: a connection error or timeout is retried with capped
 exponential backoff for up to the pacer's `redis_wait` seconds (a restart takes a few), and only
@@ -49,14 +58,14 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-import redis
 from django.conf import settings
 
 from mindo import metrics
+from mindo.redisconn import REDIS_AWAY, RedisClient, redis_from_url, script_register
 
 logger = logging.getLogger(__name__)
 
@@ -70,10 +79,11 @@ REDIS_SOCKET_TIMEOUT_SECONDS = 2.0
 OUTAGE_FIRST_PAUSE_SECONDS = 1.0 + GUARD_SECONDS
 OUTAGE_MAX_PAUSE_SECONDS = 2.0
 
-# KEYS[1]: the key, KEYS[2] (optional): a stop key whose existence refuses every permit (answer
-# {-1, 0}). ARGV: rate (permits/s), n (permits wanted, 0 to only slow down),
-# tolerance (us), guard (us), block (us: slow_down's pause, 0 otherwise), and optionally now (us:
-# an injected clock's reading, for tests; without it, Redis's TIME).
+# KEYS[1..r]: the number's key and its legacy key (both read, the later TAT wins, both written),
+# KEYS[r+1..]: stop keys, any of which refuses every permit while it exists (answer {-1, 0}).
+# ARGV: rate (permits/s), n (permits wanted, 0 to only slow down), tolerance (us), guard (us),
+# block (us: slow_down's pause, 0 otherwise), now (us: an injected clock's reading, for tests;
+# empty for Redis's TIME), r (how many of KEYS are the number's).
 GCRA_SCRIPT = """
 local rate = tonumber(ARGV[1])
 local wanted = tonumber(ARGV[2])
@@ -81,8 +91,11 @@ local tolerance = tonumber(ARGV[3])
 local guard = tonumber(ARGV[4])
 local block = tonumber(ARGV[5])
 local injected = tonumber(ARGV[6])
-if KEYS[2] and redis.call('EXISTS', KEYS[2]) == 1 then
-  return {-1, 0}
+local rate_keys = tonumber(ARGV[7])
+for i = rate_keys + 1, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    return {-1, 0}
+  end
 end
 local now = injected
 if not now then
@@ -91,9 +104,11 @@ if not now then
 end
 local interval = (1000000 + guard + tolerance) / rate
 local tat = now
-local stored = redis.call('GET', KEYS[1])
-if stored then
-  tat = math.max(tonumber(stored), now)
+for i = 1, rate_keys do
+  local stored = redis.call('GET', KEYS[i])
+  if stored then
+    tat = math.max(tonumber(stored), tat)
+  end
 end
 local granted = 0
 if wanted > 0 then
@@ -105,12 +120,14 @@ if block > 0 then
   -- No permit before now + block: the first one after it conforms at TAT - tolerance.
   tat = math.max(tat, now + block + tolerance)
 end
-if tat > now and injected then
-  -- An injected clock need not keep Redis's pace: no expiry, the caller deletes its keys.
-  redis.call('SET', KEYS[1], string.format('%.3f', tat))
-elseif tat > now then
-  local ttl = math.ceil((tat - now) / 1000) + 1000
-  redis.call('SET', KEYS[1], string.format('%.3f', tat), 'PX', ttl)
+for i = 1, rate_keys do
+  if tat > now and injected then
+    -- An injected clock need not keep Redis's pace: no expiry, the caller deletes its keys.
+    redis.call('SET', KEYS[i], string.format('%.3f', tat))
+  elseif tat > now then
+    local ttl = math.ceil((tat - now) / 1000) + 1000
+    redis.call('SET', KEYS[i], string.format('%.3f', tat), 'PX', ttl)
+  end
 end
 local wait = math.max(tat - tolerance - now, 0)
 return {granted, math.ceil(wait)}
@@ -136,41 +153,49 @@ class RateLimiter:
 
     def __init__(
         self,
-        redis_client: redis.Redis,
+        redis_client: RedisClient,
         *,
         prefix: str = KEY_PREFIX,
         tolerance: float = TOLERANCE_SECONDS,
         guard: float = GUARD_SECONDS,
         clock: Callable[[], float] | None = None,
+        legacy_keys: bool = False,
     ) -> None:
         self.redis = redis_client
         # Seconds on any scale, read once per call: lets a test decide what time it is. None (the
         # default, and what production uses) is Redis's own clock.
         self.clock = clock
         self.prefix = prefix
+        # Also keep the untagged key of each number in step (see the module's docstring).
+        self.legacy_keys = legacy_keys
         self._tolerance_us = round(tolerance * 1_000_000)
         self._guard_us = round(guard * 1_000_000)
         # Registered once: later calls send only the script's SHA (EVALSHA).
-        self._script = redis_client.register_script(GCRA_SCRIPT)
+        self._script = script_register(redis_client, GCRA_SCRIPT)
+
+    def rate_keys(self, key: str) -> list[str]:
+        """The Redis keys of `key`'s schedule: tagged for its own slot, and the legacy one."""
+        tagged = f"{self.prefix}{{{key}}}"
+        return [tagged, self.prefix + key] if self.legacy_keys else [tagged]
 
     def _call(
-        self, key: str, rate: int, n: int, block_us: int, stop_key: str | None = None
+        self, key: str, rate: int, n: int, block_us: int, stop_keys: Sequence[str] = ()
     ) -> Grant:
         if not 1 <= rate <= 1_000_000:
             raise ValueError(f"rate must be a positive number of permits per second, not {rate}")
-        args = [rate, max(n, 0), self._tolerance_us, self._guard_us, block_us]
-        if self.clock is not None:
-            args.append(round(self.clock() * 1_000_000))
-        keys = [self.prefix + key] if stop_key is None else [self.prefix + key, stop_key]
-        granted, wait_us = self._script(keys=keys, args=args)
+        clock = "" if self.clock is None else round(self.clock() * 1_000_000)
+        rate_keys = self.rate_keys(key)
+        args = [rate, max(n, 0), self._tolerance_us, self._guard_us, block_us, clock]
+        granted, wait_us = self._script(keys=[*rate_keys, *stop_keys], args=[*args, len(rate_keys)])
         if int(granted) < 0:
-            raise LimiterStopped(f"{stop_key} is set: no permit for {key}")
+            raise LimiterStopped(f"{stop_keys[0]} is set: no permit for {key}")
         return Grant(int(granted), int(wait_us) / 1_000_000)
 
-    def acquire(self, key: str, rate: int, n: int = 1, *, stop_key: str | None = None) -> Grant:
+    def acquire(self, key: str, rate: int, n: int = 1, *, stop_keys: Sequence[str] = ()) -> Grant:
         """Take up to `n` permits of `key` at `rate` per second, atomically, without waiting;
-        `LimiterStopped` while `stop_key` (a whole Redis key, no prefix) exists."""
-        return self._call(key, rate, n, 0, stop_key)
+        `LimiterStopped` while any of `stop_keys` (whole Redis keys, no prefix, in `key`'s slot on
+        a cluster) exists."""
+        return self._call(key, rate, n, 0, stop_keys)
 
     def slow_down(self, key: str, seconds: float) -> Grant:
         """Grant nothing on `key` for `seconds` from now (Meta's 130429 for that number)."""
@@ -184,21 +209,21 @@ async def take(
     n: int = 1,
     *,
     timeout: float | None = None,
-    stop_key: str | None = None,
+    stop_keys: Sequence[str] = (),
 ) -> int:
     """Wait until at least one of `n` permits is granted and return how many were.
 
     The Redis call itself is blocking (a local round trip is a fraction of a millisecond, and at
     most a few hundred happen a second); the waiting between calls is `asyncio.sleep`. With a
-    `timeout`, returns 0 once it has passed without a grant. `LimiterStopped` once `stop_key` is
-    set.
+    `timeout`, returns 0 once it has passed without a grant. `LimiterStopped` once one of
+    `stop_keys` is set.
     """
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         grant = (
-            limiter.acquire(key, rate, n)
-            if stop_key is None
-            else limiter.acquire(key, rate, n, stop_key=stop_key)
+            limiter.acquire(key, rate, n, stop_keys=stop_keys)
+            if stop_keys
+            else limiter.acquire(key, rate, n)
         )
         if grant.granted:
             return grant.granted
@@ -227,14 +252,14 @@ class AsyncPacer:
         rate: int,
         *,
         redis_wait: float = 0.0,
-        stop_key: str | None = None,
+        stop_keys: Sequence[str] = (),
     ) -> None:
         self.limiter = limiter
         self.key = key
         self.rate = rate
         self.redis_wait = redis_wait
-        # Its waiters get `LimiterStopped` once this key is set (see the module's docstring).
-        self.stop_key = stop_key
+        # Its waiters get `LimiterStopped` once one of these is set (see the module's docstring).
+        self.stop_keys = stop_keys
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._pump_task: asyncio.Task[None] | None = None
 
@@ -279,9 +304,9 @@ class AsyncPacer:
         while True:
             try:
                 granted = await take(
-                    self.limiter, self.key, self.rate, wanted, stop_key=self.stop_key
+                    self.limiter, self.key, self.rate, wanted, stop_keys=self.stop_keys
                 )
-            except (redis.ConnectionError, redis.TimeoutError) as error:
+            except REDIS_AWAY as error:
                 now = time.monotonic()
                 if failing_since is None:
                     failing_since = now
@@ -309,10 +334,6 @@ class AsyncPacer:
 
 @lru_cache(maxsize=1)
 def get_rate_limiter() -> RateLimiter:
-    """The process's limiter on settings.REDIS_URL."""
-    client = redis.Redis.from_url(
-        settings.REDIS_URL,
-        socket_timeout=REDIS_SOCKET_TIMEOUT_SECONDS,
-        socket_connect_timeout=REDIS_SOCKET_TIMEOUT_SECONDS,
-    )
-    return RateLimiter(client)
+    """The process's limiter on settings.REDIS_URL (a cluster's when settings.REDIS_CLUSTER)."""
+    client = redis_from_url(settings.REDIS_URL, timeout=REDIS_SOCKET_TIMEOUT_SECONDS)
+    return RateLimiter(client, legacy_keys=not settings.REDIS_CLUSTER)

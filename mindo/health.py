@@ -13,15 +13,17 @@ list.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
-import redis
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
+
+from mindo.redisconn import REDIS_ERRORS, redis_from_url
 
 logger = logging.getLogger(__name__)
 
@@ -82,18 +84,16 @@ def database_check() -> bool:
 
 def redis_check() -> bool:
     """True when Redis answers PING within REDIS_TIMEOUT_SECONDS."""
-    client = redis.Redis.from_url(
-        settings.REDIS_URL,
-        socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
-        socket_timeout=REDIS_TIMEOUT_SECONDS,
-    )
+    # A cluster's client asks every primary, and is made (reaching a node) by the PING itself.
+    client = redis_from_url(settings.REDIS_URL, timeout=REDIS_TIMEOUT_SECONDS)
     try:
         return bool(client.ping())
     except Exception:
         logger.warning("Readiness: Redis does not answer", exc_info=True)
         return False
     finally:
-        client.close()
+        with contextlib.suppress(*REDIS_ERRORS):
+            client.close()
 
 
 @never_cache

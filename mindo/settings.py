@@ -147,6 +147,9 @@ STATIC_URL = "static/"
 STATIC_ROOT = env.path("DJANGO_STATIC_ROOT", default=BASE_DIR / "staticfiles")
 
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
+# REDIS_URL names a node of a Redis Cluster (mindo.redisconn): the limiter, the sends' stop and
+# liveness marks and the API's throttling use a cluster client. The broker cannot (see below).
+REDIS_CLUSTER = env.bool("REDIS_CLUSTER", default=False)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["mindo.authentication.ApiKeyAuthentication"],
@@ -270,6 +273,11 @@ CALLBACKS_RETRY_FOR_SECONDS = env.int("CALLBACKS_RETRY_FOR_SECONDS", default=3 *
 
 # REDIS_URL unless set, also when set empty (as a copied .env may leave it).
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="") or REDIS_URL
+if REDIS_CLUSTER and CELERY_BROKER_URL == REDIS_URL:
+    # kombu has no Redis Cluster transport: the wake-ups need a plain Redis of their own.
+    raise ImproperlyConfigured(
+        "REDIS_CLUSTER needs CELERY_BROKER_URL: a plain Redis, not the cluster"
+    )
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_ACCEPT_CONTENT = ["json"]

@@ -16,13 +16,14 @@ import time
 from functools import lru_cache
 from typing import Any
 
-import redis
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from redis.commands.core import Script
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
 from mindo.models import ApiKey
+from mindo.redisconn import REDIS_ERRORS, redis_from_url, script_register
 
 logger = logging.getLogger(__name__)
 
@@ -53,19 +54,24 @@ def now() -> float:
     return time.time()
 
 
+# KEYS[1]: the window's counter; ARGV[1]: the window's seconds. One key, so one slot on a cluster
+# (where a client's MULTI/EXEC pipeline is not to be had): a script keeps the two commands atomic.
+COUNT_SCRIPT = """
+local count = redis.call('INCR', KEYS[1])
+redis.call('EXPIRE', KEYS[1], ARGV[1], 'NX')
+return count
+"""
+
+
 @lru_cache(maxsize=4)
-def _redis(url: str) -> redis.Redis:
-    return redis.Redis.from_url(
-        url, socket_connect_timeout=REDIS_TIMEOUT_SECONDS, socket_timeout=REDIS_TIMEOUT_SECONDS
-    )
+def _counter(url: str, cluster: bool) -> Script:
+    """The counting script on a client of `url` (a cluster's when `cluster`), made once."""
+    return script_register(redis_from_url(url, timeout=REDIS_TIMEOUT_SECONDS), COUNT_SCRIPT)
 
 
 def _count(key: str, period: int) -> int:
     """Add one request to `key` and return its count, the first setting the window's expiry."""
-    pipeline = _redis(settings.REDIS_URL).pipeline(transaction=True)
-    pipeline.incr(key)
-    pipeline.expire(key, period, nx=True)
-    count, _ = pipeline.execute()
+    count = _counter(settings.REDIS_URL, settings.REDIS_CLUSTER)(keys=[key], args=[period])
     return int(count)
 
 
@@ -86,7 +92,7 @@ class ApiKeyRateThrottle(BaseThrottle):
         window = int(moment // period)
         try:
             count = _count(throttle_key(scope, api_key.pk, window), period)
-        except redis.RedisError as error:
+        except REDIS_ERRORS as error:
             logger.warning("Throttling is off while Redis cannot be reached: %s", error)
             return True
         if count <= limit:

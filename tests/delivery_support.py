@@ -31,7 +31,7 @@ import threading
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -53,7 +53,7 @@ from bulksend.creation import DRAIN_TASK_NAME
 from bulksend.drain import bulk_send_drain
 from bulksend.liveness import ALIVE_KEY
 from bulksend.models import BulkSend
-from bulksend.stopping import STOP_KEY
+from bulksend.stopping import STOP_KEY_PATTERN
 from messaging.models import Message, MessageStatus, message_id_from_callback_data
 from messaging.ratelimit import KEY_PREFIX, Grant, RateLimiter
 from meta_sandbox import SandboxThread
@@ -336,8 +336,8 @@ class RecordingLimiter(RateLimiter):
         self._reading.seconds = seconds + microseconds / 1_000_000
         return float(self._reading.seconds)
 
-    def acquire(self, key: str, rate: int, n: int = 1, *, stop_key: str | None = None) -> Grant:
-        grant = super().acquire(key, rate, n, stop_key=stop_key)
+    def acquire(self, key: str, rate: int, n: int = 1, *, stop_keys: Sequence[str] = ()) -> Grant:
+        grant = super().acquire(key, rate, n, stop_keys=stop_keys)
         with self._lock:
             self.permits.extend([self._reading.seconds] * grant.granted)
         return grant
@@ -626,7 +626,7 @@ def redis_client() -> redis.Redis:
 
 def _forget_delivery_keys() -> None:
     client = redis_client()
-    for pattern in (f"{KEY_PREFIX}*", ALIVE_KEY.format("*"), STOP_KEY.format("*")):
+    for pattern in (f"{KEY_PREFIX}*", ALIVE_KEY.format("*"), STOP_KEY_PATTERN):
         keys = list(client.scan_iter(match=pattern, count=1000))
         if keys:
             client.delete(*keys)

@@ -37,17 +37,19 @@ class PrivateRedis:
         assert self.process is None, "the private Redis is already running"
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [
-                    self.executable,
-                    *("--port", str(self.port), "--bind", "127.0.0.1"),
-                    *("--save", "", "--appendonly", "no", "--daemonize", "no"),
-                ],
+                [self.executable, *self.server_options()],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
         wait_for(self._answers, timeout=PROCESS_START_TIMEOUT, interval=0.05, what="redis")
         return self
+
+    def server_options(self) -> list[str]:
+        return [
+            *("--port", str(self.port), "--bind", "127.0.0.1"),
+            *("--save", "", "--appendonly", "no", "--daemonize", "no"),
+        ]
 
     def _answers(self) -> bool:
         assert self.process is not None

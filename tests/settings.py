@@ -18,7 +18,10 @@ environ.Env.read_env(Path(__file__).resolve().parent.parent / ".env", overwrite=
 _server = urlsplit(os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0")
 _derived = _server._replace(path=f"/{TEST_REDIS_DB}", query="").geturl()
 os.environ["REDIS_URL"] = os.environ.get("TEST_REDIS_URL") or _derived
-os.environ["CELERY_BROKER_URL"] = os.environ["REDIS_URL"]
+# A test whose REDIS_URL is a cluster's gives its processes a plain broker of their own.
+os.environ["CELERY_BROKER_URL"] = (
+    os.environ.get("TEST_CELERY_BROKER_URL") or os.environ["REDIS_URL"]
+)
 
 from mindo.settings import *  # noqa: F403, E402
 

@@ -19,7 +19,7 @@ from bulksend.drain import bulk_send_drain
 from bulksend.lifecycle import PAUSED_REASON, bulk_send_halt
 from bulksend.models import BulkSend, BulkSendStatus
 from bulksend.quota import queued_ahead
-from bulksend.stopping import send_stop_key
+from bulksend.stopping import send_stop_keys
 from callbacks.models import CallbackEvent, WebhookEndpoint
 from callbacks.signing import secret_generate
 from messaging.models import Message, MessageStatus
@@ -68,6 +68,10 @@ def fresh(bulk_send: BulkSend) -> BulkSend:
     return BulkSend.objects.get(pk=bulk_send.pk)
 
 
+def stop_keys(bulk_send: BulkSend) -> tuple[str, ...]:
+    return send_stop_keys(bulk_send.pk, bulk_send.phone_number.phone_number_id)
+
+
 # --- cancel --------------------------------------------------------------------------------------
 
 
@@ -84,7 +88,7 @@ def test_cancel_cancels_what_is_pending_and_answers_the_status_body(
     assert body["completed_at"] is not None
     assert assert_counters_exact(fresh(bulk_send))["cancelled_count"] == 3
     # The workers in the middle of a batch of it stop before their next request.
-    assert delivery_redis.exists(send_stop_key(bulk_send.pk))
+    assert delivery_redis.exists(*stop_keys(bulk_send)) == len(stop_keys(bulk_send))
 
 
 def test_cancelling_twice_answers_the_same_as_once(tenant: Tenant) -> None:
@@ -141,7 +145,7 @@ def test_a_paused_send_keeps_its_status_and_its_pending_messages(
     assert (body["status"], body["status_reason"]) == (status, PAUSED_REASON)
     assert body["paused_at"] is not None
     assert body["pending_count"] == 3
-    assert delivery_redis.exists(send_stop_key(bulk_send.pk))
+    assert delivery_redis.exists(*stop_keys(bulk_send)) == len(stop_keys(bulk_send))
     # Pausing again changes nothing, not even the moment.
     assert ok(control(tenant, bulk_send.pk, "pause")) == body
     assert assert_counters_exact(fresh(bulk_send))["pending_count"] == 3
@@ -162,7 +166,7 @@ def test_resuming_a_paused_send_clears_the_pause_and_wakes_the_workers(
     assert body["status"] == "PROCESSING"
     assert "paused_at" not in body
     assert "status_reason" not in body
-    assert not delivery_redis.exists(send_stop_key(bulk_send.pk))
+    assert not delivery_redis.exists(*stop_keys(bulk_send))
     assert queued_drains(delivery_redis) == [str(bulk_send.pk)]
     # Resuming a running send answers the same, and wakes nobody.
     delivery_redis.delete(QUEUE_KEY)
@@ -358,17 +362,18 @@ def test_the_limiter_refuses_permits_while_the_stop_key_is_set(
 ) -> None:
     limiter = RateLimiter(delivery_redis, prefix="test:control:")
     stop_key = "test:control:stopped"
-    delivery_redis.delete(stop_key, "test:control:number")
+    (number_key,) = limiter.rate_keys("number")
+    delivery_redis.delete(stop_key, number_key)
     delivery_redis.set(stop_key, "paused")
 
     with pytest.raises(LimiterStopped):
-        limiter.acquire("number", 10, 5, stop_key=stop_key)
+        limiter.acquire("number", 10, 5, stop_keys=[stop_key])
     # Refused permits took nothing from the number's schedule.
-    assert not delivery_redis.exists("test:control:number")
+    assert not delivery_redis.exists(number_key)
 
     delivery_redis.delete(stop_key)
-    assert limiter.acquire("number", 10, 1, stop_key=stop_key).granted == 1
-    delivery_redis.delete("test:control:number")
+    assert limiter.acquire("number", 10, 1, stop_keys=[stop_key]).granted == 1
+    delivery_redis.delete(number_key)
 
 
 def run_action(action: str, *sends: BulkSend) -> str:

@@ -227,7 +227,7 @@ def test_a_rate_limit_hit_is_retried_and_slows_the_number_down_for_every_worker(
     assert report.outcomes == {"sent": 5, "retry": 5}
     # The shared limiter gives no permit to anyone for a second from the 130429 (which came
     # after `seconds` on Redis's clock, the limiter's).
-    next_permit = float(delivery_redis.get(f"{KEY_PREFIX}{number}") or 0)
+    next_permit = float(delivery_redis.get(f"{KEY_PREFIX}{{{number}}}") or 0)
     assert next_permit - (seconds * 1_000_000 + microseconds) >= RATE_LIMIT_PAUSE_SECONDS * 1e6
 
     bulk_send = drain_to_completion(accepted["bulk_send_id"])

@@ -227,7 +227,7 @@ def test_without_a_clock_the_limiter_keeps_redis_time_and_forgets_past_debts(
     assert blocked.granted == 0
     # Less than an hour by the time Redis took to answer (generously: a minute).
     assert 3600 - 60 < blocked.retry_after <= 3600
-    expires_in_ms = int(redis_client.pttl(f"{prefix}number"))  # type: ignore[arg-type]
+    expires_in_ms = int(redis_client.pttl(f"{prefix}{{number}}"))  # type: ignore[arg-type]
     assert (3600 - 60) * 1000 < expires_in_ms <= (3600 + 2) * 1000
 
 

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import threading
 import uuid
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 import pytest
@@ -29,6 +29,7 @@ from messaging.models import Message, MessageStatus, message_id_from_callback_da
 from messaging.ratelimit import AsyncPacer, LimiterUnavailable, RateLimiter, get_rate_limiter
 from tests.conftest import Tenant
 from tests.delivery_support import (
+    RecordingLimiter,
     ScriptedMeta,
     assert_counters_exact,
     delivery_redis_fixture,  # noqa: F401  (fixtures)
@@ -39,6 +40,7 @@ from tests.delivery_support import (
     welcome_recipients,
 )
 from tests.redis_server import PrivateRedis, private_redis_fixture  # noqa: F401
+from tests.test_ratelimit import MICROS, max_in_any_window
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -77,28 +79,42 @@ def message_ids(meta: ScriptedMeta) -> list[int]:
 # --- the pacer -----------------------------------------------------------------------------------
 
 
-def test_the_pacer_waits_for_redis_and_takes_its_permit_once_redis_is_back(
-    private_redis: PrivateRedis, caplog: pytest.LogCaptureFixture
+def pacer_waits_through_a_restart(
+    pacer: AsyncPacer,
+    away: PrivateRedis,
+    caplog: pytest.LogCaptureFixture,
+    *,
+    back: Callable[[], None] = lambda: None,
 ) -> None:
+    """`away` is killed; a worker waits on `pacer`, which meets the outage and must keep waiting;
+    `away` is started again (then `back()`), and the worker gets its permit."""
     caplog.set_level(logging.WARNING, logger="messaging.ratelimit")
-    limiter = RateLimiter(private_redis.client(), prefix=f"test:rate:{uuid.uuid4().hex}:")
-    pacer = AsyncPacer(limiter, "number", 10, redis_wait=120)
-    private_redis.stop()
+    away.stop()
     outcome: list[BaseException | None] = []
     waiting = threading.Thread(target=lambda: outcome.append(run_catching(pacer.wait())))
     waiting.start()
 
     wait_for(
         lambda: outcome or "Redis is unreachable" in caplog.text,
-        timeout=30,
+        timeout=60,
         what="the pacer to meet the stopped Redis",
     )
     assert outcome == [], "the pacer gave up instead of waiting for Redis"
-    private_redis.start()
-    waiting.join(timeout=60)
+    away.start()
+    back()
+    waiting.join(timeout=120)
 
     assert outcome == [None]
     assert "Redis answers again" in caplog.text
+
+
+def test_the_pacer_waits_for_redis_and_takes_its_permit_once_redis_is_back(
+    private_redis: PrivateRedis, caplog: pytest.LogCaptureFixture
+) -> None:
+    limiter = RateLimiter(private_redis.client(), prefix=f"test:rate:{uuid.uuid4().hex}:")
+    pacer = AsyncPacer(limiter, "number", 10, redis_wait=120)
+
+    pacer_waits_through_a_restart(pacer, private_redis, caplog)
 
 
 def test_the_pacer_gives_every_waiter_up_once_redis_stays_away_past_its_bound(
@@ -201,6 +217,54 @@ def test_a_batch_redis_refuses_mid_way_gives_back_at_once_what_it_did_not_send(
     assert isinstance(raised, redis.ResponseError), raised
     admin.config_set("maxmemory", 0)
     assert_finishes_with_each_sent_once(send_id, scripted_meta)
+
+
+@override_settings(DELIVERY_PACING=True, DELIVERY_REDIS_WAIT_SECONDS=120)
+def test_a_batch_rides_out_a_redis_restart_within_the_rate_and_loses_no_message(
+    tenant: Tenant,
+    scripted_meta: ScriptedMeta,
+    on_private_redis: PrivateRedis,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Redis is killed mid-batch and started again, empty, once the pacer has met the outage:
+    the batch goes on where it stopped, and the permits granted after the restart (on the
+    limiter's own clock, Redis's) share no one-second window with those before it beyond the
+    rate, though the restarted Redis forgot them."""
+    caplog.set_level(logging.WARNING, logger="messaging.ratelimit")
+    tenant.number.throughput_per_second = RATE
+    tenant.number.save()
+    limiter = RecordingLimiter(on_private_redis.client())
+    monkeypatch.setattr("bulksend.drain.get_rate_limiter", lambda: limiter)
+    restarts: list[int] = []
+
+    def restart_once_the_pacer_waits() -> None:
+        wait_for(
+            lambda: "Redis is unreachable" in caplog.text,
+            timeout=60,
+            what="the pacer to meet the stopped Redis",
+        )
+        on_private_redis.start()
+        restarts.append(len(limiter.permits))
+
+    def answer(index: int, body: dict[str, Any]) -> None:
+        if index == 9:
+            on_private_redis.stop()
+            threading.Thread(target=restart_once_the_pacer_waits, daemon=True).start()
+
+    scripted_meta.answer = answer
+    accepted = send_bulk(tenant, welcome_recipients(2 * RATE))
+    send_id = accepted["bulk_send_id"]
+
+    bulk_send_drain(uuid.UUID(send_id))
+    assert_finishes_with_each_sent_once(send_id, scripted_meta)
+
+    assert len(restarts) == 1
+    assert 10 <= restarts[0] < 2 * RATE, restarts
+    assert "Redis answers again" in caplog.text
+    stamps = [round(seconds * MICROS) for seconds in limiter.permits]
+    assert len(stamps) == 2 * RATE
+    assert max_in_any_window(stamps) <= RATE
 
 
 # --- the reaper and liveness ---------------------------------------------------------------------

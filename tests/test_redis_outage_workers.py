@@ -7,6 +7,9 @@ a while and starts it again, empty, on the same port. Either the drain waits for
 outage is shorter than DELIVERY_REDIS_WAIT_SECONDS) or it gives back at once what it had not
 handed to Meta and ends, and beat's reaper wakes the send when Redis is back. Leases and the grace
 are ten minutes here: a send that finishes within the test's deadline did not wait them out.
+
+On Redis Cluster (as deployed at scale) the limiter and the marks are on a cluster of the test's
+own and the broker on a plain Redis; the node serving the number's slot is the one killed.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -22,6 +26,7 @@ from django.conf import settings
 
 from bulksend.models import BulkSend, BulkSendStatus
 from messaging.models import Message
+from messaging.ratelimit import RateLimiter
 from tests.conftest import Tenant
 from tests.delivery_support import (
     QUEUE_KEY,
@@ -34,6 +39,7 @@ from tests.delivery_support import (
     wait_for,
     welcome_recipients,
 )
+from tests.redis_cluster import PrivateCluster, private_cluster_fixture  # noqa: F401
 from tests.redis_server import PrivateRedis, private_redis_fixture  # noqa: F401
 from tests.test_drain_workers import CeleryWorker, assert_each_sent_exactly_once
 
@@ -84,20 +90,75 @@ def test_a_send_finishes_soon_after_redis_returns_with_nothing_lost_or_sent_twic
     delivery_redis: redis.Redis,
     tmp_path: Path,
 ) -> None:
+    # tests.settings points REDIS_URL and CELERY_BROKER_URL at TEST_REDIS_URL.
+    env = {
+        "TEST_REDIS_URL": private_redis.url,
+        "DELIVERY_REDIS_WAIT_SECONDS": "60" if redis_wait == "rides_out" else "3",
+    }
+    logs = send_through_an_outage(
+        tenant, sandbox_process, delivery_redis, tmp_path, env=env, away=private_redis
+    )
+    if redis_wait == "gives_back":
+        # The drain ended while the broker was away too: its wake-up was lost, not its send.
+        assert "Cannot wake send" in logs
+
+
+def test_a_send_on_redis_cluster_finishes_soon_after_a_node_restarts(
+    tenant: Tenant,
+    sandbox_process: SandboxProcess,
+    private_redis: PrivateRedis,
+    private_cluster: PrivateCluster,
+    delivery_redis: redis.Redis,
+    tmp_path: Path,
+) -> None:
+    """As deployed at scale: the limiter and the marks on Redis Cluster, the broker on a plain
+    Redis of its own; the node that serves the number's slot (its rate key and the send's stop
+    mark) is killed mid-send and started again, empty."""
+    (rate_key,) = RateLimiter(private_cluster.client()).rate_keys(tenant.number.phone_number_id)
+    owner = private_cluster.client().get_node_from_key(rate_key)
+    node = next(node for node in private_cluster.nodes if node.port == owner.port)
+    env = {
+        "TEST_REDIS_URL": private_cluster.url,
+        "TEST_CELERY_BROKER_URL": private_redis.url,
+        "REDIS_CLUSTER": "true",
+        "DELIVERY_REDIS_WAIT_SECONDS": "60",
+    }
+    send_through_an_outage(
+        tenant,
+        sandbox_process,
+        delivery_redis,
+        tmp_path,
+        env=env,
+        away=node,
+        back=private_cluster.wait_until_served,
+    )
+
+
+def send_through_an_outage(
+    tenant: Tenant,
+    sandbox_process: SandboxProcess,
+    delivery_redis: redis.Redis,
+    tmp_path: Path,
+    *,
+    env: dict[str, str],
+    away: PrivateRedis,
+    back: Callable[[], None] = lambda: None,
+) -> str:
+    """Workers and beat on `env`'s Redis; `away` is killed while a drain paces the send and
+    started again (then `back()`) OUTAGE_SECONDS later; the send must finish with every message
+    sent exactly once, on its first attempt. Returns the processes' logs."""
     tenant.number.throughput_per_second = RATE
     tenant.number.save()
     env = {
         **process_env(),
-        # tests.settings points REDIS_URL and CELERY_BROKER_URL at TEST_REDIS_URL.
-        "TEST_REDIS_URL": private_redis.url,
         "META_GRAPH_URL": sandbox_process.url,
         "DELIVERY_PACING": "true",
         "DELIVERY_LEASE_SECONDS": str(LEASE_SECONDS),
         "DELIVERY_CALLBACK_GRACE_SECONDS": str(GRACE_SECONDS),
         "DELIVERY_DRAIN_SECONDS": "10",
-        "DELIVERY_REDIS_WAIT_SECONDS": "60" if redis_wait == "rides_out" else "3",
         "REAPER_INTERVAL_SECONDS": "1",
         "CELERY_TASK_ALWAYS_EAGER": "false",
+        **env,
     }
     workers = [CeleryWorker(name, env, tmp_path) for name in ("first", "second")]
     beat = CeleryBeat(env, tmp_path)
@@ -125,10 +186,11 @@ def test_a_send_finishes_soon_after_redis_returns_with_nothing_lost_or_sent_twic
             timeout=60,
             what="the send to be under way",
         )
-        private_redis.stop()
+        away.stop()
         sent_before_the_outage = sandbox_process.control("stats")["accepted"]
         time.sleep(OUTAGE_SECONDS)
-        private_redis.start()
+        away.start()
+        back()
         returned_at = time.monotonic()
 
         def finished() -> BulkSend | None:
@@ -146,16 +208,13 @@ def test_a_send_finishes_soon_after_redis_returns_with_nothing_lost_or_sent_twic
             raise AssertionError(f"{error}\n{log_tails()}") from None
         # A figure for the README, not an assertion: it depends on the machine.
         finished_after = time.monotonic() - returned_at
-        print(f"\n{redis_wait}: the send finished {finished_after:.1f} s after Redis came back")
+        print(f"\nThe send finished {finished_after:.1f} s after Redis came back")
     finally:
         beat.kill()
         for worker in workers:
             worker.kill()
 
     assert sent_before_the_outage < RECIPIENTS
-    if redis_wait == "gives_back":
-        # The drain ended while the broker was away too: its wake-up was lost, not its send.
-        assert "Cannot wake send" in logs()
     assert bulk_send.status == BulkSendStatus.COMPLETED, log_tails()
     assert_each_sent_exactly_once(sandbox_process, bulk_send)
     counts = assert_counters_exact(bulk_send)
@@ -166,3 +225,4 @@ def test_a_send_finishes_soon_after_redis_returns_with_nothing_lost_or_sent_twic
     assert set(Message.objects.filter(bulk_send=bulk_send).values_list("attempts", flat=True)) == {
         1
     }
+    return logs()
