@@ -89,6 +89,7 @@ from bench.drain_support import (  # noqa: E402
     wake_up,
 )
 from bench.reads import disk_bytes_per_message  # noqa: E402
+from bench.single_send import send_body as single_send_body  # noqa: E402
 from bench.support import (  # noqa: E402
     PRODUCTION_ENV,
     Demo,
@@ -110,7 +111,8 @@ WEBHOOK_PATH = "/webhooks/meta/"
 READY_PATH = "/api/v1/meta-templates/bulk-sends/?page_size=1"
 SAMPLE_SECONDS = 0.2
 WARM_SENDS, WARM_SIZE = 3, 200  # off the clock: every gunicorn worker and the pool warmed up
-WARM_BASE, SINGLE_BASE = 70_000_000, 80_000_000  # phone ranges that never meet the engine's
+# Phones of the warm-up sends: never the engine's (ENGINE_BASE) nor single_send's (+5491170...).
+WARM_BASE = 90_000_000
 # Each role's PostgreSQL connections carry its name, so its backends are told apart.
 ROLES = {"web": "capacity-web", "worker": "capacity-worker", "baseline": "capacity-baseline"}
 # The bench's process groups (drain_processes.RUNNING) by role; the sandbox is Meta's, not counted.
@@ -498,7 +500,7 @@ def service_phases(run: Run, web: str) -> None:
         if delivered != len(bodies) or len(bodies) != args.messages:
             run.problems.append(f"webhooks: {delivered} delivered of {len(bodies)} posted")
 
-        singles = [single_body(demo, n) for n in range(args.singles + 20)]
+        singles = [single_send_body(demo, n) for n in range(args.singles + 20)]
         post_sequentially(web, SEND, singles[:20], api)  # warm, off the clock
         with measured("single send", args.singles, args.database_url, run.phases):
             ok = post_sequentially(web, SEND, singles[20:], api)
@@ -506,21 +508,6 @@ def service_phases(run: Run, web: str) -> None:
             run.problems.append(f"single sends: {ok} of {args.singles} answered 2xx")
     counters = BulkSend.objects.filter(pk=bulk_send_id).values("sent_count", "delivered_count")
     say(f"  the send's counters: {counters.get()}")
-
-
-def single_body(demo: Demo, n: int) -> bytes:
-    import orjson
-
-    return orjson.dumps(
-        {
-            "phone_number_id": demo.phone_number_id,
-            "template_name": "welcome_message",
-            "language": demo.language,
-            "recipient_phone": f"+54911{SINGLE_BASE + n:08d}",
-            "variables": {"name": f"Cliente {n}", "code": f"S{n}"},
-            "button_variables": {"button_0": f"S-{n}"},
-        }
-    )
 
 
 # --- the report ----------------------------------------------------------------------------------
