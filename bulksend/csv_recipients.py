@@ -4,10 +4,10 @@ form whose file field `recipients` holds the CSV.
 The first line is a header: `phone` (or `user_id`, Meta's business-scoped user id, or both, each
 row filling one of the two), one column per template variable (named as the template names
 it), and `button_<index>` for a button's variable. Each following line is a recipient. The
-send's other fields (`phone_number_id`, `template_name`, `language`, `send_at`,
-`callback_url`) come as query parameters (or form fields). UTF-8 with or without a byte-order
-mark; cells separated by commas or by semicolons (as spreadsheets write CSV where the decimal
-mark is a comma), told by the header.
+send's other fields (`phone_number_id`, `template_name`, `language`, `send_at`, `send_window`
+as `HH:MM-HH:MM`, `callback_url`) come as query parameters (or form fields). UTF-8 with or
+without a byte-order mark; cells separated by commas or by semicolons (as spreadsheets write CSV
+where the decimal mark is a comma), told by the header.
 
 The rows become the JSON request's recipients, checked by the same code; every error is reported
 by the CSV line it is on (`{"recipients": {"line 7": {"phone": [...]}}}`): a client fixes a file
@@ -27,8 +27,15 @@ from mindo.errors import InvalidFieldsError
 
 CSV_MEDIA_TYPE = "text/csv"
 # The fields of send-bulk/ other than its recipients, read from the query (or the form).
-SEND_FIELDS = ("phone_number_id", "template_name", "language", "send_at", "callback_url")
-OPTIONAL_SEND_FIELDS = ("language", "send_at", "callback_url")
+SEND_FIELDS = (
+    "phone_number_id",
+    "template_name",
+    "language",
+    "send_at",
+    "send_window",
+    "callback_url",
+)
+OPTIONAL_SEND_FIELDS = ("language", "send_at", "send_window", "callback_url")
 PHONE_COLUMN = "phone"
 USER_ID_COLUMN = "user_id"
 RECIPIENTS = "recipients"
@@ -157,5 +164,14 @@ def send_bulk_csv_data(
     """send-bulk/'s request data from a CSV file and the other fields given beside it."""
     rows = recipients_csv_read(raw)
     data: dict[str, Any] = {name: fields[name] for name in SEND_FIELDS if name in fields}
+    if isinstance(data.get("send_window"), str):
+        data["send_window"] = send_window_from_text(data["send_window"])
     data[RECIPIENTS] = rows.recipients
     return data, rows
+
+
+def send_window_from_text(text: str) -> Any:
+    """A query parameter's or form field's `send_window`, `HH:MM-HH:MM`, as the JSON body's
+    object; anything else is left as it is, for the send's validation to name."""
+    start, dash, end = text.partition("-")
+    return {"start": start.strip(), "end": end.strip()} if dash else text

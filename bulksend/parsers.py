@@ -43,6 +43,7 @@ CSV_FORM_REQUEST = inline_serializer(
 _CSV_FIELD_NOTES = {
     "language": " (`es` when not given).",
     "send_at": " (optional; ISO 8601 with its offset, as in the JSON body).",
+    "send_window": " (optional; `HH:MM-HH:MM`, the JSON body's `start` and `end`).",
 }
 CSV_QUERY_PARAMETERS = [
     OpenApiParameter(

@@ -173,6 +173,33 @@ def test_send_at_is_a_query_parameter_of_a_csv_send(tenant: Tenant, clock: Ticki
     assert refused.json() == {"send_at": [SEND_AT_PAST]}
 
 
+@pytest.mark.django_db
+def test_send_window_is_a_query_parameter_of_a_csv_send(
+    tenant: Tenant, clock: TickingClock
+) -> None:
+    base = {"phone_number_id": tenant.number.phone_number_id, "template_name": "welcome_message"}
+    csv = b"phone,name,code,button_0\n+5491112345678,Juan,ABC,X\n"
+
+    def post(window: str) -> Any:
+        query = urlencode({**base, "send_window": window})
+        return tenant.client.generic(
+            "POST", f"{SEND_BULK_URL}?{query}", csv, content_type="text/csv"
+        )
+
+    response = post("22:00-06:00")
+    refused = post("22:00")
+
+    assert response.status_code == 202, response.content
+    bulk_send = BulkSend.objects.get(pk=response.json()["bulk_send_id"])
+    assert (f"{bulk_send.send_window_start:%H:%M}", f"{bulk_send.send_window_end:%H:%M}") == (
+        "22:00",
+        "06:00",
+    )
+    assert status_of(tenant, str(bulk_send.pk))["send_window"] == {"start": "22:00", "end": "06:00"}
+    assert refused.status_code == 400
+    assert refused.json() == {"send_window": [SEND_WINDOW_SHAPE]}
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_scheduled_send_starts_at_send_at_and_not_before(
     tenant: Tenant, sandbox: SandboxThread, delivery_redis: redis.Redis
