@@ -535,6 +535,16 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def free_ports(count: int) -> list[int]:
+    """`count` different free ports: each probe stays bound until all are chosen, so the kernel
+    cannot hand one out twice (as `free_port` called again may)."""
+    with contextlib.ExitStack() as stack:
+        probes = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for probe in probes:
+            probe.bind(("127.0.0.1", 0))
+        return [int(probe.getsockname()[1]) for probe in probes]
+
+
 def database_url() -> str:
     """The test database, as the workers' settings read it from DATABASE_URL."""
     db = connection.settings_dict

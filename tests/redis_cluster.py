@@ -16,7 +16,7 @@ import pytest
 import redis
 from redis.cluster import RedisCluster
 
-from tests.delivery_support import PROCESS_START_TIMEOUT, free_port, wait_for
+from tests.delivery_support import PROCESS_START_TIMEOUT, free_ports, wait_for
 from tests.redis_server import PrivateRedis
 
 MASTERS = 3
@@ -25,11 +25,11 @@ MASTERS = 3
 class ClusterNode(PrivateRedis):
     """One node: a PrivateRedis started with the cluster's options, in a directory of its own."""
 
-    def __init__(self, log_dir: Path) -> None:
-        super().__init__(log_dir)
+    def __init__(self, log_dir: Path, port: int, bus_port: int) -> None:
+        super().__init__(log_dir, port)
         # The node's bus to the others: a free port of its own (by default the port + 10,000,
         # which a free port from the ephemeral range cannot have).
-        self.bus_port = free_port()
+        self.bus_port = bus_port
         self.directory = log_dir / f"node-{self.port}"
         self.directory.mkdir()
 
@@ -44,7 +44,9 @@ class ClusterNode(PrivateRedis):
 
 class PrivateCluster:
     def __init__(self, log_dir: Path) -> None:
-        self.nodes = [ClusterNode(log_dir) for _ in range(MASTERS)]
+        # Every node's ports chosen together: chosen one by one, two could be the same.
+        ports = free_ports(2 * MASTERS)
+        self.nodes = [ClusterNode(log_dir, ports[2 * n], ports[2 * n + 1]) for n in range(MASTERS)]
         # A client finds every node from any one of them.
         self.url = f"redis://127.0.0.1:{self.nodes[0].port}"
 

@@ -22,12 +22,12 @@ from tests.delivery_support import PROCESS_START_TIMEOUT, free_port, wait_for
 
 
 class PrivateRedis:
-    def __init__(self, log_dir: Path) -> None:
+    def __init__(self, log_dir: Path, port: int | None = None) -> None:
         executable = shutil.which("redis-server")
         if executable is None:
             pytest.skip("redis-server is not installed: the outage tests start one of their own")
         self.executable = executable
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.log_path = log_dir / f"redis-{self.port}.log"
         self.process: subprocess.Popen[bytes] | None = None
