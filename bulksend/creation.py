@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,7 +27,10 @@ from django.utils import timezone
 from bulksend.models import BulkSend, BulkSendKind, BulkSendStatus
 from bulksend.quota import QuotaInfo, estimate_minutes, queued_ahead, quota_for_send
 from bulksend.recipients import (
+    Errors,
     Recipient,
+    RecipientBatches,
+    RecipientList,
     check_against_template,
     deduplicate,
     raise_for_recipient_errors,
@@ -180,33 +185,101 @@ def template_sendable_check(template: MessageTemplate) -> None:
     _sendable(template, name=template.name, language=template.language)
 
 
-def _copy_messages(
-    bulk_send: BulkSend, recipients: list[Recipient], due: MessagesDue | None = None
-) -> None:
-    """COPY the messages; with `due`, each one's `next_attempt_at` too (a scheduled send)."""
-    columns = ", ".join(_MESSAGE_COLUMNS + (("next_attempt_at",) if due is not None else ()))
-    account_id = bulk_send.phone_number.business_account_id
-    with connection.cursor() as cursor:
-        raw_cursor = cursor.cursor  # psycopg's own cursor: Django's wrapper has no COPY
-        with raw_cursor.copy(f"COPY {Message._meta.db_table} ({columns}) FROM STDIN") as copy:
-            for index, recipient in enumerate(recipients):
-                row: tuple[Any, ...] = (
-                    bulk_send.pk,
-                    account_id,
-                    recipient.phone,
-                    recipient.user_id,
-                    orjson.dumps(recipient.variables).decode(),
-                    orjson.dumps(recipient.button_variables).decode(),
+def _message_rows(
+    bulk_send_id: uuid.UUID, account_id: int, recipients: list[Recipient], due: MessagesDue | None
+) -> Iterator[tuple[Any, ...]]:
+    """The COPY rows of `recipients`; with `due`, each one's `next_attempt_at` too."""
+    for index, recipient in enumerate(recipients):
+        row: tuple[Any, ...] = (
+            bulk_send_id,
+            account_id,
+            recipient.phone,
+            recipient.user_id,
+            orjson.dumps(recipient.variables).decode(),
+            orjson.dumps(recipient.button_variables).decode(),
+        )
+        yield row if due is None else (*row, due.due_at[index])
+
+
+def _messages_copy(cursor: Any, *, scheduled: bool) -> Any:
+    """psycopg's COPY of messages (Django's cursor wrapper has no COPY), with `next_attempt_at`
+    for a scheduled send."""
+    columns = ", ".join(_MESSAGE_COLUMNS + (("next_attempt_at",) if scheduled else ()))
+    return cursor.cursor.copy(f"COPY {Message._meta.db_table} ({columns}) FROM STDIN")
+
+
+@dataclass(slots=True)
+class _Written:
+    """What the batches of a send wrote: its unique recipients, and when they come due."""
+
+    unique: int = 0
+    due: MessagesDue | None = None
+
+
+def _due_merged(written: MessagesDue | None, batch: MessagesDue | None) -> MessagesDue | None:
+    """The due moments of the batches so far, as messages_due would give them for all at once
+    (only the first and the last opening are kept: the rows are written already)."""
+    if batch is None or written is None:
+        return batch if written is None else written
+    firsts = [written.first, batch.first]
+    openings = [written.last_window_opens_at, batch.last_window_opens_at]
+    known_openings = [moment for moment in openings if moment is not None]
+    return MessagesDue(
+        [],
+        # None when some message is due at once, as messages_due says it.
+        first=None if written.first is None or batch.first is None else min(firsts),  # type: ignore[type-var]
+        last_window_opens_at=max(known_openings) if known_openings else None,
+    )
+
+
+def _messages_write(
+    *,
+    bulk_send_id: uuid.UUID,
+    account_id: int,
+    recipients: RecipientBatches,
+    template: MessageTemplate,
+    schedule: Callable[[list[Recipient]], MessagesDue | None],
+    phones_of_user_ids: dict[str, str],
+) -> _Written:
+    """Check the recipients against the template, deduplicate them and COPY their messages, a
+    batch at a time; every template error, by index, raised after the last batch (the caller's
+    transaction then writes nothing). Scheduled or not is known from the first batch."""
+    errors: dict[str, Errors] = {}
+    seen: set[str] = set()
+    written = _Written()
+    copy: Any = None
+    with connection.cursor() as cursor, ExitStack() as copying:
+        for first_index, batch in recipients.batches():
+            errors.update(
+                check_against_template(
+                    batch,
+                    variables=list(template.variables),
+                    buttons=template.button_specs,
+                    template=template.name,
+                    variable_types=template.typed_variables,
+                    currency_code=template.currency_code,
+                    first_index=first_index,
                 )
-                if due is not None:
-                    row += (due.due_at[index],)
+            )
+            if errors:
+                continue  # refused: only the errors of the rest are still wanted
+            unique = deduplicate(batch, phones_of_user_ids, seen=seen)
+            if not unique:
+                continue  # a batch of repeats (its due moments would say none)
+            due = schedule(unique)
+            if copy is None:
+                copy = copying.enter_context(_messages_copy(cursor, scheduled=due is not None))
+            for row in _message_rows(bulk_send_id, account_id, unique, due):
                 copy.write_row(row)
+            written.unique += len(unique)
+            written.due = _due_merged(written.due, due)
+    raise_for_recipient_errors(errors)
+    return written
 
 
-def phones_of_user_ids(organization_id: int, recipients: list[Recipient]) -> dict[str, str]:
-    """The phone of each recipient's user id whose contact has one (a webhook named both): one
-    query, and none for a send to phones only."""
-    user_ids = {recipient.user_id for recipient in recipients if recipient.user_id}
+def phones_of_user_ids(organization_id: int, user_ids: set[str]) -> dict[str, str]:
+    """The phone of each of the recipients' user ids whose contact has one (a webhook named
+    both): one query, and none for a send to phones only."""
     if not user_ids:
         return {}
     return {
@@ -242,21 +315,25 @@ def bulk_send_create(
     phone_number_id: str,
     template_name: str,
     language: str,
-    recipients: list[Recipient],
+    recipients: list[Recipient] | RecipientBatches,
     send_at: datetime | None = None,
     send_window: SendWindow | None = None,
     callback_url: str = "",
 ) -> BulkSendAccepted:
-    """Accept a send of `template_name` to `recipients` (already checked for shape).
+    """Accept a send of `template_name` to `recipients` (already checked for shape; a list, or
+    batches read from a streamed body).
 
     1. Resolve the number and the template within the caller's organization (404s, 400).
-    2. Check every recipient's variables against the template, by the client's index.
-    3. Deduplicate by phone or user id, keeping the first occurrence (a user id whose contact
-       has a phone among the recipients is that phone: one person, sent once).
-    4. In one transaction: the send, its messages, a contact for each recipient the organization
-       has none for, its quota figures and its estimate. A scheduled send's messages are due
-       at `send_at` or their recipient's `send_window` (bulksend.schedule).
-    5. After commit, enqueue the wake-up for the workers (when its first message is due; the
+    2. In one transaction, a batch at a time (`_messages_write`): check every recipient's
+       variables against the template, by the client's index (any error: a 400 and nothing
+       written); deduplicate by phone or user id, keeping the first occurrence (a user id whose
+       contact has a phone among the recipients is that phone: one person, sent once); COPY the
+       messages. A scheduled send's messages are due at `send_at` or their recipient's
+       `send_window` (bulksend.schedule).
+    3. In the same transaction: the send (its key chosen before its messages, whose foreign key
+       PostgreSQL checks at commit), a contact for each recipient the organization has none for,
+       its quota figures and its estimate.
+    4. After commit, enqueue the wake-up for the workers (when its first message is due; the
        reaper wakes a send due later).
     A `callback_url` is checked first (`callback_url_check`) and gets the send's events.
     """
@@ -267,35 +344,39 @@ def bulk_send_create(
         name=template_name,
         language=language,
     )
-    raise_for_recipient_errors(
-        check_against_template(
-            recipients,
-            variables=list(template.variables),
-            buttons=template.button_specs,
-            template=template.name,
-            variable_types=template.typed_variables,
-            currency_code=template.currency_code,
-        )
-    )
-    unique = deduplicate(recipients, phones_of_user_ids(organization.pk, recipients))
+    batches = RecipientList(recipients) if isinstance(recipients, list) else recipients
     now = timezone.now()
-    due = messages_due(
-        [recipient.phone for recipient in unique],
-        send_at=send_at,
-        window=send_window,
-        fallback_timezone=organization.timezone,
-        now=now,
-    )
+
+    def schedule(unique: list[Recipient]) -> MessagesDue | None:
+        return messages_due(
+            [recipient.phone for recipient in unique],
+            send_at=send_at,
+            window=send_window,
+            fallback_timezone=organization.timezone,
+            now=now,
+        )
+
+    bulk_send_id = uuid.uuid4()
     with transaction.atomic():
+        written = _messages_write(
+            bulk_send_id=bulk_send_id,
+            account_id=number.business_account_id,
+            recipients=batches,
+            template=template,
+            schedule=schedule,
+            phones_of_user_ids=phones_of_user_ids(organization.pk, batches.user_ids()),
+        )
+        due = written.due
         bulk_send = BulkSend.objects.create(
+            id=bulk_send_id,
             organization=organization,
             phone_number=number,
             template=template,
             created_by=created_by,
             task_id=str(uuid.uuid4()),
-            submitted_recipients=len(recipients),
-            unique_recipients=len(unique),
-            pending_count=len(unique),
+            submitted_recipients=batches.total,
+            unique_recipients=written.unique,
+            pending_count=written.unique,
             send_at=send_at,
             send_window_start=send_window.start if send_window else None,
             send_window_end=send_window.end if send_window else None,
@@ -304,12 +385,11 @@ def bulk_send_create(
         )
         if callback_url:
             send_callback_register(organization_id=organization.pk, url=callback_url)
-        _copy_messages(bulk_send, unique, due)
         contacts_from_send(
             organization_id=organization.pk, bulk_send_id=bulk_send.pk, source=ContactSource.API
         )
         accepted = stored_send_accept(bulk_send, number=number, now=now, due=due)
-    metrics.send_accepted(recipients=len(unique))
+    metrics.send_accepted(recipients=written.unique)
     return accepted
 
 

@@ -25,8 +25,16 @@ from bulksend.csv_recipients import (
     refused,
     send_bulk_csv_data,
 )
+from bulksend.json_stream import json_send_fields
 from mindo.errors import InvalidFieldsError
-from mindo.parsers import read_bounded, too_large
+from mindo.parsers import json_body_loads, read_bounded, too_large
+from mindo.request_body import request_is_chunked
+from mindo.request_spool import body_spool, body_spool_read
+
+JSON_MEDIA_TYPE = "application/json"
+# JSON bodies larger than this are streamed (bulksend.json_stream), smaller ones parsed whole:
+# below it streaming saves no memory worth having, and whole parsing is faster.
+STREAM_FROM_BYTES = 1024 * 1024
 
 # The OpenAPI description of the CSV forms of the request.
 CSV_REQUEST = OpenApiTypes.BINARY
@@ -57,9 +65,29 @@ CSV_QUERY_PARAMETERS = [
 ]
 
 
+def large_json_body_spool(request: Request) -> None:
+    """Spool a large JSON body (413 past SEND_BULK_MAX_BODY_BYTES), before anything reads it: the
+    Idempotency-Key's fingerprint and the recipients' stream then read the spool."""
+    declared = request.META.get("CONTENT_LENGTH") or ""
+    if not request.content_type.startswith(JSON_MEDIA_TYPE) or not declared.isdigit():
+        return
+    if int(declared) <= STREAM_FROM_BYTES:
+        return
+    # A chunked body was read by mindo.middleware up to API_MAX_BODY_BYTES (+1 to tell it over).
+    chunked = request_is_chunked(request.META)
+    limit = settings.API_MAX_BODY_BYTES if chunked else settings.SEND_BULK_MAX_BODY_BYTES
+    body_spool_read(request, limit=limit)
+
+
 def send_bulk_request_data(request: Request) -> tuple[Any, CsvRecipients | None]:
     """send-bulk/'s data however it came (JSON, a CSV body, a CSV file in a form), and the CSV's
-    rows when there was one."""
+    rows when there was one. A spooled JSON body's recipients come as a stream."""
+    spool = body_spool(request)
+    if spool is not None:
+        fields = json_send_fields(spool)
+        if fields is None:  # no JSON object: parsed whole, for the errors small bodies get
+            return json_body_loads(spool.reader().read(), request), None
+        return fields, None
     if request.content_type.startswith("multipart/form-data"):
         upload = request.FILES.get(RECIPIENTS)
         if upload is None:

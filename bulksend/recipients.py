@@ -1,6 +1,7 @@
 """Validating and deduplicating the `recipients` of a send.
 
-This runs over up to 100,000 items per request, so it is a plain loop rather than a nested DRF
+This runs over up to a million items per request (in batches when the body is streamed:
+bulksend.json_stream), so it is a plain loop rather than a nested DRF
 serializer (which costs tens of microseconds per field); its errors keep DRF's shape,
 keyed by the recipient's index: `{"recipients": {"3": {"phone": ["..."]}}}`.
 
@@ -11,9 +12,10 @@ id, meta.user_ids): exactly one of the two.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from decimal import Decimal
+from typing import Any, Protocol
 
 from meta.components import TemplateButton
 from meta.parameters import value_problem
@@ -77,6 +79,8 @@ def _text(value: Any) -> str | None:
         return value
     if isinstance(value, JSONFloat):
         return value.literal
+    if isinstance(value, Decimal):  # a streamed body's number (ijson), exact as written
+        return str(value)
     if isinstance(value, float):
         raise RoundedNumber
     if isinstance(value, int) and not isinstance(value, bool):
@@ -162,6 +166,7 @@ def parse_recipients(
     exact_items: Callable[[], list[Any]] | None = None,
     *,
     keep_valid: bool = False,
+    first_index: int = 0,
 ) -> tuple[list[Recipient], dict[str, Errors]]:
     """Check each recipient's shape; return the clean ones and the errors by index.
 
@@ -175,6 +180,8 @@ def parse_recipients(
     3. Numbers: a recipient holding a float as orjson read it (maybe rounded) takes its values
        from `exact_items()`, the same list parsed with exact numbers, asked for once and only
        then; without it, RoundedNumber is raised.
+    `first_index`: the index of `items[0]` in the whole list (a batch of a streamed body), which
+    errors name.
     """
     recipients: list[Recipient] = []
     errors: dict[str, Errors] = {}
@@ -183,7 +190,7 @@ def parse_recipients(
     for index, item in enumerate(items):
         item_errors: Errors = {}
         if not isinstance(item, dict):
-            errors[str(index)] = {
+            errors[str(first_index + index)] = {
                 "non_field_errors": [
                     f"Invalid data. Expected a dictionary, but got {type(item).__name__}."
                 ]
@@ -210,7 +217,7 @@ def parse_recipients(
                 item_errors.pop(field, None)
             variables, buttons = _maps(exact[index], item_errors)
         if item_errors:
-            errors[str(index)] = item_errors
+            errors[str(first_index + index)] = item_errors
         elif keep_valid or not errors:
             # Once anything failed the request is refused, so stop building clean rows.
             phone, user_id = item.get("phone"), item.get("user_id")
@@ -220,19 +227,61 @@ def parse_recipients(
     return recipients, errors
 
 
+class RecipientBatches(Protocol):
+    """A send's checked recipients, read batch by batch: a request's list, or a streamed body's
+    array (bulksend.json_stream) read again from its spool."""
+
+    @property
+    def total(self) -> int:
+        """How many recipients were given, duplicates included."""
+        ...
+
+    def user_ids(self) -> set[str]:
+        """The user ids among the recipients."""
+        ...
+
+    def batches(self) -> Iterator[tuple[int, list[Recipient]]]:
+        """The recipients in order, as (index of the batch's first one, the batch)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientList:
+    """A list of recipients as one batch."""
+
+    recipients: list[Recipient]
+
+    @property
+    def total(self) -> int:
+        return len(self.recipients)
+
+    def user_ids(self) -> set[str]:
+        return {recipient.user_id for recipient in self.recipients if recipient.user_id}
+
+    def batches(self) -> Iterator[tuple[int, list[Recipient]]]:
+        yield 0, self.recipients
+
+
 def deduplicate(
-    recipients: list[Recipient], phones_of_user_ids: dict[str, str] | None = None
+    recipients: list[Recipient],
+    phones_of_user_ids: dict[str, str] | None = None,
+    *,
+    seen: set[str] | None = None,
 ) -> list[Recipient]:
     """Keep the first occurrence of each recipient (phones are already in canonical E.164; a user
     id counts once). A user id and a phone are different recipients, unless
     `phones_of_user_ids` (user id -> the phone of the contact that has it) says they are one
-    person: then the first of the two is kept."""
+    person: then the first of the two is kept. `seen`: the persons of earlier batches, which
+    the batch's are added to."""
     known = phones_of_user_ids or {}
-    unique: dict[str, Recipient] = {}
+    seen = set() if seen is None else seen
+    unique: list[Recipient] = []
     for recipient in recipients:
         person = known.get(recipient.key, recipient.key)
-        unique.setdefault(person, recipient)
-    return list(unique.values())
+        if person not in seen:
+            seen.add(person)
+            unique.append(recipient)
+    return unique
 
 
 def _variables_errors(given: dict[str, str], expected: list[str], template: str) -> list[str]:
@@ -292,6 +341,7 @@ def check_against_template(
     template: str,
     variable_types: dict[str, str] | None = None,
     currency_code: str = "",
+    first_index: int = 0,
 ) -> dict[str, Errors]:
     """Errors by index for recipients whose variables do not fit the template exactly.
 
@@ -315,7 +365,7 @@ def check_against_template(
             if problems:
                 item_errors["button_variables"] = problems
         if item_errors:
-            errors[str(index)] = item_errors
+            errors[str(first_index + index)] = item_errors
     return errors
 
 

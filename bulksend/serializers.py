@@ -13,6 +13,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema_field
 from rest_framework import serializers
 
 from bulksend.dry_run import DryRun, Reason, RecipientItems
+from bulksend.json_stream import StreamedRecipients
 from bulksend.models import BulkSend
 from bulksend.quota import bulk_send_estimate_minutes, bulk_send_quota_wait
 from bulksend.recipients import Recipient, parse_recipients
@@ -65,15 +66,29 @@ class RecipientsField(serializers.Field):
         "max_length": "Ensure this field has no more than {max_length} elements.",
     }
 
-    def to_internal_value(self, data: Any) -> list[Recipient]:
+    def to_internal_value(self, data: Any) -> list[Recipient] | StreamedRecipients:
+        if isinstance(data, StreamedRecipients):
+            return self.streamed_checked(data)
         items = self.items_checked(data)
         recipients, errors = parse_recipients(items, self.exact_items)
         if errors:
             raise serializers.ValidationError(errors)
         return recipients
 
+    def streamed_checked(self, data: StreamedRecipients) -> StreamedRecipients:
+        """A streamed body's array checked as a list is, with the same errors."""
+        limit = settings.BULK_SEND_MAX_RECIPIENTS
+        refusal, errors = data.check(limit)
+        if refusal is not None:
+            self.fail(refusal, max_length=limit)
+        if errors:
+            raise serializers.ValidationError(errors)
+        return data
+
     def items_checked(self, data: Any) -> list[Any]:
         """The list itself checked: a non-empty list, within the limit."""
+        if isinstance(data, StreamedRecipients):
+            data = data.items()  # a dry run's: its verdicts need every item at once
         if not isinstance(data, list):
             self.fail("not_a_list", input_type=type(data).__name__)
         if not data:

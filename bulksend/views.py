@@ -37,6 +37,7 @@ from bulksend.parsers import (
     CSV_QUERY_PARAMETERS,
     CSV_REQUEST,
     RecipientsCsvParser,
+    large_json_body_spool,
     send_bulk_request_data,
 )
 from bulksend.quota import with_queued_ahead
@@ -104,6 +105,7 @@ class SendBulkView(APIView):
         },
     )
     def post(self, request: Request) -> Response:
+        large_json_body_spool(request)
         # A dry run creates nothing, an Idempotency-Key's record neither.
         if dry_run_requested(request):
             return send_bulk_dry_run(request)

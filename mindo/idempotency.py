@@ -35,6 +35,7 @@ from rest_framework.views import APIView
 
 from mindo.errors import field_error
 from mindo.models import IdempotencyKey
+from mindo.request_spool import request_body_chunks
 from mindo.tenancy import request_organization
 
 HEADER = "Idempotency-Key"
@@ -69,7 +70,8 @@ def _fingerprint(request: Request) -> str:
     for part in (request.method or "", request.path, request.META.get("QUERY_STRING", "")):
         digest.update(part.encode())
         digest.update(b"\0")
-    digest.update(request.body)
+    for part in request_body_chunks(request):  # a large body from its spool, not memory
+        digest.update(part)
     return digest.hexdigest()
 
 

@@ -67,8 +67,8 @@ def request_data_exact(request: Any) -> Any:
     return _without_collector(_loads_exact, getattr(request, RAW_BODY_ATTRIBUTE))
 
 
-def too_large() -> RequestTooLarge:
-    limit = settings.API_MAX_BODY_BYTES
+def too_large(limit: int | None = None) -> RequestTooLarge:
+    limit = settings.API_MAX_BODY_BYTES if limit is None else limit
     return RequestTooLarge(f"El cuerpo de la solicitud supera el maximo de {limit} bytes")
 
 
@@ -94,12 +94,17 @@ class BoundedJSONParser(BaseParser):
         parser_context: Mapping[str, Any] | None = None,
     ) -> Any:
         request = (parser_context or {}).get("request")
-        body = read_bounded(stream, request, settings.API_MAX_BODY_BYTES)
-        try:
-            data = _without_collector(orjson.loads, body)
-        except orjson.JSONDecodeError as error:
-            raise ParseError(f"JSON parse error - {error}") from error
-        if request is not None:
-            # Only a reference: kept in case a number must be read again exactly.
-            setattr(request, RAW_BODY_ATTRIBUTE, body)
-        return data
+        return json_body_loads(read_bounded(stream, request, settings.API_MAX_BODY_BYTES), request)
+
+
+def json_body_loads(body: bytes, request: Any) -> Any:
+    """The request's JSON body parsed (400 when it is not JSON), the body kept on the request in
+    case a number must be read again exactly."""
+    try:
+        data = _without_collector(orjson.loads, body)
+    except orjson.JSONDecodeError as error:
+        raise ParseError(f"JSON parse error - {error}") from error
+    if request is not None:
+        # Only a reference: kept in case a number must be read again exactly.
+        setattr(request, RAW_BODY_ATTRIBUTE, body)
+    return data

@@ -1,0 +1,136 @@
+"""send-bulk's JSON body read as a stream, for bodies too large to hold as Python objects.
+
+A million recipients are ~70 MB of JSON, and over a gigabyte once parsed into dicts and strings.
+The body is spooled (mindo.request_spool) and read with ijson's C parser (yajl2_c) instead:
+
+1. `json_send_fields` walks the body's events once and builds every top-level field but
+   `recipients`, whose array it skips: `recipients` may come before or after the other fields,
+   so the template is known only once the whole body has been read. A walk of events costs about
+   what orjson's full parse does, and holds nothing.
+2. `StreamedRecipients.check` reads the array's items (ijson builds each in C) in batches of
+   BATCH, checks their shape as a list's are checked (the same errors, by index) and counts them.
+3. `StreamedRecipients.batches` reads them again, for the send's creation to check against the
+   template and COPY (bulksend.creation), a batch at a time.
+
+A body whose top level is no object, or that is no JSON at all, is parsed whole by the caller as
+before, so its errors are byte for byte those of the in-memory path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from itertools import islice
+from typing import Any
+
+import ijson
+
+from bulksend.recipients import Errors, Recipient, parse_recipients
+from mindo.request_spool import CHUNK_BYTES, BodySpool
+
+RECIPIENTS = "recipients"
+# Recipients checked and written per batch: 10,000 keep a batch's objects to a few megabytes.
+BATCH = 10_000
+_OPENING = frozenset({"start_map", "start_array"})
+_CLOSING = frozenset({"end_map", "end_array"})
+
+
+class StreamedRecipients:
+    """The `recipients` array of a spooled JSON body. Its shape is checked once (`check`), then
+    it is read as batches of clean recipients (`batches`): a RecipientBatches."""
+
+    def __init__(self, spool: BodySpool) -> None:
+        self.spool = spool
+        self.count = 0
+        self._user_ids: set[str] = set()
+
+    def _item_batches(self) -> Iterator[tuple[int, list[Any]]]:
+        items = ijson.items(
+            self.spool.reader(), f"{RECIPIENTS}.item", use_float=False, buf_size=CHUNK_BYTES
+        )
+        first = 0
+        while batch := list(islice(items, BATCH)):
+            yield first, batch
+            first += len(batch)
+
+    def items(self) -> list[Any]:
+        """Every item, as a list (a dry run's verdicts read them all at once)."""
+        return [item for _, batch in self._item_batches() for item in batch]
+
+    def check(self, max_length: int) -> tuple[str | None, dict[str, Errors]]:
+        """Count and check the items: ("max_length" or "empty", {}) as a list's length is
+        refused, before its items; else (None, the errors by index)."""
+        errors: dict[str, Errors] = {}
+        self.count = 0
+        for first, items in self._item_batches():
+            self.count += len(items)
+            if self.count > max_length:
+                return "max_length", {}
+            clean, batch_errors = parse_recipients(items, first_index=first, keep_valid=True)
+            errors.update(batch_errors)
+            self._user_ids.update(recipient.user_id for recipient in clean if recipient.user_id)
+        if not self.count:
+            return "empty", {}
+        return None, errors
+
+    @property
+    def total(self) -> int:
+        return self.count
+
+    def user_ids(self) -> set[str]:
+        return self._user_ids
+
+    def batches(self) -> Iterator[tuple[int, list[Recipient]]]:
+        for first, items in self._item_batches():
+            recipients, errors = parse_recipients(items, first_index=first)
+            assert not errors, "checked by `check` before"
+            yield first, recipients
+
+
+def json_send_fields(spool: BodySpool) -> dict[str, Any] | None:
+    """The body's top-level fields, `recipients` as StreamedRecipients when it is an array (any
+    other value as it is); None when the body is not a JSON object (or not JSON at all: ijson's
+    errors are not orjson's, so the caller parses it whole for the error the client gets now).
+    """
+    events = ijson.parse(spool.reader(), use_float=True, buf_size=CHUNK_BYTES)
+    try:
+        _, event, _ = next(events)
+        if event != "start_map":
+            return None
+        return _object_fields(events, spool)
+    except (ijson.JSONError, StopIteration):
+        return None
+
+
+def _object_fields(events: Iterator[tuple[str, str, Any]], spool: BodySpool) -> dict[str, Any]:
+    """The top-level object's fields from its events (after its start_map): values are built as
+    orjson would build them (the last of a repeated key wins), the recipients' array skipped."""
+    fields: dict[str, Any] = {}
+    key = ""
+    depth = 1
+    builder: ijson.ObjectBuilder | None = None
+    for _, event, value in events:
+        if depth == 1:
+            if event == "map_key":
+                key = value
+            elif event == "end_map":
+                depth = 0
+            elif event not in _OPENING:
+                fields[key] = value
+            else:
+                depth = 2
+                if key == RECIPIENTS and event == "start_array":
+                    fields[key], builder = StreamedRecipients(spool), None
+                else:
+                    builder = ijson.ObjectBuilder()
+                    builder.event(event, value)
+            continue
+        # Inside a field's value: most events are the recipients', which only move the depth.
+        if event in _OPENING:
+            depth += 1
+        elif event in _CLOSING:
+            depth -= 1
+        if builder is not None:
+            builder.event(event, value)
+            if depth == 1:
+                fields[key], builder = builder.value, None
+    return fields
