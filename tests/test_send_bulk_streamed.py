@@ -1,0 +1,202 @@
+"""send-bulk's large JSON bodies, streamed from a spool (bulksend.json_stream): the same answers as
+a body parsed whole, the send written completely or not at all.
+
+The bodies here are small; `STREAM_FROM_BYTES` is lowered so they take the streamed path, and
+each answer is compared with the one the whole-body path gives to the same request.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import pytest
+from django.test import override_settings
+
+from bulksend import json_stream
+from bulksend.models import BulkSend
+from messaging.models import Contact, Message
+from meta.limits import TIER_UNLIMITED
+from mindo.idempotency import HEADER, REPLAYED_HEADER
+from tests.conftest import Tenant
+from tests.test_send_bulk_validation import (
+    INVALID_PHONE,
+    URL,
+    assert_nothing_created,
+    payload,
+    phones,
+    recipient,
+)
+
+Post = Callable[..., Any]
+
+
+@pytest.fixture
+def post(tenant: Tenant, monkeypatch: pytest.MonkeyPatch) -> Post:
+    """POST a body (bytes, or JSON of an object) to send-bulk, `streamed` or parsed whole."""
+
+    def posted(body: Any, *, streamed: bool = True, **headers: str) -> Any:
+        monkeypatch.setattr("bulksend.parsers.STREAM_FROM_BYTES", 0 if streamed else 1 << 40)
+        data = body if isinstance(body, bytes) else json.dumps(body)
+        return tenant.client.post(URL, data, content_type="application/json", headers=headers)
+
+    return posted
+
+
+def both_ways(post: Post, body: Any) -> Any:
+    """The streamed answer, checked equal (status and bytes) to the whole-body one."""
+    whole = post(body, streamed=False)
+    streamed = post(body)
+    assert (streamed.status_code, streamed.content) == (whole.status_code, whole.content)
+    return streamed
+
+
+def test_a_late_error_is_named_by_its_index_in_a_later_batch(
+    post: Post, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(json_stream, "BATCH", 7)
+    items = [recipient(phone) for phone in phones(40)]
+    items[3]["phone"] = "5491112345678x"
+    items[38] = {"phone": None, "extra": 1}
+    response = both_ways(post, payload(*items))
+
+    assert response.status_code == 400
+    body = response.json()
+    assert list(body["recipients"]) == ["3", "38"]
+    assert body["recipients"]["3"] == {"phone": [INVALID_PHONE]}
+    assert_nothing_created()
+
+
+def test_a_late_template_error_leaves_nothing_written(
+    post: Post, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Batches 0-4, 5-9... are written as they come: the last one's error must undo them all.
+    monkeypatch.setattr(json_stream, "BATCH", 5)
+    items = [recipient(phone) for phone in phones(23)]
+    items[22]["variables"] = {"name": "Juan"}
+    response = both_ways(post, payload(*items))
+
+    assert response.status_code == 400
+    assert list(response.json()["recipients"]) == ["22"]
+    assert_nothing_created()
+    assert not Contact.objects.filter(organization=tenant.organization).exists()
+
+
+@pytest.mark.parametrize("recipients_first", [True, False])
+def test_recipients_may_come_before_or_after_the_other_fields(
+    post: Post, recipients_first: bool
+) -> None:
+    given = payload(*(recipient(phone) for phone in phones(3)), language="es")
+    order = ["recipients", "phone_number_id", "template_name", "language"]
+    if not recipients_first:
+        order.reverse()
+    response = post({name: given[name] for name in order})
+
+    assert response.status_code == 202, response.content
+    assert response.json()["unique_recipients"] == 3
+    assert Message.objects.count() == 3
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(payload(phone_number_id=""), id="blank-field"),
+        pytest.param({"phone_number_id": "1", "template_name": "x"}, id="no-recipients"),
+        pytest.param(payload(recipients=[]), id="empty"),
+        pytest.param(payload(recipients={"a": 1}), id="not-a-list"),
+        pytest.param(payload(recipients=None), id="null"),
+        pytest.param([payload()], id="not-an-object"),
+        pytest.param(b'{"recipients": [', id="not-json"),
+        pytest.param(b'{"phone_number_id": "1"} trailing', id="trailing"),
+        pytest.param(payload(phone_number_id="999"), id="unknown-number"),
+        pytest.param(payload(send_window={"start": "25:00", "end": "08:00"}), id="send-window"),
+    ],
+)
+def test_every_refusal_is_the_whole_body_paths_byte_for_byte(post: Post, body: Any) -> None:
+    response = both_ways(post, body)
+
+    assert response.status_code in (400, 404)
+    assert_nothing_created()
+
+
+def test_numbers_reach_the_messages_as_the_client_wrote_them(post: Post) -> None:
+    text = json.dumps(payload(recipient(variables={"name": "N", "code": "C"})))
+    body = text.replace('"N"', "10.50").replace('"C"', "12345678901234567890123").encode()
+    for streamed in (False, True):
+        assert post(body, streamed=streamed).status_code == 202
+
+    variables = list(Message.objects.values_list("variables", flat=True))
+    assert variables == [{"name": "10.50", "code": "12345678901234567890123"}] * 2
+
+
+def test_the_limit_and_one_more(post: Post) -> None:
+    items = [recipient(phone) for phone in phones(6)]
+    with override_settings(BULK_SEND_MAX_RECIPIENTS=5):
+        refused = both_ways(post, payload(*items))
+        accepted = post(payload(*items[:5]))
+
+    assert refused.status_code == 400
+    assert refused.json() == {"recipients": ["Ensure this field has no more than 5 elements."]}
+    assert accepted.status_code == 202
+
+
+def test_a_body_past_send_bulk_max_body_bytes_is_413(post: Post) -> None:
+    body = json.dumps(payload())
+    with override_settings(SEND_BULK_MAX_BODY_BYTES=len(body) - 1):
+        response = post(body.encode())
+
+    assert response.status_code == 413
+    assert response.json() == {
+        "error": f"El cuerpo de la solicitud supera el maximo de {len(body) - 1} bytes"
+    }
+    assert_nothing_created()
+
+
+def test_an_idempotency_key_replays_a_streamed_send(post: Post) -> None:
+    body = payload(*(recipient(phone) for phone in phones(4)))
+    first = post(body, **{HEADER: "k-1"})
+    again = post(body, **{HEADER: "k-1"})
+    other = post(payload(*(recipient(phone) for phone in phones(3))), **{HEADER: "k-1"})
+
+    assert first.status_code == again.status_code == 202
+    assert again.json() == first.json()
+    assert again.headers[REPLAYED_HEADER] == "true"
+    assert other.status_code == 409
+    assert BulkSend.objects.count() == 1
+
+
+def test_thirty_thousand_recipients_make_one_complete_send(
+    post: Post, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tenant.account.messaging_limit_tier = TIER_UNLIMITED
+    tenant.account.save(update_fields=["messaging_limit_tier"])
+    unique = phones(30_000)
+    # Every 100th recipient repeats an earlier one: sent once, with the first one's variables.
+    items = [
+        recipient(phone, variables={"name": f"n{i}", "code": "c"}) for i, phone in enumerate(unique)
+    ]
+    repeats = [
+        recipient(unique[i], variables={"name": "again", "code": "c"})
+        for i in range(0, 30_000, 100)
+    ]
+    body = orjson.dumps(payload(*items, *repeats))
+    assert len(body) > json_stream.BATCH * 10  # many batches
+
+    response = post(body)
+
+    assert response.status_code == 202, response.content[:500]
+    answer = response.json()
+    assert (answer["total_recipients"], answer["unique_recipients"]) == (30_300, 30_000)
+    send = BulkSend.objects.get()
+    assert (send.submitted_recipients, send.unique_recipients, send.pending_count) == (
+        30_300,
+        30_000,
+        30_000,
+    )
+    messages = Message.objects.filter(bulk_send=send)
+    assert messages.count() == 30_000
+    assert set(messages.values_list("recipient_phone", flat=True)) == set(unique)
+    assert messages.get(recipient_phone=unique[200]).variables == {"name": "n200", "code": "c"}
+    assert Contact.objects.filter(organization=tenant.organization).count() == 30_000
