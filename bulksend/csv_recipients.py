@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,19 +55,26 @@ class CsvRecipients:
     problems: dict[str, list[str]]
 
     def errors_by_line(self, errors: Mapping[str, Any]) -> dict[str, Any]:
-        """The request's errors with the recipients' keyed by CSV line instead of index, and the
-        lines that were not recipients among them: everything wrong with the file at once."""
-        by_index = errors.get(RECIPIENTS)
-        if not self.problems and not isinstance(by_index, Mapping):
-            return dict(errors)
-        by_line: dict[str, Any] = dict(self.problems)
-        if isinstance(by_index, Mapping):
-            by_line.update(
-                (f"line {self.lines[int(index)]}" if index.isdigit() else index, problem)
-                for index, problem in by_index.items()
-            )
-        in_order = sorted(by_line.items(), key=lambda item: _line_number(item[0]))
-        return {**errors, RECIPIENTS: dict(in_order)}
+        return errors_by_line(errors, self.lines, self.problems)
+
+
+def errors_by_line(
+    errors: Mapping[str, Any], lines: Sequence[int], problems: Mapping[str, list[str]]
+) -> dict[str, Any]:
+    """The request's errors with the recipients' keyed by CSV line instead of index (`lines`:
+    each recipient's), and the lines that were not recipients among them (`problems`):
+    everything wrong with the file at once."""
+    by_index = errors.get(RECIPIENTS)
+    if not problems and not isinstance(by_index, Mapping):
+        return dict(errors)
+    by_line: dict[str, Any] = dict(problems)
+    if isinstance(by_index, Mapping):
+        by_line.update(
+            (f"line {lines[int(index)]}" if index.isdigit() else index, problem)
+            for index, problem in by_index.items()
+        )
+    in_order = sorted(by_line.items(), key=lambda item: _line_number(item[0]))
+    return {**errors, RECIPIENTS: dict(in_order)}
 
 
 def _line_number(key: str) -> int:
@@ -116,16 +123,19 @@ def _identity(cells: dict[str, str]) -> dict[str, Any]:
     return {column: value for column, value in identity.items() if value.strip()}
 
 
-def recipients_csv_read(raw: bytes) -> CsvRecipients:
-    """The recipients of a CSV file and the problems of its other lines; InvalidFieldsError when
-    it is no recipients' CSV at all (not UTF-8, empty, no `phone` or `user_id` column)."""
-    text = _text(raw)
-    first_line = text.split("\n", 1)[0]
-    separator = ";" if first_line.count(";") > first_line.count(",") else ","
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=separator, strict=True)
-    recipients: list[dict[str, Any]] = []
-    lines: list[int] = []
-    problems: dict[str, list[str]] = {}
+def csv_separator(first_line: str) -> str:
+    return ";" if first_line.count(";") > first_line.count(",") else ","
+
+
+# A row of the CSV: (its line, the recipient, None), or (its line, None, its problems).
+CsvRow = tuple[int, dict[str, Any] | None, list[str] | None]
+
+
+def csv_rows(lines: Iterable[str], separator: str) -> Iterator[CsvRow]:
+    """The rows after the header, in order; InvalidFieldsError when there is no header or it
+    names no `phone` or `user_id` column. A CSV no longer readable ends the rows with its
+    problem."""
+    reader = csv.reader(lines, delimiter=separator, strict=True)
     try:
         names = next(reader, None)
         if names is None:
@@ -139,9 +149,7 @@ def recipients_csv_read(raw: bytes) -> CsvRecipients:
             if not any(cell.strip() for cell in row):
                 continue  # a blank line, such as the one a file ends with
             if len(row) != len(header):
-                problems[f"line {line}"] = [
-                    f"{len(row)} cells, but the header has {len(header)} columns."
-                ]
+                yield line, None, [f"{len(row)} cells, but the header has {len(header)} columns."]
                 continue
             cells = dict(zip(header, row, strict=True))
             recipient = _identity(cells)
@@ -151,10 +159,25 @@ def recipients_csv_read(raw: bytes) -> CsvRecipients:
                 recipient["variables"] = variables
             if buttons:
                 recipient["button_variables"] = buttons
+            yield line, recipient, None
+    except csv.Error as error:
+        yield reader.line_num, None, [f"Not readable as CSV: {error}."]
+
+
+def recipients_csv_read(raw: bytes) -> CsvRecipients:
+    """The recipients of a CSV file and the problems of its other lines; InvalidFieldsError when
+    it is no recipients' CSV at all (not UTF-8, empty, no `phone` or `user_id` column)."""
+    text = _text(raw)
+    separator = csv_separator(text.split("\n", 1)[0])
+    recipients: list[dict[str, Any]] = []
+    lines: list[int] = []
+    problems: dict[str, list[str]] = {}
+    for line, recipient, problem in csv_rows(io.StringIO(text, newline=""), separator):
+        if recipient is None:
+            problems[f"line {line}"] = problem or []
+        else:
             recipients.append(recipient)
             lines.append(line)
-    except csv.Error as error:
-        problems[f"line {reader.line_num}"] = [f"Not readable as CSV: {error}."]
     return CsvRecipients(recipients, lines, problems)
 
 
@@ -163,11 +186,15 @@ def send_bulk_csv_data(
 ) -> tuple[dict[str, Any], CsvRecipients]:
     """send-bulk/'s request data from a CSV file and the other fields given beside it."""
     rows = recipients_csv_read(raw)
+    return {**csv_send_fields(fields), RECIPIENTS: rows.recipients}, rows
+
+
+def csv_send_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The send's fields given beside a CSV (query parameters or form fields), as JSON has them."""
     data: dict[str, Any] = {name: fields[name] for name in SEND_FIELDS if name in fields}
     if isinstance(data.get("send_window"), str):
         data["send_window"] = send_window_from_text(data["send_window"])
-    data[RECIPIENTS] = rows.recipients
-    return data, rows
+    return data
 
 
 def send_window_from_text(text: str) -> Any:

@@ -28,7 +28,7 @@ line that was no recipient at all is an entry with its `line` and no `index`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -94,7 +94,7 @@ def send_dry_run(
     template_name: str,
     language: str,
     recipients: RecipientItems,
-    lines: list[int] | None = None,
+    lines: Sequence[int] | None = None,
     line_problems: dict[str, list[str]] | None = None,
 ) -> DryRun:
     """What send-bulk would do with this request, reading only. `lines`: the CSV line of each
@@ -232,7 +232,7 @@ def _template_reasons(
 
 
 def _with_lines(
-    verdicts: list[dict[str, Any]], lines: list[int], line_problems: dict[str, list[str]]
+    verdicts: list[dict[str, Any]], lines: Sequence[int], line_problems: dict[str, list[str]]
 ) -> list[dict[str, Any]]:
     """The verdicts of a CSV's recipients with their lines, and its unreadable lines' among
     them, in line order."""

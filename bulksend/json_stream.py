@@ -24,7 +24,7 @@ from typing import Any
 
 import ijson
 
-from bulksend.recipients import Errors, Recipient, parse_recipients
+from bulksend.recipients import Errors, Recipient, parse_recipients, recipients_of_checked
 from mindo.request_spool import CHUNK_BYTES, BodySpool
 
 RECIPIENTS = "recipients"
@@ -81,9 +81,7 @@ class StreamedRecipients:
 
     def batches(self) -> Iterator[tuple[int, list[Recipient]]]:
         for first, items in self._item_batches():
-            recipients, errors = parse_recipients(items, first_index=first)
-            assert not errors, "checked by `check` before"
-            yield first, recipients
+            yield first, recipients_of_checked(items)  # checked by `check` before
 
 
 def json_send_fields(spool: BodySpool) -> dict[str, Any] | None:

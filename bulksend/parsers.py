@@ -25,6 +25,7 @@ from bulksend.csv_recipients import (
     refused,
     send_bulk_csv_data,
 )
+from bulksend.csv_stream import StreamedCsvRecipients, streamed_csv_data
 from bulksend.json_stream import json_send_fields
 from mindo.errors import InvalidFieldsError
 from mindo.parsers import json_body_loads, read_bounded, too_large
@@ -65,11 +66,12 @@ CSV_QUERY_PARAMETERS = [
 ]
 
 
-def large_json_body_spool(request: Request) -> None:
-    """Spool a large JSON body (413 past SEND_BULK_MAX_BODY_BYTES), before anything reads it: the
-    Idempotency-Key's fingerprint and the recipients' stream then read the spool."""
+def large_body_spool(request: Request) -> None:
+    """Spool a large JSON or CSV body (413 past SEND_BULK_MAX_BODY_BYTES), before anything reads
+    it: the Idempotency-Key's fingerprint and the recipients' stream then read the spool."""
     declared = request.META.get("CONTENT_LENGTH") or ""
-    if not request.content_type.startswith(JSON_MEDIA_TYPE) or not declared.isdigit():
+    streamed = request.content_type.startswith((JSON_MEDIA_TYPE, CSV_MEDIA_TYPE))
+    if not streamed or not declared.isdigit():
         return
     if int(declared) <= STREAM_FROM_BYTES:
         return
@@ -79,10 +81,14 @@ def large_json_body_spool(request: Request) -> None:
     body_spool_read(request, limit=limit)
 
 
-def send_bulk_request_data(request: Request) -> tuple[Any, CsvRecipients | None]:
+def send_bulk_request_data(
+    request: Request,
+) -> tuple[Any, CsvRecipients | StreamedCsvRecipients | None]:
     """send-bulk/'s data however it came (JSON, a CSV body, a CSV file in a form), and the CSV's
     rows when there was one. A spooled JSON body's recipients come as a stream."""
     spool = body_spool(request)
+    if spool is not None and request.content_type.startswith(CSV_MEDIA_TYPE):
+        return streamed_csv_data(spool, request.query_params)
     if spool is not None:
         fields = json_send_fields(spool)
         if fields is None:  # no JSON object: parsed whole, for the errors small bodies get

@@ -27,6 +27,7 @@ from rest_framework.views import APIView
 from bulksend.business_accounts import business_accounts_body
 from bulksend.creation import bulk_send_create
 from bulksend.csv_recipients import CsvRecipients
+from bulksend.csv_stream import StreamedCsvRecipients
 from bulksend.dry_run import send_dry_run
 from bulksend.export import messages_csv_response
 from bulksend.filters import MESSAGE_STATUS_FILTER, BulkSendFilter, MessageFilter
@@ -37,7 +38,7 @@ from bulksend.parsers import (
     CSV_QUERY_PARAMETERS,
     CSV_REQUEST,
     RecipientsCsvParser,
-    large_json_body_spool,
+    large_body_spool,
     send_bulk_request_data,
 )
 from bulksend.quota import with_queued_ahead
@@ -105,7 +106,7 @@ class SendBulkView(APIView):
         },
     )
     def post(self, request: Request) -> Response:
-        large_json_body_spool(request)
+        large_body_spool(request)
         # A dry run creates nothing, an Idempotency-Key's record neither.
         if dry_run_requested(request):
             return send_bulk_dry_run(request)
@@ -173,7 +174,9 @@ def send_bulk_dry_run(request: Request) -> Response:
     return Response(SendBulkDryRunSerializer(result).data, status=status.HTTP_200_OK)
 
 
-def _by_line(errors: Mapping[str, Any], rows: CsvRecipients | None) -> dict[str, Any]:
+def _by_line(
+    errors: Mapping[str, Any], rows: CsvRecipients | StreamedCsvRecipients | None
+) -> dict[str, Any]:
     """Recipients' errors by CSV line when the recipients came as CSV, else as they are."""
     return dict(errors) if rows is None else rows.errors_by_line(errors)
 

@@ -185,9 +185,9 @@ SPECTACULAR_SETTINGS = {
 # The contract's limits, documented in the README.
 BULK_SEND_MAX_RECIPIENTS = env.int("BULK_SEND_MAX_RECIPIENTS", default=1_000_000)
 API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=32 * 1024 * 1024)
-# send-bulk's JSON bodies past 1 MiB are spooled to a temporary file and streamed, not held in
-# memory (bulksend.json_stream): about 400 bytes a recipient at the maximum, so a full send with
-# long variables still fits. Chunked bodies stay bounded by API_MAX_BODY_BYTES.
+# send-bulk's JSON and CSV bodies past 1 MiB are spooled to a temporary file and streamed, not
+# held in memory (bulksend.json_stream): about 400 bytes a recipient at the maximum, so a full
+# send with long variables still fits. Chunked bodies stay bounded by API_MAX_BODY_BYTES.
 SEND_BULK_MAX_BODY_BYTES = env.int("SEND_BULK_MAX_BODY_BYTES", default=400 * 1024 * 1024)
 API_PAGE_SIZE_MAX = env.int("API_PAGE_SIZE_MAX", default=100)
 # Requests per API key (N/s, N/min, N/hour or N/day): POST send-bulk, reads, POST send/.

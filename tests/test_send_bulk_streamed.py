@@ -23,6 +23,7 @@ from mindo.idempotency import HEADER, REPLAYED_HEADER
 from tests.conftest import Tenant
 from tests.test_send_bulk_validation import (
     INVALID_PHONE,
+    NUMBER_ID,
     URL,
     assert_nothing_created,
     payload,
@@ -31,6 +32,11 @@ from tests.test_send_bulk_validation import (
 )
 
 Post = Callable[..., Any]
+
+
+def sent_as(bulk_send_id: str) -> list[tuple[str | None, Any, Any]]:
+    messages = Message.objects.filter(bulk_send_id=bulk_send_id).order_by("id")
+    return [(m.recipient_phone, m.variables, m.button_variables) for m in messages]
 
 
 @pytest.fixture
@@ -200,3 +206,80 @@ def test_thirty_thousand_recipients_make_one_complete_send(
     assert set(messages.values_list("recipient_phone", flat=True)) == set(unique)
     assert messages.get(recipient_phone=unique[200]).variables == {"name": "n200", "code": "c"}
     assert Contact.objects.filter(organization=tenant.organization).count() == 30_000
+
+
+# --- CSV bodies --------------------------------------------------------------------------------
+
+CSV_QUERY = f"?phone_number_id={NUMBER_ID}&template_name=welcome_message"
+
+
+def csv_both_ways(tenant: Tenant, monkeypatch: pytest.MonkeyPatch, body: bytes) -> Any:
+    """The streamed CSV answer, checked equal to the whole-body one."""
+    answers = []
+    for threshold in (1 << 40, 0):
+        monkeypatch.setattr("bulksend.parsers.STREAM_FROM_BYTES", threshold)
+        answers.append(
+            tenant.client.post(URL + CSV_QUERY, body, content_type="text/csv; charset=utf-8")
+        )
+    whole, streamed = answers
+    assert streamed.status_code == whole.status_code
+    if whole.status_code == 202:  # two sends: the same recipients, each its own ids
+        sends = [answer.json()["bulk_send_id"] for answer in answers]
+        assert sent_as(sends[1]) == sent_as(sends[0])
+    else:
+        assert streamed.content == whole.content
+    return streamed
+
+
+def csv_lines(count: int, separator: str = ",") -> list[str]:
+    return [
+        separator.join((phone, f"Cliente {n}", "ABC123", "ABC-123"))
+        for n, phone in enumerate(phones(count))
+    ]
+
+
+def test_a_csv_with_a_bom_and_semicolons_streams_as_it_reads_whole(
+    tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body = "\ufeffphone;name;code;button_0\r\n" + "\r\n".join(csv_lines(30, ";")) + "\r\n"
+    first = csv_both_ways(tenant, monkeypatch, body.encode())
+
+    assert first.status_code == 202, first.content
+    assert Message.objects.filter(bulk_send_id=first.json()["bulk_send_id"]).count() == 30
+
+
+def test_a_csvs_late_errors_are_named_by_line(
+    tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(json_stream, "BATCH", 4)
+    lines = csv_lines(20)
+    lines[2] = lines[2].replace("+54911", "54911")  # line 4
+    lines[17] = "+5491144556677,Ana,JKL012"  # line 19: a cell short
+    lines[18] = lines[18].replace("ABC-123", "")  # line 20: a blank button variable
+    body = ("phone,name,code,button_0\n" + "\n".join(lines) + "\n").encode()
+    response = csv_both_ways(tenant, monkeypatch, body)
+
+    assert response.status_code == 400
+    assert list(response.json()["recipients"]) == ["line 4", "line 19", "line 20"]
+    assert_nothing_created()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(
+            b"phone,name\n" + b"+5491112345678,Jose\n" * 3000 + b"+5491112345678,Jos\xe9\n",
+            id="late-latin-1",
+        ),
+        pytest.param(b"name,code\nJuan,ABC123\n", id="no-phone-column"),
+        pytest.param(b"phone,name,code,button_0\n", id="no-rows"),
+        pytest.param(b'phone,name\n+5491112345678,"Jo\n', id="unclosed-quote"),
+    ],
+)
+def test_a_csv_refused_whole_is_refused_streamed_alike(
+    tenant: Tenant, monkeypatch: pytest.MonkeyPatch, body: bytes
+) -> None:
+    response = csv_both_ways(tenant, monkeypatch, body)
+
+    assert response.status_code == 400
+    assert_nothing_created()
