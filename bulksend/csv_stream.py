@@ -42,7 +42,7 @@ class StreamedCsvRecipients(StreamedRecipients):
         self.problems: dict[str, list[str]] = {}
         self._read_once = False
 
-    def _item_batches(self) -> Iterator[tuple[int, list[Any]]]:
+    def item_batches(self) -> Iterator[tuple[int, list[Any]]]:
         text, rows = _rows(self.spool)
         keep = not self._read_once
         self._read_once = True

@@ -28,7 +28,7 @@ line that was no recipient at all is an entry with its `line` and no `index`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -36,6 +36,7 @@ from typing import Any
 from django.utils import timezone
 
 from bulksend.creation import number_and_template_get
+from bulksend.json_stream import StreamedRecipients
 from bulksend.quota import QuotaInfo, estimate_minutes, queued_ahead_on_number, quota_for_phones
 from bulksend.recipients import Errors, check_against_template, parse_recipients
 from bulksend.screening import recipient_verdicts
@@ -93,7 +94,7 @@ def send_dry_run(
     phone_number_id: str,
     template_name: str,
     language: str,
-    recipients: RecipientItems,
+    recipients: RecipientItems | StreamedRecipients,
     lines: Sequence[int] | None = None,
     line_problems: dict[str, list[str]] | None = None,
 ) -> DryRun:
@@ -105,14 +106,11 @@ def send_dry_run(
         name=template_name,
         language=language,
     )
-    items = recipients.items
-    clean, shape_errors = parse_recipients(items, recipients.exact_items, keep_valid=True)
     entries: dict[int, dict[str, Any]] = {}
 
-    def entry(index: int) -> dict[str, Any]:
+    def entry(index: int, item: Any) -> dict[str, Any]:
         found = entries.get(index)
         if found is None:
-            item = items[index]
             phone = item.get("phone") if isinstance(item, dict) else None
             found = entries[index] = {
                 "index": index,
@@ -121,37 +119,49 @@ def send_dry_run(
             }
         return found
 
-    # 1. Shape: the recipients parse_recipients refused, by index.
     valid_phone: dict[int, str] = {}
-    for key, errors in shape_errors.items():
-        index = int(key)
-        refused = entry(index)
-        if "phone" in errors:
-            refused["reasons"].append(Reason.INVALID_PHONE)
-        if set(errors) - {"phone"}:
-            refused["reasons"].append(Reason.INVALID_RECIPIENT)
-        refused["errors"] = errors
-        if "phone" not in errors and refused["phone"] is not None:
-            valid_phone[index] = refused["phone"]
-    clean_indexes = [index for index in range(len(items)) if str(index) not in shape_errors]
-
-    # 2. The template's variables and buttons, for the clean ones.
     variables = list(template.variables)
     expected = set(variables)
-    template_errors = check_against_template(
-        clean,
-        variables=variables,
-        buttons=template.button_specs,
-        template=template.name,
-        variable_types=template.typed_variables,
-        currency_code=template.currency_code,
-    )
-    for key, errors in template_errors.items():
-        recipient = clean[int(key)]
-        refused = entry(clean_indexes[int(key)])
-        _template_reasons(refused, errors, recipient.variables, variables, expected)
-    for position, recipient in enumerate(clean):
-        valid_phone[clean_indexes[position]] = recipient.key  # a phone, or a user id
+    total = 0
+    # A batch at a time (a streamed body's; a list is one batch): only the verdicts and each
+    # valid recipient's phone or user id are kept.
+    for first, items in _item_batches(recipients):
+        total += len(items)
+        clean, shape_errors = parse_recipients(
+            items, _exact_items(recipients), keep_valid=True, first_index=first
+        )
+        # 1. Shape: the recipients parse_recipients refused, by index.
+        for key, errors in shape_errors.items():
+            index = int(key)
+            refused = entry(index, items[index - first])
+            if "phone" in errors:
+                refused["reasons"].append(Reason.INVALID_PHONE)
+            if set(errors) - {"phone"}:
+                refused["reasons"].append(Reason.INVALID_RECIPIENT)
+            refused["errors"] = errors
+            if "phone" not in errors and refused["phone"] is not None:
+                valid_phone[index] = refused["phone"]
+        clean_indexes = [
+            first + offset
+            for offset in range(len(items))
+            if str(first + offset) not in shape_errors
+        ]
+
+        # 2. The template's variables and buttons, for the clean ones.
+        template_errors = check_against_template(
+            clean,
+            variables=variables,
+            buttons=template.button_specs,
+            template=template.name,
+            variable_types=template.typed_variables,
+            currency_code=template.currency_code,
+        )
+        for key, errors in template_errors.items():
+            index = clean_indexes[int(key)]
+            refused = entry(index, items[index - first])
+            _template_reasons(refused, errors, clean[int(key)].variables, variables, expected)
+        for position, recipient in enumerate(clean):
+            valid_phone[clean_indexes[position]] = recipient.key  # a phone, or a user id
 
     # 3. Duplicates, by phone, in the list's order: the first occurrence is the one sent.
     first_of: dict[str, int] = {}
@@ -159,7 +169,7 @@ def send_dry_run(
         phone = valid_phone[index]
         first = first_of.setdefault(phone, index)
         if first != index:
-            duplicate = entry(index)
+            duplicate = entry(index, _item_of(phone))
             duplicate["reasons"].append(Reason.DUPLICATE_OF)
             duplicate["duplicate_of"] = first
 
@@ -173,7 +183,9 @@ def send_dry_run(
         now=now,
     )
     for held, verdict in holds.items():
-        entry(firsts[held])["reasons"].append(Reason(verdict.value))
+        entry(firsts[held], _item_of(valid_phone[firsts[held]]))["reasons"].append(
+            Reason(verdict.value)
+        )
 
     # The figures of the send without what send-bulk refuses: each phone once, by its first
     # occurrence that has no refused reason.
@@ -199,13 +211,32 @@ def send_dry_run(
     sendable = sum(1 for index in first_of.values() if index not in entries)
     return DryRun(
         template_name=template.name,
-        total_recipients=len(items),
+        total_recipients=total,
         unique_recipients=len(sent_phones),
         sendable_recipients=sendable,
         estimated_time_minutes=estimate,
         quota=quota,
         verdicts=verdicts,
     )
+
+
+def _item_of(key: str) -> dict[str, Any]:
+    """What a verdict shows of a valid recipient's item: its phone (a user id is never one: it
+    starts with no `+`)."""
+    return {"phone": key if key.startswith("+") else None}
+
+
+def _item_batches(
+    recipients: RecipientItems | StreamedRecipients,
+) -> Iterator[tuple[int, list[Any]]]:
+    if isinstance(recipients, StreamedRecipients):
+        return recipients.item_batches()
+    return iter([(0, recipients.items)])
+
+
+def _exact_items(recipients: RecipientItems | StreamedRecipients) -> Callable[[], list[Any]] | None:
+    # A streamed body's numbers are exact as read (bulksend.json_stream).
+    return recipients.exact_items if isinstance(recipients, RecipientItems) else None
 
 
 def _template_reasons(

@@ -43,7 +43,7 @@ class StreamedRecipients:
         self.count = 0
         self._user_ids: set[str] = set()
 
-    def _item_batches(self) -> Iterator[tuple[int, list[Any]]]:
+    def item_batches(self) -> Iterator[tuple[int, list[Any]]]:
         items = ijson.items(
             self.spool.reader(), f"{RECIPIENTS}.item", use_float=False, buf_size=CHUNK_BYTES
         )
@@ -52,16 +52,22 @@ class StreamedRecipients:
             yield first, batch
             first += len(batch)
 
-    def items(self) -> list[Any]:
-        """Every item, as a list (a dry run's verdicts read them all at once)."""
-        return [item for _, batch in self._item_batches() for item in batch]
+    def length_refusal(self, max_length: int) -> str | None:
+        """ "max_length" or "empty" as a list's length is refused, else None (a dry run's
+        check: its recipients are judged one by one after, by bulksend.dry_run)."""
+        self.count = 0
+        for _, items in self.item_batches():
+            self.count += len(items)
+            if self.count > max_length:
+                return "max_length"
+        return None if self.count else "empty"
 
     def check(self, max_length: int) -> tuple[str | None, dict[str, Errors]]:
         """Count and check the items: ("max_length" or "empty", {}) as a list's length is
         refused, before its items; else (None, the errors by index)."""
         errors: dict[str, Errors] = {}
         self.count = 0
-        for first, items in self._item_batches():
+        for first, items in self.item_batches():
             self.count += len(items)
             if self.count > max_length:
                 return "max_length", {}
@@ -80,7 +86,7 @@ class StreamedRecipients:
         return self._user_ids
 
     def batches(self) -> Iterator[tuple[int, list[Recipient]]]:
-        for first, items in self._item_batches():
+        for first, items in self.item_batches():
             yield first, recipients_of_checked(items)  # checked by `check` before
 
 

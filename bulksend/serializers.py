@@ -87,8 +87,6 @@ class RecipientsField(serializers.Field):
 
     def items_checked(self, data: Any) -> list[Any]:
         """The list itself checked: a non-empty list, within the limit."""
-        if isinstance(data, StreamedRecipients):
-            data = data.items()  # a dry run's: its verdicts need every item at once
         if not isinstance(data, list):
             self.fail("not_a_list", input_type=type(data).__name__)
         if not data:
@@ -110,6 +108,12 @@ class DryRunRecipientsField(RecipientsField):
     not one, empty or too long), each recipient is judged by `bulksend.dry_run`."""
 
     def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, StreamedRecipients):
+            limit = settings.BULK_SEND_MAX_RECIPIENTS
+            refusal = data.length_refusal(limit)
+            if refusal is not None:
+                self.fail(refusal, max_length=limit)
+            return data
         return RecipientItems(self.items_checked(data), self.exact_items)
 
 

@@ -283,3 +283,37 @@ def test_a_csv_refused_whole_is_refused_streamed_alike(
 
     assert response.status_code == 400
     assert_nothing_created()
+
+
+# --- dry runs ----------------------------------------------------------------------------------
+
+
+def test_a_dry_run_judges_a_streamed_body_batch_by_batch_as_a_whole_one(
+    post: Post, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(json_stream, "BATCH", 6)
+    items = [recipient(phone) for phone in phones(30)]
+    items[4]["phone"] = "+54"  # invalid
+    items[13]["variables"] = {"name": "x"}  # missing a variable
+    items[27] = recipient(phones(30)[2])  # a duplicate of index 2, two batches later
+    items[29] = {"user_id": "US.13491208655302741918", "variables": items[0]["variables"]}
+    monkeypatch.setattr("bulksend.views.dry_run_requested", lambda request: True)
+    response = both_ways(post, payload(*items))
+
+    assert response.status_code == 200, response.content
+    verdicts = {verdict["index"]: verdict["reasons"] for verdict in response.json()["verdicts"]}
+    assert verdicts[4] == ["invalid_phone"]
+    assert verdicts[13] == ["missing_variables"]
+    assert verdicts[27] == ["duplicate_of"]
+    assert_nothing_created()
+
+
+def test_a_dry_run_of_one_more_than_the_limit_is_refused_alike(
+    post: Post, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("bulksend.views.dry_run_requested", lambda request: True)
+    with override_settings(BULK_SEND_MAX_RECIPIENTS=2):
+        response = both_ways(post, payload(*(recipient(phone) for phone in phones(3))))
+
+    assert response.status_code == 400
+    assert response.json() == {"recipients": ["Ensure this field has no more than 2 elements."]}
