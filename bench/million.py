@@ -38,6 +38,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script, the project's packages are not on the path
 
+from bench import drain_processes, drain_support  # noqa: E402
 from bench.drain_processes import RUNNING, celery_workers  # noqa: E402
 from bench.drain_support import (  # noqa: E402
     ENGINE_BASE,
@@ -137,7 +138,10 @@ class PeakSampler(threading.Thread):
 
     def run(self) -> None:
         while not self.done.wait(SAMPLE_SECONDS):
-            self.peak = max(self.peak, rss_mb(self.pid))
+            try:
+                self.peak = max(self.peak, rss_mb(self.pid))
+            except OSError:  # the worker died: the request's answer says why
+                return
 
 
 # --- (a) accept --------------------------------------------------------------------------------
@@ -219,10 +223,16 @@ def main() -> None:
     parser.add_argument("--recipients", type=int, default=1_000_000, help="the send's size")
     parser.add_argument("--concurrency", type=int, default=2, help="Celery worker processes")
     parser.add_argument("--webhooks", action="store_true", help="the sandbox posts statuses")
+    parser.add_argument("--accept-only", action="store_true", help="(a) only, no drain")
+    parser.add_argument(
+        "--web-timeout", type=int, default=900, help="gunicorn's worker timeout, seconds"
+    )
     add_arguments(parser)
     parser.set_defaults(web_workers=1, round_timeout=1200)
     args = parser.parse_args()
     args.no_webhooks = not args.webhooks
+    drain_processes.GUNICORN_TIMEOUT_SECONDS = args.web_timeout
+    drain_support.REQUEST_TIMEOUT = (10.0, float(args.web_timeout))
     size = args.recipients
     with services(args) as run:
         from django.conf import settings
@@ -236,6 +246,9 @@ def main() -> None:
         bulk_send_id, accept_seconds, memory = accept_measured(run.web, run.demo, body, size)
         del body
         say(f"accepted in {accept_seconds:.2f} s, worker peak {memory['peak']:.0f} MB")
+        if args.accept_only:
+            accept_report(size, accept_seconds, copy_seconds, memory)
+            return
         with celery_workers(run.env, run.logs, count=1, concurrency=args.concurrency, pacing=False):
             rate, drain_memory = drain_measured(bulk_send_id, size, args.round_timeout)
         say(f"drained at {rate:,.0f} msg/s")
@@ -245,7 +258,12 @@ def main() -> None:
             bare_send(run.meta, run.demo, bare, settings.DELIVERY_CONCURRENCY)
         )
         stats = sandbox_get(run.meta, "stats")
-    bare_rate = ok / elapsed
+    accept_report(size, accept_seconds, copy_seconds, memory)
+    drain_report(args.concurrency, rate, drain_memory, ok / elapsed, ok)
+    print(f"sandbox after the bare run: {stats.get('accepted')} accepted; load {os.getloadavg()}")
+
+
+def accept_report(size: int, accept_seconds: float, copy_seconds: float, memory: dict) -> None:
     accept_pass = accept_seconds < TARGET_ACCEPT_SECONDS * size / 1_000_000
     print()
     print(f"(a) Accepting {size:,} recipients through gunicorn (one sync worker)")
@@ -264,7 +282,13 @@ def main() -> None:
             ]
         ],
     )
-    print(f"\n(b) Draining it unpaced (--concurrency {args.concurrency}), 202 to completed_at")
+    print(f"load {os.getloadavg()}")
+
+
+def drain_report(
+    concurrency: int, rate: float, drain_memory: list[float], bare_rate: float, ok: int
+) -> None:
+    print(f"\n(b) Draining it unpaced (--concurrency {concurrency}), 202 to completed_at")
     print_table(
         ["msg/s", "bare aiohttp req/s", "ratio", "workers MB start/half/end", "target", "result"],
         [
@@ -278,7 +302,6 @@ def main() -> None:
             ]
         ],
     )
-    print(f"sandbox after the bare run: {stats.get('accepted')} accepted; load {os.getloadavg()}")
 
 
 if __name__ == "__main__":
