@@ -29,7 +29,6 @@ from bulksend.csv_stream import StreamedCsvRecipients, streamed_csv_data
 from bulksend.json_stream import json_send_fields
 from mindo.errors import InvalidFieldsError
 from mindo.parsers import json_body_loads, read_bounded, too_large
-from mindo.request_body import request_is_chunked
 from mindo.request_spool import body_spool, body_spool_read
 
 JSON_MEDIA_TYPE = "application/json"
@@ -75,8 +74,9 @@ def large_body_spool(request: Request) -> None:
         return
     if int(declared) <= STREAM_FROM_BYTES:
         return
-    # A chunked body was read by mindo.middleware up to API_MAX_BODY_BYTES (+1 to tell it over).
-    chunked = request_is_chunked(request.META)
+    # A chunked body was read by mindo.middleware up to API_MAX_BODY_BYTES (+1 to tell it over),
+    # and given a Content-Length: only its Transfer-Encoding still says it came in chunks.
+    chunked = "chunked" in str(request.META.get("HTTP_TRANSFER_ENCODING", "")).lower()
     limit = settings.API_MAX_BODY_BYTES if chunked else settings.SEND_BULK_MAX_BODY_BYTES
     body_spool_read(request, limit=limit)
 

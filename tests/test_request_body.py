@@ -27,7 +27,9 @@ def gunicorn(
     django_db_setup: None, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[GunicornProcess]:
     running = GunicornProcess(
-        tmp_path_factory.mktemp("gunicorn"), {"API_MAX_BODY_BYTES": str(LIMIT)}
+        tmp_path_factory.mktemp("gunicorn"),
+        # send-bulk's bodies with a Content-Length have their own limit (they are streamed).
+        {"API_MAX_BODY_BYTES": str(LIMIT), "SEND_BULK_MAX_BODY_BYTES": str(LIMIT)},
     )
     try:
         yield running
