@@ -220,7 +220,7 @@ class BulkSendAdmin(admin.ModelAdmin):
         if len(sends) != 1:
             self.message_user(request, "Select one send to export.", messages.WARNING)
             return None
-        return messages_csv_response(sends[0].pk)
+        return messages_csv_response(sends[0].pk, send_cancelled=sends[0].is_cancelled)
 
     def has_change_permission(self, request: HttpRequest, obj: BulkSend | None = None) -> bool:
         return False

@@ -15,8 +15,13 @@ from collections.abc import Iterator
 from django.db import connection
 from django.http import StreamingHttpResponse
 
-from bulksend.filters import MESSAGE_STATUS_FILTER
-from messaging.models import PUBLIC_STATUS, Message, MessageStatus
+from messaging.models import (
+    CANCELLED_SEND_PUBLIC_STATUS,
+    PUBLIC_STATUS,
+    Message,
+    MessageStatus,
+    stored_statuses_of,
+)
 
 # Bytes gathered before a chunk goes to the client: PostgreSQL hands over one row at a time,
 # and one write per row would cost a system call each.
@@ -25,18 +30,28 @@ CHUNK_BYTES = 64 * 1024
 # Every moment in UTC, ISO 8601 with microseconds, as the JSON endpoints write them.
 _MOMENT = "to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
 
-_PUBLIC_STATUS = (
-    "CASE status "
-    + " ".join(f"WHEN '{stored}' THEN '{shown}'" for stored, shown in PUBLIC_STATUS.items())
-    + " ELSE status END"
-)
 
-# (header, SQL expression), in the file's order. A claimed (`sending`) message is still pending
-# to clients, as everywhere else in the API.
+def _public_status_sql(shown: dict[MessageStatus, MessageStatus]) -> str:
+    return (
+        "CASE status "
+        + " ".join(f"WHEN '{stored}' THEN '{public}'" for stored, public in shown.items())
+        + " ELSE status END"
+    )
+
+
+# The status column, in a send cancelled or not (messaging.models.public_status_of): a claimed
+# (`sending`) message is still pending to clients, as everywhere else in the API, and a pending
+# one of a cancelled send is cancelled.
+_STATUS_COLUMN = {
+    False: _public_status_sql(PUBLIC_STATUS),
+    True: _public_status_sql(CANCELLED_SEND_PUBLIC_STATUS),
+}
+
+# (header, SQL expression), in the file's order; `{status}` is the status column.
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("message_id", "id"),
     ("phone", "recipient_phone"),
-    ("status", _PUBLIC_STATUS),
+    ("status", "{status}"),
     ("wamid", "wamid"),
     # JSON objects: a variable's name never collides with a column's, whatever the template.
     ("variables", "variables::text"),
@@ -57,8 +72,11 @@ COLUMNS: tuple[tuple[str, str], ...] = (
 )
 
 
-def _export_sql(with_status: bool) -> str:
-    selected = ", ".join(f'{expression} AS "{header}"' for header, expression in COLUMNS)
+def _export_sql(with_status: bool, *, send_cancelled: bool) -> str:
+    selected = ", ".join(
+        f'{expression.format(status=_STATUS_COLUMN[send_cancelled])} AS "{header}"'
+        for header, expression in COLUMNS
+    )
     where = "bulk_send_id = %s" + (" AND status = ANY(%s)" if with_status else "")
     # Ordered by (send, id) as the messages list is: the (bulk_send, id) index gives the rows in
     # order, with no sort of a million rows first.
@@ -68,16 +86,19 @@ def _export_sql(with_status: bool) -> str:
     )
 
 
-def messages_csv(bulk_send_id: uuid.UUID, status: str | None = None) -> Iterator[bytes]:
+def messages_csv(
+    bulk_send_id: uuid.UUID, status: str | None = None, *, send_cancelled: bool = False
+) -> Iterator[bytes]:
     """The CSV of the send's messages (those a client sees as `status`, when given), header
-    first, in chunks of about CHUNK_BYTES. The caller has checked the send is the client's.
+    first, in chunks of about CHUNK_BYTES. The caller has checked the send is the client's, and
+    says whether it is cancelled.
 
     The database connection is busy until the iterator is exhausted or closed: a client that
     goes away mid-file closes it, which ends the COPY (psycopg cancels it)."""
     params: list[object] = [bulk_send_id]
     if status:
-        params.append([str(each) for each in MESSAGE_STATUS_FILTER[MessageStatus(status)]])
-    sql = _export_sql(bool(status))
+        params.append(stored_statuses_of(status, send_cancelled=send_cancelled))
+    sql = _export_sql(bool(status), send_cancelled=send_cancelled)
     with connection.cursor() as cursor, cursor.cursor.copy(sql, params) as copy:
         chunk = bytearray()
         for row in copy:
@@ -90,11 +111,12 @@ def messages_csv(bulk_send_id: uuid.UUID, status: str | None = None) -> Iterator
 
 
 def messages_csv_response(
-    bulk_send_id: uuid.UUID, status: str | None = None
+    bulk_send_id: uuid.UUID, status: str | None = None, *, send_cancelled: bool = False
 ) -> StreamingHttpResponse:
     """The CSV as a download named after the send (and the status it holds)."""
     response = StreamingHttpResponse(
-        messages_csv(bulk_send_id, status), content_type="text/csv; charset=utf-8"
+        messages_csv(bulk_send_id, status, send_cancelled=send_cancelled),
+        content_type="text/csv; charset=utf-8",
     )
     name = f"bulk-send-{bulk_send_id}-messages{'-' + status if status else ''}"
     response["Content-Disposition"] = f'attachment; filename="{name}.csv"'

@@ -7,7 +7,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from bulksend.models import BulkSend, BulkSendStatus
-from messaging.models import Message, MessageStatus
+from messaging.models import Message, MessageStatus, stored_statuses_of
 from mindo.query_params import PositiveIntegerFilter
 
 
@@ -40,20 +40,16 @@ class BulkSendFilter(django_filters.FilterSet):
         return queryset.filter(created_at__lt=_day_start(value + timedelta(days=1)))
 
 
-# A message a worker has claimed is still pending to clients.
-MESSAGE_STATUS_FILTER = {
-    MessageStatus.PENDING: [MessageStatus.PENDING, MessageStatus.SENDING],
-    MessageStatus.SENT: [MessageStatus.SENT],
-    MessageStatus.DELIVERED: [MessageStatus.DELIVERED],
-    MessageStatus.READ: [MessageStatus.READ],
-    MessageStatus.FAILED: [MessageStatus.FAILED],
-    MessageStatus.CANCELLED: [MessageStatus.CANCELLED],
-}
+# The statuses a client may filter by: a message a worker has claimed is still pending to them.
+PUBLIC_MESSAGE_STATUSES = [status for status in MessageStatus if status != MessageStatus.SENDING]
 
 
 class MessageFilter(django_filters.FilterSet):
+    """Validates `status`; the view filters by it, knowing whether the send is cancelled (its
+    `pending` messages are cancelled to a client then: messaging.models.public_status_of)."""
+
     status = django_filters.ChoiceFilter(
-        choices=[(status.value, status.value) for status in MESSAGE_STATUS_FILTER],
+        choices=[(status.value, status.value) for status in PUBLIC_MESSAGE_STATUSES],
         method="filter_status",
     )
 
@@ -64,4 +60,13 @@ class MessageFilter(django_filters.FilterSet):
     def filter_status(
         self, queryset: QuerySet[Message], name: str, value: str
     ) -> QuerySet[Message]:
-        return queryset.filter(status__in=MESSAGE_STATUS_FILTER[MessageStatus(value)])
+        return queryset
+
+
+def messages_with_public_status(
+    messages: QuerySet[Message], public: str | None, *, send_cancelled: bool
+) -> QuerySet[Message]:
+    """`messages` of one send that a client sees as `public` (all when None)."""
+    if not public:
+        return messages
+    return messages.filter(status__in=stored_statuses_of(public, send_cancelled=send_cancelled))

@@ -21,15 +21,16 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Case, F, Q, QuerySet, Value, When
+from django.db.models import Case, Exists, F, OuterRef, Q, QuerySet, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from bulksend.conversion import cancelled_messages_convert_enqueue
 from bulksend.creation import bulk_send_enqueue
 from bulksend.liveness import drain_may_be_alive
 from bulksend.models import ACTIVE_STATUSES, BulkSend, BulkSendStatus
@@ -52,7 +53,6 @@ from messaging.delivery import (
     Settle,
     Settled,
     leases_reap,
-    messages_cancel_pending,
     messages_settle,
     sent_record_ctes,
 )
@@ -157,6 +157,13 @@ def sends_counters_apply(
         params: list[Any] = [now or timezone.now(), ids, *columns]
         cursor.execute(_counters_sql(), params)
         updated = cursor.fetchall()
+    # A cancelled send's `pending` messages count as cancelled: one of them moved by a status
+    # (Meta's late `sent` of a message given back) moved the wrong counter; recount the two.
+    for send_id in ids:
+        if status_before.get(send_id) == BulkSendStatus.CANCELLED and (
+            deltas[send_id].get("pending") or deltas[send_id].get("cancelled")
+        ):
+            _cancelled_counters_true_up(send_id)
     changed = {str(row[0]) for row in updated if row[2] != status_before.get(str(row[0]))}
     if changed and status_events:
         event_record_bulk_send_status(changed, previous=status_before)
@@ -389,6 +396,10 @@ def bulk_send_cancel(*, bulk_send: BulkSend, refuse_finished: bool = False) -> i
     what it had left. Then the workers are stopped and waited for (`_stop_and_wait`): when this
     returns, nothing more of the send goes to Meta. Cancelling a cancelled send again only waits
     again; a finished one is left as it is, or refused (`refuse_finished`: `ConflictError`).
+
+    The send alone changes here: CANCELLED, its pending messages counted as cancelled at once
+    (`_cancelled_counters_true_up`), which every read already shows them as; their rows are
+    turned `cancelled` afterwards by a task woken on commit (bulksend.conversion).
     """
     with transaction.atomic():
         send = BulkSend.objects.select_for_update().get(pk=bulk_send.pk)
@@ -403,7 +414,6 @@ def bulk_send_cancel(*, bulk_send: BulkSend, refuse_finished: bool = False) -> i
         else:
             # Under the send's lock, before the commit: see bulksend.stopping.
             send_stop_mark(send.pk, _number_id(send), why="cancelled", forever=True)
-            cancelled = _pending_cancel(send.pk)
             BulkSend.objects.filter(pk=send.pk).update(
                 status=BulkSendStatus.CANCELLED,
                 completed_at=timezone.now(),
@@ -412,7 +422,9 @@ def bulk_send_cancel(*, bulk_send: BulkSend, refuse_finished: bool = False) -> i
                 halt_reason="",
                 paused_at=None,
             )
+            cancelled = _cancelled_counters_true_up(send.pk)
             event_record_bulk_send_status([send.pk], previous={str(send.pk): send.status})
+            transaction.on_commit(lambda: cancelled_messages_convert_enqueue(send.pk))
     _stop_and_wait(send.pk)
     # What the stopped workers gave back to `pending` meanwhile.
     return cancelled + bulk_send_cancel_leftovers(send.pk)
@@ -522,21 +534,52 @@ def _stop_and_wait(bulk_send_id: uuid.UUID) -> bool:
         time.sleep(STOP_POLL_SECONDS)
 
 
-def _pending_cancel(bulk_send_id: uuid.UUID) -> int:
-    """Cancel the send's `pending` messages and count them; the caller holds the send's lock."""
-    deltas = messages_cancel_pending(bulk_send_id)
-    # Cancelling may settle the send's last message: the status event is the cancel's own.
-    sends_counters_apply(deltas, status_events=False)
-    return sum(moved["cancelled"] for moved in deltas.values())
+# A cancelled send's counters recounted by the rule of messaging.counters (its `pending` messages
+# are cancelled, only those a worker holds are pending), from the one count that can differ: the
+# messages in flight, a short range of the (send, status, id) index. The others move only with
+# their rows, by deltas; these two by what no delta tells: a message given back to `pending` (a
+# release, a retry, a reaped lease), or claimed by a drain that had not seen the cancel yet.
+# Answers how many moved from pending to cancelled (negative: back). The caller holds the lock.
+_CANCELLED_TRUE_UP_SQL = """
+WITH held AS (
+    SELECT count(*) AS sending FROM {messages} WHERE bulk_send_id = %(send)s AND status = {SENDING}
+),
+before AS (SELECT pending_count FROM {sends} WHERE id = %(send)s)
+UPDATE {sends} b
+   SET cancelled_count = b.cancelled_count + b.pending_count - held.sending,
+       pending_count = held.sending
+  FROM held, before
+ WHERE b.id = %(send)s AND b.status = {CANCELLED} AND b.pending_count <> held.sending
+RETURNING before.pending_count - held.sending
+"""
+
+
+def _cancelled_counters_true_up(bulk_send_id: uuid.UUID | str) -> int:
+    """Move a cancelled send's counters to what its messages say (see the SQL); returns how many
+    moved from pending to cancelled. The caller holds the send's lock (its snapshot is then
+    later than every change the lock waited for)."""
+    sql = _CANCELLED_TRUE_UP_SQL.format(
+        messages=Message._meta.db_table,
+        sends=_sends_table(),
+        SENDING=sql_literal(MessageStatus.SENDING),
+        CANCELLED=_STATUS_SQL[BulkSendStatus.CANCELLED.name],
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, {"send": bulk_send_id})
+        row = cursor.fetchone()
+    return int(row[0]) if row else 0
 
 
 def bulk_send_cancel_leftovers(bulk_send_id: uuid.UUID) -> int:
-    """Cancel what came back to `pending` in a send cancelled meanwhile; returns how many.
+    """Count as cancelled what came back to `pending` in a send cancelled meanwhile; returns how
+    many.
 
     A message in flight when its send was cancelled settles afterwards: sent as Meta says, but a
     retry, a released message or a reaped lease goes back to `pending`, where no drain will look
-    for it (drains stop at a cancelled send). It is cancelled here, so a cancelled send ends
-    with nothing pending. Called by the drain that saw the cancel and by the reaper.
+    for it (drains stop at a cancelled send). It is cancelled to every read from then on; here
+    the counters follow, under the send's lock, by `_cancelled_counters_true_up` (never twice: it
+    recounts rather than adds). Its row is turned with the others (bulksend.conversion). Called
+    by the drain that saw the cancel, by the conversion's last step and by the reaper.
     """
     with transaction.atomic():
         locked = BulkSend.objects.select_for_update().filter(
@@ -544,16 +587,32 @@ def bulk_send_cancel_leftovers(bulk_send_id: uuid.UUID) -> int:
         )
         if not locked.exists():
             return 0
-        return _pending_cancel(bulk_send_id)
+        return _cancelled_counters_true_up(bulk_send_id)
+
+
+# The sweep looks this far back for a cancelled send whose rows are not all turned: its task was
+# lost (the broker away) or its worker died. Older ones are left: their rows read as cancelled.
+CONVERSION_SWEEP_DAYS = 7
 
 
 def cancelled_sends_sweep() -> int:
     """`bulk_send_cancel_leftovers` for every cancelled send that still counts messages pending
-    (in flight ones included: their settling may bring them back); returns how many."""
-    cancelled_with_pending = BulkSend.objects.filter(
-        status=BulkSendStatus.CANCELLED, pending_count__gt=0
-    ).values_list("pk", flat=True)
-    return sum(bulk_send_cancel_leftovers(bulk_send_id) for bulk_send_id in cancelled_with_pending)
+    (in flight ones included: their settling may bring them back), and the conversion's wake-up
+    for every recent one with `pending` rows left (bulksend.conversion); returns how many
+    messages the counters moved."""
+    cancelled = BulkSend.objects.filter(status=BulkSendStatus.CANCELLED)
+    moved = sum(
+        bulk_send_cancel_leftovers(bulk_send_id)
+        for bulk_send_id in cancelled.filter(pending_count__gt=0).values_list("pk", flat=True)
+    )
+    unconverted = cancelled.filter(
+        completed_at__gte=timezone.now() - timedelta(days=CONVERSION_SWEEP_DAYS)
+    ).filter(
+        Exists(Message.objects.filter(bulk_send_id=OuterRef("pk"), status=MessageStatus.PENDING))
+    )
+    for bulk_send_id in unconverted.values_list("pk", flat=True):
+        cancelled_messages_convert_enqueue(bulk_send_id)
+    return moved
 
 
 # --- halts for Meta's events about a send's template, number or account -----------------------

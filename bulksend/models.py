@@ -173,6 +173,10 @@ class BulkSend(models.Model):
         return self.status in ACTIVE_STATUSES
 
     @property
+    def is_cancelled(self) -> bool:
+        return self.status == BulkSendStatus.CANCELLED
+
+    @property
     def is_halted(self) -> bool:
         return self.halted_at is not None
 

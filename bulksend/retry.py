@@ -42,7 +42,7 @@ from django.utils import timezone
 
 from bulksend.creation import BulkSendAccepted, stored_send_accept, template_sendable_check
 from bulksend.lifecycle import bulk_send_cancel
-from bulksend.models import ACTIVE_STATUSES, BulkSend, BulkSendKind
+from bulksend.models import ACTIVE_STATUSES, BulkSend, BulkSendKind, BulkSendStatus
 from bulksend.quota import quota_for_send
 from messaging.counters import sql_in, sql_literal
 from messaging.models import Message, MessageStatus
@@ -112,7 +112,10 @@ SELECT %(retry)s, m.business_account_id, m.recipient_phone, m.recipient_user_id,
           -- The same person: by phone, or by Meta's user id for one sent to by it.
           AND (f.recipient_phone = m.recipient_phone OR f.recipient_user_id = m.recipient_user_id)
           AND f.id <> m.id
-          AND (f.status NOT IN {unreached} OR f.sent_at IS NOT NULL OR f.wamid IS NOT NULL))
+          -- A pending message of a cancelled send is cancelled, its row turned afterwards.
+          AND ((f.status NOT IN {unreached}
+                AND NOT (f.status = {pending} AND f.bulk_send_id = ANY(%(cancelled)s::uuid[])))
+               OR f.sent_at IS NOT NULL OR f.wamid IS NOT NULL))
  ORDER BY m.id
 """
 
@@ -221,6 +224,7 @@ def _messages_copy(
     sql = _COPY_SQL.format(
         messages=Message._meta.db_table,
         failed=sql_literal(MessageStatus.FAILED),
+        pending=sql_literal(MessageStatus.PENDING),
         unreached=sql_in((MessageStatus.FAILED, MessageStatus.CANCELLED)),
     )
     params: dict[str, Any] = {
@@ -229,6 +233,11 @@ def _messages_copy(
         "statuses": [str(status) for status in _SCOPE_STATUSES[scope]],
         "codes": list(error_codes) if error_codes is not None else None,
         "chain": chain,
+        "cancelled": list(
+            BulkSend.objects.filter(pk__in=chain, status=BulkSendStatus.CANCELLED).values_list(
+                "pk", flat=True
+            )
+        ),
     }
     with connection.cursor() as cursor:
         cursor.execute(sql, params)

@@ -27,7 +27,7 @@ from bulksend.schedule import (
     send_window_parse,
 )
 from bulksend.send_window import SendWindow, send_window_of
-from messaging.models import Message, in_template_order
+from messaging.models import Message, in_template_order, public_status_of
 from meta.parameters import VARIABLE_TYPES
 from meta.user_ids import USER_ID_MAX_LENGTH
 from meta.webhook_payload import ERROR_CODE_MAX_LENGTH
@@ -470,7 +470,12 @@ class BulkSendMessageSerializer(serializers.ModelSerializer[Message]):
         return in_template_order(message.variables, self.context.get("template_variables", []))
 
     def to_representation(self, instance: Message) -> dict[str, Any]:
-        return with_user_id(super().to_representation(instance), instance.recipient_user_id)
+        body = super().to_representation(instance)
+        # The page's messages come without their send: the view says whether it is cancelled.
+        body["status"] = public_status_of(
+            instance.status, send_cancelled=self.context.get("send_cancelled", False)
+        )
+        return with_user_id(body, instance.recipient_user_id)
 
 
 def with_user_id(body: dict[str, Any], user_id: str | None) -> dict[str, Any]:

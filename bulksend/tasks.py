@@ -11,8 +11,10 @@ from celery import shared_task
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
+from bulksend.conversion import CONVERT_TASK_NAME, cancelled_messages_convert
 from bulksend.creation import DRAIN_TASK_NAME
 from bulksend.drain import bulk_send_drain
+from bulksend.lifecycle import bulk_send_cancel_leftovers
 from bulksend.reaper import bulk_sends_reap
 from bulksend.schedule import SHORT_WAIT
 
@@ -30,6 +32,15 @@ def drain_bulk_send(bulk_send_id: str) -> None:
         _wake(bulk_send_id)
     elif report.next_wake_at is not None and report.next_wake_at - timezone.now() < SHORT_WAIT:
         _wake(bulk_send_id, eta=report.next_wake_at)
+
+
+@shared_task(name=CONVERT_TASK_NAME, ignore_result=True)
+def convert_cancelled_messages(bulk_send_id: str) -> None:
+    """Turn a cancelled send's pending rows (bulksend.conversion), then recount its counters
+    under its lock, for whatever raced with its cancel."""
+    send_id = uuid.UUID(bulk_send_id)
+    cancelled_messages_convert(send_id)
+    bulk_send_cancel_leftovers(send_id)
 
 
 @shared_task(name="bulksend.reap", ignore_result=True)

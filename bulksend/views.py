@@ -30,7 +30,12 @@ from bulksend.csv_recipients import CsvRecipients
 from bulksend.csv_stream import StreamedCsvRecipients
 from bulksend.dry_run import send_dry_run
 from bulksend.export import messages_csv_response
-from bulksend.filters import MESSAGE_STATUS_FILTER, BulkSendFilter, MessageFilter
+from bulksend.filters import (
+    PUBLIC_MESSAGE_STATUSES,
+    BulkSendFilter,
+    MessageFilter,
+    messages_with_public_status,
+)
 from bulksend.lifecycle import bulk_send_cancel_for_client, bulk_send_pause, bulk_send_unpause
 from bulksend.models import BulkSend, BulkSendKind
 from bulksend.parsers import (
@@ -336,6 +341,7 @@ class BulkSendMessagesView(generics.ListAPIView[Message]):
         bulk_send = getattr(self, "bulk_send", None)
         if bulk_send is not None:
             context["template_variables"] = bulk_send.template.variables
+            context["send_cancelled"] = bulk_send.is_cancelled
         return context
 
     def filter_queryset(self, queryset: QuerySet[Message]) -> QuerySet[Message]:
@@ -344,7 +350,9 @@ class BulkSendMessagesView(generics.ListAPIView[Message]):
         # An empty `?status=` filters nothing, as django-filter reads it.
         status_filter = self.request.query_params.get("status") or None
         self.known_count = self.bulk_send.message_count(status_filter)
-        return filtered
+        return messages_with_public_status(
+            filtered, status_filter, send_cancelled=self.bulk_send.is_cancelled
+        )
 
 
 class SendMessageView(APIView):
@@ -432,7 +440,7 @@ class BulkSendMessagesExportView(APIView):
                 "status",
                 OpenApiTypes.STR,
                 OpenApiParameter.QUERY,
-                enum=[str(status) for status in MESSAGE_STATUS_FILTER],
+                enum=[str(status) for status in PUBLIC_MESSAGE_STATUSES],
                 description="Only messages a client sees with this status.",
             )
         ],
@@ -445,11 +453,15 @@ class BulkSendMessagesExportView(APIView):
         },
     )
     def get(self, request: Request, bulk_send_id: str) -> StreamingHttpResponse:
-        bulk_send = _bulk_send_get(request, bulk_send_id, BulkSend.objects.only("pk"))
+        bulk_send = _bulk_send_get(request, bulk_send_id, BulkSend.objects.only("pk", "status"))
         query = MessageFilter(request.query_params, queryset=Message.objects.none())
         if not query.is_valid():
             raise ValidationError(query.errors)
-        return messages_csv_response(bulk_send.pk, query.form.cleaned_data.get("status") or None)
+        return messages_csv_response(
+            bulk_send.pk,
+            query.form.cleaned_data.get("status") or None,
+            send_cancelled=bulk_send.is_cancelled,
+        )
 
 
 class BulkSendRetryView(APIView):

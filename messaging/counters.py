@@ -19,6 +19,19 @@ COUNTED_STATUSES: dict[str, frozenset[str]] = {
     "pending": frozenset({MessageStatus.PENDING, MessageStatus.SENDING}),
 }
 COUNTERS = tuple(COUNTED_STATUSES)
+# In a cancelled send a `pending` message is cancelled already: the cancel counts it so at once and
+# a task turns its row afterwards (bulksend.conversion). Only what a worker holds is pending.
+CANCELLED_SEND_COUNTED_STATUSES: dict[str, frozenset[str]] = {
+    **COUNTED_STATUSES,
+    "cancelled": frozenset({MessageStatus.CANCELLED, MessageStatus.PENDING}),
+    "pending": frozenset({MessageStatus.SENDING}),
+}
+
+
+def counted_statuses(*, send_cancelled: bool) -> dict[str, frozenset[str]]:
+    """Which stored statuses each counter counts, in a send cancelled or not."""
+    return CANCELLED_SEND_COUNTED_STATUSES if send_cancelled else COUNTED_STATUSES
+
 
 # bulk_send_id -> counter name -> how much it moved.
 SendDeltas = dict[str, dict[str, int]]

@@ -92,6 +92,7 @@ UPDATE {messages} m
     SELECT id FROM {messages}
      WHERE bulk_send_id = %(send)s AND status = {PENDING}
        AND (next_attempt_at IS NULL OR next_attempt_at <= %(now)s)
+       AND NOT EXISTS (SELECT 1 FROM {sends} WHERE id = %(send)s AND status = %(stopped)s)
      ORDER BY id
      LIMIT %(limit)s
        FOR UPDATE SKIP LOCKED
@@ -212,11 +213,6 @@ changed AS (
     RETURNING m.bulk_send_id, o.status AS old_status, m.status AS new_status
 )"""
 
-_CANCEL_PENDING_SQL = """
-UPDATE {messages} SET status = {CANCELLED}, next_attempt_at = NULL
- WHERE bulk_send_id = %s AND status = {PENDING}
-"""
-
 
 def _sql(template: str) -> str:
     return template.format(**table_names(), **STATUS_SQL, UNSENT=_UNSENT)
@@ -231,9 +227,16 @@ def sent_record_ctes() -> str:
 
 
 def messages_claim(
-    *, bulk_send_id: uuid.UUID, limit: int, lease_seconds: float, now: datetime
+    *,
+    bulk_send_id: uuid.UUID,
+    limit: int,
+    lease_seconds: float,
+    now: datetime,
+    unless_send_status: str | None = None,
 ) -> list[ClaimedMessage]:
-    """Claim up to `limit` due `pending` messages of a send, oldest first, for this worker.
+    """Claim up to `limit` due `pending` messages of a send, oldest first, for this worker;
+    none while the send's status is `unless_send_status` (a cancelled send's `pending` messages
+    are cancelled already, their rows turned afterwards: bulksend.conversion).
 
     Call it inside the transaction that also decides their quota, so the claim and the decision
     commit together.
@@ -243,6 +246,7 @@ def messages_claim(
         "now": now,
         "limit": limit,
         "lease_until": now + timedelta(seconds=lease_seconds),
+        "stopped": unless_send_status,
     }
     with prepared_cursor() as cursor:  # planned once per connection (mindo.prepared)
         cursor.execute(_sql(_CLAIM_SQL), params)
@@ -405,21 +409,6 @@ def leases_reap(
         _moved_per_send(cursor, counters, MessageStatus.SENDING, MessageStatus.FAILED, moves)
         cursor.execute(_sql(_REAP_SQL), params)
         return Reaped({str(row[0]) for row in cursor.fetchall()}, counters, moves)
-
-
-def messages_cancel_pending(bulk_send_id: uuid.UUID) -> SendDeltas:
-    """Cancel a send's `pending` messages (one a worker holds, `sending`, may already be with
-    Meta: it settles as Meta says). Runs in the caller's transaction."""
-    transaction_required()
-    with connection.cursor() as cursor:
-        cursor.execute(_sql(_CANCEL_PENDING_SQL), [bulk_send_id])
-        cancelled = cursor.rowcount
-    counters: SendDeltas = {}
-    if cancelled:
-        deltas_move(
-            counters, str(bulk_send_id), MessageStatus.PENDING, MessageStatus.CANCELLED, cancelled
-        )
-    return counters
 
 
 def webhook_progress_record(events: list[StatusEvent], *, received_at: datetime) -> None:

@@ -179,6 +179,24 @@ class MessageStatus(models.TextChoices):
 
 # Statuses a client sees: a message claimed by a worker is still pending to them.
 PUBLIC_STATUS = {MessageStatus.SENDING: MessageStatus.PENDING}
+# ... and in a cancelled send, a `pending` one is cancelled: the cancel counts it so at once, and a
+# task turns the row `cancelled` afterwards (bulksend.conversion).
+CANCELLED_SEND_PUBLIC_STATUS = {**PUBLIC_STATUS, MessageStatus.PENDING: MessageStatus.CANCELLED}
+
+
+def public_status_of(status: str, *, send_cancelled: bool = False) -> str:
+    """The status a client sees of a message stored as `status` (its send cancelled or not)."""
+    shown = CANCELLED_SEND_PUBLIC_STATUS if send_cancelled else PUBLIC_STATUS
+    return str(shown.get(MessageStatus(status), status))
+
+
+def stored_statuses_of(public: str, *, send_cancelled: bool = False) -> list[str]:
+    """The stored statuses a client sees as `public` (its send cancelled or not)."""
+    return [
+        str(status)
+        for status in MessageStatus
+        if public_status_of(status, send_cancelled=send_cancelled) == public
+    ]
 
 
 # "The recipient" of a message row aliased `{alias}`, phone or user id, as SQL.
@@ -303,7 +321,9 @@ class Message(models.Model):
 
     @property
     def public_status(self) -> str:
-        return str(PUBLIC_STATUS.get(MessageStatus(self.status), self.status))
+        """`public_status_of` its status; read with its send (`select_related`) when loaded."""
+        send = self._state.fields_cache.get("bulk_send")
+        return public_status_of(self.status, send_cancelled=bool(send and send.is_cancelled))
 
 
 # Every request to Meta carries this naming our message, and Meta echoes it in status webhooks,

@@ -47,14 +47,17 @@ from django.conf import settings
 from django.db import connection, connections
 from django.db.models import Count
 from django.test import override_settings
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from bulksend.creation import DRAIN_TASK_NAME
 from bulksend.drain import bulk_send_drain
 from bulksend.liveness import ALIVE_KEY
-from bulksend.models import BulkSend
+from bulksend.models import BulkSend, BulkSendStatus
 from bulksend.stopping import STOP_KEY_PATTERN
-from messaging.models import Message, MessageStatus, message_id_from_callback_data
+from messaging.counters import counted_statuses, sql_in
+from messaging.delivery import ClaimedMessage, messages_claim
+from messaging.models import Message, message_id_from_callback_data
 from messaging.ratelimit import KEY_PREFIX, Grant, RateLimiter
 from meta_sandbox import SandboxThread
 from templates_app.meta_publish import sandbox_catalog_publish
@@ -215,7 +218,8 @@ def wait_for(
 
 
 def recount(bulk_send_id: uuid.UUID | str) -> dict[str, int]:
-    """The send's counters recomputed from its messages with one GROUP BY."""
+    """The send's counters recomputed from its messages with one GROUP BY, by the rule of
+    messaging.counters (a cancelled send's `pending` messages are cancelled)."""
     by_status = {
         row["status"]: row["n"]
         for row in Message.objects.filter(bulk_send_id=bulk_send_id)
@@ -223,35 +227,49 @@ def recount(bulk_send_id: uuid.UUID | str) -> dict[str, int]:
         .annotate(n=Count("id"))
         .order_by()
     }
+    cancelled = BulkSend.objects.filter(pk=bulk_send_id, status=BulkSendStatus.CANCELLED).exists()
+    counted = counted_statuses(send_cancelled=cancelled)
+    recounted = {"total_recipients": sum(by_status.values())}
+    for name in ("pending", "sent", "delivered", "read", "failed", "cancelled"):
+        recounted[f"{name}_count"] = sum(by_status.get(status, 0) for status in counted[name])
+    return recounted
 
-    def count(*statuses: str) -> int:
-        return sum(by_status.get(status, 0) for status in statuses)
 
-    return {
-        "total_recipients": count(*MessageStatus.values),
-        "pending_count": count(MessageStatus.PENDING, MessageStatus.SENDING),
-        "sent_count": count(MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.READ),
-        "delivered_count": count(MessageStatus.DELIVERED, MessageStatus.READ),
-        "read_count": count(MessageStatus.READ),
-        "failed_count": count(MessageStatus.FAILED),
-        "cancelled_count": count(MessageStatus.CANCELLED),
+def claimable(bulk_send_id: uuid.UUID) -> list[ClaimedMessage]:
+    """What a drain would claim of the send now (a cancelled send's: nothing); claimed."""
+    return messages_claim(
+        bulk_send_id=bulk_send_id,
+        limit=10,
+        lease_seconds=60,
+        now=timezone.now(),
+        unless_send_status=BulkSendStatus.CANCELLED,
+    )
+
+
+def _recount_sql(name: str) -> str:
+    """The `name` counter recounted in SQL, for a send `b` cancelled or not."""
+    statuses = {
+        cancelled: sql_in(counted_statuses(send_cancelled=cancelled)[name])
+        for cancelled in (False, True)
     }
+    return (
+        f"count(m.id) FILTER (WHERE CASE WHEN b.status = 'CANCELLED' THEN m.status IN "
+        f"{statuses[True]} ELSE m.status IN {statuses[False]} END)"
+    )
 
 
-_SNAPSHOT_SQL = """
-SELECT b.unique_recipients, b.pending_count, b.sent_count, b.delivered_count, b.read_count,
-       b.failed_count, b.cancelled_count,
-       count(m.id),
-       count(m.id) FILTER (WHERE m.status IN ('pending', 'sending')),
-       count(m.id) FILTER (WHERE m.status IN ('sent', 'delivered', 'read')),
-       count(m.id) FILTER (WHERE m.status IN ('delivered', 'read')),
-       count(m.id) FILTER (WHERE m.status = 'read'),
-       count(m.id) FILTER (WHERE m.status = 'failed'),
-       count(m.id) FILTER (WHERE m.status = 'cancelled')
+_COUNTER_NAMES = ("pending", "sent", "delivered", "read", "failed", "cancelled")
+_SNAPSHOT_SQL = (
+    "SELECT b.unique_recipients, "
+    + ", ".join(f"b.{name}_count" for name in _COUNTER_NAMES)
+    + ", count(m.id), "
+    + ", ".join(_recount_sql(name) for name in _COUNTER_NAMES)
+    + """
   FROM {sends} b LEFT JOIN {messages} m ON m.bulk_send_id = b.id
  WHERE b.id = %s
  GROUP BY b.id
 """
+)
 
 
 def assert_counters_exact(bulk_send: BulkSend) -> dict[str, int]:

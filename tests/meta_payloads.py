@@ -24,6 +24,7 @@ from django.db.models import Count
 from django.test import Client
 
 from bulksend.models import BulkSend
+from messaging.counters import counted_statuses
 from messaging.models import Message, MessageStatus, callback_data_for
 from meta.signature import sign
 from templates_app.models import MessageTemplate, PhoneNumber, WhatsAppBusinessAccount
@@ -320,9 +321,11 @@ def recount(bulk_send: BulkSend) -> dict[str, int]:
         .order_by()
     )
     by_status = {row["status"]: row["n"] for row in rows}
+    # A cancelled send's `pending` messages are cancelled (messaging.counters).
+    counted = counted_statuses(send_cancelled=BulkSend.objects.get(pk=bulk_send.pk).is_cancelled)
     counts = {
-        counter: sum(by_status.get(status, 0) for status in statuses)
-        for counter, statuses in COUNTED_STATUSES.items()
+        counter: sum(by_status.get(status, 0) for status in counted[counter.removesuffix("_count")])
+        for counter in COUNTED_STATUSES
     }
     counts["unique_recipients"] = sum(by_status.values())
     return counts

@@ -13,6 +13,7 @@ from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bulksend.conversion import cancelled_messages_convert
 from bulksend.lifecycle import (
     batch_settle,
     bulk_send_cancel,
@@ -24,12 +25,13 @@ from bulksend.lifecycle import (
 )
 from bulksend.models import BulkSend, BulkSendStatus
 from messaging.delivery import DeliveryResult, Settle, messages_claim
-from messaging.models import Message, MessageStatus
+from messaging.models import Message, MessageStatus, public_status_of
 from messaging.status import StatusEvent
 from mindo.errors import ConflictError
 from tests.conftest import Tenant
 from tests.delivery_support import (
     assert_counters_exact,
+    claimable,
     delivery_redis_fixture,  # noqa: F401  (fixtures)
 )
 from tests.test_lifecycle import make_send
@@ -37,7 +39,7 @@ from tests.test_webhook_properties import rolled_back
 
 pytestmark = pytest.mark.usefixtures("delivery_redis")
 
-STEPS = ("pause", "resume", "cancel", "claim", "settle", "deliver")
+STEPS = ("pause", "resume", "cancel", "claim", "settle", "deliver", "convert")
 OUTCOMES = (Settle.SENT, Settle.FAILED, Settle.RELEASE, Settle.UNCERTAIN)
 
 
@@ -95,6 +97,9 @@ def test_counters_stay_exact_and_a_cancel_stays_a_cancel(
                 # What the drain does after a batch of a send cancelled meanwhile.
                 bulk_send_cancel_leftovers(bulk_send.pk)
                 bulk_send_finish_if_done(bulk_send.pk)
+            elif step == "convert":
+                # The conversion's task, one batch of two rows at a time: cut short anywhere.
+                cancelled_messages_convert(bulk_send.pk, batch=2, max_batches=1)
             elif step == "deliver" and wamids:
                 wamid = data.draw(st.sampled_from(wamids))
                 moment = timezone.now() + timedelta(seconds=1)
@@ -103,15 +108,20 @@ def test_counters_stay_exact_and_a_cancel_stays_a_cancel(
             after = BulkSend.objects.get(pk=bulk_send.pk)
             assert_counters_exact(after)
             messages = Message.objects.filter(bulk_send=bulk_send)
-            now_cancelled = set(
-                messages.filter(status=MessageStatus.CANCELLED).values_list("pk", flat=True)
-            )
+            # Cancelled to a client: a cancelled send's `pending` messages are, rows turned or not.
+            now_cancelled = {
+                pk
+                for pk, status in messages.values_list("pk", "status")
+                if public_status_of(status, send_cancelled=after.is_cancelled) == "cancelled"
+            }
             assert cancelled_ids <= now_cancelled  # a cancelled message never goes out
             cancelled_ids = now_cancelled
             if after.paused_at is not None:
                 assert after.status in (BulkSendStatus.QUEUED, BulkSendStatus.PROCESSING)
                 assert after.status_reason == "paused"
             if after.status == BulkSendStatus.CANCELLED:
-                # Nothing waits to go out: only what Meta may have (in flight) is not settled.
-                assert not messages.filter(status=MessageStatus.PENDING).exists()
+                # Nothing waits to go out: only what Meta may have (in flight) is not settled,
+                # and no drain claims a pending row whose conversion has not come yet.
+                assert after.pending_count == messages.filter(status=MessageStatus.SENDING).count()
+                assert not claimable(after.pk)
                 assert after.paused_at is None

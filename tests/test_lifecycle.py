@@ -14,6 +14,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from bulksend.conversion import cancelled_messages_convert
 from bulksend.drain import bulk_send_drain
 from bulksend.lifecycle import (
     batch_settle,
@@ -72,17 +73,31 @@ def test_cancelling_cancels_the_pending_messages_and_leaves_those_in_flight(
     assert bulk_send.status == BulkSendStatus.CANCELLED
     assert bulk_send.status_reason == "Cancelled by an operator."
     assert bulk_send.completed_at is not None
+    # The rows are turned afterwards (bulksend.conversion); to a client they are cancelled now.
+    messages = Message.objects.filter(bulk_send=bulk_send).select_related("bulk_send")
+    assert sorted(message.public_status for message in messages) == ["cancelled"] * 3 + [
+        "failed",
+        "pending",
+        "sent",
+        "sent",
+    ]
+    counters_before = assert_counters_exact(bulk_send)
+    assert cancelled_messages_convert(bulk_send.pk) == 3
     statuses = sorted(Message.objects.filter(bulk_send=bulk_send).values_list("status", flat=True))
     assert statuses == ["cancelled"] * 3 + ["failed", "sending", "sent", "sent"]
-    assert assert_counters_exact(bulk_send) == {
-        "total_recipients": 7,
-        "pending_count": 1,
-        "sent_count": 2,
-        "delivered_count": 0,
-        "read_count": 0,
-        "failed_count": 1,
-        "cancelled_count": 3,
-    }
+    assert (
+        assert_counters_exact(bulk_send)
+        == counters_before
+        == {
+            "total_recipients": 7,
+            "pending_count": 1,
+            "sent_count": 2,
+            "delivered_count": 0,
+            "read_count": 0,
+            "failed_count": 1,
+            "cancelled_count": 3,
+        }
+    )
 
     # The message in flight settles as Meta says; the counters stay exact.
     in_flight = Message.objects.get(bulk_send=bulk_send, status=MessageStatus.SENDING)
@@ -102,8 +117,9 @@ def test_a_cancelled_send_is_never_drained_again(tenant: Tenant, settings: Any) 
 
     assert report.batches == 0
     assert set(Message.objects.filter(bulk_send=bulk_send).values_list("status", flat=True)) == {
-        "cancelled"
+        "pending"  # cancelled to a client: turned by the conversion, which has not run
     }
+    assert assert_counters_exact(bulk_send)["cancelled_count"] == 2
 
 
 @pytest.mark.parametrize(
@@ -344,6 +360,10 @@ def cancel_through_the_admin(bulk_send: BulkSend) -> None:
 def assert_ended_with_nothing_pending(bulk_send: BulkSend) -> dict[str, int]:
     bulk_send.refresh_from_db()
     assert bulk_send.status == BulkSendStatus.CANCELLED
+    # Nothing pending to a client at once; no row either once the conversion the cancel (or the
+    # reaper's sweep) woke has run.
+    assert assert_counters_exact(bulk_send)["pending_count"] == 0
+    cancelled_messages_convert(bulk_send.pk)
     assert not Message.objects.filter(
         bulk_send=bulk_send, status__in=(MessageStatus.PENDING, MessageStatus.SENDING)
     ).exists()
