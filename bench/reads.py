@@ -375,9 +375,8 @@ def measured_reads(
     from messaging.models import Message
 
     measured = send_ids[len(send_ids) // 2]
-    wamid = Message.objects.filter(
-        bulk_send_id=uuid.UUID(measured), wamid__isnull=False
-    ).values_list("wamid", flat=True)[per_send // 4]
+    wamids = Message.objects.filter(bulk_send_id=uuid.UUID(measured), wamid__isnull=False)
+    wamid = str(wamids.values_list("wamid", flat=True)[per_send // 4])
     template_id = BulkSend.objects.get(pk=measured).template_id
     reads = endpoints(measured, per_send, wamid, template_id, contact_phone)
     return reads, f"/?id={middle_message_id(measured, per_send)}"
