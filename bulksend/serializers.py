@@ -30,8 +30,8 @@ from messaging.models import Message, in_template_order
 from meta.parameters import VARIABLE_TYPES
 from meta.user_ids import USER_ID_MAX_LENGTH
 from meta.webhook_payload import ERROR_CODE_MAX_LENGTH
-from mindo.bodies import moment_text, text_or_none
 from mindo.parsers import request_data_exact
+from mindo.serializers import moment_text, text_or_none
 
 EMPTY_RECIPIENTS = "recipients es requerido y no puede estar vacio"
 
@@ -407,7 +407,7 @@ def _detail_optional_fields(body: dict[str, Any], instance: BulkSend) -> dict[st
     return body
 
 
-# --- the read bodies as plain dictionaries (mindo.bodies) -------------------------------------
+# --- the read bodies as plain dictionaries (see mindo.serializers) -----------------------------
 
 
 def _list_item_head(bulk_send: BulkSend) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from messaging.lookup import MessageLookup
 from messaging.models import Suppression, in_template_order
 from messaging.suppression import listed_recipient
 from meta.user_ids import USER_ID_MAX_LENGTH
-from mindo.bodies import moment_text, text_or_none
+from mindo.serializers import moment_text, text_or_none
 
 
 class MessageTemplateSerializer(serializers.Serializer):
@@ -117,7 +117,7 @@ class ContactLookupSerializer(serializers.Serializer):
 
 
 def message_lookup_body(lookup: MessageLookup) -> dict[str, Any]:
-    """MessageLookupSerializer(lookup).data, as a plain dictionary (mindo.bodies)."""
+    """MessageLookupSerializer(lookup).data, as a plain dictionary (mindo.serializers)."""
     message = lookup.message
     template = message.bulk_send.template
     recipient: dict[str, Any] = {
@@ -156,7 +156,7 @@ def message_lookup_body(lookup: MessageLookup) -> dict[str, Any]:
 
 
 def contact_lookup_body(lookup: ContactLookup) -> dict[str, Any]:
-    """ContactLookupSerializer(lookup).data, as a plain dictionary (mindo.bodies)."""
+    """ContactLookupSerializer(lookup).data, as a plain dictionary (mindo.serializers)."""
     contact = lookup.contact
     body: dict[str, Any] | None = None
     if contact is not None:

@@ -1,6 +1,6 @@
-"""The read endpoints build their bodies without DRF's serializers (mindo.bodies): each answer is
-byte for byte what the serializer that documents it renders, for sends and messages in every
-shape a body can take."""
+"""The read endpoints build their bodies without DRF's serializers (see mindo.serializers): each
+answer is byte for byte what the serializer that documents it renders, for sends and messages in
+every shape a body can take."""
 
 from __future__ import annotations
 
