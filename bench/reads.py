@@ -367,6 +367,21 @@ def endpoints(
     ]
 
 
+def measured_reads(
+    send_ids: list[str], per_send: int, contact_phone: str
+) -> tuple[list[tuple[str, str, float]], str]:
+    """The reads of the middle send of `send_ids` (`endpoints`), and the baseline's path."""
+    from bulksend.models import BulkSend
+    from messaging.models import Message
+
+    measured = send_ids[len(send_ids) // 2]
+    wamids = Message.objects.filter(bulk_send_id=uuid.UUID(measured), wamid__isnull=False)
+    wamid = str(wamids.values_list("wamid", flat=True)[per_send // 4])
+    template_id = BulkSend.objects.get(pk=measured).template_id
+    reads = endpoints(measured, per_send, wamid, template_id, contact_phone)
+    return reads, f"/?id={middle_message_id(measured, per_send)}"
+
+
 # --- main --------------------------------------------------------------------------------------
 
 
@@ -424,16 +439,7 @@ def main() -> None:
         send_ids = fill(demos, args.sends, args.per_send)
         _, replier = contacts_fill(args.org, args.contacts)
         disk = disk_bytes_per_message()
-        from bulksend.models import BulkSend
-        from messaging.models import Message
-
-        measured = send_ids[len(send_ids) // 2]
-        wamid = Message.objects.filter(
-            bulk_send_id=uuid.UUID(measured), wamid__isnull=False
-        ).values_list("wamid", flat=True)[args.per_send // 4]
-        template_id = BulkSend.objects.get(pk=measured).template_id
-        reads = endpoints(measured, args.per_send, wamid, template_id, phone_of(replier)[1:])
-        baseline_path = f"/?id={middle_message_id(measured, args.per_send)}"
+        reads, baseline_path = measured_reads(send_ids, args.per_send, phone_of(replier)[1:])
         paths = [(name, path) for name, path, _ in reads]
         with (
             tempfile.TemporaryDirectory(prefix="bench-reads-") as log_dir,

@@ -32,6 +32,7 @@ from meta.parameters import VARIABLE_TYPES
 from meta.user_ids import USER_ID_MAX_LENGTH
 from meta.webhook_payload import ERROR_CODE_MAX_LENGTH
 from mindo.parsers import request_data_exact
+from mindo.serializers import moment_text, text_or_none
 
 EMPTY_RECIPIENTS = "recipients es requerido y no puede estar vacio"
 
@@ -393,28 +394,102 @@ class BulkSendDetailSerializer(BulkSendListItemSerializer):
         ]
 
     def to_representation(self, instance: BulkSend) -> dict[str, Any]:
-        body = dict(super().to_representation(instance))
-        reason = instance.status_reason or " ".join(
-            filter(None, (quota_wait_reason(instance), _schedule_reason(instance)))
-        )
-        if reason:
-            body["status_reason"] = reason
-        else:
-            body.pop("status_reason")
-        _schedule_fields(body, instance)
-        body.pop("retry_of", None)
-        body.pop("retries", None)
-        body.update(retry_links(instance))
-        if instance.paused_at is None:
-            body.pop("paused_at")
-        return body
+        return _detail_optional_fields(dict(super().to_representation(instance)), instance)
 
     def get_estimated_time_minutes(self, bulk_send: BulkSend) -> float:
-        return bulk_send_schedule_estimate(
-            bulk_send,
-            lambda start: bulk_send_estimate_minutes(bulk_send, now=start),
-            now=timezone.now(),
-        )
+        return _estimated_time_minutes(bulk_send)
+
+
+def _estimated_time_minutes(bulk_send: BulkSend) -> float:
+    return bulk_send_schedule_estimate(
+        bulk_send,
+        lambda start: bulk_send_estimate_minutes(bulk_send, now=start),
+        now=timezone.now(),
+    )
+
+
+def _detail_optional_fields(body: dict[str, Any], instance: BulkSend) -> dict[str, Any]:
+    """The status body's fields that are there only when they say something, in their order."""
+    reason = instance.status_reason or " ".join(
+        filter(None, (quota_wait_reason(instance), _schedule_reason(instance)))
+    )
+    if reason:
+        body["status_reason"] = reason
+    else:
+        body.pop("status_reason")
+    _schedule_fields(body, instance)
+    body.pop("retry_of", None)
+    body.pop("retries", None)
+    body.update(retry_links(instance))
+    if instance.paused_at is None:
+        body.pop("paused_at")
+    return body
+
+
+# --- the read bodies as plain dictionaries (see mindo.serializers) -----------------------------
+
+
+def _list_item_head(bulk_send: BulkSend) -> dict[str, Any]:
+    """The fields the list item and the status body share, up to `progress_percentage`."""
+    template, number = bulk_send.template, bulk_send.phone_number
+    return {
+        "id": str(bulk_send.pk),
+        "status": text_or_none(bulk_send.status),
+        "template": None
+        if template is None
+        else {
+            "id": int(template.pk),
+            "template_name": str(template.name),
+            "language": str(template.language),
+            "status": str(template.status),
+        },
+        "phone_number": None
+        if number is None
+        else {
+            "id": int(number.pk),
+            "display_phone_number": str(number.display_phone_number),
+            "verified_name": str(number.verified_name),
+        },
+        "total_recipients": int(bulk_send.unique_recipients),
+        "sent_count": int(bulk_send.sent_count),
+        "delivered_count": int(bulk_send.delivered_count),
+        "read_count": int(bulk_send.read_count),
+        "failed_count": int(bulk_send.failed_count),
+        "pending_count": int(bulk_send.pending_count),
+        "progress_percentage": float(bulk_send.progress_percentage),
+    }
+
+
+def bulk_send_list_item_body(bulk_send: BulkSend) -> dict[str, Any]:
+    """BulkSendListItemSerializer(bulk_send).data, as a plain dictionary."""
+    body = _list_item_head(bulk_send)
+    body["created_at"] = moment_text(bulk_send.created_at)
+    body["completed_at"] = moment_text(bulk_send.completed_at)
+    return body
+
+
+def bulk_send_detail_body(bulk_send: BulkSend) -> dict[str, Any]:
+    """BulkSendDetailSerializer(bulk_send).data, as a plain dictionary."""
+    creator = bulk_send.created_by
+    body = _list_item_head(bulk_send)
+    body.update(
+        estimated_time_minutes=_estimated_time_minutes(bulk_send),
+        started_at=moment_text(bulk_send.started_at),
+        completed_at=moment_text(bulk_send.completed_at),
+        created_at=moment_text(bulk_send.created_at),
+        created_by=None
+        if creator is None
+        else {
+            "id": int(creator.pk),
+            "email": str(creator.email),
+            "first_name": str(creator.first_name),
+            "last_name": str(creator.last_name),
+        },
+        status_reason=bulk_send.status_reason,
+        send_at=moment_text(bulk_send.send_at),
+        paused_at=moment_text(bulk_send.paused_at),
+    )
+    return _detail_optional_fields(body, bulk_send)
 
 
 def _schedule_reason(bulk_send: BulkSend) -> str:
@@ -476,6 +551,25 @@ class BulkSendMessageSerializer(serializers.ModelSerializer[Message]):
             instance.status, send_cancelled=self.context.get("send_cancelled", False)
         )
         return with_user_id(body, instance.recipient_user_id)
+
+
+def bulk_send_message_body(
+    message: Message, template_variables: list[str], *, send_cancelled: bool = False
+) -> dict[str, Any]:
+    """BulkSendMessageSerializer(message).data, as a plain dictionary (see moment_text); the
+    page's messages come without their send: `send_cancelled` says whether it is cancelled."""
+    body = {
+        "id": int(message.pk),
+        "recipient_phone": text_or_none(message.recipient_phone),
+        "status": public_status_of(message.status, send_cancelled=send_cancelled),
+        "meta_message_id": text_or_none(message.wamid),
+        "variables_used": in_template_order(message.variables, template_variables),
+        "sent_at": moment_text(message.sent_at),
+        "delivered_at": moment_text(message.delivered_at),
+        "read_at": moment_text(message.read_at),
+        "error_message": text_or_none(message.error_message),
+    }
+    return with_user_id(body, message.recipient_user_id)
 
 
 def with_user_id(body: dict[str, Any], user_id: str | None) -> dict[str, Any]:

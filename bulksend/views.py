@@ -64,6 +64,9 @@ from bulksend.serializers import (
     SendBulkRequestSerializer,
     SendMessageRequestSerializer,
     SendMessageResultSerializer,
+    bulk_send_detail_body,
+    bulk_send_list_item_body,
+    bulk_send_message_body,
 )
 from bulksend.single import single_send
 from messaging.models import Message
@@ -217,6 +220,12 @@ class BulkSendListView(generics.ListAPIView[BulkSend]):
         sends = BulkSend.objects.for_organization(organization.pk).bulk()
         return sends.select_related("template", "phone_number")
 
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        # The serializer's body, built without it (bulksend.serializers' plain bodies).
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        assert page is not None, "the list is always paginated"
+        return self.get_paginated_response([bulk_send_list_item_body(s) for s in page])
+
 
 class BulkSendDetailView(APIView):
     required_scope = ApiKeyScope.READ
@@ -226,7 +235,7 @@ class BulkSendDetailView(APIView):
         # The send, its relations and what its estimate needs, in one query.
         sends = with_retry_ids(with_queued_ahead(BulkSend.objects.with_api_relations()))
         bulk_send = _bulk_send_get(request, bulk_send_id, sends)
-        return Response(BulkSendDetailSerializer(bulk_send).data)
+        return Response(bulk_send_detail_body(bulk_send))
 
 
 class BulkSendControlView(APIView):
@@ -343,6 +352,15 @@ class BulkSendMessagesView(generics.ListAPIView[Message]):
             context["template_variables"] = bulk_send.template.variables
             context["send_cancelled"] = bulk_send.is_cancelled
         return context
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        # The serializer's body, built without it (bulksend.serializers' plain bodies).
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        assert page is not None, "the list is always paginated"
+        variables = self.bulk_send.template.variables
+        cancelled = self.bulk_send.is_cancelled
+        return self.get_paginated_response(
+            [bulk_send_message_body(m, variables, send_cancelled=cancelled) for m in page]
+        )
 
     def filter_queryset(self, queryset: QuerySet[Message]) -> QuerySet[Message]:
         filtered = super().filter_queryset(queryset)

@@ -11,6 +11,7 @@ from messaging.lookup import MessageLookup
 from messaging.models import Suppression, in_template_order
 from messaging.suppression import listed_recipient
 from meta.user_ids import USER_ID_MAX_LENGTH
+from mindo.serializers import moment_text, text_or_none
 
 
 class MessageTemplateSerializer(serializers.Serializer):
@@ -113,6 +114,73 @@ class ContactLookupSerializer(serializers.Serializer):
 
     def get_sessionWindowActive(self, lookup: ContactLookup) -> bool:
         return lookup.session_expires_at is not None
+
+
+def message_lookup_body(lookup: MessageLookup) -> dict[str, Any]:
+    """MessageLookupSerializer(lookup).data, as a plain dictionary (mindo.serializers)."""
+    message = lookup.message
+    template = message.bulk_send.template
+    recipient: dict[str, Any] = {
+        "phone": text_or_none(message.recipient_phone),
+        "contact_name": text_or_none(lookup.contact_name),
+        "contact_id": None if lookup.contact_id is None else int(lookup.contact_id),
+    }
+    if message.recipient_user_id is not None:
+        recipient["user_id"] = message.recipient_user_id
+    return {
+        "id": int(message.pk),
+        "template": None
+        if template is None
+        else {
+            "id": int(template.pk),
+            "name": str(template.name),
+            "language": str(template.language),
+            "category": str(template.category),
+        },
+        "recipient": recipient,
+        "variables_used": in_template_order(message.variables, template.variables),
+        "delivery_status": {
+            "current": message.public_status,
+            "sent_at": moment_text(message.sent_at),
+            "delivered_at": moment_text(message.delivered_at),
+            "read_at": moment_text(message.read_at),
+            "failed_at": moment_text(message.failed_at),
+            "error_code": text_or_none(message.error_code),
+            "error_message": text_or_none(message.error_message),
+        },
+        "meta_message_id": text_or_none(message.wamid),
+        "was_successful": message.wamid is not None,
+        "error_message": None if message.wamid is not None else message.error_message,
+        "sent_at": moment_text(message.sent_at or message.created_at),
+    }
+
+
+def contact_lookup_body(lookup: ContactLookup) -> dict[str, Any]:
+    """ContactLookupSerializer(lookup).data, as a plain dictionary (mindo.serializers)."""
+    contact = lookup.contact
+    body: dict[str, Any] | None = None
+    if contact is not None:
+        contact_list = contact.contact_list
+        body = {
+            "id": int(contact.pk),
+            "fullName": text_or_none(contact.name),
+            "phone": text_or_none(contact.phone),
+            "email": text_or_none(contact.email),
+            "contactListId": None if contact_list is None else int(contact_list.pk),
+            "contactListName": None if contact_list is None else text_or_none(contact_list.name),
+            "source": text_or_none(contact.source),
+            "createdAt": moment_text(contact.created_at),
+        }
+        if contact.user_id is not None:
+            body["userId"] = contact.user_id
+    return {
+        "found": bool(lookup.found),
+        "contact": body,
+        "hasReplied": lookup.last_reply_at is not None,
+        "lastReplyAt": moment_text(lookup.last_reply_at),
+        "sessionWindowActive": lookup.session_expires_at is not None,
+        "sessionExpiresAt": moment_text(lookup.session_expires_at),
+    }
 
 
 PHONE_INVALID = "Enter a valid phone number in international format, e.g. +5491112345678."

@@ -19,6 +19,8 @@ from messaging.serializers import (
     MessageLookupSerializer,
     SuppressionCreateSerializer,
     SuppressionSerializer,
+    contact_lookup_body,
+    message_lookup_body,
 )
 from messaging.suppression import listed_recipient, suppression_add, suppression_remove
 from mindo.errors import NotFoundError, field_error
@@ -37,7 +39,7 @@ class MessageByWamidView(APIView):
     )
     def get(self, request: Request, wamid: str) -> Response:
         lookup = message_get_by_wamid(organization=request_organization(request), wamid=wamid)
-        return Response(MessageLookupSerializer(lookup).data)
+        return Response(message_lookup_body(lookup))
 
 
 PHONE_REQUIRED = "This field is required."
@@ -99,13 +101,13 @@ class ContactLookupView(APIView):
             if not user_id.strip():
                 raise field_error("user_id", PHONE_BLANK)
             lookup = contact_lookup_by_user_id(organization_id=organization_id, user_id=user_id)
-            return Response(ContactLookupSerializer(lookup).data)
+            return Response(contact_lookup_body(lookup))
         if phone is None:
             raise field_error("phone", PHONE_REQUIRED)
         if not phone.strip():
             raise field_error("phone", PHONE_BLANK)
         lookup = contact_lookup(organization_id=organization_id, phone=phone)
-        return Response(ContactLookupSerializer(lookup).data)
+        return Response(contact_lookup_body(lookup))
 
 
 # `/api/v1/suppressions/`: the organization's suppression list. Keys are camelCase, as the other

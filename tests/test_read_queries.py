@@ -53,6 +53,11 @@ def get(tenant: Tenant, path: str) -> dict[str, Any]:
         ("pending messages", 2),
         # The message with its send and template, and the caller's contact for its phone.
         ("wamid", 1),
+        # A filter adds no query of its own, nor does a page counted from the end.
+        ("filtered list", 2),
+        ("last page of messages", 2),
+        # The contact with its list and its last reply.
+        ("contact lookup", 1),
     ],
 )
 def test_a_read_with_a_trusted_key_takes_its_own_queries_only(
@@ -68,7 +73,12 @@ def test_a_read_with_a_trusted_key_takes_its_own_queries_only(
         "messages": f"{API}/bulk-sends/{bulk_send.pk}/messages/",
         "pending messages": f"{API}/bulk-sends/{bulk_send.pk}/messages/?status=pending",
         "wamid": f"{API}/messages/{WAMID}/",
+        "filtered list": f"{API}/bulk-sends/?status=PROCESSING&template={bulk_send.template_id}",
+        "last page of messages": f"{API}/bulk-sends/{bulk_send.pk}/messages/?page_size=1&page=4",
+        "contact lookup": "/api/v1/contact-lookup/?phone=5491112345678",
     }
+    # A known contact: its reply is read in the same query (an unknown phone takes a second).
+    Contact.objects.create(organization=tenant.organization, phone="+5491112345678", name="Juan")
     get(tenant, paths[read])  # checks the key and writes its last_used_at
 
     with django_assert_num_queries(queries):
