@@ -75,6 +75,7 @@ from bulksend.window_gate import SendWindowGate
 from messaging.delivery import ClaimedMessage, messages_claim
 from messaging.models import Message, MessageStatus
 from messaging.ratelimit import LimiterStopped, LimiterUnavailable, get_rate_limiter
+from meta.graph import SendOutcome, SendRequest
 from mindo import metrics
 
 logger = logging.getLogger(__name__)
@@ -99,6 +100,7 @@ class DrainReport:
 class _Claimed:
     batch: list[ClaimedMessage]
     at: float  # time.monotonic() of the claim: its leases run from then
+    requests: list[SendRequest | SendOutcome]  # the batch's requests (BatchSender.prepare)
 
 
 class _Drain:
@@ -148,7 +150,7 @@ class _Drain:
                     self._release_upcoming()
                     stopping = True
                 else:
-                    self.in_flight = self.sender.submit(self.upcoming.batch)
+                    self.in_flight = self.sender.submit(self.upcoming.batch, self.upcoming.requests)
                     self.upcoming = None
             if finished is None:
                 if stopping:
@@ -208,7 +210,7 @@ class _Drain:
             if not claimed:
                 return None
             if batch:
-                return _Claimed(batch, time.monotonic())
+                return _Claimed(batch, time.monotonic(), self.sender.prepare(batch))
 
     def _held_too_long(self) -> bool:
         """Whether the claimed batch waited so long for the one before it (Redis away, a slow

@@ -249,20 +249,31 @@ class BatchSender:
             else StopPoll(bulk_send.pk, self.phone_number_id)
         )
 
-    def submit(self, batch: list[ClaimedMessage]) -> SentBatch:
-        """Start sending `batch` in the loop's thread; returns at once."""
+    def prepare(self, batch: list[ClaimedMessage]) -> list[SendRequest | SendOutcome]:
+        """The batch's requests, bodies encoded: built by the drain's thread right after its
+        claim, while the batch before is sent, so the sending loop never pauses to build them."""
+        return [self._request(message) for message in batch]
+
+    def submit(
+        self,
+        batch: list[ClaimedMessage],
+        prepared: list[SendRequest | SendOutcome] | None = None,
+    ) -> SentBatch:
+        """Start sending `batch` (its requests `prepare`d, or built here) in the loop's thread;
+        returns at once."""
         sent = SentBatch(batch)
-        sent._future = self.loop.run(self._send(sent))
+        sent._future = self.loop.run(
+            self._send(sent, self.prepare(batch) if prepared is None else prepared)
+        )
         return sent
 
     def _request(self, message: ClaimedMessage) -> SendRequest | SendOutcome:
         return message_request(message, self.shape, self.phone_number_id, self.access_token)
 
-    async def _send(self, sent: SentBatch) -> None:
+    async def _send(self, sent: SentBatch, prepared: list[SendRequest | SendOutcome]) -> None:
         """Fill `sent.progress` as requests go out and answers come back."""
         started = time.monotonic()
         progress = sent.progress
-        prepared = [self._request(message) for message in sent.batch]
         positions = [i for i, item in enumerate(prepared) if isinstance(item, SendRequest)]
         requests = [item for item in prepared if isinstance(item, SendRequest)]
         requested = SendProgress(len(requests))

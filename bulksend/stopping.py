@@ -26,6 +26,7 @@ no mark: an old web server's mark stops a new worker and a new one's stops an ol
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -83,9 +84,8 @@ def send_stop_is_set(bulk_send_id: uuid.UUID | str, phone_number_id: str) -> boo
     """Whether the send's mark is set; False (logged) when Redis cannot say: the database check
     before each batch still holds."""
     try:
-        return any(
-            redis_client().exists(key) for key in send_stop_keys(bulk_send_id, phone_number_id)
-        )
+        # One round trip: on a plain Redis both keys in one EXISTS, on a cluster there is one.
+        return bool(redis_client().exists(*send_stop_keys(bulk_send_id, phone_number_id)))
     except REDIS_ERRORS as error:
         logger.warning("Cannot read the stop mark of send %s: %s", bulk_send_id, error)
         return False
@@ -93,7 +93,12 @@ def send_stop_is_set(bulk_send_id: uuid.UUID | str, phone_number_id: str) -> boo
 
 class StopPoll:
     """For an unpaced sender: `await poll()` before each request raises `LimiterStopped` once the
-    send's mark is set, reading Redis at most every STOP_POLL_SECONDS."""
+    send's mark is set, reading Redis at most every STOP_POLL_SECONDS.
+
+    The read runs in a thread, not on the sending loop: a blocking call there would hold every
+    request in flight until Redis answers. Only the request whose turn it is to read waits for the
+    answer; the others go on meanwhile, as they would have in the 20 ms before the read.
+    """
 
     def __init__(self, bulk_send_id: uuid.UUID | str, phone_number_id: str) -> None:
         self.bulk_send_id = bulk_send_id
@@ -105,5 +110,5 @@ class StopPoll:
         if now < self._next_read:
             return
         self._next_read = now + STOP_POLL_SECONDS
-        if send_stop_is_set(self.bulk_send_id, self.phone_number_id):
+        if await asyncio.to_thread(send_stop_is_set, self.bulk_send_id, self.phone_number_id):
             raise LimiterStopped(f"send {self.bulk_send_id} is stopped")

@@ -406,25 +406,52 @@ def statuses_apply_deferred(wamids: list[str], *, locked: bool = False) -> Statu
         if not locked:
             with connection.cursor() as cursor:
                 _lock_wamids(cursor, set(wamids))
-        kept = list(DeferredStatus.objects.select_for_update().filter(wamid__in=wamids))
+        # One statement with one array parameter, prepared: the ORM's `wamid IN (%s, ...)` of a
+        # whole batch was a new statement text each time, parsed again by the driver (40% of
+        # the Python time of a drain's settle).
+        with prepared_cursor() as cursor:
+            cursor.execute(_deferred_take_sql(), [list(wamids)])
+            kept = sorted(cursor.fetchall())  # in the order they were kept, as the ORM read them
         if not kept:
             return StatusOutcome()
-        DeferredStatus.objects.filter(pk__in=[row.pk for row in kept]).delete()
         return statuses_apply(
             [
                 StatusEvent(
-                    wamid=row.wamid,
-                    status=row.status,
-                    occurred_at=row.occurred_at,
-                    error_code=row.error_code,
-                    error_message=row.error_message,
-                    message_ref=row.message_ref,
-                    phone_number_id=row.phone_number_id,
-                    pricing=pricing_read(row.pricing),
+                    wamid=wamid,
+                    status=status,
+                    occurred_at=occurred_at,
+                    error_code=error_code,
+                    error_message=error_message,
+                    message_ref=message_ref,
+                    phone_number_id=phone_number_id,
+                    pricing=pricing_read(_json(pricing)),
                 )
-                for row in kept
+                for (
+                    _id,
+                    wamid,
+                    status,
+                    occurred_at,
+                    error_code,
+                    error_message,
+                    message_ref,
+                    phone_number_id,
+                    pricing,
+                ) in kept
             ]
         )
+
+
+# The kept events of some wamids, taken: deleted, their rows locked until the commit as
+# `select_for_update()` then `delete()` left them.
+_DEFERRED_TAKE_SQL = """
+DELETE FROM {deferred} WHERE wamid = ANY(%s::text[])
+RETURNING id, wamid, status, occurred_at, error_code, error_message, message_ref,
+          phone_number_id, pricing
+"""
+
+
+def _deferred_take_sql() -> str:
+    return _DEFERRED_TAKE_SQL.format(deferred=DeferredStatus._meta.db_table)
 
 
 def _json(value: Any) -> Any:
