@@ -7,7 +7,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from bulksend.models import BulkSend, BulkSendStatus
-from messaging.models import Message, MessageStatus
+from messaging.models import Message, MessagePhase, MessageStatus
 from mindo.query_params import PositiveIntegerFilter
 
 
@@ -51,6 +51,17 @@ MESSAGE_STATUS_FILTER = {
 }
 
 
+# The phase each status filter's messages are in, when they are all in one: the page walks the
+# (send, phase, id) index and rechecks the status only among those (messaging.MessagePhase).
+MESSAGE_STATUS_PHASE = {
+    MessageStatus.PENDING: MessagePhase.OPEN,
+    MessageStatus.SENT: MessagePhase.HANDED,
+    MessageStatus.DELIVERED: MessagePhase.HANDED,
+    MessageStatus.READ: MessagePhase.HANDED,
+    MessageStatus.CANCELLED: MessagePhase.CLOSED,
+}
+
+
 class MessageFilter(django_filters.FilterSet):
     status = django_filters.ChoiceFilter(
         choices=[(status.value, status.value) for status in MESSAGE_STATUS_FILTER],
@@ -64,4 +75,9 @@ class MessageFilter(django_filters.FilterSet):
     def filter_status(
         self, queryset: QuerySet[Message], name: str, value: str
     ) -> QuerySet[Message]:
-        return queryset.filter(status__in=MESSAGE_STATUS_FILTER[MessageStatus(value)])
+        status = MessageStatus(value)
+        if status == MessageStatus.PENDING:  # every open message is pending to clients
+            return queryset.filter(phase=MessagePhase.OPEN)
+        filtered = queryset.filter(status__in=MESSAGE_STATUS_FILTER[status])
+        phase = MESSAGE_STATUS_PHASE.get(status)
+        return filtered if phase is None else filtered.filter(phase=phase)

@@ -35,7 +35,7 @@ from django.db import connection
 
 from messaging.cooldown import messages_defer
 from messaging.counters import STATUS_SQL, SendDeltas, deltas_merge, deltas_move, sql_in
-from messaging.models import MessageStatus
+from messaging.models import MessagePhase, MessageStatus
 from messaging.status import (
     Moves,
     StatusEvent,
@@ -90,7 +90,7 @@ UPDATE {messages} m
        next_attempt_at = NULL
  WHERE m.id IN (
     SELECT id FROM {messages}
-     WHERE bulk_send_id = %(send)s AND status = {PENDING}
+     WHERE bulk_send_id = %(send)s AND phase = {OPEN} AND status = {PENDING}
        AND (next_attempt_at IS NULL OR next_attempt_at <= %(now)s)
      ORDER BY id
      LIMIT %(limit)s
@@ -142,7 +142,8 @@ _EVIDENCE = """EXISTS (
       JOIN {progress} p ON p.phone_number_id = n.phone_number_id
      WHERE b.id = m.bulk_send_id AND p.latest_status_at >= m.lease_expires_at + %(grace)s)"""
 
-_EXPIRED = """m.status = {SENDING} AND m.lease_expires_at < %(cutoff)s"""
+# The phase names the reaper's partial index (message_open_lease); the status narrows it.
+_EXPIRED = """m.phase = {OPEN} AND m.status = {SENDING} AND m.lease_expires_at < %(cutoff)s"""
 
 # Not taken by Meta (the evidence says so), or past the ceiling when resending is chosen.
 _RETRYABLE = (
@@ -214,12 +215,14 @@ changed AS (
 
 _CANCEL_PENDING_SQL = """
 UPDATE {messages} SET status = {CANCELLED}, next_attempt_at = NULL
- WHERE bulk_send_id = %s AND status = {PENDING}
+ WHERE bulk_send_id = %s AND phase = {OPEN} AND status = {PENDING}
 """
 
 
 def _sql(template: str) -> str:
-    return template.format(**table_names(), **STATUS_SQL, UNSENT=_UNSENT)
+    return template.format(
+        **table_names(), **STATUS_SQL, UNSENT=_UNSENT, OPEN=MessagePhase.OPEN.value
+    )
 
 
 _UNSENT = sql_in((MessageStatus.PENDING, MessageStatus.SENDING))
