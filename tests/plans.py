@@ -31,6 +31,25 @@ def drain_statements(send_id: Any, now: datetime) -> dict[str, tuple[str, dict[s
     }
 
 
+def messages_indexes_only(keep: str) -> None:
+    """Drop every other index of the messages table (not the primary key) in the caller's
+    transaction, so that a plan shows whether `keep` can serve a statement whatever the
+    statistics of the moment prefer. The test's rollback brings them back."""
+    table = Message._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT i.relname, c.conname FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid "
+            "LEFT JOIN pg_constraint c ON c.conindid = x.indexrelid "
+            "WHERE x.indrelid = %s::regclass AND NOT x.indisprimary AND i.relname <> %s",
+            [table, keep],
+        )
+        for index, constraint in cursor.fetchall():
+            if constraint:
+                cursor.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{constraint}"')
+            else:
+                cursor.execute(f'DROP INDEX "{index}"')
+
+
 def plan_indexes(statement: str, params: dict[str, Any], *, seqscan: bool = True) -> set[str]:
     """The indexes of the messages table the plan of `statement` reads; with `seqscan` off,
     whether an index can serve it at all (a test's tables are too small for the planner to

@@ -15,7 +15,7 @@ from messaging.models import Message, MessagePhase, MessageStatus
 from tests import factories
 from tests import meta_payloads as meta
 from tests.conftest import Tenant
-from tests.plans import drain_statements, plan_indexes
+from tests.plans import drain_statements, messages_indexes_only, plan_indexes
 
 pytestmark = pytest.mark.django_db
 
@@ -90,12 +90,22 @@ def test_the_claim_and_the_reaper_read_their_indexes(tenant: Tenant) -> None:
         assert plan_indexes(*statement, seqscan=False) == {"message_open_lease"}
 
 
-def test_the_quota_reads_the_messages_in_flight_and_a_sends_unsent_by_index(
-    tenant: Tenant,
-) -> None:
+def quota_statement(tenant: Tenant, statement: str) -> tuple[str, dict[str, Any]]:
     bulk_send = factories.make_bulk_send(tenant.number, tenant.template)
     params = window_params(account_id=tenant.number.business_account_id, now=timezone.now())
     params.update(send=bulk_send.pk, number=tenant.number.pk, claimed=[0], phones=["+1"])
+    return window_sql(statement), params
 
-    assert "message_open_lease" in plan_indexes(window_sql(GATE_SQL), params, seqscan=False)
-    assert "message_send_phase_id" in plan_indexes(window_sql(QUOTA_SQL), params, seqscan=False)
+
+def test_the_quota_reads_a_sends_unsent_messages_by_phase(tenant: Tenant) -> None:
+    statement = quota_statement(tenant, QUOTA_SQL)
+    messages_indexes_only("message_send_phase_id")
+
+    assert "message_send_phase_id" in plan_indexes(*statement, seqscan=False)
+
+
+def test_the_quota_gate_reads_the_messages_in_flight_by_their_lease(tenant: Tenant) -> None:
+    statement = quota_statement(tenant, GATE_SQL)
+    messages_indexes_only("message_open_lease")
+
+    assert "message_open_lease" in plan_indexes(*statement, seqscan=False)
