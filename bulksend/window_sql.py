@@ -191,9 +191,7 @@ GATE_SQL = f"""
         SELECT {{m_recipient}} FROM {{table}} m
           JOIN {{send_table}} s ON s.id = m.bulk_send_id
          WHERE m.business_account_id = %(account)s AND m.status IN {{sending}}
-           -- What names the messages in flight's index (message_open_lease): a claim sets the
-           -- lease of every message it moves to sending.
-           AND m.phase = {{open}} AND m.lease_expires_at IS NOT NULL
+           AND m.phase = {{open}}
            AND m.id <> ALL(%(claimed)s) AND NOT {_OPEN_NOW}
     )
     SELECT (SELECT count(*) FROM taken),

@@ -10,7 +10,7 @@ from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
-from bulksend.window_sql import GATE_SQL, QUOTA_SQL, window_params, window_sql
+from bulksend.window_sql import QUOTA_SQL, window_params, window_sql
 from messaging.models import Message, MessagePhase, MessageStatus
 from tests import factories
 from tests import meta_payloads as meta
@@ -102,10 +102,3 @@ def test_the_quota_reads_a_sends_unsent_messages_by_phase(tenant: Tenant) -> Non
     messages_indexes_only("message_send_phase_id")
 
     assert "message_send_phase_id" in plan_indexes(*statement, seqscan=False)
-
-
-def test_the_quota_gate_reads_the_messages_in_flight_by_their_lease(tenant: Tenant) -> None:
-    statement = quota_statement(tenant, GATE_SQL)
-    messages_indexes_only("message_open_lease")
-
-    assert "message_open_lease" in plan_indexes(*statement, seqscan=False)
