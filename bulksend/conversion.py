@@ -21,7 +21,7 @@ from django.db import connection, transaction
 
 from bulksend.models import BulkSend, BulkSendStatus
 from messaging.counters import STATUS_SQL, sql_literal
-from messaging.models import Message
+from messaging.models import Message, MessagePhase
 from mindo.celery import app as celery_app
 
 logger = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ WITH turned AS (
     UPDATE {messages} m SET status = {CANCELLED}, next_attempt_at = NULL
      WHERE m.id IN (
         SELECT id FROM {messages}
-         WHERE bulk_send_id = %(send)s AND status = {PENDING} AND id > %(after)s
+         WHERE bulk_send_id = %(send)s AND phase = {OPEN} AND status = {PENDING} AND id > %(after)s
          ORDER BY id
          LIMIT %(limit)s
            FOR UPDATE SKIP LOCKED)
@@ -55,6 +55,7 @@ def _convert_sql() -> str:
         messages=Message._meta.db_table,
         sends=BulkSend._meta.db_table,
         SEND_CANCELLED=sql_literal(BulkSendStatus.CANCELLED),
+        OPEN=MessagePhase.OPEN.value,
         **STATUS_SQL,
     )
 

@@ -542,6 +542,8 @@ def _insert_parts(row: Model) -> tuple[str, list[Any]]:
     for field in row._meta.concrete_fields:
         if isinstance(field, AutoFieldMixin):
             continue  # the database's to number
+        if field.generated:
+            continue  # the database's to compute (a message's phase)
         value = field.pre_save(row, True)
         if isinstance(value, DatabaseDefault):
             continue  # the database's to fill

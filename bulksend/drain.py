@@ -73,7 +73,7 @@ from bulksend.screening import RecipientScreen
 from bulksend.sending import BatchSender, SendingLoop, SentBatch, redis_wait_seconds
 from bulksend.window_gate import SendWindowGate
 from messaging.delivery import ClaimedMessage, messages_claim
-from messaging.models import Message, MessageStatus
+from messaging.models import Message, MessagePhase, MessageStatus
 from messaging.ratelimit import LimiterStopped, LimiterUnavailable, get_rate_limiter
 from meta.graph import SendOutcome, SendRequest
 from mindo import metrics
@@ -341,7 +341,10 @@ def _next_wake_at(bulk_send_id: uuid.UUID) -> datetime | None:
     """When this send next has something to do: its earliest retry, None if nothing waits (or
     it was paused: its resume wakes it)."""
     waiting = Message.objects.filter(
-        bulk_send_id=bulk_send_id, status=MessageStatus.PENDING, bulk_send__paused_at__isnull=True
+        bulk_send_id=bulk_send_id,
+        phase=MessagePhase.OPEN,
+        status=MessageStatus.PENDING,
+        bulk_send__paused_at__isnull=True,
     )
     if not waiting.exists():
         return None

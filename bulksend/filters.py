@@ -7,7 +7,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from bulksend.models import BulkSend, BulkSendStatus
-from messaging.models import Message, MessageStatus, stored_statuses_of
+from messaging.models import Message, MessagePhase, MessageStatus, stored_statuses_of
 from mindo.query_params import PositiveIntegerFilter
 
 
@@ -63,10 +63,29 @@ class MessageFilter(django_filters.FilterSet):
         return queryset
 
 
+# The phase of the messages in each stored status, where it is one (a failed message is HANDED
+# when Meta had given it a wamid, CLOSED when not): messaging.MessagePhase.
+STATUS_PHASE = {
+    MessageStatus.PENDING: MessagePhase.OPEN,
+    MessageStatus.SENDING: MessagePhase.OPEN,
+    MessageStatus.SENT: MessagePhase.HANDED,
+    MessageStatus.DELIVERED: MessagePhase.HANDED,
+    MessageStatus.READ: MessagePhase.HANDED,
+    MessageStatus.CANCELLED: MessagePhase.CLOSED,
+}
+
+
 def messages_with_public_status(
     messages: QuerySet[Message], public: str | None, *, send_cancelled: bool
 ) -> QuerySet[Message]:
-    """`messages` of one send that a client sees as `public` (all when None)."""
+    """`messages` of one send that a client sees as `public` (all when None). When they are all
+    in one phase, the page walks the (send, phase, id) index and rechecks the status only among
+    those; otherwise it walks the send's (send, id) index."""
     if not public:
         return messages
-    return messages.filter(status__in=stored_statuses_of(public, send_cancelled=send_cancelled))
+    stored = stored_statuses_of(public, send_cancelled=send_cancelled)
+    filtered = messages.filter(status__in=stored)
+    phases = {STATUS_PHASE.get(MessageStatus(status)) for status in stored}
+    if len(phases) == 1 and None not in phases:
+        return filtered.filter(phase=phases.pop())
+    return filtered

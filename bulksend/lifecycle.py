@@ -56,7 +56,7 @@ from messaging.delivery import (
     messages_settle,
     sent_record_ctes,
 )
-from messaging.models import DeferredStatus, Message, MessageStatus
+from messaging.models import DeferredStatus, Message, MessagePhase, MessageStatus
 from messaging.status import (
     WAMID_LOCK_KEY,
     Moves,
@@ -522,7 +522,9 @@ def _stop_and_wait(bulk_send_id: uuid.UUID) -> bool:
     database and its stop mark say so); True when none is. Bounded: a drain that died holds its
     claim until its lease ends, and it sends nothing; that is the reaper's (False then)."""
     deadline = time.monotonic() + min(settings.DELIVERY_LEASE_SECONDS, STOP_WAIT_MAX_SECONDS)
-    claimed = Message.objects.filter(bulk_send_id=bulk_send_id, status=MessageStatus.SENDING)
+    claimed = Message.objects.filter(
+        bulk_send_id=bulk_send_id, phase=MessagePhase.OPEN, status=MessageStatus.SENDING
+    )
     while True:
         # An attempt Meta did not answer keeps its message `sending`, its lease ending when the
         # attempt did: only a lease still running is a claim a drain may yet send.
@@ -542,7 +544,8 @@ def _stop_and_wait(bulk_send_id: uuid.UUID) -> bool:
 # Answers how many moved from pending to cancelled (negative: back). The caller holds the lock.
 _CANCELLED_TRUE_UP_SQL = """
 WITH held AS (
-    SELECT count(*) AS sending FROM {messages} WHERE bulk_send_id = %(send)s AND status = {SENDING}
+    SELECT count(*) AS sending FROM {messages}
+     WHERE bulk_send_id = %(send)s AND phase = {OPEN} AND status = {SENDING}
 ),
 before AS (SELECT pending_count FROM {sends} WHERE id = %(send)s)
 UPDATE {sends} b
@@ -562,6 +565,7 @@ def _cancelled_counters_true_up(bulk_send_id: uuid.UUID | str) -> int:
         messages=Message._meta.db_table,
         sends=_sends_table(),
         SENDING=sql_literal(MessageStatus.SENDING),
+        OPEN=MessagePhase.OPEN.value,
         CANCELLED=_STATUS_SQL[BulkSendStatus.CANCELLED.name],
     )
     with connection.cursor() as cursor:
@@ -608,7 +612,11 @@ def cancelled_sends_sweep() -> int:
     unconverted = cancelled.filter(
         completed_at__gte=timezone.now() - timedelta(days=CONVERSION_SWEEP_DAYS)
     ).filter(
-        Exists(Message.objects.filter(bulk_send_id=OuterRef("pk"), status=MessageStatus.PENDING))
+        Exists(
+            Message.objects.filter(
+                bulk_send_id=OuterRef("pk"), phase=MessagePhase.OPEN, status=MessageStatus.PENDING
+            )
+        )
     )
     for bulk_send_id in unconverted.values_list("pk", flat=True):
         cancelled_messages_convert_enqueue(bulk_send_id)

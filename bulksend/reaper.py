@@ -22,7 +22,7 @@ from django.db.models import Q
 from bulksend.lifecycle import bulk_send_finish_if_done, cancelled_sends_sweep, sends_leases_reap
 from bulksend.liveness import drain_is_alive
 from bulksend.models import ACTIVE_STATUSES, BulkSend
-from messaging.models import Message, MessageStatus
+from messaging.models import Message, MessagePhase, MessageStatus
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +46,7 @@ def bulk_sends_reap(*, now: datetime) -> list[str]:
         Message.objects.filter(
             bulk_send__status__in=ACTIVE_STATUSES,
             bulk_send__paused_at__isnull=True,
+            phase=MessagePhase.OPEN,
             status=MessageStatus.PENDING,
         )
         .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))

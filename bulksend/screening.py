@@ -24,7 +24,7 @@ from django.db.models.functions import Coalesce
 from bulksend.lifecycle import batch_settle
 from bulksend.models import BulkSend
 from messaging.delivery import ClaimedMessage, DeliveryResult, Settle
-from messaging.models import MarketingCooldown, Message, MessageStatus
+from messaging.models import MarketingCooldown, Message, MessagePhase, MessageStatus
 from messaging.suppression import marketing_holds
 from mindo.models import Organization
 from templates_app.models import MessageTemplate, TemplateCategory
@@ -167,7 +167,7 @@ def send_recipients_cooling_down(bulk_send: BulkSend, *, now: datetime) -> int:
         )
         .filter(
             phone__in=Message.objects.filter(
-                bulk_send_id=bulk_send.pk, status=MessageStatus.PENDING
+                bulk_send_id=bulk_send.pk, phase=MessagePhase.OPEN, status=MessageStatus.PENDING
             )
             .annotate(recipient_key=Coalesce("recipient_phone", "recipient_user_id"))
             .values("recipient_key")

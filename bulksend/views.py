@@ -352,6 +352,7 @@ class BulkSendMessagesView(generics.ListAPIView[Message]):
             context["template_variables"] = bulk_send.template.variables
             context["send_cancelled"] = bulk_send.is_cancelled
         return context
+
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         # The serializer's body, built without it (bulksend.serializers' plain bodies).
         page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))

@@ -31,7 +31,7 @@ from typing import Any
 
 from bulksend.models import ACTIVE_STATUSES, BulkSend
 from messaging.counters import sql_in
-from messaging.models import InboundMessage, Message, MessageStatus, recipient_sql
+from messaging.models import InboundMessage, Message, MessagePhase, MessageStatus, recipient_sql
 from templates_app.models import PhoneNumber
 
 WINDOW = timedelta(hours=24)
@@ -57,6 +57,8 @@ def _names() -> dict[str, str]:
         "active_sends": sql_in(ACTIVE_STATUSES),
         "unsent": sql_in((MessageStatus.PENDING, MessageStatus.SENDING)),
         "sending": sql_in((MessageStatus.SENDING,)),
+        # The phase of unsent messages, which the indexes read instead of their status.
+        "open": str(MessagePhase.OPEN.value),
         "recipient": recipient_sql(),
         "m_recipient": recipient_sql("m"),
     }
@@ -119,7 +121,8 @@ _HELD = f"""
           JOIN {{send_table}} s ON s.id = m.bulk_send_id
           JOIN {{number_table}} n ON n.id = s.phone_number_id
          WHERE n.business_account_id = %(account)s AND s.status IN {{active_sends}}
-           AND m.status IN {{unsent}} AND m.bulk_send_id <> %(send)s AND NOT {_OPEN_NOW}
+           AND m.phase = {{open}} AND m.status IN {{unsent}} AND m.bulk_send_id <> %(send)s
+           AND NOT {_OPEN_NOW}
     )"""
 
 # `quota_for_send`: the places held, and how many of the send's unsent recipients need one (not
@@ -131,7 +134,7 @@ QUOTA_SQL = f"""
     SELECT (SELECT count(*) FROM held),
            (SELECT count(*) FROM (
                 SELECT {{recipient}} FROM {{table}}
-                 WHERE bulk_send_id = %(send)s AND status IN {{unsent}}
+                 WHERE bulk_send_id = %(send)s AND phase = {{open}} AND status IN {{unsent}}
                 EXCEPT (
                     SELECT recipient FROM held
                     UNION ALL
@@ -188,6 +191,7 @@ GATE_SQL = f"""
         SELECT {{m_recipient}} FROM {{table}} m
           JOIN {{send_table}} s ON s.id = m.bulk_send_id
          WHERE m.business_account_id = %(account)s AND m.status IN {{sending}}
+           AND m.phase = {{open}}
            AND m.id <> ALL(%(claimed)s) AND NOT {_OPEN_NOW}
     )
     SELECT (SELECT count(*) FROM taken),

@@ -35,7 +35,7 @@ from django.db import connection
 
 from messaging.cooldown import messages_defer
 from messaging.counters import STATUS_SQL, SendDeltas, deltas_merge, deltas_move, sql_in
-from messaging.models import MessageStatus
+from messaging.models import MessagePhase, MessageStatus
 from messaging.status import (
     Moves,
     StatusEvent,
@@ -90,7 +90,7 @@ UPDATE {messages} m
        next_attempt_at = NULL
  WHERE m.id IN (
     SELECT id FROM {messages}
-     WHERE bulk_send_id = %(send)s AND status = {PENDING}
+     WHERE bulk_send_id = %(send)s AND phase = {OPEN} AND status = {PENDING}
        AND (next_attempt_at IS NULL OR next_attempt_at <= %(now)s)
        AND NOT EXISTS (SELECT 1 FROM {sends} WHERE id = %(send)s AND status = %(stopped)s)
      ORDER BY id
@@ -143,7 +143,8 @@ _EVIDENCE = """EXISTS (
       JOIN {progress} p ON p.phone_number_id = n.phone_number_id
      WHERE b.id = m.bulk_send_id AND p.latest_status_at >= m.lease_expires_at + %(grace)s)"""
 
-_EXPIRED = """m.status = {SENDING} AND m.lease_expires_at < %(cutoff)s"""
+# The phase names the reaper's partial index (message_open_lease); the status narrows it.
+_EXPIRED = """m.phase = {OPEN} AND m.status = {SENDING} AND m.lease_expires_at < %(cutoff)s"""
 
 # Not taken by Meta (the evidence says so), or past the ceiling when resending is chosen.
 _RETRYABLE = (
@@ -215,7 +216,9 @@ changed AS (
 
 
 def _sql(template: str) -> str:
-    return template.format(**table_names(), **STATUS_SQL, UNSENT=_UNSENT)
+    return template.format(
+        **table_names(), **STATUS_SQL, UNSENT=_UNSENT, OPEN=MessagePhase.OPEN.value
+    )
 
 
 _UNSENT = sql_in((MessageStatus.PENDING, MessageStatus.SENDING))

@@ -7,7 +7,7 @@ import hmac
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import Case, Q, Value, When
 from django.db.models.functions import Now
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare, salted_hmac
@@ -207,6 +207,16 @@ def stored_statuses_of(public: str, *, send_cancelled: bool = False) -> list[str
 RECIPIENT_SQL = "COALESCE({alias}recipient_phone, {alias}recipient_user_id)"
 
 
+class MessagePhase(models.IntegerChoices):
+    """Where a message is in its life, coarser than its status: the indexes read this instead of
+    the status, so that Meta's `delivered`, `read` and late `failed` webhooks (which change the
+    status, never the phase) update a message in place (a HOT update: no index entry written)."""
+
+    OPEN = 0  # pending or sending: the drain's and the reaper's
+    HANDED = 1  # sent, delivered, read, or failed with the wamid Meta gave it
+    CLOSED = 2  # ended without a wamid: failed before Meta took it, or cancelled
+
+
 def recipient_sql(alias: str = "") -> str:
     return RECIPIENT_SQL.format(alias=f"{alias}." if alias else "")
 
@@ -248,6 +258,24 @@ class Message(models.Model):
         db_default=MessageStatus.PENDING,
     )
     wamid = models.CharField(max_length=WAMID_MAX_LENGTH, null=True, blank=True)
+    # Computed by PostgreSQL from status and wamid: it changes only on moves that write an index
+    # anyway (a claim's lease, a recorded wamid), so indexing it costs webhooks nothing.
+    phase = models.GeneratedField(
+        expression=Case(
+            When(
+                status__in=[MessageStatus.PENDING, MessageStatus.SENDING],
+                then=Value(MessagePhase.OPEN.value),
+            ),
+            When(
+                Q(status__in=[MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.READ])
+                | Q(wamid__isnull=False),
+                then=Value(MessagePhase.HANDED.value),
+            ),
+            default=Value(MessagePhase.CLOSED.value),
+        ),
+        output_field=models.SmallIntegerField(choices=MessagePhase.choices),
+        db_persist=True,
+    )
     attempts = models.PositiveSmallIntegerField(default=0, db_default=0)
     # A claimed (`sending`) message belongs to its worker until this moment; past it (and a grace
     # period for Meta's `sent` webhook) the reaper hands it back.
@@ -290,8 +318,10 @@ class Message(models.Model):
             # A send's messages in id order, the order of its pages: page 1 is a range scan, and
             # a deep page skips entries of this narrow index instead of whole rows.
             models.Index(fields=["bulk_send", "id"], name="message_send_id"),
-            # Claiming `pending` messages of a send in id order is one ordered range scan.
-            models.Index(fields=["bulk_send", "status", "id"], name="message_send_status_id"),
+            # Claiming `pending` messages of a send in id order is one ordered range scan (the
+            # few `sending` ones among them rechecked away), and so is a page of its unsent ones.
+            # By phase, not status: see MessagePhase.
+            models.Index(fields=["bulk_send", "phase", "id"], name="message_send_phase_id"),
             # The quota window: recipients a business account messaged since a moment.
             models.Index(
                 fields=["business_account", "sent_at"],
@@ -307,11 +337,12 @@ class Message(models.Model):
                 condition=Q(recipient_user_id__isnull=False),
                 name="message_recipient_user_id",
             ),
-            # The reaper's look-up: only messages in flight are in it, so it stays tiny.
+            # The reaper's look-up: only messages in flight are in it, so it stays tiny (a claim
+            # sets the lease; a move back to pending clears it, any other leaves the phase).
             models.Index(
                 fields=["lease_expires_at"],
-                name="message_sending_lease",
-                condition=Q(status="sending"),
+                name="message_open_lease",
+                condition=Q(phase=MessagePhase.OPEN, lease_expires_at__isnull=False),
             ),
         ]
 

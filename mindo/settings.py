@@ -246,6 +246,8 @@ META_VERIFY_TOKEN = (
 META_APP_SECRET = env.str("META_APP_SECRET", default="") or DEVELOPMENT_SECRETS["META_APP_SECRET"]
 # Received webhook bodies are kept for operators this many days, then purged by beat.
 WEBHOOK_EVENT_RETENTION_DAYS = env.int("WEBHOOK_EVENT_RETENTION_DAYS", default=14)
+# Days ahead beat keeps the bodies' daily partitions created (webhooks.partitions).
+WEBHOOK_PARTITION_DAYS_AHEAD = env.int("WEBHOOK_PARTITION_DAYS_AHEAD", default=7)
 # A status for a wamid no message recorded within this long belongs to none of ours: purged.
 DEFERRED_STATUS_RETENTION_HOURS = env.int("DEFERRED_STATUS_RETENTION_HOURS", default=48)
 
@@ -303,6 +305,7 @@ CELERY_BEAT_SCHEDULE = {
     },
     "apply-webhook-events": {"task": "webhooks.apply_pending", "schedule": 2.0},
     "purge-webhook-events": {"task": "webhooks.purge_events", "schedule": 60 * 60},
+    "ensure-webhook-partitions": {"task": "webhooks.ensure_partitions", "schedule": 60 * 60},
     "purge-idempotency-keys": {"task": "mindo.purge_idempotency_keys", "schedule": 60 * 60},
     # Delivers what no wake-up announced (a lost one, a retry come due); expires rather than pile
     # up while the callbacks worker is away.

@@ -190,5 +190,6 @@ def test_the_routine_tasks_are_the_ones_beat_runs() -> None:
         "callbacks.deliver",
         "webhooks.apply_pending",
         "webhooks.purge_events",
+        "webhooks.ensure_partitions",
         "mindo.purge_idempotency_keys",
     }

@@ -76,7 +76,7 @@ marked AS (
                 %(status_events)s::int[], %(messages_changed)s::int[], %(deferred)s::int[],
                 %(outcomes)s::jsonb[])
         AS b(id, object_type, fields, status_events, messages_changed, deferred, outcome)
-    WHERE e.id = b.id
+    WHERE e.id = b.id AND e.received_at >= %(oldest)s
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM recorded), (SELECT count(*) FROM marked)
@@ -164,6 +164,8 @@ def _mark_applied(
                 **event_params,
                 "now": timezone.now(),
                 "ids": [read.event.pk for read in reads],
+                # The table is partitioned by day received: only the batch's days are searched.
+                "oldest": min(read.event.received_at for read in reads),
                 "object_types": [read.payload.object_type[:64] for read in reads],
                 "fields": [",".join(sorted(set(read.payload.fields)))[:200] for read in reads],
                 "status_events": [len(read.statuses) for read in reads],

@@ -8,6 +8,7 @@ import logging
 from celery import shared_task
 from django.conf import settings
 
+from webhooks.partitions import partitions_ensure
 from webhooks.processing import webhook_events_apply_pending
 from webhooks.retention import deferred_statuses_purge, webhook_events_purge
 
@@ -42,3 +43,16 @@ def apply_pending_webhooks() -> int:
         extra={"webhook_bodies": applied},
     )
     return applied
+
+
+@shared_task(name="webhooks.ensure_partitions", ignore_result=True)
+def ensure_webhook_partitions() -> int:
+    """The bodies' daily partitions of the days ahead, created before any body needs them."""
+    created = partitions_ensure()
+    logger.log(
+        logging.INFO if created else logging.DEBUG,
+        "Created %d webhook body partitions",
+        len(created),
+        extra={"partitions": created},
+    )
+    return len(created)
