@@ -23,7 +23,13 @@ def drain_statements(send_id: Any, now: datetime) -> dict[str, tuple[str, dict[s
         "now": now,
         "ceiling": 60,
     }
-    claim_params = {"send": send_id, "now": now, "lease_until": now, "limit": 100}
+    claim_params = {
+        "send": send_id,
+        "now": now,
+        "lease_until": now,
+        "limit": 100,
+        "stopped": "CANCELLED",
+    }
     return {
         "claim (messages_claim)": (delivery._sql(delivery._CLAIM_SQL), claim_params),
         "reaper (leases_reap)": (delivery._sql(delivery._REAP_SQL), reap_params),
