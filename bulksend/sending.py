@@ -155,6 +155,7 @@ class SentBatch:
         self.progress = SendProgress(len(batch))
         self.error: BaseException | None = None  # what interrupted the sending, if anything
         self.seconds = 0.0  # how long the sending took, limiter waits included
+        self.forfeited = 0  # permits its workers woke too late to use (messaging.ratelimit)
         self._future: concurrent.futures.Future[None] | None = None
 
     def wait(self) -> None:
@@ -204,6 +205,7 @@ class SentBatch:
             "not_tried": tally[Settle.RELEASE],
             # Requests handed to Meta per second of the batch's sending, limiter waits included.
             "rate": round(self.handed_over / self.seconds, 1) if self.seconds > 0 else 0.0,
+            "forfeited": self.forfeited,
         }
 
     def halting(self) -> GraphError | None:
@@ -273,6 +275,7 @@ class BatchSender:
     async def _send(self, sent: SentBatch, prepared: list[SendRequest | SendOutcome]) -> None:
         """Fill `sent.progress` as requests go out and answers come back."""
         started = time.monotonic()
+        forfeited = self.pacer.forfeited
         progress = sent.progress
         positions = [i for i, item in enumerate(prepared) if isinstance(item, SendRequest)]
         requests = [item for item in prepared if isinstance(item, SendRequest)]
@@ -293,6 +296,7 @@ class BatchSender:
                 progress.handed_over[position] = requested.handed_over[index]
                 progress.outcomes[position] = requested.outcomes[index]
             sent.seconds = time.monotonic() - started
+            sent.forfeited = self.pacer.forfeited - forfeited
         number_slow_down_if_told(
             self.limiter, self.phone_number_id, [o for o in requested.outcomes if o]
         )

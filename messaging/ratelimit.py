@@ -7,26 +7,41 @@ permits at Redis time `now` runs, atomically, in one Lua script:
 
 1. Read `now` from Redis (`TIME`), never from the caller, so machines with drifting clocks agree
    (a test may inject a clock instead: `RateLimiter(..., clock=...)`).
-2. TAT' = max(stored TAT, now): an idle key has no debt and keeps no credit beyond tau.
-3. Permit i of the call (i = 0, 1, ...) conforms when TAT' + i*T - tau <= now; grant the k
-   conforming ones, k = min(n, floor((now + tau - TAT') / T) + 1). k may be less than n.
+2. TAT' = max(stored TAT + push, now): an idle key has no debt and keeps no credit beyond tau
+   (push: what permits used late owe, 0 but from the pacer's `reserve`).
+3. Permit i of the call (i = 0, 1, ...) conforms when TAT' + i*T - tau - h <= now (h: the
+   horizon of a reservation, 0 for `acquire`); grant the k conforming ones,
+   k = min(n, floor((now + tau + h - TAT') / T) + 1). k may be less than n.
 4. Store TAT = TAT' + k*T, expiring once it lies in the past (an expired key means "no debt").
-5. Answer k and retry_after = max(0, TAT - tau - now): when the next permit will conform.
+5. Answer k, retry_after = max(0, TAT - tau - h - now) (when the next permit will conform) and
+   TAT' - now (where the first granted permit's slot lies).
 
-The window guarantee, and the burst trade-off. Every granted permit p has a slot s_p (TAT' + i*T)
-with slots T apart and a grant time g_p in [s_p - tau, s_p]. So any rate+1 consecutive permits
-span at least rate*T - tau. Choosing
+The window guarantee, at the moment requests leave. Every granted permit p has a slot s_p
+(TAT' + i*T), slots T apart. The drain's pacer (`AsyncPacer`) reserves permits a little ahead
+(`reserve`: up to RESERVE_AHEAD_SECONDS further than tau) and sends each request no earlier than
+its slot and no later than tau after it: a worker that wakes later either pays for the excess,
+every slot not granted yet moving back by it (`reserve(push=...)`), or forfeits the permit
+(`Permit.debt_at`). So any rate+1 consecutive requests leave at least rate*T - tau apart (plus
+whatever was paid in between). Choosing
 
     T = (1 s + GUARD + TOLERANCE) / rate,   tau = TOLERANCE
 
-makes that span at least 1 s + GUARD: no 1-second window, sliding and measured at grant time,
-ever holds more than `rate` permits, and the GUARD keeps it so when the moment a permit is used
-drifts from its grant by up to GUARD (the reply's trip back, a busy event loop, another process
-scheduled first). The price is the average: rate / (1 + GUARD + TOLERANCE), 1.1% under the
-rate with the values below. TOLERANCE is the burst: it lets a caller that wakes a little late still
-take its permit without pushing the schedule back (which would lose throughput for good), and
-lets a call take 1 + floor(tau / T) permits at once: 1 below 337/s, 3 at 1,000/s. A larger tau
-would mean fewer Redis calls at high rates but, for the same window guarantee, a lower average.
+makes that at least 1 s + GUARD: no 1-second window, sliding and measured when requests leave
+the worker, ever holds more than `rate`, and the GUARD keeps it so at Meta when requests take
+different times to get there (the write on the socket, the network, the receiver reading them).
+Before the pacer reserved slots, the guarantee held at grant time only, and a worker's event
+loop that ran its granted requests late (a busy machine) could land a late group on top of the
+next on-time group: 1,073 arrivals in a second at 1,000/s across two hosts.
+
+The price is the average: rate / (1 + GUARD + TOLERANCE), 1.1% under the rate with the values
+below, plus the slots paid for or forfeited by late workers (none on a quiet machine). The split
+of those 11 ms: TOLERANCE 7 ms is the lateness a worker's wake-up may have for free (an event
+loop with 64 workers on a busy 2-core machine wakes a sleeper 3 ms late at the median, 9 ms at
+the 90th percentile); GUARD 4 ms is what is left for the path after that check, which on one
+machine is well under a millisecond. A larger margin would cut the paid and forfeited slots
+under load but costs its share of the average on every machine. `acquire` (single sends, which
+use a permit at once) keeps its meaning: a caller may take a permit up to tau before its slot,
+1 + floor(tau / T) at once.
 
 `slow_down` moves TAT at least `seconds` ahead: Meta's 130429 says the number went too fast.
 
@@ -56,6 +71,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -69,8 +85,8 @@ from mindo.redisconn import REDIS_AWAY, RedisClient, redis_from_url, script_regi
 
 logger = logging.getLogger(__name__)
 
-TOLERANCE_SECONDS = 0.003
-GUARD_SECONDS = 0.008
+TOLERANCE_SECONDS = 0.007
+GUARD_SECONDS = 0.004
 KEY_PREFIX = "mindo:rate:"
 # The limiter's calls block the drain's event loop: a Redis that stopped answering (a lost
 # network rather than a crash, which is refused at once) must not hold it for minutes.
@@ -78,12 +94,22 @@ REDIS_SOCKET_TIMEOUT_SECONDS = 2.0
 # Retrying a Redis that is away: the first pause (see the docstring), then doubled up to the cap.
 OUTAGE_FIRST_PAUSE_SECONDS = 1.0 + GUARD_SECONDS
 OUTAGE_MAX_PAUSE_SECONDS = 2.0
+# How far ahead of its slot the pacer reserves a permit (see `AsyncPacer`): more than a Redis round
+# trip and a busy loop's usual lateness, so that no slot goes by unasked for; little enough that
+# a host that stalls strands few permits (they are forfeited, lost to every host).
+RESERVE_AHEAD_SECONDS = 0.025
+# The most lateness a permit may pay for rather than be forfeited (see `Permit.debt_at`). Far
+# below a second: the payment must reach Redis before anyone reserves the slots a second later.
+LATE_PAYMENT_MAX_SECONDS = 0.05
 
 # KEYS[1..r]: the number's key and its legacy key (both read, the later TAT wins, both written),
-# KEYS[r+1..]: stop keys, any of which refuses every permit while it exists (answer {-1, 0}).
+# KEYS[r+1..]: stop keys, any of which refuses every permit while it exists (answer {-1, 0, 0}).
 # ARGV: rate (permits/s), n (permits wanted, 0 to only slow down), tolerance (us), guard (us),
 # block (us: slow_down's pause, 0 otherwise), now (us: an injected clock's reading, for tests;
-# empty for Redis's TIME), r (how many of KEYS are the number's).
+# empty for Redis's TIME), r (how many of KEYS are the number's), horizon (us: how far ahead of
+# the tolerance slots may be reserved, 0 for `acquire`), push (us: every later slot moves back by
+# this much, even when stopped: permits used late, see `AsyncPacer`).
+# Answer: permits granted, us until the next one can be, us from now to the first one's slot.
 GCRA_SCRIPT = """
 local rate = tonumber(ARGV[1])
 local wanted = tonumber(ARGV[2])
@@ -92,10 +118,16 @@ local guard = tonumber(ARGV[4])
 local block = tonumber(ARGV[5])
 local injected = tonumber(ARGV[6])
 local rate_keys = tonumber(ARGV[7])
+local ahead = tolerance + tonumber(ARGV[8])
+local push = tonumber(ARGV[9])
+local stopped = false
 for i = rate_keys + 1, #KEYS do
   if redis.call('EXISTS', KEYS[i]) == 1 then
-    return {-1, 0}
+    stopped = true
   end
+end
+if stopped and push == 0 then
+  return {-1, 0, 0}
 end
 local now = injected
 if not now then
@@ -107,14 +139,18 @@ local tat = now
 for i = 1, rate_keys do
   local stored = redis.call('GET', KEYS[i])
   if stored then
-    tat = math.max(tonumber(stored), tat)
+    tat = math.max(tonumber(stored) + push, tat)
   end
+end
+if stopped then
+  wanted = 0
 end
 local granted = 0
 if wanted > 0 then
-  granted = math.min(wanted, math.floor((now + tolerance - tat) / interval) + 1)
+  granted = math.min(wanted, math.floor((now + ahead - tat) / interval) + 1)
   granted = math.max(granted, 0)
 end
+local first_slot = tat - now
 tat = tat + granted * interval
 if block > 0 then
   -- No permit before now + block: the first one after it conforms at TAT - tolerance.
@@ -129,8 +165,11 @@ for i = 1, rate_keys do
     redis.call('SET', KEYS[i], string.format('%.3f', tat), 'PX', ttl)
   end
 end
-local wait = math.max(tat - tolerance - now, 0)
-return {granted, math.ceil(wait)}
+local wait = math.max(tat - ahead - now, 0)
+if stopped then
+  return {-1, 0, 0}
+end
+return {granted, math.ceil(wait), math.ceil(first_slot)}
 """
 
 
@@ -146,6 +185,10 @@ class LimiterStopped(Exception):
 class Grant:
     granted: int
     retry_after: float  # seconds until the next permit conforms (0: one is available now)
+    # Seconds from Redis's `now` of the call to the first granted permit's slot (the others follow
+    # `interval` apart); 0 when nothing was granted.
+    first_slot: float = 0.0
+    interval: float = 0.0
 
 
 class RateLimiter:
@@ -168,6 +211,8 @@ class RateLimiter:
         self.prefix = prefix
         # Also keep the untagged key of each number in step (see the module's docstring).
         self.legacy_keys = legacy_keys
+        self.tolerance = tolerance
+        self.guard = guard
         self._tolerance_us = round(tolerance * 1_000_000)
         self._guard_us = round(guard * 1_000_000)
         # Registered once: later calls send only the script's SHA (EVALSHA).
@@ -178,24 +223,64 @@ class RateLimiter:
         tagged = f"{self.prefix}{{{key}}}"
         return [tagged, self.prefix + key] if self.legacy_keys else [tagged]
 
+    def interval(self, rate: int) -> float:
+        """Seconds between two permits' slots at `rate` (see the module's docstring)."""
+        return (1.0 + (self._guard_us + self._tolerance_us) / 1_000_000) / rate
+
     def _call(
-        self, key: str, rate: int, n: int, block_us: int, stop_keys: Sequence[str] = ()
+        self,
+        key: str,
+        rate: int,
+        n: int,
+        block_us: int,
+        stop_keys: Sequence[str] = (),
+        horizon: float = 0.0,
+        push: float = 0.0,
     ) -> Grant:
         if not 1 <= rate <= 1_000_000:
             raise ValueError(f"rate must be a positive number of permits per second, not {rate}")
         clock = "" if self.clock is None else round(self.clock() * 1_000_000)
         rate_keys = self.rate_keys(key)
         args = [rate, max(n, 0), self._tolerance_us, self._guard_us, block_us, clock]
-        granted, wait_us = self._script(keys=[*rate_keys, *stop_keys], args=[*args, len(rate_keys)])
+        granted, wait_us, first_us = self._script(
+            keys=[*rate_keys, *stop_keys],
+            args=[
+                *args,
+                len(rate_keys),
+                round(max(horizon, 0.0) * 1_000_000),
+                math.ceil(max(push, 0.0) * 1_000_000),
+            ],
+        )
         if int(granted) < 0:
             raise LimiterStopped(f"{stop_keys[0]} is set: no permit for {key}")
-        return Grant(int(granted), int(wait_us) / 1_000_000)
+        return Grant(
+            int(granted),
+            int(wait_us) / 1_000_000,
+            first_slot=int(first_us) / 1_000_000 if int(granted) else 0.0,
+            interval=self.interval(rate),
+        )
 
     def acquire(self, key: str, rate: int, n: int = 1, *, stop_keys: Sequence[str] = ()) -> Grant:
         """Take up to `n` permits of `key` at `rate` per second, atomically, without waiting;
         `LimiterStopped` while any of `stop_keys` (whole Redis keys, no prefix, in `key`'s slot on
         a cluster) exists."""
         return self._call(key, rate, n, 0, stop_keys)
+
+    def reserve(
+        self,
+        key: str,
+        rate: int,
+        n: int,
+        *,
+        horizon: float,
+        push: float = 0.0,
+        stop_keys: Sequence[str] = (),
+    ) -> Grant:
+        """`acquire`, also granting permits whose slots lie up to `horizon` seconds further in
+        the future; each is good only at its slot (`Grant.first_slot`, then `interval` apart):
+        see `AsyncPacer`. First, every slot not granted yet moves `push` seconds later (also
+        when a stop key refuses the permits): what permits used late owe."""
+        return self._call(key, rate, n, 0, stop_keys, horizon, push)
 
     def slow_down(self, key: str, seconds: float) -> Grant:
         """Grant nothing on `key` for `seconds` from now (Meta's 130429 for that number)."""
@@ -236,13 +321,59 @@ async def take(
         await asyncio.sleep(pause)
 
 
+@dataclass(frozen=True, slots=True)
+class Permit:
+    """One reserved permit, on the pacer's clock. Its request leaves no earlier than `slot`; how
+    late it leaves is counted from `due`, which is never after the slot's true moment (see
+    `permits_of`)."""
+
+    slot: float
+    due: float
+    interval: float  # the schedule's, between two slots
+    stops: int  # how many stops the pacer had met when it was granted (see `AsyncPacer.wait`)
+
+    def debt_at(self, now: float, tolerance: float) -> float | None:
+        """What using the permit at `now` costs the schedule: nothing up to `tolerance` after its
+        slot (the margin the interval carries); beyond that, while under LATE_PAYMENT_MAX_SECONDS,
+        its excess lateness, by which every slot not granted yet must move back (see
+        `AsyncPacer`); later still None: the permit is forfeited (a stall's permits are better
+        lost than the whole number's schedule pushed back that far)."""
+        excess = now - self.due - tolerance
+        if excess <= 0:
+            return 0.0
+        return excess if excess < LATE_PAYMENT_MAX_SECONDS else None
+
+
+def permits_of(grant: Grant, *, asked_at: float, answered_at: float, stops: int) -> list[Permit]:
+    """The permits of `grant` on the caller's clock, from its readings just before (`asked_at`)
+    and after (`answered_at`) the Redis call: Redis read its clock somewhere between, so a slot
+    is waited for from the later reading (never early) and its lateness counted from the
+    earlier one (never underestimated)."""
+    return [
+        Permit(
+            slot=answered_at + grant.first_slot + i * grant.interval,
+            due=asked_at + grant.first_slot + i * grant.interval,
+            interval=grant.interval,
+            stops=stops,
+        )
+        for i in range(grant.granted)
+    ]
+
+
 class AsyncPacer:
     """Hands permits of one key to the workers of one event loop, one permit per request.
 
     A worker calls `await pacer.wait()` right before it sends. Waiting workers queue up, and one
-    of them at a time asks Redis for as many permits as there are waiters, so a loop with 64
-    workers makes far fewer Redis calls than permits. Permits are never banked for later: a
-    permit used long after its grant would break the window guarantee.
+    of them at a time (the pump) reserves from Redis as many permits as there are waiters, with
+    slots up to `ahead` seconds in the future, so a loop with 64 workers makes far fewer Redis
+    calls than permits, and neither the Redis round trip nor a pump that wakes late lets a slot
+    go by unasked for. Each worker then sleeps until its permit's slot. A permit is good only
+    for its slot: a worker that wakes more than the limiter's tolerance after it either pays for
+    the lateness, moving every later slot of the number back by it (the next Redis call carries
+    the debt), or, when that would cost more than the one slot, forfeits the permit and queues
+    for a new one (`Permit.debt_at`). Either way a late group of requests never lands on top of
+    the next on-time group: the window guarantee holds at the moment requests leave (see the
+    module's docstring). Permits are never banked for later.
     """
 
     def __init__(
@@ -253,43 +384,92 @@ class AsyncPacer:
         *,
         redis_wait: float = 0.0,
         stop_keys: Sequence[str] = (),
+        ahead: float = RESERVE_AHEAD_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.limiter = limiter
         self.key = key
         self.rate = rate
         self.redis_wait = redis_wait
+        self.ahead = ahead
         # Its waiters get `LimiterStopped` once one of these is set (see the module's docstring).
         self.stop_keys = stop_keys
-        self._waiters: deque[asyncio.Future[None]] = deque()
+        # This process's clock, for the slots (the limiter's, when a test injects one: then the
+        # limiter's `now` is that clock's too).
+        self.clock = clock
+        self.forfeited = 0  # permits whose worker woke too late to use them
+        self.paid_late = 0  # permits used late, their lateness owed to the schedule
+        self._debt = 0.0  # seconds every later slot must move back by: not told to Redis yet
+        self._stops = 0  # stop keys met so far: a permit granted before the last one is void
+        self._stop_error: LimiterStopped | None = None
+        self._waiters: deque[asyncio.Future[Permit]] = deque()
         self._pump_task: asyncio.Task[None] | None = None
+        self._pump_wake: asyncio.Future[None] | None = None  # ends the pump's pause early
 
     @metrics.observe_seconds(metrics.LIMITER_WAIT_SECONDS)
     async def wait(self) -> None:
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        while True:
+            permit = await self._permit()
+            early = permit.slot - self.clock()
+            if early > 0:
+                await asyncio.sleep(early)
+            if permit.stops != self._stops and self._stop_error is not None:
+                # The send was stopped while this worker slept: no request after that.
+                raise self._stop_error
+            debt = permit.debt_at(self.clock(), self.limiter.tolerance)
+            if debt is None:
+                self.forfeited += 1
+                metrics.LIMITER_FORFEITS.inc()
+                continue
+            if debt:
+                self.paid_late += 1
+                # Not a sum: moving every later slot back by the largest lateness since the last
+                # payment keeps each late permit a second plus the guard from the ones it could
+                # share a window with (they are a second of slots later, not granted yet).
+                self._debt = max(self._debt, debt)
+                # Told to Redis at once, even with nobody else waiting or the pump pausing.
+                self._pump_start()
+                if self._pump_wake is not None and not self._pump_wake.done():
+                    self._pump_wake.set_result(None)
+            return
+
+    async def _permit(self) -> Permit:
+        waiter: asyncio.Future[Permit] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
+        self._pump_start()
+        return await waiter
+
+    def _pump_start(self) -> None:
         if self._pump_task is None:
             # Kept in an attribute: the loop holds only weak references to its tasks.
             self._pump_task = asyncio.get_running_loop().create_task(self._pump())
-        await waiter
 
     async def _pump(self) -> None:
         try:
-            while self._waiters:
+            while self._waiters or self._debt:
                 # Cancelled waiters (a worker that gave up) need no permit.
                 while self._waiters and self._waiters[0].done():
                     self._waiters.popleft()
                 if not self._waiters:
-                    break
-                granted = await self._take_through_outage(len(self._waiters))
-                while granted and self._waiters:
-                    waiter = self._waiters.popleft()
-                    if not waiter.done():
-                        waiter.set_result(None)
-                        granted -= 1
-                # Let the granted workers send now, before the next (blocking) Redis call: a
-                # permit is only good while its request leaves on time.
-                await asyncio.sleep(0)
-        except Exception as error:  # Redis is away for too long: let the workers see why
+                    await self._reserve_through_outage(0)  # only the debt to pay
+                    continue
+                permits, retry_after = await self._reserve_through_outage(len(self._waiters))
+                for permit in permits:
+                    while self._waiters and self._waiters[0].done():
+                        self._waiters.popleft()
+                    if not self._waiters:
+                        self.forfeited += 1  # its worker gave up meanwhile
+                        metrics.LIMITER_FORFEITS.inc()
+                        continue
+                    self._waiters.popleft().set_result(permit)
+                # Let the granted workers start their sleeps; with waiters left, the reservation
+                # is full up to `ahead`: come back once a part of it has room again, so that
+                # each call reserves a few permits.
+                await self._pump_pause(max(retry_after, self.ahead / 4) if self._waiters else 0)
+        except Exception as error:  # stopped, or Redis away for too long: tell the workers why
+            if isinstance(error, LimiterStopped):
+                self._stops += 1
+                self._stop_error = error
             while self._waiters:
                 waiter = self._waiters.popleft()
                 if not waiter.done():
@@ -297,15 +477,48 @@ class AsyncPacer:
         finally:
             self._pump_task = None
 
-    async def _take_through_outage(self, wanted: int) -> int:
-        """`take`, retrying while Redis is unreachable for up to `redis_wait` seconds in all."""
+    async def _pump_pause(self, seconds: float) -> None:
+        """`asyncio.sleep`, cut short by a debt to pay (`wait`)."""
+        wake = self._pump_wake = asyncio.get_running_loop().create_future()
+        nap = asyncio.ensure_future(asyncio.sleep(seconds))
+        try:
+            await asyncio.wait([nap, wake], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            nap.cancel()
+            self._pump_wake = None
+
+    async def _reserve(self, wanted: int) -> tuple[list[Permit], float]:
+        """At least one permit (waiting for it; none when `wanted` is 0: only the debt is paid),
+        and when the reservation has room again."""
+        while True:
+            asked_at = self.clock()
+            debt, self._debt = self._debt, 0.0
+            try:
+                grant = self.limiter.reserve(
+                    self.key,
+                    self.rate,
+                    wanted,
+                    horizon=self.ahead,
+                    push=debt,
+                    stop_keys=self.stop_keys,
+                )
+            except REDIS_AWAY:
+                self._debt = max(self._debt, debt)  # not paid: the next call carries it
+                raise
+            if grant.granted or not wanted:
+                permits = permits_of(
+                    grant, asked_at=asked_at, answered_at=self.clock(), stops=self._stops
+                )
+                return permits, grant.retry_after
+            await asyncio.sleep(max(grant.retry_after, 0.0005))
+
+    async def _reserve_through_outage(self, wanted: int) -> tuple[list[Permit], float]:
+        """`_reserve`, retrying while Redis is unreachable for up to `redis_wait` s in all."""
         failing_since: float | None = None
         pause = OUTAGE_FIRST_PAUSE_SECONDS
         while True:
             try:
-                granted = await take(
-                    self.limiter, self.key, self.rate, wanted, stop_keys=self.stop_keys
-                )
+                reserved = await self._reserve(wanted)
             except REDIS_AWAY as error:
                 now = time.monotonic()
                 if failing_since is None:
@@ -329,7 +542,7 @@ class AsyncPacer:
                 logger.warning(
                     "Rate limiter of %s: Redis answers again after %.1f s", self.key, outage
                 )
-            return granted
+            return reserved
 
 
 @lru_cache(maxsize=1)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from aiohttp import web
@@ -32,6 +32,15 @@ from meta_sandbox.state import STATE, SandboxState
 from meta_sandbox.statuses import statuses_plan
 from meta_sandbox.validation import TemplateSend, send_check, send_read
 from meta_sandbox.versions import answers_portfolio_limit
+
+
+class Arrival(NamedTuple):
+    """When a send request arrived: the loop's clock (the rate windows) and the wall's (the
+    record)."""
+
+    loop_time: float
+    wall_time: float
+
 
 BAD_GATEWAY_HTML = (
     "<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1>"
@@ -124,9 +133,10 @@ def _accept(
     template: CatalogTemplate,
     send: TemplateSend,
     raw: bytes,
-    now: float,
+    arrival: Arrival,
 ) -> AcceptedMessage:
     """Record the message, count it against the number's rate and queue its statuses."""
+    now = arrival.loop_time
     state.windows.record(number.phone_number_id, now)
     message = AcceptedMessage(
         wamid=state.wamids.new(send.recipient),
@@ -136,7 +146,7 @@ def _accept(
         language=send.language,
         biz_opaque_callback_data=send.callback_data,
         raw_body=raw,
-        received_at=time.time(),
+        received_at=arrival.wall_time,
     )
     state.records.accept(message)
     if config.webhook_url:
@@ -156,6 +166,9 @@ def _accept(
 
 async def send_message(request: web.Request) -> web.StreamResponse:
     """`POST /{version}/{phone_number_id}/messages`: a template message."""
+    # First: Meta counts a number's rate by when a request arrives, not by when this loop got
+    # through reading, parsing and checking it (which on a busy loop would bunch arrivals).
+    arrival = Arrival(asyncio.get_running_loop().time(), time.time())
     state = request.app[STATE]
     catalog, config = state.catalog, state.config
     phone_number_id = request.match_info["object_id"]
@@ -177,9 +190,8 @@ async def send_message(request: web.Request) -> web.StreamResponse:
         )
         send_check(template.rules, send.components)
         recipient_check(state, config, number, template, send)
-        now = asyncio.get_running_loop().time()
         rate = config.rate_per_number
-        if rate and state.windows.count(phone_number_id, now) >= rate:
+        if rate and state.windows.count(phone_number_id, arrival.loop_time) >= rate:
             raise errors.rate_limit_hit()
     except errors.MetaError as error:
         return error_response(state, error)
@@ -197,7 +209,7 @@ async def send_message(request: web.Request) -> web.StreamResponse:
         return _close_unanswered(request)
 
     # Accepted: from here on the message exists, whatever becomes of the answer.
-    message = _accept(state, config, number, template, send, raw, now)
+    message = _accept(state, config, number, template, send, raw, arrival)
     if fault is Fault.DROP:
         return _close_unanswered(request)
     if fault is Fault.SLOW:

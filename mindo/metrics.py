@@ -76,6 +76,11 @@ LIMITER_WAIT_SECONDS = Histogram(
     "Time a send waited for a permit of its number's rate limiter.",
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
+LIMITER_FORFEITS = Counter(
+    "mindo_limiter_permits_forfeited",
+    "Permits of a number's rate limiter given up: the worker woke too late for the permit's slot "
+    "(a busy machine), or had stopped waiting.",
+)
 WEBHOOKS_STORED = Counter("mindo_webhook_events_stored", "Webhook bodies verified and stored.")
 WEBHOOKS_APPLIED = Counter("mindo_webhook_events_applied", "Stored webhook bodies applied.")
 

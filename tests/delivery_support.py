@@ -360,6 +360,24 @@ class RecordingLimiter(RateLimiter):
             self.permits.extend([self._reading.seconds] * grant.granted)
         return grant
 
+    def reserve(
+        self,
+        key: str,
+        rate: int,
+        n: int,
+        *,
+        horizon: float,
+        push: float = 0.0,
+        stop_keys: Sequence[str] = (),
+    ) -> Grant:
+        """The pacer's reservations: each permit is kept at its slot, the moment (on Redis's
+        clock) its request may leave."""
+        grant = super().reserve(key, rate, n, horizon=horizon, push=push, stop_keys=stop_keys)
+        start = self._reading.seconds + grant.first_slot
+        with self._lock:
+            self.permits.extend(start + i * grant.interval for i in range(grant.granted))
+        return grant
+
 
 # --- the broker's queue ------------------------------------------------------------------------
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import heapq
+import itertools
 import multiprocessing
 import uuid
 from collections.abc import Iterator
@@ -79,21 +81,56 @@ def limiter(redis_client: redis.Redis, prefix: str, clock: ManualClock) -> RateL
     return RateLimiter(redis_client, prefix=prefix, clock=clock)
 
 
-@pytest.fixture
-def sleeps(monkeypatch: pytest.MonkeyPatch, clock: ManualClock) -> list[float]:
-    """`asyncio.sleep` moves the limiter's clock by the pause instead of waiting it out; the
-    pauses asked for, in order."""
-    asked: list[float] = []
-    real_sleep = asyncio.sleep
+class VirtualSleep:
+    """`asyncio.sleep` on a ManualClock: every sleeper wakes at its own time, earliest first, and
+    the clock moves to that time only once every task that could run has run. Here a task waits
+    only on sleeps or on futures another task resolves (the Redis calls block), so a few turns of
+    the loop let them all get to their next wait."""
 
-    async def sleep_on_the_clock(delay: float, result: Any = None) -> Any:
-        asked.append(delay)
-        clock.advance(delay)
-        await real_sleep(0)
+    SETTLE_TURNS = 20
+
+    def __init__(self, clock: ManualClock, lateness: Iterator[float] | None = None) -> None:
+        self.clock = clock
+        # Each sleeper wakes this much later than it asked (a busy machine), when given.
+        self.lateness = lateness
+        self.asked: list[float] = []
+        self._due: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
+        self._driver: asyncio.Task[None] | None = None
+        self._real_sleep = asyncio.sleep
+
+    async def sleep(self, delay: float, result: Any = None) -> Any:
+        self.asked.append(delay)
+        loop = asyncio.get_running_loop()
+        wake: asyncio.Future[None] = loop.create_future()
+        late = next(self.lateness) if self.lateness is not None else 0.0
+        micros = self.clock.micros + round((max(delay, 0.0) + late) * MICROS)
+        heapq.heappush(self._due, (micros, next(self._order), wake))
+        if self._driver is None or self._driver.done() or self._driver.get_loop() is not loop:
+            self._driver = loop.create_task(self._drive())
+        await wake
         return result
 
-    monkeypatch.setattr(asyncio, "sleep", sleep_on_the_clock)
-    return asked
+    async def _drive(self) -> None:
+        while True:
+            for _ in range(self.SETTLE_TURNS):
+                await self._real_sleep(0)
+            if not self._due:
+                return
+            micros, _, wake = heapq.heappop(self._due)
+            if wake.done():  # a cancelled sleep: no one wakes then
+                continue
+            self.clock.micros = max(self.clock.micros, micros)
+            wake.set_result(None)
+
+
+@pytest.fixture
+def sleeps(monkeypatch: pytest.MonkeyPatch, clock: ManualClock) -> list[float]:
+    """`asyncio.sleep` moves the limiter's clock (VirtualSleep) instead of waiting it out; the
+    pauses asked for, in order."""
+    virtual = VirtualSleep(clock)
+    monkeypatch.setattr(asyncio, "sleep", virtual.sleep)
+    return virtual.asked
 
 
 def max_in_any_window(stamps: list[int], width: int = MICROS) -> int:
@@ -234,14 +271,14 @@ def test_without_a_clock_the_limiter_keeps_redis_time_and_forgets_past_debts(
 def test_the_pacer_lets_concurrent_workers_through_at_the_rate(
     limiter: RateLimiter, clock: ManualClock, sleeps: list[float]
 ) -> None:
-    pacer = AsyncPacer(limiter, "number", rate=200)
+    pacer = AsyncPacer(limiter, "number", rate=200, clock=clock)
     end = clock.micros + round(1.5 * MICROS)
     stamps: list[int] = []
 
     async def worker() -> None:
         while clock.micros < end:
             await pacer.wait()
-            # Only the pacer's sleeps move the clock: this is when its permit was granted.
+            # Only the sleeps move the clock: this is when its request would leave.
             stamps.append(clock.micros)
 
     async def main() -> None:
