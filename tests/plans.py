@@ -65,11 +65,16 @@ def plan_indexes(statement: str, params: dict[str, Any], *, seqscan: bool = True
             cursor.execute("SET LOCAL enable_seqscan = off")
         cursor.execute("EXPLAIN (FORMAT JSON) " + statement, params)
         plan = cursor.fetchone()[0]
+        cursor.execute(
+            "SELECT indexname FROM pg_indexes WHERE tablename = %s", [Message._meta.db_table]
+        )
+        messages_indexes = {row[0] for row in cursor.fetchall()}
     found: set[str] = set()
 
     def walk(node: Any) -> None:
         if isinstance(node, dict):
-            if node.get("Relation Name") == Message._meta.db_table and "Index Name" in node:
+            # By the index's name: a bitmap index scan's node does not name its table.
+            if node.get("Index Name") in messages_indexes:
                 found.add(node["Index Name"])
             for value in node.values():
                 walk(value)
