@@ -185,7 +185,7 @@ SPECTACULAR_SETTINGS = {
 # The contract's limits, documented in the README.
 BULK_SEND_MAX_RECIPIENTS = env.int("BULK_SEND_MAX_RECIPIENTS", default=1_000_000)
 API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=32 * 1024 * 1024)
-# send-bulk's JSON and CSV bodies past 1 MiB are spooled to a temporary file and streamed, not
+# send-bulk's JSON and CSV bodies past 16 MiB are spooled to a temporary file and streamed, not
 # held in memory (bulksend.json_stream): about 400 bytes a recipient at the maximum, so a full
 # send with long variables still fits. Chunked bodies stay bounded by API_MAX_BODY_BYTES.
 SEND_BULK_MAX_BODY_BYTES = env.int("SEND_BULK_MAX_BODY_BYTES", default=400 * 1024 * 1024)
