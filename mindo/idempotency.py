@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 from collections.abc import Callable
 from contextlib import nullcontext
 from datetime import datetime, timedelta
@@ -30,7 +29,6 @@ from django.utils import timezone
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.utils.encoders import JSONEncoder
 from rest_framework.views import APIView
 
 from mindo.errors import field_error
@@ -57,7 +55,7 @@ INSERT INTO {IdempotencyKey._meta.db_table} AS k (organization_id, key, fingerpr
 VALUES (%s, %s, %s, %s)
 ON CONFLICT (organization_id, key) DO UPDATE
     SET fingerprint = EXCLUDED.fingerprint, created_at = EXCLUDED.created_at,
-        status_code = NULL, body = NULL
+        status_code = NULL, content_type = '', body = NULL
     WHERE k.created_at < %s
 RETURNING k.id
 """
@@ -89,9 +87,18 @@ def _earlier_answer(organization_id: int, key: str, fingerprint: str) -> Respons
         return Response({"error": OTHER_REQUEST}, status=status.HTTP_409_CONFLICT)
     if held.status_code is None:
         return Response({"error": IN_PROGRESS}, status=status.HTTP_409_CONFLICT)
-    replay = Response(held.body, status=held.status_code)
-    replay[REPLAYED_HEADER] = "true"
-    return replay
+    return _Replay(held)
+
+
+class _Replay(Response):
+    """A kept answer, its bytes as they were first sent: rendering its data again could give
+    another body (another key order, other whitespace) than the one the client compares with."""
+
+    def __init__(self, held: IdempotencyKey) -> None:
+        super().__init__(status=held.status_code, content_type=held.content_type)
+        self.content = bytes(held.body or b"")  # rendered: DRF's renderer is not called
+        self["Content-Type"] = held.content_type
+        self[REPLAYED_HEADER] = "true"
 
 
 def _answer(
@@ -104,10 +111,15 @@ def _answer(
         return view.handle_exception(error)
 
 
-def _keep(claim_id: int, response: Response) -> None:
-    # The body as the client reads it (UUIDs and moments as text), so a replay is the same JSON.
-    body = json.loads(json.dumps(response.data, cls=JSONEncoder))
-    IdempotencyKey.objects.filter(pk=claim_id).update(status_code=response.status_code, body=body)
+def _keep(claim_id: int, view: APIView, request: Request, response: Response) -> None:
+    # Rendered here as DRF renders it after the view (which then finds it rendered and leaves it):
+    # the bytes kept are the bytes sent.
+    view.finalize_response(request, response).render()
+    IdempotencyKey.objects.filter(pk=claim_id).update(
+        status_code=response.status_code,
+        content_type=response["Content-Type"],
+        body=response.content,
+    )
 
 
 def _keeps(response: Response) -> bool:
@@ -138,7 +150,7 @@ def idempotent(*, atomic: bool) -> Callable[[Handler], Handler]:
                     return _earlier_answer(organization_id, key, fingerprint)
                 response = _answer(view, handler, request, *args, **kwargs)
                 if _keeps(response):
-                    _keep(claim_id, response)
+                    _keep(claim_id, view, request, response)
                 elif atomic:
                     transaction.set_rollback(True)  # the claim goes with what was refused
                 else:

@@ -192,8 +192,8 @@ class ApiKey(models.Model):
 class IdempotencyKey(models.Model):
     """A client's `Idempotency-Key` and the answer its request got (mindo.idempotency).
 
-    `status_code` is null while the request runs; the answer (status and JSON body) is kept from
-    then until the key expires, and a request that repeats the key gets it again.
+    `status_code` is null while the request runs; the answer (status, content type and body) is
+    kept from then until the key expires, and a request that repeats the key gets it again.
     """
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
@@ -201,7 +201,10 @@ class IdempotencyKey(models.Model):
     # SHA-256 of the method, path, query and body: the same key with another request is refused.
     fingerprint = models.CharField(max_length=64)
     status_code = models.PositiveSmallIntegerField(null=True, blank=True)
-    body = models.JSONField(null=True, blank=True)
+    # The answer's bytes as first sent: jsonb would give its keys back in its own order, and a
+    # client comparing the replay with the first answer would see another body.
+    content_type = models.CharField(max_length=255, blank=True, db_default="")
+    body = models.BinaryField(null=True, blank=True)
     created_at = models.DateTimeField(db_index=True)
 
     class Meta:

@@ -4,6 +4,7 @@ and live 24 hours."""
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import timedelta
 from typing import Any
@@ -12,6 +13,8 @@ import psycopg
 import pytest
 from django.conf import settings
 from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+from django.utils import timezone
 
 from bulksend.models import BulkSend
 from messaging.models import Message
@@ -57,11 +60,27 @@ def test_a_repeated_send_bulk_gets_the_first_answer_and_creates_nothing(tenant: 
     again = send_bulk(tenant)
 
     assert first.status_code == again.status_code == 202
-    assert again.json() == first.json()
+    assert again.content == first.content
     assert again[REPLAYED_HEADER] == "true"
     assert not first.has_header(REPLAYED_HEADER)
     assert BulkSend.objects.count() == 1
     assert Message.objects.count() == 3
+
+
+def test_a_replay_is_the_first_answers_bytes_in_its_key_order_and_spanish_text(
+    tenant: Tenant,
+) -> None:
+    tenant.number.verified_name = "Clínica Ñandú — Peña"
+    tenant.number.save(update_fields=["verified_name"])
+
+    first = send_bulk(tenant)
+    again = send_bulk(tenant)
+
+    assert again.content == first.content
+    assert again["Content-Type"] == first["Content-Type"] == "application/json"
+    assert "Clínica Ñandú — Peña".encode() in again.content
+    # The serializer's order, not jsonb's (shorter keys first), which put `status` first.
+    assert next(iter(json.loads(again.content))) == "bulk_send_id"
 
 
 def test_the_same_key_with_another_body_is_a_409(tenant: Tenant) -> None:
@@ -123,7 +142,7 @@ def test_a_refusal_after_the_request_began_is_kept_and_given_again(tenant: Tenan
     again = send_bulk(tenant, unknown)
 
     assert first.status_code == again.status_code == 404
-    assert again.json() == first.json()
+    assert again.content == first.content
     assert again[REPLAYED_HEADER] == "true"
 
 
@@ -220,9 +239,9 @@ def test_a_second_request_waits_for_the_first_and_follows_its_outcome(
         if first_request_ends == "committed":
             # The first request's answer, kept with its claim as the view keeps it.
             first.execute(
-                "UPDATE mindo_idempotencykey SET status_code = 202, body = %s::jsonb "
-                "WHERE key = %s",
-                ['{"bulk_send_id": "first"}', KEY],
+                "UPDATE mindo_idempotencykey SET status_code = 202, "
+                "content_type = 'application/json', body = %s WHERE key = %s",
+                [b'{"bulk_send_id":"first"}', KEY],
             )
             first.commit()
         else:
@@ -251,7 +270,8 @@ def test_a_repeated_single_send_reaches_meta_once(
     again = send_one(tenant)
 
     assert first.status_code == again.status_code == 200
-    assert again.json() == first.json()
+    assert again.content == first.content
+    assert again["Content-Type"] == first["Content-Type"]
     assert again[REPLAYED_HEADER] == "true"
     assert len(scripted_meta.accepted) == 1
     assert Message.objects.count() == 1
@@ -296,3 +316,38 @@ def test_beats_hourly_task_purges_expired_keys(tenant: Tenant, frozen_now: Ticki
     )
     assert purge_idempotency_keys() == 1
     assert not IdempotencyKey.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_answer_kept_before_bytes_were_kept_replays_as_json_rendered() -> None:
+    before, after = (
+        ("mindo", "0004_api_key_scope_webhooks"),
+        ("mindo", "0005_idempotency_answer_bytes"),
+    )
+    tenant = make_tenant("Mindo", phone_number_id=REQUEST["phone_number_id"])
+    fingerprint = _fingerprint_of_request(tenant)
+    executor = MigrationExecutor(connection)
+    try:
+        executor.migrate([before])
+        old_state = executor.loader.project_state([before]).apps
+        old_state.get_model("mindo", "IdempotencyKey").objects.create(
+            organization_id=tenant.organization.pk,
+            key=KEY,
+            fingerprint=fingerprint,
+            status_code=202,
+            body={"bulk_send_id": "first", "verified_name": "Clínica Ñandú"},
+            created_at=timezone.now(),
+        )
+
+        executor = MigrationExecutor(connection)
+        executor.migrate([after])
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.migrate(executor.loader.graph.leaf_nodes())
+
+    again = send_bulk(tenant)
+
+    assert (again.status_code, again["Content-Type"]) == (202, "application/json")
+    assert again.content == '{"bulk_send_id":"first","verified_name":"Clínica Ñandú"}'.encode()
+    assert again[REPLAYED_HEADER] == "true"
+    assert not BulkSend.objects.exists()

@@ -367,7 +367,7 @@ def test_an_idempotency_key_replays_the_first_answer(tenant: Tenant) -> None:
     other_body = retry(tenant, original, {"scope": "all_unsent"}, HTTP_IDEMPOTENCY_KEY="retry-1")
 
     assert (first.status_code, replay.status_code) == (202, 202)
-    assert replay.json() == first.json()
+    assert replay.content == first.content
     assert replay["Idempotent-Replayed"] == "true"
     assert other_body.status_code == 409
     assert BulkSend.objects.filter(retry_of=original).count() == 1
