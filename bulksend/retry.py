@@ -45,7 +45,7 @@ from bulksend.lifecycle import bulk_send_cancel
 from bulksend.models import ACTIVE_STATUSES, BulkSend, BulkSendKind, BulkSendStatus
 from bulksend.quota import quota_for_send
 from messaging.counters import sql_in, sql_literal
-from messaging.models import Message, MessageStatus
+from messaging.models import Message, MessageStatus, stored_statuses_of
 from mindo import metrics
 from mindo.errors import ConflictError, field_error
 
@@ -107,14 +107,15 @@ SELECT %(retry)s, m.business_account_id, m.recipient_phone, m.recipient_user_id,
    AND m.sent_at IS NULL AND m.wamid IS NULL
    AND (m.status <> {failed} OR %(codes)s::text[] IS NULL OR m.error_code = ANY(%(codes)s))
    AND NOT EXISTS (
-       SELECT 1 FROM {messages} f
+       SELECT 1 FROM {messages} f JOIN {sends} fs ON fs.id = f.bulk_send_id
         WHERE f.bulk_send_id = ANY(%(chain)s::uuid[])
           -- The same person: by phone, or by Meta's user id for one sent to by it.
           AND (f.recipient_phone = m.recipient_phone OR f.recipient_user_id = m.recipient_user_id)
           AND f.id <> m.id
-          -- A pending message of a cancelled send is cancelled, its row turned afterwards.
-          AND ((f.status NOT IN {unreached}
-                AND NOT (f.status = {pending} AND f.bulk_send_id = ANY(%(cancelled)s::uuid[])))
+          -- Reached Meta or may still go out: a client reads it as neither failed nor cancelled
+          -- (its send's status read in this statement, with the messages).
+          AND (CASE WHEN fs.status = {cancelled_send} THEN f.status NOT IN {unreached_if_cancelled}
+                    ELSE f.status NOT IN {unreached} END
                OR f.sent_at IS NOT NULL OR f.wamid IS NOT NULL))
  ORDER BY m.id
 """
@@ -213,6 +214,20 @@ def _pending_release(source: BulkSend, scope: RetryScope) -> None:
         raise ConflictError(SOURCE_ACTIVE.format(scope=scope.value))
 
 
+def _unreached_sql(*, send_cancelled: bool) -> str:
+    """The stored statuses a client reads as failed or cancelled, in a send cancelled or not (a
+    pending message of a cancelled send is cancelled, its row turned afterwards), for an SQL
+    `IN`."""
+    public = (MessageStatus.FAILED, MessageStatus.CANCELLED)
+    return sql_in(
+        frozenset(
+            stored
+            for status in public
+            for stored in stored_statuses_of(status, send_cancelled=send_cancelled)
+        )
+    )
+
+
 def _messages_copy(
     *,
     source: uuid.UUID,
@@ -223,9 +238,11 @@ def _messages_copy(
 ) -> int:
     sql = _COPY_SQL.format(
         messages=Message._meta.db_table,
+        sends=BulkSend._meta.db_table,
         failed=sql_literal(MessageStatus.FAILED),
-        pending=sql_literal(MessageStatus.PENDING),
-        unreached=sql_in((MessageStatus.FAILED, MessageStatus.CANCELLED)),
+        cancelled_send=sql_literal(BulkSendStatus.CANCELLED),
+        unreached=_unreached_sql(send_cancelled=False),
+        unreached_if_cancelled=_unreached_sql(send_cancelled=True),
     )
     params: dict[str, Any] = {
         "retry": retry,
@@ -233,11 +250,6 @@ def _messages_copy(
         "statuses": [str(status) for status in _SCOPE_STATUSES[scope]],
         "codes": list(error_codes) if error_codes is not None else None,
         "chain": chain,
-        "cancelled": list(
-            BulkSend.objects.filter(pk__in=chain, status=BulkSendStatus.CANCELLED).values_list(
-                "pk", flat=True
-            )
-        ),
     }
     with connection.cursor() as cursor:
         cursor.execute(sql, params)

@@ -172,9 +172,9 @@ def test_a_retry_of_a_send_still_converting_takes_exactly_its_unsent(
     assert assert_counters_exact(retry)["pending_count"] == len(wanted)
 
 
-def test_a_cancelled_retry_still_converting_does_not_hold_back_its_recipients(
-    tenant: Tenant,
-) -> None:
+def cancelled_retry_still_converting(tenant: Tenant) -> tuple[BulkSend, BulkSend]:
+    """A finished send of 3 failed messages, and its retry of them, cancelled, its rows still
+    stored `pending`."""
     source = make_send(tenant, {"failed": 3})
     source.status = BulkSendStatus.PARTIAL
     source.completed_at = timezone.now()
@@ -183,7 +183,26 @@ def test_a_cancelled_retry_still_converting_does_not_hold_back_its_recipients(
     retried = first.accepted.bulk_send
     assert tenant.client.post(f"{API}/{retried.pk}/cancel/").status_code == 200
     assert stored(retried, MessageStatus.PENDING) == 3  # cancelled, rows not turned yet
+    return source, retried
+
+
+def test_a_cancelled_retry_still_converting_does_not_hold_back_its_recipients(
+    tenant: Tenant,
+) -> None:
+    _, retried = cancelled_retry_still_converting(tenant)
 
     again = bulk_send_retry(bulk_send=retried, created_by=None, scope=RetryScope.PENDING)
 
+    assert again.accepted.bulk_send.unique_recipients == 3
+
+
+def test_a_cancelled_retry_still_converting_lets_its_source_be_retried_again(
+    tenant: Tenant,
+) -> None:
+    source, _ = cancelled_retry_still_converting(tenant)
+
+    # The same recipients, whose rows in the cancelled retry still read `pending` when stored.
+    again = bulk_send_retry(bulk_send=source, created_by=None, scope=RetryScope.FAILED)
+
+    assert again.created
     assert again.accepted.bulk_send.unique_recipients == 3
