@@ -159,6 +159,14 @@ def sends_counters_apply(
         updated = cursor.fetchall()
     # A cancelled send's `pending` messages count as cancelled: one of them moved by a status
     # (Meta's late `sent` of a message given back) moved the wrong counter; recount the two.
+    # `counted_statuses(send_cancelled=True)` cannot fix the deltas instead, for two reasons:
+    # - they come summed per counter under the rule of a send not cancelled, where `pending`
+    #   sums `pending` and `sending` rows; `pending -> sent` and `sending -> sent` then give the
+    #   same deltas, yet in a cancelled send the first is `cancelled -1` and the second
+    #   `pending -1`, so the sums cannot say which counter moved;
+    # - messaging moved the rows and summed them before the lock above was taken: the send may
+    #   have been cancelled in between, so which rule applied is known only now, under the lock,
+    #   and only the rows, read now, say what the counters must be.
     for send_id in ids:
         if status_before.get(send_id) == BulkSendStatus.CANCELLED and (
             deltas[send_id].get("pending") or deltas[send_id].get("cancelled")
