@@ -13,12 +13,20 @@ from typing import Any
 
 from django.db.models import QuerySet
 
-from bulksend.filters import messages_with_public_status
+from bulksend.filters import SendsFilter, messages_with_public_status
 from bulksend.models import BulkSend, BulkSendKind
 from bulksend.quota import with_queued_ahead
 from bulksend.retry import with_retry_ids
 from messaging.models import Message
-from mindo.compiled import CompiledQuery, compile_queryset, stand_in_int, stand_in_uuid
+from mindo.compiled import (
+    CompiledCount,
+    CompiledQuery,
+    compile_count,
+    compile_queryset,
+    stand_in_int,
+    stand_in_moment,
+    stand_in_uuid,
+)
 from mindo.pagination import keys_slice, rows_of_keys_slice
 
 ORGANIZATION = stand_in_int(1)
@@ -93,3 +101,60 @@ def messages_page(
     when None), read by their keys as mindo.pagination.PageByKeysPaginator reads a page."""
     page = _messages_page(public, bulk_send.is_cancelled, keys_slice(bottom, top, count))
     return page.objects(send=bulk_send.pk)
+
+
+# --- the sends list ------------------------------------------------------------------------------
+
+STATUS = "\x00status"  # a stand-in: no status has a NUL
+TEMPLATE = stand_in_int(2)
+CREATED_FROM = stand_in_moment(1)
+CREATED_UNTIL = stand_in_moment(2)
+SENDS_PAGE_SHAPES_KEPT = 256
+# SendsFilter's fields, in its `shape()` order: each one's lookup and stand-in.
+SENDS_FILTERS = (
+    ("status", "status", STATUS),
+    ("template", "template_id", TEMPLATE),
+    ("created_from", "created_at__gte", CREATED_FROM),
+    ("created_until", "created_at__lt", CREATED_UNTIL),
+)
+
+
+def _filtered_sends(
+    shape: tuple[bool, bool, bool, bool],
+) -> tuple[QuerySet[BulkSend], dict[str, Any]]:
+    """The organization's bulk sends in the list's order with the filters of `shape`, as
+    stand-ins, and the stand-ins by name."""
+    # A list item shows the template and the number, not the creator.
+    sends = BulkSend.objects.for_organization(ORGANIZATION).bulk()
+    sends = sends.select_related("template", "phone_number")
+    stand_ins: dict[str, Any] = {"organization": ORGANIZATION}
+    for present, (name, lookup, stand_in) in zip(shape, SENDS_FILTERS, strict=True):
+        if present:
+            sends = sends.filter(**{lookup: stand_in})
+            stand_ins[name] = stand_in
+    return sends, stand_ins
+
+
+@functools.cache
+def _sends_count(shape: tuple[bool, bool, bool, bool]) -> CompiledCount:
+    return compile_count(*_filtered_sends(shape))
+
+
+@functools.lru_cache(maxsize=SENDS_PAGE_SHAPES_KEPT)
+def _sends_page(
+    shape: tuple[bool, bool, bool, bool], bottom: int, top: int
+) -> CompiledQuery[BulkSend]:
+    sends, stand_ins = _filtered_sends(shape)
+    return compile_queryset(sends[bottom:top], stand_ins)
+
+
+def sends_count(organization_id: int, filters: SendsFilter) -> int:
+    """How many of the organization's bulk sends `filters` lets through."""
+    return _sends_count(filters.shape()).count(**filters.values(organization_id))
+
+
+def sends_page(organization_id: int, filters: SendsFilter, bottom: int, top: int) -> list[BulkSend]:
+    """Sends `bottom` to `top` of the organization's that `filters` lets through, newest first,
+    with their template and number."""
+    page = _sends_page(filters.shape(), bottom, top)
+    return page.objects(**filters.values(organization_id))

@@ -35,6 +35,7 @@ from bulksend.filters import (
     PUBLIC_MESSAGE_STATUSES,
     BulkSendFilter,
     MessageFilter,
+    sends_filter_of,
 )
 from bulksend.lifecycle import bulk_send_cancel_for_client, bulk_send_pause, bulk_send_unpause
 from bulksend.models import BulkSend, BulkSendKind
@@ -47,7 +48,13 @@ from bulksend.parsers import (
     send_bulk_request_data,
 )
 from bulksend.quota import with_queued_ahead
-from bulksend.reads import messages_page, messages_send, status_send
+from bulksend.reads import (
+    messages_page,
+    messages_send,
+    sends_count,
+    sends_page,
+    status_send,
+)
 from bulksend.retry import RetryScope, bulk_send_retry
 from bulksend.serializers import (
     DRY_RUN,
@@ -223,26 +230,6 @@ def _read_send_get(
     return bulk_send
 
 
-class BulkSendListView(generics.ListAPIView[BulkSend]):
-    required_scope = ApiKeyScope.READ
-    serializer_class = BulkSendListItemSerializer
-    filterset_class = BulkSendFilter
-
-    def get_queryset(self) -> QuerySet[BulkSend]:
-        if getattr(self, "swagger_fake_view", False):  # schema generation has no request
-            return BulkSend.objects.none()
-        organization = request_organization(self.request)
-        # A list item shows the template and the number, not the creator.
-        sends = BulkSend.objects.for_organization(organization.pk).bulk()
-        return sends.select_related("template", "phone_number")
-
-    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        # The serializer's body, built without it (bulksend.serializers' plain bodies).
-        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
-        assert page is not None, "the list is always paginated"
-        return self.get_paginated_response([bulk_send_list_item_body(s) for s in page])
-
-
 class BulkSendDetailView(APIView):
     required_scope = ApiKeyScope.READ
 
@@ -320,14 +307,16 @@ BulkSendResumeView = control_view(
 
 
 class CountedPagination(PageNumberPagination):
-    """Takes the total from the view instead of running COUNT(*) over a send's messages, and reads
-    a page through its keys (deep pages of a 100,000-message send skip index entries, not rows)."""
+    """Takes the total from the view's `known_count` instead of running COUNT(*) over a send's
+    messages, and a page's rows from its `page_reader(bottom, top)` (bulksend.reads' compiled
+    statements); else reads a page of the queryset through its keys (deep pages of a
+    100,000-message send skip index entries, not rows)."""
 
     def paginate_queryset(
         self, queryset: Any, request: Request, view: Any = None
     ) -> list[Any] | None:
-        known_count = view.known_count if view is not None else None
-        reader = view.page_reader if view is not None else None
+        known_count = getattr(view, "known_count", None)
+        reader = getattr(view, "page_reader", None)
 
         class KnownCountPaginator(PageByKeysPaginator):
             @cached_property
@@ -339,6 +328,31 @@ class CountedPagination(PageNumberPagination):
 
         self.django_paginator_class = KnownCountPaginator
         return super().paginate_queryset(queryset, request, view)
+
+
+class BulkSendListView(generics.ListAPIView[BulkSend]):
+    required_scope = ApiKeyScope.READ
+    serializer_class = BulkSendListItemSerializer
+    filterset_class = BulkSendFilter
+    pagination_class = CountedPagination
+
+    def get_queryset(self) -> QuerySet[BulkSend]:
+        # For the schema only: the list is read by bulksend.reads' compiled statements.
+        return BulkSend.objects.none()
+
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        # The serializer's body, built without it (bulksend.serializers' plain bodies).
+        organization_id = request_api_key(request).organization_id
+        filters = sends_filter_of(request.query_params)
+        self.known_count = sends_count(organization_id, filters)
+
+        def page_rows(bottom: int, top: int) -> list[BulkSend]:
+            return sends_page(organization_id, filters, bottom, top)
+
+        self.page_reader = page_rows
+        page = self.paginate_queryset([])
+        assert page is not None, "the list is always paginated"
+        return self.get_paginated_response([bulk_send_list_item_body(s) for s in page])
 
 
 class BulkSendMessagesView(generics.ListAPIView[Message]):

@@ -62,18 +62,12 @@ class CompiledQuery(Generic[M]):
     annotations: tuple[tuple[str, int], ...]
     converters: tuple[tuple[int, tuple[Callable[..., Any], ...], Any], ...]
 
-    def params(self, values: Mapping[str, Any]) -> list[Any]:
-        return [
-            constant if slot is None else values[slot]
-            for slot, constant in zip(self.slots, self.constants, strict=True)
-        ]
-
     def objects(self, **values: Any) -> list[M]:
         """The queryset's instances for these values, in its order."""
         if self.sql is None:
             return []
         with prepared_cursor() as cursor:
-            cursor.execute(self.sql, self.params(values))
+            cursor.execute(self.sql, _params(self.slots, self.constants, values))
             rows = cursor.fetchall()
         return [self._instance(list(row)) for row in rows]
 
@@ -92,6 +86,34 @@ class CompiledQuery(Generic[M]):
         return instance
 
 
+@dataclass(frozen=True, slots=True)
+class CompiledCount:
+    """How many rows a queryset has, as one statement."""
+
+    sql: str | None  # None: Django found the queryset empty without running it
+    slots: tuple[str | None, ...]
+    constants: tuple[Any, ...]
+
+    def count(self, **values: Any) -> int:
+        if self.sql is None:
+            return 0
+        with prepared_cursor() as cursor:
+            cursor.execute(self.sql, _params(self.slots, self.constants, values))
+            (count,) = cursor.fetchone()
+        return int(count)
+
+
+def compile_count(queryset: QuerySet[Any], stand_ins: Mapping[str, Any]) -> CompiledCount:
+    """`queryset.count()` as a `CompiledCount` (see `compile_queryset`): its keys counted."""
+    compiler = queryset.order_by().values("pk").query.get_compiler(using=DEFAULT_DB_ALIAS)
+    try:
+        sql, params = compiler.as_sql()
+    except EmptyResultSet:
+        return CompiledCount(None, (), ())
+    slots, constants = _slots(params, stand_ins)
+    return CompiledCount(f"SELECT COUNT(*) FROM ({sql}) counted", slots, constants)
+
+
 def compile_queryset(queryset: QuerySet[M], stand_ins: Mapping[str, Any]) -> CompiledQuery[M]:
     """`queryset`, built with `stand_ins` (name: stand-in value, each one distinct) where a
     request's values go, as a `CompiledQuery` whose runs take those names. Refuses a queryset
@@ -104,11 +126,7 @@ def compile_queryset(queryset: QuerySet[M], stand_ins: Mapping[str, Any]) -> Com
         sql, params = compiler.as_sql()
     except EmptyResultSet:  # an empty slice, an empty IN: what Django answers without a query
         return CompiledQuery(None, (), (), queryset.model, slice(0), (), (), (), ())
-    names = {_key(value): name for name, value in stand_ins.items()}
-    slots = tuple(names.get(_key(param)) for param in params)
-    missing = set(stand_ins) - set(slots)
-    if missing:
-        raise ValueError(f"stand-ins not among the statement's parameters: {sorted(missing)}")
+    slots, constants = _slots(params, stand_ins)
     klass_info = compiler.klass_info
     assert klass_info is not None, "a compiled queryset yields model instances"
     select = compiler.select
@@ -118,7 +136,7 @@ def compile_queryset(queryset: QuerySet[M], stand_ins: Mapping[str, Any]) -> Com
     return CompiledQuery(
         sql=sql,
         slots=slots,
-        constants=tuple(None if slot else param for slot, param in zip(slots, params, strict=True)),
+        constants=constants,
         model=klass_info["model"],
         fields=slice(start, end),
         init_list=tuple(column[0].target.attname for column in select[start:end]),
@@ -129,6 +147,28 @@ def compile_queryset(queryset: QuerySet[M], stand_ins: Mapping[str, Any]) -> Com
             for position, (functions, expression) in converters.items()
         ),
     )
+
+
+def _slots(
+    params: tuple[Any, ...] | list[Any], stand_ins: Mapping[str, Any]
+) -> tuple[tuple[str | None, ...], tuple[Any, ...]]:
+    """Which stand-in each parameter is (None: a constant of the shape), and the constants."""
+    names = {_key(value): name for name, value in stand_ins.items()}
+    slots = tuple(names.get(_key(param)) for param in params)
+    missing = set(stand_ins) - set(slots)
+    if missing:
+        raise ValueError(f"stand-ins not among the statement's parameters: {sorted(missing)}")
+    constants = tuple(None if slot else param for slot, param in zip(slots, params, strict=True))
+    return slots, constants
+
+
+def _params(
+    slots: tuple[str | None, ...], constants: tuple[Any, ...], values: Mapping[str, Any]
+) -> list[Any]:
+    return [
+        constant if slot is None else values[slot]
+        for slot, constant in zip(slots, constants, strict=True)
+    ]
 
 
 def _key(value: Any) -> tuple[type, Any]:
