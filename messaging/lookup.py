@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from django.db.models import OuterRef, Q, QuerySet, Subquery
 
 from messaging.models import Contact, Message, message_id_from_callback_data
-from mindo.compiled import CompiledQuery, compile_queryset, stand_in_int
+from mindo.compiled import CompiledQuery, compile_queryset, first_of, stand_in_int
 from mindo.errors import AccessDeniedError, NotFoundError
 from mindo.models import Organization
 
@@ -39,8 +39,7 @@ def _lookup(found: QuerySet[Message]) -> QuerySet[Message]:
         recipient_contact_id=Subquery(contact.values("id")),
         recipient_contact_name=Subquery(contact.values("name")),
     )
-    # As `first()` reads it.
-    return (found if found.ordered else found.order_by("pk"))[:1]
+    return first_of(found)
 
 
 # Compiled once per process (mindo.compiled): building the lookup cost most of the read.

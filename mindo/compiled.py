@@ -103,6 +103,11 @@ class CompiledCount:
         return int(count)
 
 
+def first_of(queryset: QuerySet[M]) -> QuerySet[M]:
+    """The one row `queryset.first()` reads, as a queryset to compile."""
+    return (queryset if queryset.ordered else queryset.order_by("pk"))[:1]
+
+
 def compile_count(queryset: QuerySet[Any], stand_ins: Mapping[str, Any]) -> CompiledCount:
     """`queryset.count()` as a `CompiledCount` (see `compile_queryset`): its keys counted."""
     compiler = queryset.order_by().values("pk").query.get_compiler(using=DEFAULT_DB_ALIAS)
