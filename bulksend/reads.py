@@ -41,6 +41,7 @@ def _organization_send(sends: QuerySet[BulkSend]) -> CompiledQuery[BulkSend]:
     return compile_queryset(
         sends.filter(organization_id=ORGANIZATION, pk=SEND, kind=BulkSendKind.BULK).order_by()[:1],
         {"organization": ORGANIZATION, "send": SEND},
+        prepared=True,  # by its key: one plan fits every send
     )
 
 

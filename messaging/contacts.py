@@ -107,7 +107,9 @@ def _contact_with_latest_reply() -> CompiledQuery[Contact]:
         .annotate(last_reply_at=_latest_reply(ORGANIZATION, PHONE))
         .filter(organization_id=ORGANIZATION, phone=PHONE)
     )
-    return compile_queryset(first_of(contact), {"organization": ORGANIZATION, "phone": PHONE})
+    return compile_queryset(
+        first_of(contact), {"organization": ORGANIZATION, "phone": PHONE}, prepared=True
+    )
 
 
 def _latest_reply_of_user_id(organization_id: int, user_id: str) -> datetime | None:

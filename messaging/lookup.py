@@ -46,13 +46,15 @@ def _lookup(found: QuerySet[Message]) -> QuerySet[Message]:
 @functools.cache
 def _by_wamid() -> CompiledQuery[Message]:
     found = _lookup(Message.objects.filter(wamid=WAMID))
-    return compile_queryset(found, {"organization": ORGANIZATION, "wamid": WAMID})
+    return compile_queryset(found, {"organization": ORGANIZATION, "wamid": WAMID}, prepared=True)
 
 
 @functools.cache
 def _by_id() -> CompiledQuery[Message]:
     found = _lookup(Message.objects.filter(pk=MESSAGE))
-    return compile_queryset(found, {"organization": ORGANIZATION, "message": MESSAGE})
+    return compile_queryset(
+        found, {"organization": ORGANIZATION, "message": MESSAGE}, prepared=True
+    )
 
 
 def message_get_by_wamid(*, organization: Organization, wamid: str) -> MessageLookup:

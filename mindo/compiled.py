@@ -9,7 +9,11 @@ rows into model instances as Django's `ModelIterable` does (select_related and a
 included). Values the SQL text holds (LIMIT, OFFSET) are part of the shape: a shape compiled
 for one page size and offset serves only those.
 
-The statement runs on `prepared_cursor`, so PostgreSQL plans it once per connection as well.
+A statement compiled `prepared` runs on `prepared_cursor`, so PostgreSQL plans it once per
+connection as well: for reads by a unique key, whose one plan fits every value. Not for pages:
+past five runs PostgreSQL may keep a generic plan, blind to the values, and a deep page of a
+send's messages took 8 times as long with it (the range of one send is then guessed, not read
+off the statistics).
 """
 
 from __future__ import annotations
@@ -61,12 +65,13 @@ class CompiledQuery(Generic[M]):
     populators: tuple[Any, ...]
     annotations: tuple[tuple[str, int], ...]
     converters: tuple[tuple[int, tuple[Callable[..., Any], ...], Any], ...]
+    prepared: bool = False
 
     def objects(self, **values: Any) -> list[M]:
         """The queryset's instances for these values, in its order."""
         if self.sql is None:
             return []
-        with prepared_cursor() as cursor:
+        with _cursor(self.prepared) as cursor:
             cursor.execute(self.sql, _params(self.slots, self.constants, values))
             rows = cursor.fetchall()
         return [self._instance(list(row)) for row in rows]
@@ -93,11 +98,12 @@ class CompiledCount:
     sql: str | None  # None: Django found the queryset empty without running it
     slots: tuple[str | None, ...]
     constants: tuple[Any, ...]
+    prepared: bool = False
 
     def count(self, **values: Any) -> int:
         if self.sql is None:
             return 0
-        with prepared_cursor() as cursor:
+        with _cursor(self.prepared) as cursor:
             cursor.execute(self.sql, _params(self.slots, self.constants, values))
             (count,) = cursor.fetchone()
         return int(count)
@@ -108,7 +114,9 @@ def first_of(queryset: QuerySet[M]) -> QuerySet[M]:
     return (queryset if queryset.ordered else queryset.order_by("pk"))[:1]
 
 
-def compile_count(queryset: QuerySet[Any], stand_ins: Mapping[str, Any]) -> CompiledCount:
+def compile_count(
+    queryset: QuerySet[Any], stand_ins: Mapping[str, Any], *, prepared: bool = False
+) -> CompiledCount:
     """`queryset.count()` as a `CompiledCount` (see `compile_queryset`): its keys counted."""
     compiler = queryset.order_by().values("pk").query.get_compiler(using=DEFAULT_DB_ALIAS)
     try:
@@ -116,10 +124,12 @@ def compile_count(queryset: QuerySet[Any], stand_ins: Mapping[str, Any]) -> Comp
     except EmptyResultSet:
         return CompiledCount(None, (), ())
     slots, constants = _slots(params, stand_ins)
-    return CompiledCount(f"SELECT COUNT(*) FROM ({sql}) counted", slots, constants)
+    return CompiledCount(f"SELECT COUNT(*) FROM ({sql}) counted", slots, constants, prepared)
 
 
-def compile_queryset(queryset: QuerySet[M], stand_ins: Mapping[str, Any]) -> CompiledQuery[M]:
+def compile_queryset(
+    queryset: QuerySet[M], stand_ins: Mapping[str, Any], *, prepared: bool = False
+) -> CompiledQuery[M]:
     """`queryset`, built with `stand_ins` (name: stand-in value, each one distinct) where a
     request's values go, as a `CompiledQuery` whose runs take those names. Refuses a queryset
     in which a stand-in does not reach the parameters (a value Django wrote into the SQL text, or
@@ -151,6 +161,7 @@ def compile_queryset(queryset: QuerySet[M], stand_ins: Mapping[str, Any]) -> Com
             (position, tuple(functions), expression)
             for position, (functions, expression) in converters.items()
         ),
+        prepared=prepared,
     )
 
 
@@ -165,6 +176,10 @@ def _slots(
         raise ValueError(f"stand-ins not among the statement's parameters: {sorted(missing)}")
     constants = tuple(None if slot else param for slot, param in zip(slots, params, strict=True))
     return slots, constants
+
+
+def _cursor(prepared: bool) -> Any:
+    return prepared_cursor() if prepared else connections[DEFAULT_DB_ALIAS].cursor()
 
 
 def _params(
