@@ -1,14 +1,19 @@
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from typing import Any
 
 import django_filters
 from django.db.models import QuerySet
+from django.http import QueryDict
 from django.utils import timezone
+from django_filters.utils import translate_validation
 
 from bulksend.models import BulkSend, BulkSendStatus
 from messaging.models import Message, MessagePhase, MessageStatus, stored_statuses_of
-from mindo.query_params import PositiveIntegerFilter
+from mindo.query_params import PositiveIntegerFilter, positive_int_parse
 
 
 def _day_start(day: date) -> datetime:
@@ -38,6 +43,83 @@ class BulkSendFilter(django_filters.FilterSet):
         if value == date.max:  # the calendar's last day bounds nothing
             return queryset
         return queryset.filter(created_at__lt=_day_start(value + timedelta(days=1)))
+
+
+@dataclass(frozen=True, slots=True)
+class SendsFilter:
+    """The sends list's filters, validated (bulksend.filters.BulkSendFilter): None filters
+    nothing. `created_from` includes its moment, `created_until` does not."""
+
+    status: str | None = None
+    template: int | None = None
+    created_from: datetime | None = None
+    created_until: datetime | None = None
+
+    def shape(self) -> tuple[bool, bool, bool, bool]:
+        return (
+            self.status is not None,
+            self.template is not None,
+            self.created_from is not None,
+            self.created_until is not None,
+        )
+
+    def values(self, organization_id: int) -> dict[str, Any]:
+        given = {
+            "status": self.status,
+            "template": self.template,
+            "created_from": self.created_from,
+            "created_until": self.created_until,
+        }
+        return {
+            "organization": organization_id,
+            **{k: v for k, v in given.items() if v is not None},
+        }
+
+
+def sends_filter_of(query: QueryDict) -> SendsFilter:
+    """The sends list's filters in `query`, as BulkSendFilter validates and applies them; its
+    400 for a value it refuses. The usual values (a status, an id, ISO dates) are read without
+    building its form."""
+    given = {name: query.get(name) or None for name in BulkSendFilter.base_filters}
+    try:
+        status = given["status"]
+        if status is not None and status not in BulkSendStatus.values:
+            raise ValueError(status)
+        template = given["template"]
+        values: dict[str, Any] = {
+            "status": status,
+            "template": None if template is None else positive_int_parse(template),
+            "created_after": _iso_day(given["created_after"]),
+            "created_before": _iso_day(given["created_before"]),
+        }
+    except ValueError:
+        filterset = BulkSendFilter(query, queryset=BulkSend.objects.none())
+        if not filterset.is_valid():
+            raise translate_validation(filterset.errors) from None
+        values = {name: filterset.form.cleaned_data.get(name) for name in given}
+    after: date | None = values["created_after"] or None
+    before: date | None = values["created_before"] or None
+    return SendsFilter(
+        status=values["status"] or None,
+        template=values["template"] or None,
+        created_from=None if after is None else _day_start(after),
+        # The calendar's last day bounds nothing.
+        created_until=None
+        if before is None or before == date.max
+        else _day_start(before + timedelta(days=1)),
+    )
+
+
+_ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def _iso_day(text: str | None) -> date | None:
+    """A YYYY-MM-DD day (ValueError for anything else: BulkSendFilter's form reads it)."""
+    if text is None:
+        return None
+    if not _ISO_DAY.fullmatch(text):
+        raise ValueError(text)
+    return date.fromisoformat(text)
 
 
 # The statuses a client may filter by: a message a worker has claimed is still pending to them.

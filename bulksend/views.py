@@ -10,6 +10,7 @@ from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
 from django.utils import timezone
 from django.utils.functional import cached_property
+from django_filters.utils import translate_validation
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -34,7 +35,7 @@ from bulksend.filters import (
     PUBLIC_MESSAGE_STATUSES,
     BulkSendFilter,
     MessageFilter,
-    messages_with_public_status,
+    sends_filter_of,
 )
 from bulksend.lifecycle import bulk_send_cancel_for_client, bulk_send_pause, bulk_send_unpause
 from bulksend.models import BulkSend, BulkSendKind
@@ -47,7 +48,14 @@ from bulksend.parsers import (
     send_bulk_request_data,
 )
 from bulksend.quota import with_queued_ahead
-from bulksend.retry import RetryScope, bulk_send_retry, with_retry_ids
+from bulksend.reads import (
+    messages_page,
+    messages_send,
+    sends_count,
+    sends_page,
+    status_send,
+)
+from bulksend.retry import RetryScope, bulk_send_retry
 from bulksend.serializers import (
     DRY_RUN,
     DRY_RUN_PARAMETER,
@@ -189,42 +197,37 @@ def _by_line(
     return dict(errors) if rows is None else rows.errors_by_line(errors)
 
 
+def _send_key(bulk_send_id: str) -> uuid.UUID:
+    """The id of a send in a URL; 404 for a malformed one, as for an unknown one."""
+    try:
+        return uuid.UUID(bulk_send_id)
+    except ValueError:
+        raise NotFound() from None
+
+
 def _bulk_send_get(request: Request, bulk_send_id: str, sends: QuerySet[BulkSend]) -> BulkSend:
     """The caller's send among `sends` (which say what comes with it in the same query), or 404
     alike for a malformed id, an unknown one, another's or a single send's."""
-    try:
-        key = uuid.UUID(bulk_send_id)
-    except ValueError:
-        raise NotFound() from None
-    organization = request_organization(request)
+    key = _send_key(bulk_send_id)
+    organization_id = request_api_key(request).organization_id
     # One row at most (its key): no ORDER BY, which `first()` would add and Django would compile
     # on every read (the model's ordering), for nothing.
     found = list(
-        sends.filter(organization_id=organization.pk, pk=key, kind=BulkSendKind.BULK).order_by()[:1]
+        sends.filter(organization_id=organization_id, pk=key, kind=BulkSendKind.BULK).order_by()[:1]
     )
     if not found:
         raise NotFound()
     return found[0]
 
 
-class BulkSendListView(generics.ListAPIView[BulkSend]):
-    required_scope = ApiKeyScope.READ
-    serializer_class = BulkSendListItemSerializer
-    filterset_class = BulkSendFilter
-
-    def get_queryset(self) -> QuerySet[BulkSend]:
-        if getattr(self, "swagger_fake_view", False):  # schema generation has no request
-            return BulkSend.objects.none()
-        organization = request_organization(self.request)
-        # A list item shows the template and the number, not the creator.
-        sends = BulkSend.objects.for_organization(organization.pk).bulk()
-        return sends.select_related("template", "phone_number")
-
-    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        # The serializer's body, built without it (bulksend.serializers' plain bodies).
-        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
-        assert page is not None, "the list is always paginated"
-        return self.get_paginated_response([bulk_send_list_item_body(s) for s in page])
+def _read_send_get(
+    request: Request, bulk_send_id: str, read: Callable[[int, uuid.UUID], BulkSend | None]
+) -> BulkSend:
+    """`_bulk_send_get` through one of bulksend.reads' compiled statements."""
+    bulk_send = read(request_api_key(request).organization_id, _send_key(bulk_send_id))
+    if bulk_send is None:
+        raise NotFound()
+    return bulk_send
 
 
 class BulkSendDetailView(APIView):
@@ -232,9 +235,7 @@ class BulkSendDetailView(APIView):
 
     @extend_schema(responses={200: BulkSendDetailSerializer, 401: ERROR_BODY, 404: DETAIL_BODY})
     def get(self, request: Request, bulk_send_id: str) -> Response:
-        # The send, its relations and what its estimate needs, in one query.
-        sends = with_retry_ids(with_queued_ahead(BulkSend.objects.with_api_relations()))
-        bulk_send = _bulk_send_get(request, bulk_send_id, sends)
+        bulk_send = _read_send_get(request, bulk_send_id, status_send)
         return Response(bulk_send_detail_body(bulk_send))
 
 
@@ -306,21 +307,52 @@ BulkSendResumeView = control_view(
 
 
 class CountedPagination(PageNumberPagination):
-    """Takes the total from the view instead of running COUNT(*) over a send's messages, and reads
-    a page through its keys (deep pages of a 100,000-message send skip index entries, not rows)."""
+    """Takes the total from the view's `known_count` instead of running COUNT(*) over a send's
+    messages, and a page's rows from its `page_reader(bottom, top)` (bulksend.reads' compiled
+    statements); else reads a page of the queryset through its keys (deep pages of a
+    100,000-message send skip index entries, not rows)."""
 
     def paginate_queryset(
         self, queryset: Any, request: Request, view: Any = None
     ) -> list[Any] | None:
-        known_count = view.known_count if view is not None else None
+        known_count = getattr(view, "known_count", None)
+        reader = getattr(view, "page_reader", None)
 
         class KnownCountPaginator(PageByKeysPaginator):
             @cached_property
             def count(self) -> int:
                 return known_count if known_count is not None else super().count
 
+            def page_rows(self, bottom: int, top: int) -> Any:
+                return reader(bottom, top) if reader is not None else super().page_rows(bottom, top)
+
         self.django_paginator_class = KnownCountPaginator
         return super().paginate_queryset(queryset, request, view)
+
+
+class BulkSendListView(generics.ListAPIView[BulkSend]):
+    required_scope = ApiKeyScope.READ
+    serializer_class = BulkSendListItemSerializer
+    filterset_class = BulkSendFilter
+    pagination_class = CountedPagination
+
+    def get_queryset(self) -> QuerySet[BulkSend]:
+        # For the schema only: the list is read by bulksend.reads' compiled statements.
+        return BulkSend.objects.none()
+
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        # The serializer's body, built without it (bulksend.serializers' plain bodies).
+        organization_id = request_api_key(request).organization_id
+        filters = sends_filter_of(request.query_params)
+        self.known_count = sends_count(organization_id, filters)
+
+        def page_rows(bottom: int, top: int) -> list[BulkSend]:
+            return sends_page(organization_id, filters, bottom, top)
+
+        self.page_reader = page_rows
+        page = self.paginate_queryset([])
+        assert page is not None, "the list is always paginated"
+        return self.get_paginated_response([bulk_send_list_item_body(s) for s in page])
 
 
 class BulkSendMessagesView(generics.ListAPIView[Message]):
@@ -329,49 +361,42 @@ class BulkSendMessagesView(generics.ListAPIView[Message]):
     filterset_class = MessageFilter
     pagination_class = CountedPagination
     known_count: int | None = None
+    page_reader: Callable[[int, int], list[Message]] | None = None
 
     def get_queryset(self) -> QuerySet[Message]:
-        if getattr(self, "swagger_fake_view", False):  # schema generation has no request
-            return Message.objects.none()
-        # Only the template (its variables' order) comes with the send: a page needs no more.
-        self.bulk_send = _bulk_send_get(
-            self.request, self.kwargs["bulk_send_id"], BulkSend.objects.select_related("template")
-        )
-        # The send as a range of one value, and the order by (send, id): the same rows in the same
-        # order, but PostgreSQL cannot reduce it to "ORDER BY id" and walk the primary key through
-        # other sends' messages (it would guess a send's messages are spread evenly among all;
-        # they are contiguous): it reads the (bulk_send, id) index, from the send's first entry.
-        return Message.objects.filter(
-            bulk_send_id__gte=self.bulk_send.pk, bulk_send_id__lte=self.bulk_send.pk
-        ).order_by("bulk_send_id", "id")
-
-    def get_serializer_context(self) -> dict[str, Any]:
-        context = super().get_serializer_context()
-        bulk_send = getattr(self, "bulk_send", None)
-        if bulk_send is not None:
-            context["template_variables"] = bulk_send.template.variables
-            context["send_cancelled"] = bulk_send.is_cancelled
-        return context
+        # For the schema only: a page is read by bulksend.reads' compiled statements.
+        return Message.objects.none()
 
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         # The serializer's body, built without it (bulksend.serializers' plain bodies).
-        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        bulk_send = _read_send_get(request, self.kwargs["bulk_send_id"], messages_send)
+        status_filter = _messages_status_filter(request)
+        # The counters answer for the filter, with no COUNT(*) over the send's messages.
+        count = self.known_count = bulk_send.message_count(status_filter)
+
+        def page_rows(bottom: int, top: int) -> list[Message]:
+            return messages_page(bulk_send, status_filter, bottom, top, count)
+
+        self.page_reader = page_rows
+        page = self.paginate_queryset([])
         assert page is not None, "the list is always paginated"
-        variables = self.bulk_send.template.variables
-        cancelled = self.bulk_send.is_cancelled
+        variables = bulk_send.template.variables
+        cancelled = bulk_send.is_cancelled
         return self.get_paginated_response(
             [bulk_send_message_body(m, variables, send_cancelled=cancelled) for m in page]
         )
 
-    def filter_queryset(self, queryset: QuerySet[Message]) -> QuerySet[Message]:
-        filtered = super().filter_queryset(queryset)
-        # The filter has validated `status` by now, so the counters can answer for it.
-        # An empty `?status=` filters nothing, as django-filter reads it.
-        status_filter = self.request.query_params.get("status") or None
-        self.known_count = self.bulk_send.message_count(status_filter)
-        return messages_with_public_status(
-            filtered, status_filter, send_cancelled=self.bulk_send.is_cancelled
-        )
+
+def _messages_status_filter(request: Request) -> str | None:
+    """`?status=` of a messages page, None when absent or empty (as django-filter reads it);
+    MessageFilter's 400 when it is not a status a client sees."""
+    status_filter = request.query_params.get("status") or None
+    if status_filter is None or status_filter in PUBLIC_MESSAGE_STATUSES:
+        return status_filter
+    query = MessageFilter(request.query_params, queryset=Message.objects.none())
+    if not query.is_valid():
+        raise translate_validation(query.errors)
+    return status_filter
 
 
 class SendMessageView(APIView):

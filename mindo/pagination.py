@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.core.paginator import Page, Paginator
 from django.db.models import QuerySet
@@ -55,19 +57,40 @@ class PageByKeysPaginator(Paginator):
 
     def page(self, number: int | str) -> Page:
         page = super().page(number)
-        rows = self.object_list
-        if not (isinstance(page.object_list, QuerySet) and isinstance(rows, QuerySet)):
-            return page
         # The bounds Paginator.page has just sliced (the last page may be short, or take orphans).
         bottom = (page.number - 1) * self.per_page
         top = bottom + self.per_page
         if top + self.orphans >= self.count:
             top = self.count
-        if bottom > self.count - top:
-            keys = rows.reverse()[self.count - top : self.count - bottom].values("pk")
-        else:
-            keys = rows[bottom:top].values("pk")
-        # `rows` is filtered and ordered already: the page keeps its filters, its order and its
-        # select_related.
-        page.object_list = rows.filter(pk__in=keys)
+        rows = self.page_rows(bottom, top)
+        if rows is not None:
+            page.object_list = rows
         return page
+
+    def page_rows(self, bottom: int, top: int) -> Any:
+        """The rows from `bottom` to `top` (None: Paginator's own slice, for what is not a
+        queryset)."""
+        rows = self.object_list
+        if not isinstance(rows, QuerySet):
+            return None
+        return rows_by_keys(rows, bottom, top, self.count)
+
+
+def rows_by_keys(rows: QuerySet[Any], bottom: int, top: int, count: int) -> QuerySet[Any]:
+    """`rows[bottom:top]` (of `count`) as PageByKeysPaginator reads them: their keys first, from
+    the end in reverse past the middle. `rows` is filtered and ordered already: the page keeps
+    its filters, its order and its select_related."""
+    return rows_of_keys_slice(rows, keys_slice(bottom, top, count))
+
+
+def keys_slice(bottom: int, top: int, count: int) -> tuple[bool, int, int]:
+    """Where the keys of `rows[bottom:top]` (of `count`) are read: (from the end, start, stop)."""
+    if bottom > count - top:
+        return True, count - top, count - bottom
+    return False, bottom, top
+
+
+def rows_of_keys_slice(rows: QuerySet[Any], where: tuple[bool, int, int]) -> QuerySet[Any]:
+    from_end, start, stop = where
+    keys = (rows.reverse() if from_end else rows)[start:stop].values("pk")
+    return rows.filter(pk__in=keys)
