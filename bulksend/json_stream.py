@@ -8,9 +8,11 @@ The body is spooled (mindo.request_spool) and read with ijson's C parser (yajl2_
    so the template is known only once the whole body has been read. A walk of events costs about
    what orjson's full parse does, and holds nothing.
 2. `StreamedRecipients.check` reads the array's items (ijson builds each in C) in batches of
-   BATCH, checks their shape as a list's are checked (the same errors, by index) and counts them.
-3. `StreamedRecipients.batches` reads them again, for the send's creation to check against the
-   template and COPY (bulksend.creation), a batch at a time.
+   BATCH, checks their shape as a list's are checked (the same errors, by index), counts them
+   and keeps the clean ones in a bulksend.checked_spool.CheckedSpool.
+3. `StreamedRecipients.batches` reads them from that spool (not the body: parsing it again
+   cost more than the check), for the send's creation to check against the template and COPY
+   (bulksend.creation), a batch at a time.
 
 A body whose top level is no object, or that is no JSON at all, is parsed whole by the caller as
 before, so its errors are byte for byte those of the in-memory path.
@@ -24,7 +26,8 @@ from typing import Any
 
 import ijson
 
-from bulksend.recipients import Errors, Recipient, parse_recipients, recipients_of_checked
+from bulksend.checked_spool import CheckedSpool
+from bulksend.recipients import Errors, Recipient, parse_recipients
 from mindo.request_spool import CHUNK_BYTES, BodySpool
 
 RECIPIENTS = "recipients"
@@ -35,13 +38,15 @@ _CLOSING = frozenset({"end_map", "end_array"})
 
 
 class StreamedRecipients:
-    """The `recipients` array of a spooled JSON body. Its shape is checked once (`check`), then
-    it is read as batches of clean recipients (`batches`): a RecipientBatches."""
+    """The `recipients` array of a spooled JSON body. Its shape is checked once (`check`), which
+    keeps the clean recipients in a CheckedSpool; they are then read from there as batches
+    (`batches`): a RecipientBatches."""
 
     def __init__(self, spool: BodySpool) -> None:
         self.spool = spool
         self.count = 0
         self._user_ids: set[str] = set()
+        self._checked: CheckedSpool | None = None
 
     def item_batches(self) -> Iterator[tuple[int, list[Any]]]:
         items = ijson.items(
@@ -52,31 +57,45 @@ class StreamedRecipients:
             yield first, batch
             first += len(batch)
 
-    def length_refusal(self, max_length: int) -> str | None:
-        """ "max_length" or "empty" as a list's length is refused, else None (a dry run's
-        check: its recipients are judged one by one after, by bulksend.dry_run)."""
-        self.count = 0
-        for _, items in self.item_batches():
-            self.count += len(items)
-            if self.count > max_length:
-                return "max_length"
-        return None if self.count else "empty"
-
-    def check(self, max_length: int) -> tuple[str | None, dict[str, Errors]]:
-        """Count and check the items: ("max_length" or "empty", {}) as a list's length is
-        refused, before its items; else (None, the errors by index)."""
-        errors: dict[str, Errors] = {}
+    def _counted_batches(self, max_length: int) -> Iterator[tuple[int, list[Any]]]:
+        """The item batches while they are within `max_length`, counted as they are read (a
+        list past it is refused for its length, before its items)."""
         self.count = 0
         for first, items in self.item_batches():
             self.count += len(items)
             if self.count > max_length:
-                return "max_length", {}
+                return
+            yield first, items
+
+    def _length_refusal(self, max_length: int) -> str | None:
+        if self.count > max_length:
+            return "max_length"
+        return None if self.count else "empty"
+
+    def length_refusal(self, max_length: int) -> str | None:
+        """ "max_length" or "empty" as a list's length is refused, else None (a dry run's
+        check: its recipients are judged one by one after, by bulksend.dry_run)."""
+        for _ in self._counted_batches(max_length):
+            pass
+        return self._length_refusal(max_length)
+
+    def check(self, max_length: int) -> tuple[str | None, dict[str, Errors]]:
+        """Count and check the items: ("max_length" or "empty", {}) as a list's length is
+        refused, before its items; else (None, the errors by index). The clean recipients are
+        spooled while none failed, for `batches`."""
+        errors: dict[str, Errors] = {}
+        self._checked = CheckedSpool()
+        for first, items in self._counted_batches(max_length):
             clean, batch_errors = parse_recipients(items, first_index=first, keep_valid=True)
             errors.update(batch_errors)
             self._user_ids.update(recipient.user_id for recipient in clean if recipient.user_id)
-        if not self.count:
-            return "empty", {}
-        return None, errors
+            if not errors:
+                self._checked.append(clean)
+        refusal = self._length_refusal(max_length)
+        if refusal is not None or errors:
+            self._checked.close()  # refused: nothing will be written
+            return (refusal, {}) if refusal else (None, errors)
+        return None, {}
 
     @property
     def total(self) -> int:
@@ -86,8 +105,11 @@ class StreamedRecipients:
         return self._user_ids
 
     def batches(self) -> Iterator[tuple[int, list[Recipient]]]:
-        for first, items in self.item_batches():
-            yield first, recipients_of_checked(items)  # checked by `check` before
+        assert self._checked is not None, "check() comes first and found no error"
+        first = 0
+        for batch in self._checked.batches():
+            yield first, batch
+            first += len(batch)
 
 
 def json_send_fields(spool: BodySpool) -> dict[str, Any] | None:

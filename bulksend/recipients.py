@@ -227,24 +227,9 @@ def parse_recipients(
     return recipients, errors
 
 
-def recipients_of_checked(items: list[Any]) -> list[Recipient]:
-    """The recipients of items `parse_recipients` found no error in, built again without its
-    checks (the phone's is most of its cost): a streamed body's second read."""
-    recipients = []
-    for item in items:
-        variables, buttons = _maps(item, {})
-        phone = item.get("phone")
-        recipients.append(
-            Recipient(
-                None if phone is None else str(phone), variables, buttons, item.get("user_id")
-            )
-        )
-    return recipients
-
-
 class RecipientBatches(Protocol):
     """A send's checked recipients, read batch by batch: a request's list, or a streamed body's
-    array (bulksend.json_stream) read again from its spool."""
+    array (bulksend.json_stream) read from the spool of its checked recipients."""
 
     @property
     def total(self) -> int:

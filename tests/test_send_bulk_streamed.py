@@ -8,7 +8,7 @@ each answer is compared with the one the whole-body path gives to the same reque
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import orjson
@@ -16,6 +16,7 @@ import pytest
 from django.test import override_settings
 
 from bulksend import json_stream
+from bulksend.checked_spool import CheckedSpool
 from bulksend.models import BulkSend
 from messaging.models import Contact, Message
 from meta.limits import TIER_UNLIMITED
@@ -317,3 +318,28 @@ def test_a_dry_run_of_one_more_than_the_limit_is_refused_alike(
 
     assert response.status_code == 400
     assert response.json() == {"recipients": ["Ensure this field has no more than 2 elements."]}
+
+
+def test_a_failure_while_the_messages_are_written_leaves_nothing(
+    post: Post, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The process failing after some batches were COPYed (a read of the spool failing here)
+    leaves no send, no message and no contact: the send is one transaction."""
+    monkeypatch.setattr(json_stream, "BATCH", 5)
+    read = CheckedSpool.batches
+    copied: list[int] = []
+
+    def failing_after_two(spool: CheckedSpool) -> Iterator[list[Any]]:
+        for batch in read(spool):
+            if len(copied) == 2:
+                raise OSError("the disk went away")
+            copied.append(len(batch))
+            yield batch
+
+    monkeypatch.setattr(CheckedSpool, "batches", failing_after_two)
+    response = post(payload(*(recipient(phone) for phone in phones(23))))
+
+    assert response.status_code == 500
+    assert copied == [5, 5]
+    assert_nothing_created()
+    assert not Contact.objects.filter(organization=tenant.organization).exists()
