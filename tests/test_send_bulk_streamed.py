@@ -138,6 +138,29 @@ def test_numbers_reach_the_messages_as_the_client_wrote_them(post: Post) -> None
     assert variables == [{"name": "10.50", "code": "12345678901234567890123"}] * 2
 
 
+@pytest.mark.parametrize("streamed", [False, True])
+def test_texts_copy_escapes_reach_the_messages_exactly(post: Post, streamed: bool) -> None:
+    """Values holding what COPY's text format escapes (backslash, tab, newline, carriage
+    return) or JSON escapes (quotes, backslash sequences), and text beyond ASCII."""
+    values = [
+        ("C:\\dir\\n\\t", 'say "hola"\\'),
+        ("tab\there", "line\nbreak\r\nend"),
+        ("\\N", "ñandú 🎉 \u2028 \\u0041"),
+    ]
+    items = [
+        recipient(
+            phone, variables={"name": name, "code": code}, button_variables={"button_0": code}
+        )
+        for phone, (name, code) in zip(phones(3), values, strict=True)
+    ]
+    assert post(payload(*items), streamed=streamed).status_code == 202
+
+    stored = Message.objects.order_by("id").values_list("variables", "button_variables")
+    assert list(stored) == [
+        ({"name": name, "code": code}, {"button_0": code}) for name, code in values
+    ]
+
+
 def test_the_limit_and_one_more(post: Post) -> None:
     items = [recipient(phone) for phone in phones(6)]
     with override_settings(BULK_SEND_MAX_RECIPIENTS=5):
