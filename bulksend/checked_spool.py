@@ -22,21 +22,23 @@ class CheckedSpool:
 
     def __init__(self) -> None:
         self._file = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as its request)
-        self._batches = 0
+        self._sizes: list[int] = []
 
     def append(self, recipients: list[Recipient]) -> None:
         rows = [
             (recipient.phone, recipient.variables, recipient.button_variables, recipient.user_id)
             for recipient in recipients
         ]
-        marshal.dump(rows, self._file)
-        self._batches += 1
+        data = marshal.dumps(rows)
+        self._file.write(data)
+        self._sizes.append(len(data))
 
     def batches(self) -> Iterator[list[Recipient]]:
         """The batches as appended (the file is read from its start each time)."""
         self._file.seek(0)
-        for _ in range(self._batches):
-            yield [Recipient(*row) for row in marshal.load(self._file)]
+        for size in self._sizes:
+            # Read whole, then loaded: marshal.load reads a file value by value, ten times slower.
+            yield [Recipient(*row) for row in marshal.loads(self._file.read(size))]
 
     def close(self) -> None:
         self._file.close()

@@ -109,5 +109,14 @@ def phone_normalize(text: str) -> str | None:
 
 def is_e164(phone: str) -> bool:
     """Whether `phone` is already written exactly as `phone_normalize` writes it: `+`, country
-    code, number, nothing else (what the send endpoints require)."""
-    return bool(E164.fullmatch(phone)) and phone_normalize(phone) == phone
+    code, number, nothing else (what the send endpoints require).
+
+    It is asked of every recipient of a send, so what `phone_normalize` would do to an E.164
+    spelling is done directly: it has no separator to drop, a Mexican legacy mobile is
+    rewritten (so is not exact), and the rest is judged as `phone_normalize` judges it."""
+    if not E164.fullmatch(phone) or _MEXICO_LEGACY_MOBILE.fullmatch(phone):
+        return False
+    canonical = _already_canonical(phone)
+    if canonical is not None:
+        return canonical
+    return phone_normalize(phone) == phone

@@ -85,3 +85,20 @@ def test_a_possible_number_is_judged_by_its_country_and_length_as_phonenumbers_d
             phonenumbers.ValidationResult.IS_POSSIBLE
         )
         assert _already_canonical(phone) is (True if possible else None)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    st.one_of(
+        st.text(alphabet="+0123456789 -().", max_size=20),
+        st.builds(
+            lambda code, first, rest: f"+{code}{first}{rest}",
+            st.sampled_from(_COUNTRY_CODES),
+            st.sampled_from("0123456789"),
+            st.text(alphabet="0123456789", max_size=13),
+        ),
+        st.builds(lambda rest: f"+521{rest}", st.text(alphabet="0123456789", max_size=11)),
+    )
+)
+def test_is_e164_is_exactly_normalizing_to_itself(text: str) -> None:
+    assert is_e164(text) is (phone_normalize(text) == text)
