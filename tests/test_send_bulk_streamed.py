@@ -117,6 +117,11 @@ def test_recipients_may_come_before_or_after_the_other_fields(
         pytest.param([payload()], id="not-an-object"),
         pytest.param(b'{"recipients": [', id="not-json"),
         pytest.param(b'{"phone_number_id": "1"} trailing', id="trailing"),
+        pytest.param(
+            b'{"recipients": [{"phone": "+5491112345678"}], "phone_number_id": "1", '
+            b'"template_name": "x", "recipients": {"a": [1, {"b": []}]}}',
+            id="recipients-twice-the-last-wins",
+        ),
         pytest.param(payload(phone_number_id="999"), id="unknown-number"),
         pytest.param(payload(send_window={"start": "25:00", "end": "08:00"}), id="send-window"),
     ],
