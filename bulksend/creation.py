@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -185,20 +185,44 @@ def template_sendable_check(template: MessageTemplate) -> None:
     _sendable(template, name=template.name, language=template.language)
 
 
+# COPY's text format: a tab between columns, a newline after a row, \N for NULL, and these
+# characters escaped inside a value (a JSON text holds no raw control character, but may hold
+# backslashes).
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_COPY_NULL = "\\N"
+
+
+def _copy_text(value: str | None) -> str:
+    if value is None:
+        return _COPY_NULL
+    # Looking for them is ten times faster than translating a text that has none (most).
+    if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
+        return value.translate(_COPY_ESCAPES)
+    return value
+
+
 def _message_rows(
     bulk_send_id: uuid.UUID, account_id: int, recipients: list[Recipient], due: MessagesDue | None
-) -> Iterator[tuple[Any, ...]]:
-    """The COPY rows of `recipients`; with `due`, each one's `next_attempt_at` too."""
+) -> str:
+    """The COPY text of `recipients`' messages; with `due`, each one's `next_attempt_at` too.
+    Written as text a batch at a time: psycopg's row by row formatting cost more than the COPY
+    itself."""
+    send = f"{bulk_send_id}\t{account_id}\t"
+    lines = []
     for index, recipient in enumerate(recipients):
-        row: tuple[Any, ...] = (
-            bulk_send_id,
-            account_id,
-            recipient.phone,
-            recipient.user_id,
-            orjson.dumps(recipient.variables).decode(),
-            orjson.dumps(recipient.button_variables).decode(),
+        line = "\t".join(
+            (
+                _copy_text(recipient.phone),
+                _copy_text(recipient.user_id),
+                _copy_text(orjson.dumps(recipient.variables).decode()),
+                _copy_text(orjson.dumps(recipient.button_variables).decode()),
+            )
         )
-        yield row if due is None else (*row, due.due_at[index])
+        if due is not None:
+            moment = due.due_at[index]
+            line += "\t" + (_COPY_NULL if moment is None else moment.isoformat())
+        lines.append(f"{send}{line}\n")
+    return "".join(lines)
 
 
 def _messages_copy(cursor: Any, *, scheduled: bool) -> Any:
@@ -269,8 +293,7 @@ def _messages_write(
             due = schedule(unique)
             if copy is None:
                 copy = copying.enter_context(_messages_copy(cursor, scheduled=due is not None))
-            for row in _message_rows(bulk_send_id, account_id, unique, due):
-                copy.write_row(row)
+            copy.write(_message_rows(bulk_send_id, account_id, unique, due))
             written.unique += len(unique)
             written.due = _due_merged(written.due, due)
     raise_for_recipient_errors(errors)

@@ -108,15 +108,12 @@ def send_dry_run(
     )
     entries: dict[int, dict[str, Any]] = {}
 
-    def entry(index: int, item: Any) -> dict[str, Any]:
+    def entry(index: int, phone: str | None) -> dict[str, Any]:
+        """The verdict of the recipient at `index`, made on its first reason; `phone`: what it
+        shows of the recipient (its phone as given, None when it gave none)."""
         found = entries.get(index)
         if found is None:
-            phone = item.get("phone") if isinstance(item, dict) else None
-            found = entries[index] = {
-                "index": index,
-                "phone": phone if isinstance(phone, str) else None,
-                "reasons": [],
-            }
+            found = entries[index] = {"index": index, "phone": phone, "reasons": []}
         return found
 
     valid_phone: dict[int, str] = {}
@@ -133,7 +130,7 @@ def send_dry_run(
         # 1. Shape: the recipients parse_recipients refused, by index.
         for key, errors in shape_errors.items():
             index = int(key)
-            refused = entry(index, items[index - first])
+            refused = entry(index, _given_phone(items[index - first]))
             if "phone" in errors:
                 refused["reasons"].append(Reason.INVALID_PHONE)
             if set(errors) - {"phone"}:
@@ -158,7 +155,7 @@ def send_dry_run(
         )
         for key, errors in template_errors.items():
             index = clean_indexes[int(key)]
-            refused = entry(index, items[index - first])
+            refused = entry(index, _given_phone(items[index - first]))
             _template_reasons(refused, errors, clean[int(key)].variables, variables, expected)
         for position, recipient in enumerate(clean):
             valid_phone[clean_indexes[position]] = recipient.key  # a phone, or a user id
@@ -169,7 +166,7 @@ def send_dry_run(
         phone = valid_phone[index]
         first = first_of.setdefault(phone, index)
         if first != index:
-            duplicate = entry(index, _item_of(phone))
+            duplicate = entry(index, _phone_of_key(phone))
             duplicate["reasons"].append(Reason.DUPLICATE_OF)
             duplicate["duplicate_of"] = first
 
@@ -183,7 +180,7 @@ def send_dry_run(
         now=now,
     )
     for held, verdict in holds.items():
-        entry(firsts[held], _item_of(valid_phone[firsts[held]]))["reasons"].append(
+        entry(firsts[held], _phone_of_key(valid_phone[firsts[held]]))["reasons"].append(
             Reason(verdict.value)
         )
 
@@ -220,10 +217,17 @@ def send_dry_run(
     )
 
 
-def _item_of(key: str) -> dict[str, Any]:
-    """What a verdict shows of a valid recipient's item: its phone (a user id is never one: it
-    starts with no `+`)."""
-    return {"phone": key if key.startswith("+") else None}
+def _given_phone(item: Any) -> str | None:
+    """The phone a recipient's item gives, when it is text (valid or not)."""
+    phone = item.get("phone") if isinstance(item, dict) else None
+    return phone if isinstance(phone, str) else None
+
+
+def _phone_of_key(key: str) -> str | None:
+    """The phone of a valid recipient known by its key (bulksend.recipients.Recipient.key: its
+    phone, or its user id, which never starts with `+`), read back without its item: a streamed
+    body's batch is gone by the time duplicates and holds are known."""
+    return key if key.startswith("+") else None
 
 
 def _item_batches(

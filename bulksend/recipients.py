@@ -104,6 +104,16 @@ def _string_map(
                 item_errors[key] = [ONE_BUTTON_VARIABLE]
                 continue
             item = item[0]
+        # Most values: text the checks below accept (isspace is strip's blank, without a copy).
+        if (
+            type(item) is str
+            and len(item) <= MAX_VALUE_LENGTH
+            and item
+            and not item.isspace()
+            and "\x00" not in item
+        ):
+            clean[key] = item
+            continue
         text = _text(item)
         if text is None:
             item_errors[key] = [NOT_NULL if item is None else NOT_A_STRING]
@@ -197,7 +207,7 @@ def parse_recipients(
             }
             continue
         item_errors.update(_identity_errors(item, checked))
-        unknown = sorted(set(item) - RECIPIENT_KEYS)
+        unknown = [] if RECIPIENT_KEYS.issuperset(item) else sorted(set(item) - RECIPIENT_KEYS)
         if unknown:
             text = (
                 f"Unknown field(s): {', '.join(unknown)}. "
@@ -227,24 +237,9 @@ def parse_recipients(
     return recipients, errors
 
 
-def recipients_of_checked(items: list[Any]) -> list[Recipient]:
-    """The recipients of items `parse_recipients` found no error in, built again without its
-    checks (the phone's is most of its cost): a streamed body's second read."""
-    recipients = []
-    for item in items:
-        variables, buttons = _maps(item, {})
-        phone = item.get("phone")
-        recipients.append(
-            Recipient(
-                None if phone is None else str(phone), variables, buttons, item.get("user_id")
-            )
-        )
-    return recipients
-
-
 class RecipientBatches(Protocol):
     """A send's checked recipients, read batch by batch: a request's list, or a streamed body's
-    array (bulksend.json_stream) read again from its spool."""
+    array (bulksend.json_stream) read from the spool of its checked recipients."""
 
     @property
     def total(self) -> int:

@@ -22,6 +22,10 @@ PHONE_INPUT_MAX_LENGTH = 64
 # WhatsApp still names many Mexican users by it: Meta's `wa_id` and an inbound message's `from`
 # are `521` and ten digits for the E.164 `+52` and the same ten digits.
 _MEXICO_LEGACY_MOBILE = re.compile(r"\+521([0-9]{10})")
+# Whether a national number of a length is possible in a country, by (country code, length):
+# phonenumbers judges a possible number by nothing else (its country's lengths), and asking it
+# costs most of checking a send's phone, once per phone of a million.
+_POSSIBLE_BY_LENGTH: dict[tuple[int, int], bool] = {}
 
 
 def _international(text: str) -> str | None:
@@ -57,7 +61,8 @@ def _already_canonical(phone: str) -> bool | None:
     cost of checking a 100,000-recipient send. Country codes are prefix-free, so the first match
     is the one. A national part starting with 0 needs the parse: only some countries (Italy) keep
     the 0 in E.164. A number too long for its country may be a national spelling the parse
-    rewrites (Argentina's `15` after the area code becomes the mobile `9` before it).
+    rewrites (Argentina's `15` after the area code becomes the mobile `9` before it). The
+    verdict is asked of phonenumbers once per country code and length (`_POSSIBLE_BY_LENGTH`).
     """
     digits = phone[1:]
     for length in (1, 2, 3):
@@ -67,8 +72,13 @@ def _already_canonical(phone: str) -> bool | None:
         national = digits[length:]
         if not national or national.startswith("0"):
             return None
-        number = phonenumbers.PhoneNumber(country_code=country_code, national_number=int(national))
-        return True if _is_possible(number) else None
+        possible = _POSSIBLE_BY_LENGTH.get((country_code, len(national)))
+        if possible is None:
+            number = phonenumbers.PhoneNumber(
+                country_code=country_code, national_number=int(national)
+            )
+            possible = _POSSIBLE_BY_LENGTH[country_code, len(national)] = _is_possible(number)
+        return True if possible else None
     return False
 
 
@@ -99,5 +109,14 @@ def phone_normalize(text: str) -> str | None:
 
 def is_e164(phone: str) -> bool:
     """Whether `phone` is already written exactly as `phone_normalize` writes it: `+`, country
-    code, number, nothing else (what the send endpoints require)."""
-    return bool(E164.fullmatch(phone)) and phone_normalize(phone) == phone
+    code, number, nothing else (what the send endpoints require).
+
+    It is asked of every recipient of a send, so what `phone_normalize` would do to an E.164
+    spelling is done directly: it has no separator to drop, a Mexican legacy mobile is
+    rewritten (so is not exact), and the rest is judged as `phone_normalize` judges it."""
+    if not E164.fullmatch(phone) or _MEXICO_LEGACY_MOBILE.fullmatch(phone):
+        return False
+    canonical = _already_canonical(phone)
+    if canonical is not None:
+        return canonical
+    return phone_normalize(phone) == phone

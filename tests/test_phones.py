@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import phonenumbers
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from mindo.phones import is_e164, phone_normalize
+from mindo.phones import _already_canonical, is_e164, phone_normalize
 
 
 @pytest.mark.parametrize(
@@ -50,3 +53,52 @@ def test_what_is_no_number_reads_as_none(text: str) -> None:
 )
 def test_only_the_e164_spelling_itself_is_exact(phone: str, exact: bool) -> None:
     assert is_e164(phone) is exact
+
+
+_COUNTRY_CODES = sorted(phonenumbers.COUNTRY_CODE_TO_REGION_CODE)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(_COUNTRY_CODES),
+            st.integers(min_value=1, max_value=9),
+            st.text(alphabet="0123456789", max_size=13),
+        ),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_a_possible_number_is_judged_by_its_country_and_length_as_phonenumbers_does(
+    numbers: list[tuple[int, int, str]],
+) -> None:
+    """The verdict kept for a country code and length (from whichever number asked first) is
+    phonenumbers' own for every number of that country and length."""
+    for country_code, first_digit, rest in numbers:
+        national = f"{first_digit}{rest}"
+        phone = f"+{country_code}{national}"
+        if len(phone) > 16:
+            continue  # past E.164's 15 digits: refused before any verdict
+        number = phonenumbers.PhoneNumber(country_code=country_code, national_number=int(national))
+        possible = phonenumbers.is_possible_number_with_reason(number) == (
+            phonenumbers.ValidationResult.IS_POSSIBLE
+        )
+        assert _already_canonical(phone) is (True if possible else None)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    st.one_of(
+        st.text(alphabet="+0123456789 -().", max_size=20),
+        st.builds(
+            lambda code, first, rest: f"+{code}{first}{rest}",
+            st.sampled_from(_COUNTRY_CODES),
+            st.sampled_from("0123456789"),
+            st.text(alphabet="0123456789", max_size=13),
+        ),
+        st.builds(lambda rest: f"+521{rest}", st.text(alphabet="0123456789", max_size=11)),
+    )
+)
+def test_is_e164_is_exactly_normalizing_to_itself(text: str) -> None:
+    assert is_e164(text) is (phone_normalize(text) == text)

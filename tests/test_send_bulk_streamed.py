@@ -8,7 +8,7 @@ each answer is compared with the one the whole-body path gives to the same reque
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import orjson
@@ -16,6 +16,7 @@ import pytest
 from django.test import override_settings
 
 from bulksend import json_stream
+from bulksend.checked_spool import CheckedSpool
 from bulksend.models import BulkSend
 from messaging.models import Contact, Message
 from meta.limits import TIER_UNLIMITED
@@ -116,6 +117,11 @@ def test_recipients_may_come_before_or_after_the_other_fields(
         pytest.param([payload()], id="not-an-object"),
         pytest.param(b'{"recipients": [', id="not-json"),
         pytest.param(b'{"phone_number_id": "1"} trailing', id="trailing"),
+        pytest.param(
+            b'{"recipients": [{"phone": "+5491112345678"}], "phone_number_id": "1", '
+            b'"template_name": "x", "recipients": {"a": [1, {"b": []}]}}',
+            id="recipients-twice-the-last-wins",
+        ),
         pytest.param(payload(phone_number_id="999"), id="unknown-number"),
         pytest.param(payload(send_window={"start": "25:00", "end": "08:00"}), id="send-window"),
     ],
@@ -135,6 +141,29 @@ def test_numbers_reach_the_messages_as_the_client_wrote_them(post: Post) -> None
 
     variables = list(Message.objects.values_list("variables", flat=True))
     assert variables == [{"name": "10.50", "code": "12345678901234567890123"}] * 2
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_texts_copy_escapes_reach_the_messages_exactly(post: Post, streamed: bool) -> None:
+    """Values holding what COPY's text format escapes (backslash, tab, newline, carriage
+    return) or JSON escapes (quotes, backslash sequences), and text beyond ASCII."""
+    values = [
+        ("C:\\dir\\n\\t", 'say "hola"\\'),
+        ("tab\there", "line\nbreak\r\nend"),
+        ("\\N", "ñandú 🎉 \u2028 \\u0041"),
+    ]
+    items = [
+        recipient(
+            phone, variables={"name": name, "code": code}, button_variables={"button_0": code}
+        )
+        for phone, (name, code) in zip(phones(3), values, strict=True)
+    ]
+    assert post(payload(*items), streamed=streamed).status_code == 202
+
+    stored = Message.objects.order_by("id").values_list("variables", "button_variables")
+    assert list(stored) == [
+        ({"name": name, "code": code}, {"button_0": code}) for name, code in values
+    ]
 
 
 def test_the_limit_and_one_more(post: Post) -> None:
@@ -317,3 +346,28 @@ def test_a_dry_run_of_one_more_than_the_limit_is_refused_alike(
 
     assert response.status_code == 400
     assert response.json() == {"recipients": ["Ensure this field has no more than 2 elements."]}
+
+
+def test_a_failure_while_the_messages_are_written_leaves_nothing(
+    post: Post, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The process failing after some batches were COPYed (a read of the spool failing here)
+    leaves no send, no message and no contact: the send is one transaction."""
+    monkeypatch.setattr(json_stream, "BATCH", 5)
+    read = CheckedSpool.batches
+    copied: list[int] = []
+
+    def failing_after_two(spool: CheckedSpool) -> Iterator[list[Any]]:
+        for batch in read(spool):
+            if len(copied) == 2:
+                raise OSError("the disk went away")
+            copied.append(len(batch))
+            yield batch
+
+    monkeypatch.setattr(CheckedSpool, "batches", failing_after_two)
+    response = post(payload(*(recipient(phone) for phone in phones(23))))
+
+    assert response.status_code == 500
+    assert copied == [5, 5]
+    assert_nothing_created()
+    assert not Contact.objects.filter(organization=tenant.organization).exists()
