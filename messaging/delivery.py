@@ -47,7 +47,7 @@ from messaging.status import (
     Moves,
     StatusEvent,
     moves_merge,
-    statuses_apply,
+    statuses_apply_sent,
     table_names,
     transaction_required,
 )
@@ -289,7 +289,8 @@ def messages_claim(
 
 def _decoded(value: Any) -> dict[str, str]:
     if isinstance(value, str):  # the driver hands jsonb back as text when told so
-        return dict(orjson.loads(value))
+        decoded: dict[str, str] = orjson.loads(value)  # a new dict already: no copy
+        return decoded
     return dict(value or {})
 
 
@@ -317,16 +318,8 @@ def messages_settle(results: list[DeliveryResult], *, now: datetime) -> Settled:
     with prepared_cursor() as cursor:  # planned once per connection (mindo.prepared)
         sent = by_outcome[Settle.SENT]
         if sent:
-            recorded = statuses_apply(
-                [
-                    StatusEvent(
-                        wamid=str(result.wamid),
-                        status=MessageStatus.SENT,
-                        occurred_at=now,
-                        message_ref=result.message_id,
-                    )
-                    for result in sent
-                ]
+            recorded = statuses_apply_sent(
+                [(result.message_id, str(result.wamid)) for result in sent], occurred_at=now
             )
             deltas_merge(counters, recorded.counters)
             moves_merge(moves, recorded.moves)
