@@ -202,7 +202,6 @@ class _Drain:
                     limit=self.batch_size,
                     lease_seconds=settings.DELIVERY_LEASE_SECONDS,
                     now=now,
-                    unless_send_status=BulkSendStatus.CANCELLED,
                 )
                 # Outside its recipient's quiet hours first: it spends no quota room.
                 in_window = self.window.admit(claimed, now)

@@ -34,19 +34,33 @@ import orjson
 from django.db import connection
 
 from messaging.cooldown import messages_defer
-from messaging.counters import STATUS_SQL, SendDeltas, deltas_merge, deltas_move, sql_in
+from messaging.counters import (
+    STATUS_SQL,
+    SendDeltas,
+    deltas_merge,
+    deltas_move,
+    sql_in,
+    sql_literal,
+)
 from messaging.models import MessagePhase, MessageStatus
 from messaging.status import (
     Moves,
     StatusEvent,
     moves_merge,
-    statuses_apply,
+    statuses_apply_sent,
     table_names,
     transaction_required,
 )
 from messaging.suppression import suppressions_from_failed
 from meta.error_codes import USER_STOPPED_MARKETING
 from mindo.prepared import prepared_cursor
+
+# The status of a send whose messages may be claimed (bulksend's BulkSendStatus.PROCESSING; this
+# package imports no bulksend). Any other (queued, halted, over, cancelled), or a pause, and the
+# claim takes nothing, whoever calls it: a cancelled send's `pending` messages are cancelled
+# already, their rows turned afterwards (bulksend.conversion), and a stopped one's wait for its
+# resume.
+SEND_RUNNING_STATUS = "PROCESSING"
 
 
 class Settle(StrEnum):
@@ -92,7 +106,8 @@ UPDATE {messages} m
     SELECT id FROM {messages}
      WHERE bulk_send_id = %(send)s AND phase = {OPEN} AND status = {PENDING}
        AND (next_attempt_at IS NULL OR next_attempt_at <= %(now)s)
-       AND NOT EXISTS (SELECT 1 FROM {sends} WHERE id = %(send)s AND status = %(stopped)s)
+       AND EXISTS (SELECT 1 FROM {sends}
+                    WHERE id = %(send)s AND status = {SEND_RUNNING} AND paused_at IS NULL)
      ORDER BY id
      LIMIT %(limit)s
        FOR UPDATE SKIP LOCKED
@@ -217,7 +232,11 @@ changed AS (
 
 def _sql(template: str) -> str:
     return template.format(
-        **table_names(), **STATUS_SQL, UNSENT=_UNSENT, OPEN=MessagePhase.OPEN.value
+        **table_names(),
+        **STATUS_SQL,
+        UNSENT=_UNSENT,
+        OPEN=MessagePhase.OPEN.value,
+        SEND_RUNNING=sql_literal(SEND_RUNNING_STATUS),
     )
 
 
@@ -235,11 +254,9 @@ def messages_claim(
     limit: int,
     lease_seconds: float,
     now: datetime,
-    unless_send_status: str | None = None,
 ) -> list[ClaimedMessage]:
     """Claim up to `limit` due `pending` messages of a send, oldest first, for this worker;
-    none while the send's status is `unless_send_status` (a cancelled send's `pending` messages
-    are cancelled already, their rows turned afterwards: bulksend.conversion).
+    none unless the send runs, not paused (`SEND_RUNNING_STATUS`).
 
     Call it inside the transaction that also decides their quota, so the claim and the decision
     commit together.
@@ -249,7 +266,6 @@ def messages_claim(
         "now": now,
         "limit": limit,
         "lease_until": now + timedelta(seconds=lease_seconds),
-        "stopped": unless_send_status,
     }
     with prepared_cursor() as cursor:  # planned once per connection (mindo.prepared)
         cursor.execute(_sql(_CLAIM_SQL), params)
@@ -273,7 +289,8 @@ def messages_claim(
 
 def _decoded(value: Any) -> dict[str, str]:
     if isinstance(value, str):  # the driver hands jsonb back as text when told so
-        return dict(orjson.loads(value))
+        decoded: dict[str, str] = orjson.loads(value)  # a new dict already: no copy
+        return decoded
     return dict(value or {})
 
 
@@ -301,16 +318,8 @@ def messages_settle(results: list[DeliveryResult], *, now: datetime) -> Settled:
     with prepared_cursor() as cursor:  # planned once per connection (mindo.prepared)
         sent = by_outcome[Settle.SENT]
         if sent:
-            recorded = statuses_apply(
-                [
-                    StatusEvent(
-                        wamid=str(result.wamid),
-                        status=MessageStatus.SENT,
-                        occurred_at=now,
-                        message_ref=result.message_id,
-                    )
-                    for result in sent
-                ]
+            recorded = statuses_apply_sent(
+                [(result.message_id, str(result.wamid)) for result in sent], occurred_at=now
             )
             deltas_merge(counters, recorded.counters)
             moves_merge(moves, recorded.moves)

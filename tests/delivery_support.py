@@ -237,13 +237,12 @@ def recount(bulk_send_id: uuid.UUID | str) -> dict[str, int]:
 
 
 def claimable(bulk_send_id: uuid.UUID) -> list[ClaimedMessage]:
-    """What a drain would claim of the send now (a cancelled send's: nothing); claimed."""
+    """What a drain would claim of the send now (a stopped send's: nothing); claimed."""
     return messages_claim(
         bulk_send_id=bulk_send_id,
         limit=10,
         lease_seconds=60,
         now=timezone.now(),
-        unless_send_status=BulkSendStatus.CANCELLED,
     )
 
 

@@ -28,7 +28,6 @@ def drain_statements(send_id: Any, now: datetime) -> dict[str, tuple[str, dict[s
         "now": now,
         "lease_until": now,
         "limit": 100,
-        "stopped": "CANCELLED",
     }
     return {
         "claim (messages_claim)": (delivery._sql(delivery._CLAIM_SQL), claim_params),
