@@ -47,7 +47,9 @@ one window. A skip costs T, 1 ms at 1,000/s, where the excess of a worker a busy
 late is a few milliseconds: at 1,000/s across two hosts on a loaded machine, moving the slots
 back had cost 9% of the rate (531 payments of 3.7 ms on average in 22 s). Like a payment, a
 skip must reach Redis before its slot is granted, a second later; one that comes later finds
-nothing to skip (`LATE_PAYMENT_MAX_SECONDS` keeps them far from that).
+nothing to skip (`LATE_PAYMENT_MAX_SECONDS` keeps them far from that). During a rolling deploy,
+workers of a version before skips grant the slots without leaving any out, as they moved slots
+back before: a window can then hold one more per late permit until they are gone.
 
 The price is the average: rate / (1 + GUARD + TOLERANCE), 1.1% under the rate with the values
 below, plus the slots paid for or forfeited by late workers (none on a quiet machine). The split
