@@ -13,6 +13,7 @@ import sys
 
 from aiohttp import web
 
+from meta_sandbox.arrivals import listening_socket
 from meta_sandbox.config import DEFAULT_STATE_FILE, SandboxConfig, config_validate
 from meta_sandbox.server import make_app
 
@@ -170,8 +171,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     web.run_app(
         make_app(config),
-        host=options.host,
-        port=options.port,
+        sock=listening_socket(options.host, options.port),
         access_log=None,
         shutdown_timeout=1.0,
         print=None,

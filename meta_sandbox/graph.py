@@ -17,6 +17,7 @@ import orjson
 from aiohttp import web
 
 from meta_sandbox import errors
+from meta_sandbox.arrivals import arrival_of
 from meta_sandbox.catalog import Catalog, CatalogAccount, CatalogNumber, CatalogTemplate
 from meta_sandbox.config import SandboxConfig
 from meta_sandbox.documented_errors import (
@@ -40,6 +41,12 @@ class Arrival(NamedTuple):
 
     loop_time: float
     wall_time: float
+
+    @classmethod
+    def of(cls, request: web.Request) -> Arrival:
+        """When the request reached the machine (see `arrivals`), on both clocks."""
+        wall = arrival_of(request)
+        return cls(asyncio.get_running_loop().time() - (time.time() - wall), wall)
 
 
 BAD_GATEWAY_HTML = (
@@ -166,9 +173,9 @@ def _accept(
 
 async def send_message(request: web.Request) -> web.StreamResponse:
     """`POST /{version}/{phone_number_id}/messages`: a template message."""
-    # First: Meta counts a number's rate by when a request arrives, not by when this loop got
-    # through reading, parsing and checking it (which on a busy loop would bunch arrivals).
-    arrival = Arrival(asyncio.get_running_loop().time(), time.time())
+    # Meta counts a number's rate by when a request arrives, not by when this loop got to it,
+    # read, parsed and checked it (which on a busy loop would bunch arrivals): see `arrivals`.
+    arrival = Arrival.of(request)
     state = request.app[STATE]
     catalog, config = state.catalog, state.config
     phone_number_id = request.match_info["object_id"]

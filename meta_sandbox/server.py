@@ -4,10 +4,11 @@ one inside a test process on a free port."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import threading
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -16,6 +17,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from meta_sandbox import asset_webhooks, control, errors, graph, registry
+from meta_sandbox.arrivals import arrival_middleware, listening_socket
 from meta_sandbox.config import SandboxConfig, config_validate
 from meta_sandbox.state import STATE, SandboxState
 from meta_sandbox.versions import today, version_refusal
@@ -62,7 +64,9 @@ async def _version_check(request: web.Request, handler: Handler) -> web.StreamRe
 def make_app(config: SandboxConfig | None = None) -> web.Application:
     """The Graph API stand-in. The catalog loads and the webhook worker starts with the app."""
     state = SandboxState(config_validate(config or SandboxConfig()))
-    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[_version_check])
+    app = web.Application(
+        client_max_size=MAX_BODY_BYTES, middlewares=[arrival_middleware, _version_check]
+    )
     app[STATE] = state
     app.router.add_post(f"/{VERSION}/{{object_id}}/messages", graph.send_message)
     app.router.add_get(f"/{VERSION}/{{object_id}}/message_templates", graph.list_templates)
@@ -115,6 +119,25 @@ class SandboxThread:
             self._loop.call_soon_threadsafe(self._stopping.set)
         self._thread.join(timeout=15.0)
 
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """The sandbox's loop runs nothing while inside: a sandbox busy elsewhere, as a test
+        wants one (what comes meanwhile waits in the kernel's queues)."""
+        assert self._loop is not None, "the sandbox is not started"
+        held, release = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            held.set()
+            release.wait(START_TIMEOUT)
+
+        self._loop.call_soon_threadsafe(hold)
+        if not held.wait(START_TIMEOUT):
+            raise RuntimeError("The sandbox's loop did not pause in time.")
+        try:
+            yield
+        finally:
+            release.set()
+
     def control(self, path: str, payload: Mapping[str, Any] | None = None) -> Any:
         """Call `/_sandbox/{path}` and return its JSON: a POST when there is a payload or the
         path is an action (`reset`, `refresh`), else a GET. E.g. `control("stats")`,
@@ -155,7 +178,7 @@ class SandboxThread:
         runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=0.5)
         await runner.setup()
         try:
-            site = web.TCPSite(runner, "127.0.0.1", 0)
+            site = web.SockSite(runner, listening_socket("127.0.0.1", 0))
             await site.start()
             self.port = int(runner.addresses[0][1])
             self.url = f"http://127.0.0.1:{self.port}"

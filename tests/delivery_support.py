@@ -375,11 +375,14 @@ class RecordingLimiter(RateLimiter):
         *,
         horizon: float,
         push: float = 0.0,
+        skips: Sequence[int] = (),
         stop_keys: Sequence[str] = (),
     ) -> Grant:
         """The pacer's reservations: each permit is kept at its slot, the moment (on Redis's
         clock) its request may leave."""
-        grant = super().reserve(key, rate, n, horizon=horizon, push=push, stop_keys=stop_keys)
+        grant = super().reserve(
+            key, rate, n, horizon=horizon, push=push, skips=skips, stop_keys=stop_keys
+        )
         start = self._reading.seconds + grant.first_slot
         with self._lock:
             self.permits.extend(start + i * grant.interval for i in range(grant.granted))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import uuid
 from collections.abc import Iterator
 
@@ -39,7 +40,7 @@ def limiter(clock: ManualClock) -> Iterator[RateLimiter]:
     client = redis_client()
     limiter = RateLimiter(client, prefix=f"test:rate:{uuid.uuid4().hex}:", clock=clock)
     yield limiter
-    client.delete(*limiter.rate_keys("number"))
+    client.delete(*limiter.rate_keys("number"), limiter.skips_key("number"))
     client.close()
 
 
@@ -186,6 +187,13 @@ def test_workers_that_wake_late_pay_for_their_permits_or_forfeit_them(
     assert max_in_any_window(stamps) <= 100
 
 
+# At 40/s a second of slots has no room for one more request. At 300/s it has room for 3 with
+# the usual margin, which would hide a payment missed; a margin of 2 ms leaves none, and most
+# late permits, later than an interval (3.3 ms), are paid for by skips.
+@pytest.mark.parametrize(
+    ("rate", "workers", "margins"),
+    [(40, 3, {}), (300, 4, {"tolerance": 0.001, "guard": 0.001})],
+)
 @settings(
     max_examples=25,
     deadline=None,
@@ -204,24 +212,83 @@ def test_workers_that_wake_late_pay_for_their_permits_or_forfeit_them(
     hosts=st.integers(min_value=1, max_value=3),
 )
 def test_however_late_the_workers_wake_no_second_holds_more_than_the_rate(
-    lateness: list[float], hosts: int, monkeypatch: pytest.MonkeyPatch
+    rate: int,
+    workers: int,
+    margins: dict[str, float],
+    lateness: list[float],
+    hosts: int,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     clock = ManualClock()  # not the fixtures: a fresh clock and keys for each example
     client = redis_client()
-    limiter = RateLimiter(client, prefix=f"test:rate:{uuid.uuid4().hex}:", clock=clock)
+    prefix = f"test:rate:{uuid.uuid4().hex}:"
+    limiter = RateLimiter(client, prefix=prefix, clock=clock, **margins)
     try:
         stamps, _ = leave_times(
             limiter,
             clock,
             monkeypatch,
-            rate=40,
+            rate=rate,
             hosts=hosts,
-            workers=3,
+            workers=workers,
             seconds=2.2,
             lateness=itertools.cycle(lateness),
         )
     finally:
-        client.delete(*limiter.rate_keys("number"))
+        client.delete(*limiter.rate_keys("number"), limiter.skips_key("number"))
         client.close()
 
-    assert max_in_any_window(stamps) <= 40
+    assert max_in_any_window(stamps) <= rate
+
+
+def test_a_skip_leaves_out_the_last_slot_within_rate_intervals_of_the_late_one(
+    limiter: RateLimiter,
+) -> None:
+    interval_us = limiter.interval(10) * MICROS
+    late = limiter.reserve("number", 10, 1, horizon=0.0)
+
+    limiter.reserve("number", 10, 0, horizon=0.0, skips=[late.first_at_us])
+    before = limiter.reserve("number", 10, 100, horizon=2.0)
+    after = limiter.reserve("number", 10, 100, horizon=2.0)
+
+    # Slots 1 to 9 after the late one; the 10th, a second and the margin after it, is left out,
+    # and the grant ends there so that the slots it answers are evenly spaced.
+    assert before.granted == 9
+    assert before.first_at_us == pytest.approx(late.first_at_us + interval_us, abs=1)
+    assert after.first_at_us == pytest.approx(late.first_at_us + 11 * interval_us, abs=1)
+
+
+def test_a_skip_that_comes_after_its_slot_was_granted_leaves_nothing_out(
+    limiter: RateLimiter,
+) -> None:
+    interval_us = limiter.interval(10) * MICROS
+    late = limiter.reserve("number", 10, 1, horizon=0.0)
+    granted = limiter.reserve("number", 10, 20, horizon=2.0).granted
+    assert granted > 10  # past the slot the skip would leave out
+
+    limiter.reserve("number", 10, 0, horizon=0.0, skips=[late.first_at_us])
+    after = limiter.reserve("number", 10, 1, horizon=3.0)
+
+    assert after.granted == 1
+    assert after.first_at_us == pytest.approx(late.first_at_us + (granted + 1) * interval_us, abs=1)
+
+
+@pytest.mark.parametrize("rate", [400, 40])
+def test_a_late_permit_costs_the_schedule_at_most_its_excess_or_one_slot(
+    limiter: RateLimiter, clock: ManualClock, monkeypatch: pytest.MonkeyPatch, rate: int
+) -> None:
+    # Late by 6 ms past the tolerance: more than an interval at 400/s (a skip is cheaper than
+    # moving every later slot back by 6 ms), less at 40/s.
+    stall = itertools.chain([0.0] * 5, [TOLERANCE + 0.006] * 40, itertools.repeat(0.0))
+
+    stamps, pacers = leave_times(
+        limiter, clock, monkeypatch, rate=rate, hosts=1, workers=16, seconds=1.5, lateness=stall
+    )
+
+    paid = pacers[0].paid_late
+    assert paid > 0
+    assert max_in_any_window(stamps) <= rate
+    interval = limiter.interval(rate)
+    slots = (max(stamps) - min(stamps)) / MICROS / interval + 1
+    assert len(stamps) >= math.floor(slots - paid * min(1.0, 0.006 / interval))
+    assert pacers[0].forfeited == 0
