@@ -36,13 +36,14 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script, the project's packages are not on the path
 
-from bench.reads import database_drop, p99, time_reads, wait_ok  # noqa: E402
+from bench.reads_support import p99, time_reads, wait_ok  # noqa: E402
 from bench.support import (  # noqa: E402
     Demo,
     add_service_arguments,
     baseline_connection,
     bench_database_from_args,
     bench_env,
+    database_drop,
     django_setup,
     gunicorn,
     print_table,

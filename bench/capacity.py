@@ -88,7 +88,7 @@ from bench.drain_support import (  # noqa: E402
     wait_finished,
     wake_up,
 )
-from bench.reads import disk_bytes_per_message  # noqa: E402
+from bench.reads_support import disk_bytes_per_message  # noqa: E402
 from bench.single_send import send_body as single_send_body  # noqa: E402
 from bench.support import (  # noqa: E402
     PRODUCTION_ENV,

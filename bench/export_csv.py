@@ -7,8 +7,8 @@ row count.
 
 1. Create and migrate its own database (`mindo_bench_export`), provision an organization with
    `manage.py demo --json --org BenchExport`, and fill one send of `--rows` messages with COPY
-   (bench.reads's fill: a send half way through, every column set as in real traffic). Also a
-   send of 10,000, to compare the memory of a small export with the big one.
+   (bench.reads_support's fill: a send half way through, every column set as in real traffic).
+   Also a send of 10,000, to compare the memory of a small export with the big one.
 2. Start gunicorn (one sync worker) and GET `.../messages/export/` with a streaming client that
    counts rows and bytes, `--rounds` times, while a thread samples the worker's resident memory.
 3. Baseline, in the same run: a bare `COPY (SELECT every column ...) TO STDOUT WITH CSV` of the
@@ -33,7 +33,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script, the project's packages are not on the path
 
-from bench.reads import fill, wait_ok  # noqa: E402
+from bench.reads_support import fill, wait_ok  # noqa: E402
 from bench.support import (  # noqa: E402
     add_service_arguments,
     baseline_connection,

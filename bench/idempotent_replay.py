@@ -34,7 +34,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script, the project's packages are not on the path
 
-from bench.reads import REQUEST_TIMEOUT, get_ms, p99, wait_ok  # noqa: E402
+from bench.reads_support import REQUEST_TIMEOUT, get_ms, p99, wait_ok  # noqa: E402
 from bench.support import (  # noqa: E402
     TEMPLATE,
     Demo,
@@ -119,7 +119,9 @@ def main() -> None:
                 Path(log_dir),
                 options=("-c", "python:mindo.gunicorn_conf"),
             ) as base,
-            gunicorn("bench.reads:baseline_app", env, args.workers, Path(log_dir)) as baseline,
+            gunicorn(
+                "bench.reads_support:baseline_app", env, args.workers, Path(log_dir)
+            ) as baseline,
             requests.Session() as session,
             requests.Session() as baseline_session,
         ):

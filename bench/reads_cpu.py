@@ -154,7 +154,7 @@ def main() -> None:
     with in_process_service(args) as (demo, _):
         from bench.contact_lookup import fill as contacts_fill
         from bench.contact_lookup import phone_of
-        from bench.reads import baseline_app, fill, measured_reads
+        from bench.reads_support import baseline_app, fill, measured_reads
         from mindo.worker_gc import worker_gc_start
         from mindo.wsgi import application
 
