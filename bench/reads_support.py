@@ -196,7 +196,7 @@ def middle_message_id(send_id: str, per_send: int) -> int:
     return int(ids[per_send // 2])
 
 
-# --- the baseline app (gunicorn imports this module as bench.reads_support:baseline_app) -------
+# --- the baseline app (gunicorn imports this module as bench.reads_support:baseline_app) ---------
 
 
 def baseline_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -222,7 +222,7 @@ def baseline_app(environ: dict[str, Any], start_response: Callable[..., Any]) ->
     return [body]
 
 
-# --- serving and timing ------------------------------------------------------------------------
+# --- serving and timing --------------------------------------------------------------------------
 
 
 def wait_ok(session: requests.Session, url: str, timeout: float = 60) -> None:
