@@ -49,6 +49,7 @@ from bench.support import (  # noqa: E402
     django_setup,
     print_table,
     provision,
+    rows_copy,
     sig3,
 )
 
@@ -70,7 +71,7 @@ def pending_rows(send_id: str, account_id: int, count: int, offset: int) -> Iter
 
 def fill_pending(demo: Demo, count: int, offset: int) -> str:
     """One QUEUED send of `count` pending messages, filled with COPY; returns its id."""
-    from django.db import connection, transaction
+    from django.db import transaction
 
     from bulksend.models import BulkSend, BulkSendStatus
     from messaging.models import Message
@@ -93,14 +94,7 @@ def fill_pending(demo: Demo, count: int, offset: int) -> str:
             pending_count=count,
         )
         rows = pending_rows(str(bulk_send.pk), number.business_account_id, count, offset)
-        with (
-            connection.cursor() as cursor,
-            cursor.cursor.copy(
-                f"COPY {Message._meta.db_table} ({MESSAGE_COLUMNS}) FROM STDIN"
-            ) as copy,
-        ):
-            for row in rows:
-                copy.write_row(row)
+        rows_copy(Message._meta.db_table, MESSAGE_COLUMNS, rows)
     return str(bulk_send.pk)
 
 

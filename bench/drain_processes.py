@@ -97,6 +97,15 @@ def wait_until(
     sys.exit(f"{what} was not ready in {timeout:.0f} s:\n{log_tail(log)}")
 
 
+def api_ready(base: str, api_key: str) -> bool:
+    """Whether gunicorn at `base` serves the API to `api_key`; any answer but 200 (a missing
+    migration, a refused key) ends the bench, as waiting longer would not change it."""
+    response = requests.get(base + READY_PATH, headers={"X-API-Key": api_key}, timeout=5)
+    if response.status_code != 200:
+        sys.exit(f"gunicorn answered {response.status_code}: {response.text[:500]}")
+    return True
+
+
 @contextlib.contextmanager
 def gunicorn(env: dict[str, str], workers: int, api_key: str, log_dir: Path) -> Iterator[str]:
     port = free_port()
@@ -107,14 +116,8 @@ def gunicorn(env: dict[str, str], workers: int, api_key: str, log_dir: Path) -> 
     ]
     base = f"http://127.0.0.1:{port}"
 
-    def ready() -> bool:
-        response = requests.get(base + READY_PATH, headers={"X-API-Key": api_key}, timeout=5)
-        if response.status_code != 200:
-            sys.exit(f"gunicorn answered {response.status_code}: {response.text[:500]}")
-        return True
-
     with process_group("gunicorn", args, env, log_dir) as (process, log):
-        wait_until(ready, 60, "gunicorn", process, log)
+        wait_until(lambda: api_ready(base, api_key), 60, "gunicorn", process, log)
         yield base
 
 

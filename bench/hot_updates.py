@@ -42,6 +42,7 @@ from bench.support import (  # noqa: E402
     django_setup,
     print_table,
     provision,
+    rows_copy,
     sig3,
 )
 
@@ -131,7 +132,7 @@ def message_rows(count: int, send_id: str, account_id: int) -> Iterator[tuple[An
 
 def fill(phone_number_id: str, count: int) -> None:
     """One send of `count` sent messages, alone in the tables, vacuumed and analyzed."""
-    from django.db import connection, transaction
+    from django.db import transaction
 
     from bulksend.models import BulkSend, BulkSendStatus
     from templates_app.models import MessageTemplate, PhoneNumber
@@ -155,12 +156,7 @@ def fill(phone_number_id: str, count: int) -> None:
             "bulk_send_id, business_account_id, recipient_phone, variables, button_variables, "
             "status, wamid, sent_at"
         )
-        with (
-            connection.cursor() as cursor,
-            cursor.cursor.copy(f"COPY {MESSAGES} ({columns}) FROM STDIN") as copy,
-        ):
-            for row in message_rows(count, str(send.pk), number.business_account_id):
-                copy.write_row(row)
+        rows_copy(MESSAGES, columns, message_rows(count, str(send.pk), number.business_account_id))
     execute(f"VACUUM ANALYZE {MESSAGES}")
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import psycopg
 import requests
 
-from bench.drain_processes import READY_PATH, celery_ready, process_group, wait_until
+from bench.drain_processes import api_ready, celery_ready, process_group, wait_until
 from bench.drain_support import ORG, say
 from bench.support import PRODUCTION_ENV, Demo, django_setup, provision, sandbox_register
 
@@ -178,14 +178,8 @@ def gunicorn(
     )
     base = f"http://{host.address}:{WEB_PORT}"
 
-    def ready() -> bool:
-        response = requests.get(base + READY_PATH, headers={"X-API-Key": api_key}, timeout=5)
-        if response.status_code != 200:
-            sys.exit(f"gunicorn answered {response.status_code}: {response.text[:500]}")
-        return True
-
     with process_group(f"gunicorn-{host.name}", args, env, logs) as (process, log):
-        wait_until(ready, 90, "gunicorn", process, log)
+        wait_until(lambda: api_ready(base, api_key), 90, "gunicorn", process, log)
         yield base
 
 

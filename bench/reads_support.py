@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 import requests
 
-from bench.support import TEMPLATE, Demo, baseline_connection
+from bench.support import TEMPLATE, Demo, baseline_connection, rows_copy
 
 API = "/api/v1/meta-templates"
 PAGE_SIZE = 20
@@ -138,14 +138,7 @@ def fill(demos: list[tuple[str, Demo]], sends: int, per_send: int) -> list[str]:
                 created_at=now - timedelta(days=send_index % 30, minutes=send_index)
             )
             rows = message_rows(send_index, per_send, str(bulk_send.pk), number.business_account_id)
-            with (
-                connection.cursor() as cursor,
-                cursor.cursor.copy(
-                    f"COPY {Message._meta.db_table} ({MESSAGE_COLUMNS}) FROM STDIN"
-                ) as copy,
-            ):
-                for row in rows:
-                    copy.write_row(row)
+            rows_copy(Message._meta.db_table, MESSAGE_COLUMNS, rows)
         if send_index % len(assets) == 0:
             ids.append(str(bulk_send.pk))
         if sends <= 20 or (send_index + 1) % (sends // 20) == 0:

@@ -11,7 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,6 +81,19 @@ def django_setup(env: dict[str, str]) -> None:
     import django
 
     django.setup()
+
+
+def rows_copy(table: str, columns: str, rows: Iterable[tuple[Any, ...]]) -> None:
+    """COPY `rows` into `columns` of `table` on Django's connection, in the caller's
+    transaction: the benches fill their tables this way, far faster than INSERTs."""
+    from django.db import connection
+
+    with (
+        connection.cursor() as cursor,
+        cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy,
+    ):
+        for row in rows:
+            copy.write_row(row)
 
 
 @functools.cache
