@@ -37,6 +37,8 @@ API_KEY_EXPIRED_CODE = "api_key_expired"
 # Bodies of the errors the contract does not list, in its language and its `{"error"}` shape, so a
 # client never has to parse an HTML page from the API.
 SERVER_ERROR_BODY = {"error": "Error interno del servidor"}
+# An unknown path under /api/: what DRF answers for an unknown object, so both read alike.
+NOT_FOUND_BODY = {"detail": "Not found."}
 UNAVAILABLE_BODY = {
     "error": "Servicio no disponible temporalmente. Intente nuevamente en unos segundos."
 }

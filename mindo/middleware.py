@@ -9,7 +9,12 @@ from collections.abc import Callable
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from mindo.exceptions import DATABASE_UNAVAILABLE_ERRORS, SERVER_ERROR_BODY, UNAVAILABLE_BODY
+from mindo.exceptions import (
+    DATABASE_UNAVAILABLE_ERRORS,
+    NOT_FOUND_BODY,
+    SERVER_ERROR_BODY,
+    UNAVAILABLE_BODY,
+)
 from mindo.request_body import request_is_chunked, stream_drain, wsgi_body_read
 
 logger = logging.getLogger(__name__)
@@ -34,13 +39,22 @@ def api_error_response(
 
 class ApiErrorMiddleware:
     """DRF views answer their own errors (mindo.exceptions.exception_handler); this catches what a
-    plain Django view under /api/ raises, in DEBUG too, where Django's handler500 is not used."""
+    plain Django view under /api/ raises, in DEBUG too, where Django's handler500 is not used, and
+    answers an unknown path under /api/ with JSON in DEBUG too, where Django's handler404 is not
+    used either (`./dev up` runs with DEBUG on)."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        return self.get_response(request)
+        response = self.get_response(request)
+        if (
+            response.status_code == 404
+            and request.path.startswith(API_PREFIX)
+            and response.get("Content-Type", "").startswith("text/html")
+        ):
+            return JsonResponse(NOT_FOUND_BODY, status=404)
+        return response
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         if not request.path.startswith(API_PREFIX):

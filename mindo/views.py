@@ -12,7 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from mindo.exceptions import SERVER_ERROR_BODY
+from mindo.exceptions import NOT_FOUND_BODY, SERVER_ERROR_BODY
 from mindo.middleware import API_PREFIX, api_error_response
 from mindo.models import ApiKeyScope, Organization
 from mindo.serializers import BusinessInfoSerializer
@@ -33,7 +33,7 @@ class BusinessInfoView(APIView):
 def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     """API clients get the contract's JSON 404 for any unknown path, never an HTML page."""
     if request.path.startswith(API_PREFIX):
-        return JsonResponse({"detail": "Not found."}, status=404)
+        return JsonResponse(NOT_FOUND_BODY, status=404)
     return page_not_found(request, exception)
 
 

@@ -13,7 +13,7 @@ from rest_framework.test import APIClient
 from bulksend.models import BulkSend
 from tests.api_error_urls import FAILING_HEADER
 from tests.conftest import Tenant
-from tests.test_authentication import ENDPOINTS, SEND_BODY, call
+from tests.test_authentication import ENDPOINTS, SEND_BODY, UNAUTHENTICATED, call
 
 SERVER_ERROR = {"error": "Error interno del servidor"}
 UNAVAILABLE = {
@@ -122,3 +122,23 @@ def test_an_error_outside_any_view_under_api_answers_json(
         response = client.get("/api/v1/meta-templates/bulk-sends/", **{FAILING_HEADER: failure})
 
     assert_json(response, status, body)
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_an_unknown_path_under_api_answers_json_404_with_debug_on_or_off(
+    db: None, debug: bool
+) -> None:
+    with override_settings(DEBUG=debug):
+        response = Client().get("/api/v1/nothing-here/")
+
+    assert_json(response, 404, {"detail": "Not found."})
+
+
+def test_with_debug_on_known_api_paths_and_pages_outside_api_answer_as_before(db: None) -> None:
+    with override_settings(DEBUG=True):
+        unslashed = Client().get("/api/v1/meta-templates/bulk-sends")
+        elsewhere = Client().get("/nothing-here/")
+
+    assert_json(unslashed, 401, UNAUTHENTICATED)
+    assert elsewhere.status_code == 404
+    assert elsewhere["Content-Type"].startswith("text/html")
