@@ -20,6 +20,12 @@ def _day_start(day: date) -> datetime:
     return datetime.combine(day, time.min, tzinfo=timezone.get_current_timezone())
 
 
+def _created_until(day: date) -> datetime | None:
+    """The exclusive bound of sends created up to `day` included (None: the calendar's last
+    day bounds nothing)."""
+    return None if day == date.max else _day_start(day + timedelta(days=1))
+
+
 class BulkSendFilter(django_filters.FilterSet):
     """Dates are whole days in UTC and both bounds include their day."""
 
@@ -40,9 +46,8 @@ class BulkSendFilter(django_filters.FilterSet):
     def filter_created_before(
         self, queryset: QuerySet[BulkSend], name: str, value: date
     ) -> QuerySet[BulkSend]:
-        if value == date.max:  # the calendar's last day bounds nothing
-            return queryset
-        return queryset.filter(created_at__lt=_day_start(value + timedelta(days=1)))
+        until = _created_until(value)
+        return queryset if until is None else queryset.filter(created_at__lt=until)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,10 +108,7 @@ def sends_filter_of(query: QueryDict) -> SendsFilter:
         status=values["status"] or None,
         template=values["template"] or None,
         created_from=None if after is None else _day_start(after),
-        # The calendar's last day bounds nothing.
-        created_until=None
-        if before is None or before == date.max
-        else _day_start(before + timedelta(days=1)),
+        created_until=None if before is None else _created_until(before),
     )
 
 
