@@ -23,14 +23,18 @@ Each batch:
 
 The steps overlap: batches are sent from an event loop in a thread of its own (bulksend.sending)
 and settled, one after another, in a second thread, while this thread claims: batch N is
-settled and batch N+2 claimed during the sending of batch N+1. Sending is never a pause away, so
-a paced drain keeps its number's rate and an unpaced one its connections busy. What makes the
-overlap safe:
-- batch N+1 is handed to the sender only once batch N's sending has ended, after the send was
-  seen still PROCESSING and not paused: a halt in batch N, or a cancel, a pause, a halt or the
-  end of the send by anyone meanwhile, leaves batch N+1 unsent and back in `pending` at once;
-- a cancel or a pause in the middle of batch N stops its sending before the next request (the
-  send's stop mark, bulksend.stopping), and the drain ends as above;
+settled and batch N+2 claimed during the sending of batch N+1, and batch N+1's first requests
+take the connections that N's last ones free. Sending is never a pause away, so a paced drain
+keeps its number's rate and an unpaced one its connections busy. What makes the overlap safe:
+- batch N+1 is handed to the sender only once every request of batch N has been taken, after
+  the send was seen still PROCESSING and not paused: a cancel, a pause, a halt or the end of the
+  send by anyone before then leaves batch N+1 unsent and back in `pending` at once;
+- a halt among batch N's last answers stops batch N+1 before its next request (they share the
+  sender's `stop`, set before the answer frees its connection); N+1 is settled after N, by what
+  came back of what it sent, the rest back in `pending`;
+- a cancel or a pause in the middle of batch N stops its sending, and that of a batch handed
+  over meanwhile, before the next request (the send's stop mark, bulksend.stopping, read afresh
+  by each batch's first request), and the drain ends as above;
 - a claimed batch that waited long for the one before it is given back and claimed afresh, so
   it starts with most of its lease ahead (`_held_too_long`);
 - whatever ends the drain early (an error here, in the sending or in a settle, a time limit),
@@ -123,6 +127,8 @@ class _Drain:
         )
         self.upcoming: _Claimed | None = None  # claimed, not handed to the sender yet
         self.in_flight: SentBatch | None = None  # handed to the sender, not settled yet
+        # The batch before `in_flight`: its last requests still in flight, not settled yet.
+        self.finishing: SentBatch | None = None
         # Settling runs in a thread of its own too, one batch after another, so that this thread
         # claims the next batch meanwhile: the sender never waits for both.
         self.settler = ThreadPoolExecutor(max_workers=1, thread_name_prefix="drain-settling")
@@ -132,17 +138,20 @@ class _Drain:
     def run(self) -> None:
         """Batches until nothing is due, the budget is spent or the send stops; see the module.
 
-        Each turn: claim batch N+2 (while N+1 is sent), wait for N+1, hand N+2 to the sender, and
-        settle N+1 while N+2 is sent.
+        Each turn: claim batch N+2 (while N+1 is sent); once every request of N+1 is taken, hand
+        N+2 to the sender (its requests take the connections N+1's last ones free); once N+1's
+        sending has ended, settle it while N+2 is sent.
         """
         while True:
             self.upcoming = self._claim()
-            finished = self.in_flight
+            finished, self.in_flight = self.in_flight, None
+            self.finishing = finished
             if finished is not None:
-                finished.wait()
-                self.in_flight = None
-            halting = finished.halting() if finished is not None else None
-            stopping = finished is not None and (finished.error is not None or halting is not None)
+                finished.wait_taken()
+            # What is known of `finished` so far: an error, or a halt among its answers.
+            stopping = finished is not None and (
+                self.sender.stop.is_set() or finished.taken_early()
+            )
             if self.upcoming is not None:
                 if not stopping and self._held_too_long():
                     self._release_upcoming()  # claimed afresh next turn
@@ -162,8 +171,17 @@ class _Drain:
                     self._settled()
                     return
                 continue
+            finished.wait()
+            halting = finished.halting()
+            if finished.error is not None or halting is not None:
+                # Its last answers stopped it: the batch handed over meanwhile stops too, before
+                # its next request, and is settled after it.
+                stopping = True
+                self.sender.stop.set()
             if finished.error is not None:
                 self._settle_interrupted(finished)
+                self.finishing = None
+                self._settle_interrupted_next()
                 if isinstance(finished.error, LimiterStopped):
                     # Cancelled or paused in the middle of the batch (bulksend.stopping): what
                     # was not sent is back in `pending`, cancelled now after a cancel.
@@ -175,8 +193,10 @@ class _Drain:
                     return
                 raise finished.error
             self._settle_later(finished)
+            self.finishing = None
             if halting is not None:
                 self._settled()
+                self._settle_interrupted_next()
                 bulk_send_halt(self.bulk_send_id, code=halting.code, text=halting.text)
                 self.report.halted = halting.code
                 return
@@ -184,6 +204,14 @@ class _Drain:
                 self._settled()
                 bulk_send_cancel_leftovers(self.bulk_send_id)
                 return
+
+    def _settle_interrupted_next(self) -> None:
+        """Settle the batch handed to the sender after one whose answers stopped the sending
+        (`sender.stop` is set): what it sent by Meta's answers, the rest back to `pending`."""
+        cut, self.in_flight = self.in_flight, None
+        if cut is not None:
+            cut.wait()
+            self._settle_interrupted(cut)
 
     def _claim(self) -> _Claimed | None:
         """The next batch to send, None when nothing is due or the budget is spent.
@@ -288,6 +316,10 @@ class _Drain:
         (the settling thread's database connection with it)."""
         self.sender.stop.set()
         try:
+            if self.finishing is not None:
+                self.finishing.wait()
+                self._settle_interrupted(self.finishing)
+                self.finishing = None
             if self.in_flight is not None:
                 self.in_flight.wait()
                 self._settle_interrupted(self.in_flight)

@@ -105,6 +105,10 @@ class StopPoll:
         self.phone_number_id = phone_number_id
         self._next_read = 0.0
 
+    def read_next(self) -> None:
+        """Have the next call read the mark, however recent the last read."""
+        self._next_read = 0.0
+
     async def __call__(self) -> None:
         now = time.monotonic()
         if now < self._next_read:

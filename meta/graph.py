@@ -271,6 +271,8 @@ class AsyncGraphClient:
         before_send: Callable[[], Awaitable[object]] | None = None,
         progress: SendProgress | None = None,
         stop: threading.Event | None = None,
+        slots: asyncio.Semaphore | None = None,
+        all_taken: Callable[[], object] | None = None,
     ) -> list[SendOutcome]:
         """Send all `requests`, at most `concurrency` at a time; outcomes in the same order.
 
@@ -287,6 +289,12 @@ class AsyncGraphClient:
         thread), no worker takes another request. It is set here when Meta answers with an error
         of the HALT class, since every later request with that token would get the same answer.
         The requests not taken have no outcome in `progress` and none in the list returned.
+
+        `slots`, when given, is held by each request from before `before_send` until its answer:
+        shared by several `send_many` at once, it bounds their requests in flight together, so
+        that the next batch's requests take the connections the last ones of this batch free.
+        `all_taken`, when given, is called as soon as no request is left to take (the last ones
+        may still wait for a slot, a permit or their answer): the moment to start the next batch.
         """
         progress = progress if progress is not None else SendProgress(len(requests))
         indexes = iter(range(len(requests)))  # shared: next() is atomic between awaits
@@ -294,28 +302,44 @@ class AsyncGraphClient:
 
         stopping = stop or threading.Event()  # never set when the caller gave none
 
+        async def send(index: int) -> bool:
+            """Hand request `index` to Meta once `before_send` allows it; False: stop here."""
+            if refused or stopping.is_set():  # checked after the wait for a slot too
+                return False
+            if before_send is not None:
+                try:
+                    await before_send()
+                except Exception as error:
+                    refused.append(error)
+                    return False
+                if stopping.is_set():  # while it waited for its permit
+                    return False
+            request = requests[index]
+            # From here on Meta may receive it, whatever happens to this task.
+            progress.handed_over[index] = True
+            outcome = progress.outcomes[index] = await self.send_template(
+                phone_number_id=request.phone_number_id,
+                access_token=request.access_token,
+                body=request.body,
+            )
+            # Before the slot is freed: the request waiting for it must see the halt.
+            if stop is not None and outcome.halts:
+                stop.set()
+            return True
+
         async def worker() -> None:
             for index in indexes:
                 if refused or stopping.is_set():
                     return
-                if before_send is not None:
-                    try:
-                        await before_send()
-                    except Exception as error:
-                        refused.append(error)
-                        return
-                    if stopping.is_set():  # while it waited for its permit
-                        return
-                request = requests[index]
-                # From here on Meta may receive it, whatever happens to this task.
-                progress.handed_over[index] = True
-                outcome = progress.outcomes[index] = await self.send_template(
-                    phone_number_id=request.phone_number_id,
-                    access_token=request.access_token,
-                    body=request.body,
-                )
-                if stop is not None and outcome.halts:
-                    stop.set()
+                if slots is None:
+                    going_on = await send(index)
+                else:
+                    async with slots:
+                        going_on = await send(index)
+                if not going_on:
+                    return
+            if all_taken is not None:
+                all_taken()
 
         # A TaskGroup cancels the other workers if one fails unexpectedly (a bug, a cancel).
         async with asyncio.TaskGroup() as group:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import inspect
 import os
 import signal
 import socket
@@ -31,7 +32,7 @@ import threading
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -447,12 +448,17 @@ ACCOUNT_BLOCKED = meta_error(
 )
 
 
+ScriptedAnswer = Callable[[int, dict[str, Any]], Answer | None | Awaitable[Answer | None]]
+
+
 class ScriptedMeta:
     """`POST /{version}/{phone_number_id}/messages` answered by `answer(index, body)`: an
     (HTTP status, JSON) pair, or None to accept the message with a fresh wamid. `index` counts
-    the requests from 0 in the order they arrive. `answer` may be replaced while it runs."""
+    the requests from 0 in the order they arrive. `answer` may be replaced while it runs. An
+    `answer` that returns an awaitable holds that request only (the others are answered
+    meanwhile); one that blocks holds them all."""
 
-    def __init__(self, answer: Callable[[int, dict[str, Any]], Answer | None] | None = None):
+    def __init__(self, answer: ScriptedAnswer | None = None):
         self.answer = answer or (lambda index, body: None)
         self.requests: list[dict[str, Any]] = []
         self.authorizations: list[str] = []
@@ -482,6 +488,8 @@ class ScriptedMeta:
         self.requests.append(body)
         self.authorizations.append(request.headers.get("Authorization", ""))
         answer = self.answer(index, body)
+        if inspect.isawaitable(answer):
+            answer = await answer
         if answer is not None:
             status, document = answer
             return web.json_response(document, status=status)

@@ -9,6 +9,7 @@ a drain that did the steps one after the other would never get there, and the te
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -27,6 +28,7 @@ from bulksend.lifecycle import bulk_send_cancel
 from bulksend.models import BulkSend, BulkSendStatus
 from bulksend.stopping import STOP_POLL_SECONDS
 from messaging.models import Message, MessageStatus, message_id_from_callback_data
+from meta.graph import GraphConfig
 from tests.conftest import Tenant
 from tests.delivery_support import (
     ACCOUNT_BLOCKED,
@@ -306,3 +308,84 @@ def test_each_batch_logs_one_line_with_the_send_the_number_its_outcomes_and_rate
 
 def answers_by_index(answers: dict[int, Answer]) -> Callable[[int, dict[str, Any]], Answer | None]:
     return lambda index, body: answers.get(index)
+
+
+def held_until_the_next_batch_arrives(
+    send_id: str, then: Answer | None, arrived: list[bool]
+) -> Callable[[int, dict[str, Any]], Any]:
+    """Meta's answers for two requests in flight at once: batch 1's last message is answered
+    (with `then`) only once a message of batch 2 has reached Meta, which happens only if the
+    drain sends batch 2 while batch 1's last answer is still awaited. `arrived` says which."""
+    ids = list(
+        Message.objects.filter(bulk_send_id=send_id).order_by("id").values_list("id", flat=True)
+    )
+    last_of_first, second = ids[BATCH - 1], set(ids[BATCH : 2 * BATCH])
+    second_arrived = asyncio.Event()
+
+    async def answer(index: int, body: dict[str, Any]) -> Answer | None:
+        message_id = message_id_from_callback_data(body["biz_opaque_callback_data"])
+        if message_id in second:
+            second_arrived.set()
+            return then
+        if message_id == last_of_first:
+            try:
+                # Not longer: the drain's client gives up on the request after its timeout.
+                await asyncio.wait_for(second_arrived.wait(), GraphConfig().timeout_seconds / 2)
+                arrived.append(True)
+            except TimeoutError:
+                arrived.append(False)
+            return then
+        return None
+
+    return answer
+
+
+def test_the_next_batch_takes_the_connections_the_last_requests_of_a_batch_free(
+    tenant: Tenant, scripted_meta: ScriptedMeta
+) -> None:
+    accepted = send_bulk(tenant, welcome_recipients(RECIPIENTS))
+    send_id = accepted["bulk_send_id"]
+    arrived: list[bool] = []
+    scripted_meta.answer = held_until_the_next_batch_arrives(send_id, None, arrived)
+
+    with override_settings(DELIVERY_CONCURRENCY=2):
+        report = bulk_send_drain(uuid.UUID(send_id))
+
+    assert arrived == [True], "batch 2 waited for the last answer of batch 1"
+    assert (report.batches, report.outcomes) == (3, {"sent": RECIPIENTS})
+    ids = requested_ids(scripted_meta)
+    assert len(set(ids)) == len(ids) == RECIPIENTS  # each once
+    bulk_send = BulkSend.objects.get(pk=send_id)
+    assert bulk_send.status == BulkSendStatus.COMPLETED
+    assert assert_counters_exact(bulk_send)["sent_count"] == RECIPIENTS
+
+
+def test_a_halt_among_a_batchs_last_answers_stops_the_batch_already_handed_over(
+    tenant: Tenant, scripted_meta: ScriptedMeta
+) -> None:
+    accepted = send_bulk(tenant, welcome_recipients(RECIPIENTS))
+    send_id = accepted["bulk_send_id"]
+    arrived: list[bool] = []
+    # Batch 1's last request and batch 2's first, both in flight, are both refused: 368.
+    scripted_meta.answer = held_until_the_next_batch_arrives(send_id, ACCOUNT_BLOCKED, arrived)
+
+    with override_settings(DELIVERY_CONCURRENCY=2):
+        report = bulk_send_drain(uuid.UUID(send_id))
+
+    assert arrived == [True]
+    assert report.halted == "368"
+    # The two connections held those two requests: nothing else left once Meta said 368.
+    assert len(scripted_meta.requests) == BATCH + 1
+    by_status = messages_by_status(send_id)
+    assert set(by_status) == {MessageStatus.SENT, MessageStatus.PENDING}
+    assert len(by_status[MessageStatus.SENT]) == BATCH - 1
+    pending = by_status[MessageStatus.PENDING]
+    assert len(pending) == RECIPIENTS - (BATCH - 1)
+    # The two refused, the untried rest of batch 2 and batch 3: back untried, due at once.
+    assert {(m.attempts, m.next_attempt_at, m.lease_expires_at) for m in pending} == {
+        (0, None, None)
+    }
+    bulk_send = BulkSend.objects.get(pk=send_id)
+    assert bulk_send.status == BulkSendStatus.PARTIAL
+    assert "368" in bulk_send.status_reason
+    assert assert_counters_exact(bulk_send)["pending_count"] == RECIPIENTS - (BATCH - 1)

@@ -110,6 +110,8 @@ class FakeMeta:
         self.max_in_flight = 0
         self.connections: set[int] = set()
         self.bodies: list[dict[str, Any]] = []
+        # Awaited before a send is answered, given its body: a test's hold on one answer.
+        self.before_answer: Callable[[dict[str, Any]], Awaitable[None]] | None = None
         app = web.Application()
         app.router.add_post("/v21.0/{phone_number_id}/messages", self.messages)
         self.server = TestServer(app, host="127.0.0.1")
@@ -153,6 +155,8 @@ class FakeMeta:
         if self.in_flight >= self.gather:
             self._gathered.set()
         await asyncio.wait_for(self._gathered.wait(), timeout=60)
+        if self.before_answer is not None:
+            await self.before_answer(body)
         await asyncio.sleep(self.delay)
         self.in_flight -= 1
         wamid = f"wamid.{body.get('to')}"
@@ -358,6 +362,55 @@ def test_send_many_waits_for_before_send_before_each_request() -> None:
 
     assert len(outcomes) == 30
     assert calls == 30
+
+
+def test_batches_sharing_slots_overlap_and_keep_their_requests_in_flight_within_the_bound() -> None:
+    first, second = requests_for(6), requests_for(12)[6:]
+    held: list[bool] = []
+
+    async def scenario(meta: FakeMeta, graph: AsyncGraphClient) -> list[SendOutcome]:
+        second_arrived = asyncio.Event()
+
+        async def before_answer(body: dict[str, Any]) -> None:
+            if body["to"] == second[0].body["to"]:  # type: ignore[index]
+                second_arrived.set()
+            elif body["to"] == first[-1].body["to"]:  # type: ignore[index]
+                # Answered only once the second batch has a request at Meta.
+                await asyncio.wait_for(second_arrived.wait(), timeout=5)
+                held.append(True)
+
+        meta.before_answer = before_answer
+        slots = asyncio.Semaphore(2)
+        taken = asyncio.Event()
+        sending_first = asyncio.create_task(
+            graph.send_many(first, 2, slots=slots, all_taken=taken.set)
+        )
+        await taken.wait()
+        # Started while the first batch's last request awaits its answer.
+        second_outcomes = await graph.send_many(second, 2, slots=slots)
+        return [*await sending_first, *second_outcomes]
+
+    outcomes = run(scenario)
+
+    assert held == [True]
+    assert [outcome.wamid for outcome in outcomes] == [
+        f"wamid.54911{index:08d}" for index in range(12)
+    ]
+
+
+def test_requests_sharing_slots_never_exceed_them_together() -> None:
+    async def scenario(meta: FakeMeta, graph: AsyncGraphClient) -> int:
+        meta.delay, meta.gather = 0.01, 3
+        slots = asyncio.Semaphore(3)
+        batches = [requests_for(60)[start : start + 20] for start in (0, 20, 40)]
+        answered = await asyncio.gather(
+            *(graph.send_many(batch, 3, slots=slots) for batch in batches)
+        )
+        assert sum(len(outcomes) for outcomes in answered) == 60
+        return meta.max_in_flight
+
+    # Three batches of three requests at a time each, three slots among them.
+    assert run(scenario) == 3
 
 
 def test_each_send_answered_or_not_is_timed_for_the_callers_observer() -> None:
