@@ -30,7 +30,7 @@ import requests
 
 from bench.drain_processes import celery_beat, gunicorn, sandbox
 from bench.support import PRODUCTION_ENV, Demo, add_service_arguments, django_setup, provision
-from meta.graph_version import GRAPH_VERSION as GRAPH_VERSION  # drain_unpaced imports it
+from meta.graph_version import GRAPH_VERSION as GRAPH_VERSION  # drain_bare imports it
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/11"
 DEFAULT_DATABASE = "mindo_bench_drain"

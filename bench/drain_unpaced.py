@@ -2,6 +2,7 @@
 aiohttp client sending the same messages to the same sandbox in the same run.
 
     .venv/bin/python bench/drain_unpaced.py [--rounds N] [--recipients N] [--configs 1x1,2x1,2x2]
+        [--no-webhooks] [--meta-latency SECONDS]
 
 Targets: at least 1,000 messages/s end to end on a 2-core machine, and at
 least 0.9 of the bare client's rate in the same run.
@@ -20,7 +21,13 @@ the clock starts) sends the same number of template messages straight to the sam
 process: the HTTP ceiling on this machine, against which the engine's rate is given as a ratio.
 Its messages carry no callback data of ours, so their webhooks are kept as deferred statuses and
 never touch the engine's messages. A second table gives the CPU seconds per 1,000 messages of
-each process group, read from /proc, and how many cores they kept busy on average.
+each process group, read from /proc, and how many cores they kept busy on average, for the
+engine's run and for the bare client's (its own process under "workers"): with every core busy
+in both, their totals' ratio is the most the engine/bare ratio can be on this machine.
+
+--meta-latency S has the sandbox answer each accepted send S seconds late, for both runs: with
+Meta's answer time, not the CPU, bounding both, the ratio says how busy a drain keeps its
+DELIVERY_CONCURRENCY connections.
 
 The services are those of bench/drain_support.py; nothing is asserted: the tables print PASS or
 MISS.
@@ -38,18 +45,15 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import orjson
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script, the project's packages are not on the path
 
+from bench.drain_bare import bare_bodies, bare_send  # noqa: E402
 from bench.drain_processes import celery_workers, cpu_between, cpu_used  # noqa: E402
 from bench.drain_support import (  # noqa: E402
-    BARE_BASE,
     ENGINE_BASE,
-    GRAPH_VERSION,
-    TEMPLATE,
     UNLIMITED_THROUGHPUT,
     Services,
     accept,
@@ -99,74 +103,9 @@ class ThroughputRuns:
     bare: list[float] = field(default_factory=list)  # requests/s, bare aiohttp
     # CPU seconds per 1,000 messages by process group, 202 to COMPLETED (the accept included).
     cpu: list[dict[str, float]] = field(default_factory=list)
+    # The same for the bare client's run; its own process's CPU under "workers".
+    bare_cpu: list[dict[str, float]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
-
-
-def bare_bodies(demo: Demo, size: int) -> list[bytes]:
-    """The bodies the engine would build for this template, encoded once, before any clock."""
-    from meta.template_message import template_message_body
-    from templates_app.models import MessageTemplate
-    from templates_app.shapes import template_shape
-
-    template = MessageTemplate.objects.get(
-        business_account__phone_numbers__phone_number_id=demo.phone_number_id,
-        name=TEMPLATE,
-        language=demo.language,
-    )
-    shape = template_shape(template)
-    return [
-        orjson.dumps(
-            template_message_body(
-                to_e164=f"+54911{BARE_BASE + i:08d}",
-                template=shape,
-                variables={"name": f"Cliente {i}", "code": f"C{i:06d}"},
-                button_variables={"button_0": f"B-{i}"},
-                # Names no message: the sandbox's webhooks for it are kept, never applied.
-                callback_data=f"bench-bare:{i}",
-            )
-        )
-        for i in range(size)
-    ]
-
-
-async def bare_send(
-    meta: str, demo: Demo, bodies: list[bytes], concurrency: int
-) -> tuple[float, int]:
-    """Send every body with `concurrency` requests in flight; (seconds, 200 answers)."""
-    import aiohttp
-
-    from templates_app.models import PhoneNumber
-
-    number = await PhoneNumber.objects.select_related("business_account").aget(
-        phone_number_id=demo.phone_number_id
-    )
-    url = f"{meta}/{GRAPH_VERSION}/{demo.phone_number_id}/messages"
-    headers = {
-        "Authorization": f"Bearer {number.business_account.access_token}",
-        "Content-Type": "application/json",
-    }
-    ok = 0
-    connector = aiohttp.TCPConnector(limit=max(concurrency, 1))
-    timeout = aiohttp.ClientTimeout(total=30)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        # Open the connections off the clock, as a drain's session has them after its first batch.
-        async def warm() -> None:
-            async with session.get(f"{meta}/_sandbox/stats") as response:
-                await response.read()
-
-        await asyncio.gather(*(warm() for _ in range(concurrency)))
-        indexes = iter(range(len(bodies)))
-
-        async def worker() -> None:
-            nonlocal ok
-            for index in indexes:
-                async with session.post(url, data=bodies[index], headers=headers) as response:
-                    await response.read()
-                    ok += response.status == 200
-
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return time.perf_counter() - started, ok
 
 
 def throughput_round(
@@ -231,7 +170,12 @@ def throughput_round(
     # The bare client, once the engine's webhooks are settled, against the same sandbox.
     webhooks_settle(meta)
     sandbox_reset(meta)
+    cpu_before, client_before = cpu_used(), time.process_time()
     elapsed, ok = asyncio.run(bare_send(meta, demo, bare, settings.DELIVERY_CONCURRENCY))
+    spent = cpu_between(cpu_before, cpu_used())
+    # The bare client runs in this process: its CPU stands where the engine's workers' does.
+    spent["workers"] = time.process_time() - client_before
+    runs.bare_cpu.append({name: used * 1000 / len(bare) for name, used in spent.items()})
     if ok != len(bare):
         runs.problems.append(f"{config.label}: bare client got {ok} of {len(bare)} answers 200")
     runs.bare.append(len(bare) / elapsed)
@@ -242,6 +186,10 @@ def throughput_round(
 def throughput(args: argparse.Namespace, run: Services) -> dict[Config, ThroughputRuns]:
     env, demo, web, meta, logs = run.env, run.demo, run.web, run.meta, run.logs
     number_configure(demo.phone_number_id, throughput=UNLIMITED_THROUGHPUT)
+    if args.meta_latency:
+        # Every accepted send answered that much later, for the engine and the bare client alike.
+        change = {"slow_share": 1.0, "slow_seconds": args.meta_latency}
+        requests.post(f"{meta}/_sandbox/config", json=change, timeout=30).raise_for_status()
     body = send_body(demo, args.recipients, ENGINE_BASE)
     warm_body = send_body(demo, 200, ENGINE_BASE)
     bare = bare_bodies(demo, args.recipients)
@@ -281,14 +229,14 @@ def throughput(args: argparse.Namespace, run: Services) -> dict[Config, Throughp
     return results
 
 
-def throughput_report(results: dict[Config, ThroughputRuns], size: int) -> None:
+def throughput_report(results: dict[Config, ThroughputRuns], size: int, latency: float) -> None:
     from django.conf import settings
 
     print()
     print(
         f"(a) Throughput, rate unlimited: a send of {size:,} from its 202 to COMPLETED "
-        f"(batch {settings.DELIVERY_BATCH_SIZE}, {settings.DELIVERY_CONCURRENCY} in flight); "
-        "median of the runs"
+        f"(batch {settings.DELIVERY_BATCH_SIZE}, {settings.DELIVERY_CONCURRENCY} in flight, "
+        f"each answer {latency * 1000:.0f} ms late); median of the runs"
     )
     rows = []
     for config, runs in results.items():
@@ -340,21 +288,32 @@ def throughput_report(results: dict[Config, ThroughputRuns], size: int) -> None:
     )
     print()
     print(
-        "CPU seconds per 1,000 messages, 202 to COMPLETED (median; gunicorn: the accept and the "
-        "webhooks; postgres: the bench database's backends)"
+        "CPU seconds per 1,000 messages, 202 to COMPLETED (median; workers: the bare client's own "
+        "process in its rows; gunicorn: the accept and the webhooks; postgres: the bench "
+        "database's backends)"
     )
     names = ["workers", "gunicorn", "sandbox", "postgres"]
     rows = []
     for config, runs in results.items():
-        if not runs.cpu:
-            continue
-        medians = [statistics.median(cpu.get(name, 0.0) for cpu in runs.cpu) for name in names]
-        total = sum(medians)
-        # Cores busy on average: CPU per message times messages per second.
-        cores = total / 1000 * statistics.median(runs.engine)
-        rows.append([config.label, *(sig3(m) for m in medians), sig3(total), sig3(cores)])
+        for label, cpus, rates in (
+            ("engine", runs.cpu, runs.engine),
+            ("bare", runs.bare_cpu, runs.bare),
+        ):
+            if not cpus:
+                continue
+            medians = [statistics.median(cpu.get(name, 0.0) for cpu in cpus) for name in names]
+            total = sum(medians)
+            # Cores busy on average: CPU per message times messages per second.
+            cores = total / 1000 * statistics.median(rates)
+            rows.append(
+                [config.label, label, *(sig3(m) for m in medians), sig3(total), sig3(cores)]
+            )
     if rows:
-        print_table(["CxW", *names, "total", "cores busy"], rows)
+        print_table(["CxW", "run", *names, "total", "cores busy"], rows)
+    print(
+        "With every core busy in both runs, engine/bare can be at most the bare run's CPU per "
+        "message over the engine run's (their totals): the machine's ceiling for the ratio."
+    )
     for runs in results.values():
         for problem in runs.problems:
             print(f"problem: {problem}")
@@ -368,13 +327,19 @@ def main() -> None:
     parser.add_argument(
         "--configs", default="1x1,2x1,2x2", help="worker configurations, CxW by commas"
     )
+    parser.add_argument(
+        "--meta-latency",
+        type=float,
+        default=0.0,
+        help="seconds the sandbox waits before each answer, as Meta's own latency (0)",
+    )
     add_arguments(parser)
     args = parser.parse_args()
     args.rounds = args.rounds or (1 if args.quick else 3)
     args.configs = [Config.parse(text) for text in args.configs.split(",") if text.strip()]
     with services(args) as run:
         results = throughput(args, run)
-    throughput_report(results, args.recipients)
+    throughput_report(results, args.recipients, args.meta_latency)
 
 
 if __name__ == "__main__":
