@@ -30,6 +30,7 @@ from callbacks.signing import secret_generate
 from callbacks.store import signing_endpoints
 from messaging.models import Message, MessageStatus
 from messaging.status import Moves
+from mindo.json_arrays import json_array, json_array_sql
 from templates_app.models import MessageTemplate, PhoneNumber, WhatsAppBusinessAccount
 
 logger = logging.getLogger(__name__)
@@ -69,7 +70,14 @@ JOIN {endpoints} ep ON ep.organization_id = src.organization_id AND ep.enabled
      AND CASE WHEN ep.send_scoped THEN ep.url = src.callback_url ELSE %(type)s = ANY(ep.events) END
 """
 
-_MESSAGE_STATUS_SOURCE = """
+# The moves' arrays go as JSON texts (mindo.json_arrays): a drain's batch has hundreds.
+_MOVED_ARRAYS = ", ".join(
+    json_array_sql(f"%({name})s", sql_type)
+    for name, sql_type in (("message_ids", "bigint"), ("old", "text"), ("new", "text"))
+)
+
+_MESSAGE_STATUS_SOURCE = (
+    """
 SELECT b.organization_id, b.callback_url, jsonb_build_object(
     'message_id', m.id,
     'wamid', m.wamid,
@@ -86,12 +94,14 @@ SELECT b.organization_id, b.callback_url, jsonb_build_object(
 -- A message to a business-scoped user id (its phone null) names it; others keep their keys.
 ) || CASE WHEN m.recipient_user_id IS NULL THEN '{{}}'::jsonb
           ELSE jsonb_build_object('user_id', m.recipient_user_id) END AS body
-FROM unnest(%(message_ids)s::bigint[], %(old)s::text[], %(new)s::text[])
-    AS c(message_id, old_status, new_status)
+FROM unnest("""
+    + _MOVED_ARRAYS
+    + """) AS c(message_id, old_status, new_status)
 JOIN {messages} m ON m.id = c.message_id
 JOIN {sends} b ON b.id = m.bulk_send_id
 JOIN {numbers} p ON p.id = b.phone_number_id
 """
+)
 
 _BULK_SEND_SOURCE = """
 SELECT b.organization_id, b.callback_url, jsonb_build_object(
@@ -169,9 +179,9 @@ def _message_status_params(moves: Moves) -> dict[str, Any] | None:
     if not reported:
         return None
     return {
-        "message_ids": [message_id for message_id, _, _ in reported],
-        "old": [old for _, old, _ in reported],
-        "new": [new for _, _, new in reported],
+        "message_ids": json_array(message_id for message_id, _, _ in reported),
+        "old": json_array(old for _, old, _ in reported),
+        "new": json_array(new for _, _, new in reported),
     }
 
 

@@ -25,6 +25,7 @@ from messaging.status import table_names
 from meta.error_codes import USER_STOPPED_MARKETING
 from meta.user_ids import is_user_id
 from meta.webhook_payload import MarketingPreference
+from mindo.json_arrays import json_array, json_array_sql
 from mindo.models import Organization
 from mindo.phones import phone_normalize
 from templates_app.models import PhoneNumber
@@ -96,12 +97,14 @@ def suppression_remove(*, organization: Organization | int, phone: str) -> bool:
 
 
 # Both look-ups of a claimed batch in one round trip, each by its unique index.
-_HOLDS_SQL = """
-SELECT phone, NULL::timestamptz FROM {suppressions}
- WHERE organization_id = %(organization)s AND phone = ANY(%(phones)s::text[])
+# The phones go as one JSON text (mindo.json_arrays): a drain's batch has hundreds.
+_HOLDS_SQL = f"""
+WITH asked AS (SELECT {json_array_sql("%(phones)s", "text")} AS phones)
+SELECT phone, NULL::timestamptz FROM {{suppressions}}
+ WHERE organization_id = %(organization)s AND phone = ANY((SELECT phones FROM asked)::text[])
 UNION ALL
-SELECT phone, until FROM {cooldowns}
- WHERE business_account_id = %(account)s AND phone = ANY(%(phones)s::text[])
+SELECT phone, until FROM {{cooldowns}}
+ WHERE business_account_id = %(account)s AND phone = ANY((SELECT phones FROM asked)::text[])
    AND until > %(now)s
 """
 
@@ -127,7 +130,7 @@ def marketing_holds(
     params: dict[str, Any] = {
         "organization": organization_id,
         "account": business_account_id,
-        "phones": phones,
+        "phones": json_array(phones),
         "now": now,
     }
     with connection.cursor() as cursor:

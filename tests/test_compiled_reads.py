@@ -38,7 +38,16 @@ from tests.conftest import Tenant
 from tests.test_webhook_properties import PROPERTY_SETTINGS, rolled_back
 
 API = "/api/v1/meta-templates"
-DAY0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+DAY0 = datetime(2026, 3, 1, tzinfo=UTC)
+# Moments within a day, its first and last microseconds among them: the day filters' bounds.
+WITHIN_DAY = st.sampled_from(
+    [
+        timedelta(0),
+        timedelta(microseconds=1),
+        timedelta(hours=12),
+        timedelta(days=1, microseconds=-1),
+    ]
+)
 SEND_STATUSES = list(BulkSendStatus)
 
 sends_strategy = st.lists(
@@ -46,6 +55,7 @@ sends_strategy = st.lists(
         st.sampled_from(SEND_STATUSES),
         st.booleans(),  # the other template
         st.integers(0, 4),  # created that many days after DAY0
+        WITHIN_DAY,  # at that moment of the day
         st.booleans(),  # a single send, which the list leaves out
     ),
     max_size=8,
@@ -54,14 +64,16 @@ sends_strategy = st.lists(
 
 def make_sends(tenant: Tenant, other_template: Any, plans: list[Any]) -> list[BulkSend]:
     sends = []
-    for status, other, days, single in plans:
+    for status, other, days, moment, single in plans:
         bulk_send = factories.make_bulk_send(
             tenant.number,
             other_template if other else tenant.template,
             status=status,
             kind=BulkSendKind.SINGLE if single else BulkSendKind.BULK,
         )
-        BulkSend.objects.filter(pk=bulk_send.pk).update(created_at=DAY0 + timedelta(days=days))
+        BulkSend.objects.filter(pk=bulk_send.pk).update(
+            created_at=DAY0 + timedelta(days=days) + moment
+        )
         sends.append(bulk_send)
     return sends
 
