@@ -209,6 +209,10 @@ class _Drain:
         """Settle the batch handed to the sender after one whose answers stopped the sending
         (`sender.stop` is set): what it sent by Meta's answers, the rest back to `pending`."""
         cut, self.in_flight = self.in_flight, None
+        self._settle_cut(cut)
+
+    def _settle_cut(self, cut: SentBatch | None) -> None:
+        """Once the sending of `cut`, stopped, has ended, settle it (`_settle_interrupted`)."""
         if cut is not None:
             cut.wait()
             self._settle_interrupted(cut)
@@ -316,14 +320,9 @@ class _Drain:
         (the settling thread's database connection with it)."""
         self.sender.stop.set()
         try:
-            if self.finishing is not None:
-                self.finishing.wait()
-                self._settle_interrupted(self.finishing)
-                self.finishing = None
-            if self.in_flight is not None:
-                self.in_flight.wait()
-                self._settle_interrupted(self.in_flight)
-                self.in_flight = None
+            finishing, self.finishing = self.finishing, None
+            self._settle_cut(finishing)
+            self._settle_interrupted_next()
             self._release_upcoming()
             self._settle_interrupted_wait()
         finally:
