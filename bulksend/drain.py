@@ -279,7 +279,7 @@ class _Drain:
         logger.info(
             "Send %(bulk_send_id)s, number %(phone_number_id)s: %(sent)d sent, %(failed)d "
             "failed, %(retried)d retried, %(uncertain)d uncertain, %(not_tried)d not tried; "
-            "%(rate).1f requests/s, %(forfeited)d permits forfeited",
+            "%(rate).1f requests/s, %(forfeited)d permits forfeited, %(paid_late)d paid late",
             fields,
             extra=fields,
         )

@@ -162,6 +162,7 @@ class SentBatch:
         self.taken = threading.Event()
         self.seconds = 0.0  # how long the sending took, limiter waits included
         self.forfeited = 0  # permits its workers woke too late to use (messaging.ratelimit)
+        self.paid_late = 0  # permits its workers used late, paid for by the schedule (same)
         self._future: concurrent.futures.Future[None] | None = None
 
     def wait(self) -> None:
@@ -222,6 +223,7 @@ class SentBatch:
             # Requests handed to Meta per second of the batch's sending, limiter waits included.
             "rate": round(self.handed_over / self.seconds, 1) if self.seconds > 0 else 0.0,
             "forfeited": self.forfeited,
+            "paid_late": self.paid_late,
         }
 
     def halting(self) -> GraphError | None:
@@ -294,7 +296,7 @@ class BatchSender:
     async def _send(self, sent: SentBatch, prepared: list[SendRequest | SendOutcome]) -> None:
         """Fill `sent.progress` as requests go out and answers come back."""
         started = time.monotonic()
-        forfeited = self.pacer.forfeited
+        forfeited, paid_late = self.pacer.forfeited, self.pacer.paid_late
         progress = sent.progress
         positions = [i for i, item in enumerate(prepared) if isinstance(item, SendRequest)]
         requests = [item for item in prepared if isinstance(item, SendRequest)]
@@ -323,6 +325,7 @@ class BatchSender:
                 progress.outcomes[position] = requested.outcomes[index]
             sent.seconds = time.monotonic() - started
             sent.forfeited = self.pacer.forfeited - forfeited
+            sent.paid_late = self.pacer.paid_late - paid_late
         number_slow_down_if_told(
             self.limiter, self.phone_number_id, [o for o in requested.outcomes if o]
         )

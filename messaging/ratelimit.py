@@ -496,6 +496,7 @@ class AsyncPacer:
                 continue
             if debt:
                 self.paid_late += 1
+                metrics.LIMITER_PAID_LATE.inc()
                 # Either way of paying covers every permit used late since the last payment
                 # (`_reserve` takes the cheaper). Not a sum: moving every later slot back by the
                 # largest lateness keeps each late permit a second plus the guard from the ones

@@ -81,6 +81,11 @@ LIMITER_FORFEITS = Counter(
     "Permits of a number's rate limiter given up: the worker woke too late for the permit's slot "
     "(a busy machine), or had stopped waiting.",
 )
+LIMITER_PAID_LATE = Counter(
+    "mindo_limiter_permits_paid_late",
+    "Permits of a number's rate limiter used late but within the payable bound: each moved the "
+    "number's later slots back or skipped one a second later (a busy machine).",
+)
 WEBHOOKS_STORED = Counter("mindo_webhook_events_stored", "Webhook bodies verified and stored.")
 WEBHOOKS_APPLIED = Counter("mindo_webhook_events_applied", "Stored webhook bodies applied.")
 

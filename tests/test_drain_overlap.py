@@ -304,6 +304,9 @@ def test_each_batch_logs_one_line_with_the_send_the_number_its_outcomes_and_rate
         assert message.startswith(f"Send {send_id}, number {number}: ")
         assert record.rate > 0  # type: ignore[attr-defined]
         assert f"{record.rate:.1f} requests/s" in message  # type: ignore[attr-defined]
+        # Unpaced: no permit, none forfeited or paid for late.
+        assert (record.forfeited, record.paid_late) == (0, 0)  # type: ignore[attr-defined]
+        assert message.endswith("0 permits forfeited, 0 paid late")
 
 
 def answers_by_index(answers: dict[int, Answer]) -> Callable[[int, dict[str, Any]], Answer | None]:

@@ -38,6 +38,7 @@ METRIC_NAMES = [
     "mindo_graph_request_seconds",
     "mindo_limiter_wait_seconds",
     "mindo_limiter_permits_forfeited_total",
+    "mindo_limiter_permits_paid_late_total",
     "mindo_webhook_events_stored_total",
     "mindo_webhook_events_applied_total",
     "mindo_webhook_apply_lag_seconds",

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from prometheus_client import REGISTRY
 
 from messaging.ratelimit import (
     LATE_PAYMENT_MAX_SECONDS,
@@ -178,6 +179,7 @@ def test_workers_that_wake_late_pay_for_their_permits_or_forfeit_them(
     counted: str,
 ) -> None:
     stall = itertools.chain([0.0] * 5, [late] * 40, itertools.repeat(0.0))
+    counters_before = limiter_counters()
 
     stamps, pacers = leave_times(
         limiter, clock, monkeypatch, rate=100, hosts=1, workers=4, seconds=1.5, lateness=stall
@@ -185,6 +187,19 @@ def test_workers_that_wake_late_pay_for_their_permits_or_forfeit_them(
 
     assert getattr(pacers[0], counted) > 0
     assert max_in_any_window(stamps) <= 100
+    # What /metrics shows an operator: the same counts.
+    counters_after = limiter_counters()
+    assert {name: counters_after[name] - counters_before[name] for name in counters_after} == {
+        "forfeited": pacers[0].forfeited,
+        "paid_late": pacers[0].paid_late,
+    }
+
+
+def limiter_counters() -> dict[str, float]:
+    return {
+        name: REGISTRY.get_sample_value(f"mindo_limiter_permits_{name}_total") or 0.0
+        for name in ("forfeited", "paid_late")
+    }
 
 
 # At 40/s a second of slots has no room for one more request. At 300/s it has room for 3 with
