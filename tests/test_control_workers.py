@@ -196,12 +196,16 @@ def assert_each_sent_exactly_once_or_cancelled(
 ) -> None:
     record = received(sandbox)
     assert record.duplicates == []
-    by_id = record.by_message_id
-    for message in Message.objects.filter(bulk_send=bulk_send):
-        if message.status == MessageStatus.CANCELLED:
-            assert message.pk not in by_id
-        else:
-            assert message.wamid == by_id[message.pk]["wamid"]
+    rows = {
+        pk: (status, wamid)
+        for pk, status, wamid in Message.objects.filter(bulk_send=bulk_send).values_list(
+            "pk", "status", "wamid"
+        )
+    }
+    taken = {pk: item["wamid"] for pk, item in record.by_message_id.items()}
+    kept = {pk: wamid for pk, (status, wamid) in rows.items() if status != MessageStatus.CANCELLED}
+    # Compared whole, so that a failure names every message on either side, with its row.
+    assert taken == kept, {pk: rows.get(pk) for pk in taken.keys() ^ kept.keys()}
 
 
 def test_a_send_paused_mid_batch_sends_nothing_until_resumed(
