@@ -30,7 +30,7 @@ from callbacks.signing import secret_generate
 from callbacks.store import signing_endpoints
 from messaging.models import Message, MessageStatus
 from messaging.status import Moves
-from mindo.json_arrays import json_array, json_array_sql
+from mindo.json_arrays import json_array, json_arrays_sql
 from templates_app.models import MessageTemplate, PhoneNumber, WhatsAppBusinessAccount
 
 logger = logging.getLogger(__name__)
@@ -71,10 +71,7 @@ JOIN {endpoints} ep ON ep.organization_id = src.organization_id AND ep.enabled
 """
 
 # The moves' arrays go as JSON texts (mindo.json_arrays): a drain's batch has hundreds.
-_MOVED_ARRAYS = ", ".join(
-    json_array_sql(f"%({name})s", sql_type)
-    for name, sql_type in (("message_ids", "bigint"), ("old", "text"), ("new", "text"))
-)
+_MOVED_ARRAYS = json_arrays_sql({"message_ids": "bigint", "old": "text", "new": "text"})
 
 _MESSAGE_STATUS_SOURCE = (
     """

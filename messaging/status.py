@@ -33,7 +33,7 @@ from messaging.counters import (
 )
 from messaging.models import DeferredStatus, Message, MessageStatus, WebhookProgress
 from meta.account_events import Pricing, pricing_document, pricing_read
-from mindo.json_arrays import json_array, json_array_sql
+from mindo.json_arrays import json_array, json_array_sql, json_arrays_sql
 from mindo.prepared import prepared_cursor
 from templates_app.models import PhoneNumber
 
@@ -273,9 +273,7 @@ def table_names() -> dict[str, str]:
 
 def _messages_sql() -> str:
     return _MESSAGES_SQL.format(
-        arrays=", ".join(
-            json_array_sql(f"%({name})s", sql_type) for name, sql_type in _BATCH_TYPES.items()
-        ),
+        arrays=json_arrays_sql(_BATCH_TYPES),
         **table_names(),
         **STATUS_SQL,
         **_STATUS_GROUPS,

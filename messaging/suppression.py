@@ -97,7 +97,9 @@ def suppression_remove(*, organization: Organization | int, phone: str) -> bool:
 
 
 # Both look-ups of a claimed batch in one round trip, each by its unique index.
-# The phones go as one JSON text (mindo.json_arrays): a drain's batch has hundreds.
+# The phones go as one JSON text (mindo.json_arrays): a drain's batch has hundreds. The
+# `::text[]` cast adds no type: it makes PostgreSQL read `ANY((SELECT ...))` as one array to
+# search rather than as a subquery of rows to compare with (the statement fails without it).
 _HOLDS_SQL = f"""
 WITH asked AS (SELECT {json_array_sql("%(phones)s", "text")} AS phones)
 SELECT phone, NULL::timestamptz FROM {{suppressions}}

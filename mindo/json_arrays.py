@@ -9,7 +9,7 @@ recipients' marketing holds) take their arrays this way.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import orjson
@@ -27,3 +27,9 @@ def json_array_sql(param: str, sql_type: str) -> str:
         f"ARRAY(SELECT e::{sql_type} FROM json_array_elements_text({param}::json)"
         " WITH ORDINALITY AS a(e, n) ORDER BY n)"
     )
+
+
+def json_arrays_sql(types: Mapping[str, str]) -> str:
+    """`json_array_sql` for each named parameter (`%(name)s`) and its SQL type, in their order
+    and comma-separated: the arrays of one `unnest(...)`."""
+    return ", ".join(json_array_sql(f"%({name})s", sql_type) for name, sql_type in types.items())

@@ -339,11 +339,17 @@ def max_in_one_second(moments: list[float]) -> int:
     return most
 
 
+def permits_counted(outcome: str) -> int:
+    """How many permits the pacers of this process have counted so far as `outcome`, as /metrics
+    shows them: "forfeited" or "paid_late" (messaging.ratelimit.AsyncPacer)."""
+    return int(REGISTRY.get_sample_value(f"mindo_limiter_permits_{outcome}_total") or 0)
+
+
 def permits_forfeited() -> int:
     """How many permits the pacers of this process have forfeited so far (a worker that woke too
-    late for its permit's slot, as a busy machine's may: messaging.ratelimit.AsyncPacer). Their
-    slots stay reserved, so a test counts them beside its messages' permits."""
-    return int(REGISTRY.get_sample_value("mindo_limiter_permits_forfeited_total") or 0)
+    late for its permit's slot, as a busy machine's may). Their slots stay reserved, so a test
+    counts them beside its messages' permits."""
+    return permits_counted("forfeited")
 
 
 class RecordingLimiter(RateLimiter):

@@ -12,7 +12,7 @@ from django.db import connection
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mindo.json_arrays import json_array, json_array_sql
+from mindo.json_arrays import json_array, json_array_sql, json_arrays_sql
 
 pytestmark = pytest.mark.django_db
 
@@ -50,11 +50,11 @@ def test_an_array_comes_out_as_it_went_in(case: tuple[str, list[Any]]) -> None:
 
 def test_arrays_of_one_statement_line_up_by_position_in_unnest() -> None:
     ids, wamids = [3, 1, 2], ["wamid.c", None, 'wamid."a",\\{b}']
+    arrays = json_arrays_sql({"ids": "bigint", "wamids": "text"})
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT * FROM unnest({json_array_sql('%s', 'bigint')}, {json_array_sql('%s', 'text')}"
-            ", '{}'::text[])",
-            [json_array(ids), json_array(wamids)],
+            f"SELECT * FROM unnest({arrays}, '{{}}'::text[])",
+            {"ids": json_array(ids), "wamids": json_array(wamids)},
         )
         rows = cursor.fetchall()
     assert rows == [(3, "wamid.c", None), (1, None, None), (2, 'wamid."a",\\{b}', None)]

@@ -13,7 +13,6 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from prometheus_client import REGISTRY
 
 from messaging.ratelimit import (
     LATE_PAYMENT_MAX_SECONDS,
@@ -24,7 +23,7 @@ from messaging.ratelimit import (
     RateLimiter,
     permits_of,
 )
-from tests.delivery_support import redis_client
+from tests.delivery_support import permits_counted, redis_client
 from tests.test_ratelimit import MICROS, ManualClock, VirtualSleep, max_in_any_window
 
 TOLERANCE = TOLERANCE_SECONDS
@@ -195,11 +194,8 @@ def test_workers_that_wake_late_pay_for_their_permits_or_forfeit_them(
     }
 
 
-def limiter_counters() -> dict[str, float]:
-    return {
-        name: REGISTRY.get_sample_value(f"mindo_limiter_permits_{name}_total") or 0.0
-        for name in ("forfeited", "paid_late")
-    }
+def limiter_counters() -> dict[str, int]:
+    return {outcome: permits_counted(outcome) for outcome in ("forfeited", "paid_late")}
 
 
 # At 40/s a second of slots has no room for one more request. At 300/s it has room for 3 with
