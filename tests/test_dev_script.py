@@ -8,12 +8,23 @@ import fcntl
 import os
 import re
 import shutil
+import signal
 import subprocess
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 from django.conf import settings
+
+from tests.delivery_support import (
+    delivery_redis_fixture,  # noqa: F401  (fixture)
+    free_ports,
+    process_env,
+    wait_for,
+)
+from tests.test_drain_workers import forget_broker
 
 ROOT = Path(settings.BASE_DIR)
 # Variables ./dev reads besides the service's own settings.
@@ -151,3 +162,87 @@ def test_dot_env_example_lists_every_variable_and_pins_no_other_broker() -> None
     # is changed in a copied .env.
     assert "CELERY_BROKER_URL" not in active
     assert "CELERY_BROKER_URL" in commented
+
+
+def checkout_of_links(tmp_path: Path) -> Path:
+    """A checkout whose files are the project's own, linked, with a `dev` and no `.run/` or
+    `.env` of its own: a `./dev up` there starts and stops apart from any in the project."""
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    for entry in ROOT.iterdir():
+        if entry.name not in {"dev", ".run", ".env", ".git"}:
+            (checkout / entry.name).symlink_to(entry)
+    shutil.copy2(ROOT / "dev", checkout / "dev")
+    return checkout
+
+
+def session_processes(session_id: int) -> set[int]:
+    """The processes of a session: a script started as its leader and everything it started."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, ProcessLookupError):
+                if os.getsid(int(entry.name)) == session_id:
+                    found.add(int(entry.name))
+    return found
+
+
+def answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+@pytest.mark.django_db(transaction=True)
+def test_up_stops_everything_it_started_on_a_term_to_the_script_alone(
+    tmp_path: Path, delivery_redis: redis.Redis
+) -> None:
+    """As a supervisor or a container runtime stops it: SIGTERM to the script's pid only."""
+    checkout = checkout_of_links(tmp_path)
+    port, sandbox_port = free_ports(2)
+    env = {
+        **process_env(),
+        "REDIS_URL": settings.REDIS_URL,
+        "CELERY_TASK_ALWAYS_EAGER": "false",
+        "PORT": str(port),
+        "SANDBOX_PORT": str(sandbox_port),
+        "WEB_CONCURRENCY": "1",
+        "DJANGO_STATIC_ROOT": str(tmp_path / "static"),
+    }
+    forget_broker(delivery_redis)
+    with (tmp_path / "up.log").open("wb") as log:
+        up = subprocess.Popen(
+            ["bash", str(checkout / "dev"), "up"],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        wait_for(
+            lambda: answers(f"http://127.0.0.1:{port}/readyz") or up.poll() is not None,
+            timeout=180,
+            what="./dev up to answer on /readyz",
+        )
+        assert up.poll() is None, (tmp_path / "up.log").read_text()
+        started = session_processes(up.pid) - {up.pid}
+        assert len(started) >= 5  # the sandbox, two workers, beat, gunicorn (and their children)
+
+        up.send_signal(signal.SIGTERM)
+
+        assert up.wait(timeout=60) == 128 + signal.SIGTERM
+        wait_for(
+            lambda: not session_processes(up.pid),
+            timeout=60,
+            what="every process ./dev up started to stop",
+        )
+        assert not answers(f"http://127.0.0.1:{port}/healthz")
+        assert not answers(f"http://127.0.0.1:{sandbox_port}/_sandbox/stats")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(up.pid, signal.SIGKILL)
+        up.wait(timeout=10)
+        forget_broker(delivery_redis)
