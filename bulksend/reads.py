@@ -34,6 +34,13 @@ SEND = stand_in_uuid(1)
 # Shapes of message pages kept compiled: the first pages of each filter and page size, which
 # clients read most; a deep page past them is compiled again when read, as every page used to be.
 PAGE_SHAPES_KEPT = 256
+# The columns a page's message shows (bulksend.serializers.bulk_send_message_body), and no more:
+# the others (its button variables decoded from JSON, four more moments, pricing) cost more to
+# read and build than the statement costs to run.
+MESSAGE_PAGE_COLUMNS = (
+    *("id", "recipient_phone", "recipient_user_id", "status", "wamid", "variables"),
+    *("sent_at", "delivered_at", "read_at", "error_message"),
+)
 
 
 def _organization_send(sends: QuerySet[BulkSend]) -> CompiledQuery[BulkSend]:
@@ -92,6 +99,7 @@ def _messages_page(
     public: str | None, send_cancelled: bool, where: tuple[bool, int, int]
 ) -> CompiledQuery[Message]:
     rows = messages_with_public_status(send_messages(SEND), public, send_cancelled=send_cancelled)
+    rows = rows.only(*MESSAGE_PAGE_COLUMNS)
     return compile_queryset(rows_of_keys_slice(rows, where), {"send": SEND})
 
 
@@ -111,6 +119,15 @@ TEMPLATE = stand_in_int(2)
 CREATED_FROM = stand_in_moment(1)
 CREATED_UNTIL = stand_in_moment(2)
 SENDS_PAGE_SHAPES_KEPT = 256
+# The columns a list item shows (bulksend.serializers.bulk_send_list_item_body), and no more: a
+# template's components, variables and buttons (JSON decoded per row) and the send's other
+# columns cost more to read and build than the statement costs to run.
+SENDS_PAGE_COLUMNS = (
+    *("id", "status", "unique_recipients", "created_at", "completed_at"),
+    *("sent_count", "delivered_count", "read_count", "failed_count", "pending_count"),
+    *("template__name", "template__language", "template__status"),
+    *("phone_number__display_phone_number", "phone_number__verified_name"),
+)
 # SendsFilter's fields, in its `shape()` order: each one's lookup and stand-in.
 SENDS_FILTERS = (
     ("status", "status", STATUS),
@@ -146,7 +163,7 @@ def _sends_page(
     shape: tuple[bool, bool, bool, bool], bottom: int, top: int
 ) -> CompiledQuery[BulkSend]:
     sends, stand_ins = _filtered_sends(shape)
-    return compile_queryset(sends[bottom:top], stand_ins)
+    return compile_queryset(sends.only(*SENDS_PAGE_COLUMNS)[bottom:top], stand_ins)
 
 
 def sends_count(organization_id: int, filters: SendsFilter) -> int:
