@@ -35,8 +35,8 @@ SEND = stand_in_uuid(1)
 # clients read most; a deep page past them is compiled again when read, as every page used to be.
 PAGE_SHAPES_KEPT = 256
 # The columns a page's message shows (bulksend.serializers.bulk_send_message_body), and no more:
-# the others (its button variables decoded from JSON, four more moments, pricing) cost more to
-# read and build than the statement costs to run.
+# reading the others (its button variables decoded from JSON, four more moments, pricing) into
+# every instance made 14% of a page's function calls (bench/reads_cpu.py), for nothing.
 MESSAGE_PAGE_COLUMNS = (
     *("id", "recipient_phone", "recipient_user_id", "status", "wamid", "variables"),
     *("sent_at", "delivered_at", "read_at", "error_message"),
@@ -119,9 +119,9 @@ TEMPLATE = stand_in_int(2)
 CREATED_FROM = stand_in_moment(1)
 CREATED_UNTIL = stand_in_moment(2)
 SENDS_PAGE_SHAPES_KEPT = 256
-# The columns a list item shows (bulksend.serializers.bulk_send_list_item_body), and no more: a
-# template's components, variables and buttons (JSON decoded per row) and the send's other
-# columns cost more to read and build than the statement costs to run.
+# The columns a list item shows (bulksend.serializers.bulk_send_list_item_body), and no more:
+# reading the send's other columns and its template's components, variables and buttons (JSON
+# decoded per row) made 10% of the list's function calls (bench/reads_cpu.py), for nothing.
 SENDS_PAGE_COLUMNS = (
     *("id", "status", "unique_recipients", "created_at", "completed_at"),
     *("sent_count", "delivered_count", "read_count", "failed_count", "pending_count"),
